@@ -1,0 +1,28 @@
+# Two entry points (see README): `make study` and `make test`.
+# Both create .venv on first use from requirements.txt (the single source of pins).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+KERNEL := imbalance
+
+.PHONY: study test venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e '.[dev]'
+	# the notebooks run on this venv's own kernel, never on a machine-wide `python3` one
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (imbalance)" >/dev/null
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(PY) -m imbalance.cli run params/quick.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
