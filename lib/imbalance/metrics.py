@@ -1,0 +1,88 @@
+"""Metrics: multi-class ROC AUC (one-vs-rest, unweighted mean), accuracy, thresholding, recall.
+
+`roc_auc_ovr` is the Mann-Whitney form of the AUC, vectorised over classes (and any leading
+batch dimensions, e.g. K networks' scores at once): for class c,
+    AUC_c = (sum of ranks of the positives - P (P + 1) / 2) / (P * Q)
+with ties given their average rank, exactly as scikit-learn's `roc_auc_score(multi_class='ovr',
+average='macro')` computes it from the ROC curve's trapezoids. Computed in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _tensor(x, dtype=None) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.cpu() if dtype is None else t.cpu().to(dtype)
+
+
+def _check(y: torch.Tensor, scores: torch.Tensor) -> None:
+    if scores.ndim < 2 or y.ndim != 1 or scores.shape[-2] != y.shape[0]:
+        raise ValueError(f"scores must be shaped (..., n_samples, n_classes) with n_samples = len(y_true); "
+                         f"got scores {tuple(scores.shape)} and y_true {tuple(y.shape)}")
+
+
+def roc_auc_ovr(y_true, scores) -> float | np.ndarray:
+    """Mean over classes of the one-vs-rest ROC AUC. scores: (..., n, C); returns float or (...) array."""
+    y = _tensor(y_true, torch.int64)
+    s = _tensor(scores, torch.float64)
+    _check(y, s)
+    n, n_classes = s.shape[-2:]
+    positives = torch.nn.functional.one_hot(y, n_classes).to(torch.float64)        # (n, C)
+    n_pos = positives.sum(0)
+    if (n_pos == 0).any() or (n_pos == n).any():
+        missing = torch.nonzero((n_pos == 0) | (n_pos == n)).flatten().tolist()
+        raise ValueError(f"ROC AUC needs positives and negatives of every class; classes {missing} lack one")
+    cols = s.transpose(-1, -2).contiguous()                                         # (..., C, n)
+    ordered = cols.sort(dim=-1).values
+    below = torch.searchsorted(ordered, cols, right=False)                          # ties: count strictly lower
+    upto = torch.searchsorted(ordered, cols, right=True)
+    ranks = (below + upto + 1).to(torch.float64) / 2                                # average 1-based rank
+    rank_sum = (ranks * positives.T).sum(-1)                                        # (..., C)
+    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * (n - n_pos))
+    out = auc.mean(-1)
+    return float(out) if out.ndim == 0 else out.numpy()
+
+
+def predictions(scores) -> torch.Tensor:
+    return _tensor(scores).argmax(-1)
+
+
+def accuracy(y_true, scores) -> float | np.ndarray:
+    """Fraction of argmax(scores) equal to y_true; scores (..., n, C)."""
+    y = _tensor(y_true, torch.int64)
+    s = _tensor(scores)
+    _check(y, s)
+    out = (s.argmax(-1) == y).to(torch.float64).mean(-1)
+    return float(out) if out.ndim == 0 else out.numpy()
+
+
+def threshold_scores(scores, priors):
+    """Thresholding (the paper's section 3.3.4): divide each class output by its prior.
+
+    Returns the same kind (numpy or torch) as `scores`. priors must be positive and one per class.
+    """
+    p = np.asarray(priors, dtype=np.float64)
+    if p.ndim != 1 or p.shape[0] != np.shape(scores)[-1] or (p <= 0).any():
+        raise ValueError(f"priors must be {np.shape(scores)[-1]} positive class frequencies, got {p.tolist()}")
+    if isinstance(scores, torch.Tensor):
+        return scores / torch.as_tensor(p, dtype=scores.dtype, device=scores.device)
+    return np.asarray(scores) / p
+
+
+def per_class_recall(y_true, y_pred, *, n_classes: int) -> np.ndarray:
+    """Recall of each class (NaN for a class absent from y_true)."""
+    y = _tensor(y_true, torch.int64).numpy()
+    p = _tensor(y_pred, torch.int64).numpy()
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {y.shape} and {p.shape}")
+    support = np.bincount(y, minlength=n_classes).astype(np.float64)
+    hits = np.bincount(y[y == p], minlength=n_classes).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return hits / support
+
+
+def balanced_accuracy(y_true, y_pred, *, n_classes: int) -> float:
+    """Mean per-class recall over the classes present in y_true."""
+    return float(np.nanmean(per_class_recall(y_true, y_pred, n_classes=n_classes)))

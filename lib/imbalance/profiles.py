@@ -1,0 +1,147 @@
+"""Class-count profiles (step, linear, exponential) and subsampling by the study's rules.
+
+Definitions (Buda, Maki & Mazurowski 2018, section 3.1), for N classes and a largest class of
+n_max examples:
+- step(mu, rho): round(mu * N) minority classes of n_max / rho examples, the rest n_max.
+- linear(rho): sizes interpolated linearly from n_max / rho (smallest) to n_max (largest).
+- exponential(rho) (long-tailed, not in the paper): n_i = n_max * rho^(-i / (N - 1)).
+Rounding: every count is rounded half up (floor(x + 0.5)) and never drops below 1 example.
+Profiles return counts in *rank order*: index 0 is the smallest class.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+PROFILES = ("step", "linear", "exponential")
+MINORITY_RULES = ("random", "lowest", "scarcity")
+# random:   minority classes drawn at random per repeat (the paper's MNIST rule)
+# lowest:   the lowest labels are minority, nested as mu grows (the paper's CIFAR-10 rule)
+# scarcity: classes with fewer than n_max examples are always minority, the rest drawn at
+#           random (the paper's ImageNet rule)
+
+
+def _round(x: float) -> int:
+    return max(1, int(math.floor(x + 0.5)))
+
+
+def _check_common(n_classes: int, n_max: int, rho: float) -> None:
+    if not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if not isinstance(n_max, (int, np.integer)) or n_max < 1:
+        raise ValueError(f"n_max must be an integer >= 1, got {n_max!r}")
+    if not isinstance(rho, (int, float, np.number)) or not math.isfinite(rho) or rho < 1:
+        raise ValueError(f"rho must be a number >= 1 (majority/minority size ratio), got {rho!r}")
+
+
+def n_minority_classes(*, n_classes: int, mu: float) -> int:
+    """round(mu * N), checked to leave at least one minority and one majority class."""
+    if not isinstance(mu, (int, float, np.number)) or not 0 < mu < 1:
+        raise ValueError(f"mu must be in the open interval (0, 1) (fraction of minority classes), got {mu!r}")
+    k = int(math.floor(mu * n_classes + 0.5 + 1e-9))
+    if k == 0:
+        raise ValueError(f"mu={mu} gives zero minority classes with {n_classes} classes "
+                         f"(round(mu * n_classes) must be >= 1; use mu >= {0.5 / n_classes:g})")
+    if k == n_classes:
+        raise ValueError(f"mu={mu} makes all {n_classes} classes minority "
+                         f"(round(mu * n_classes) must be <= {n_classes - 1})")
+    return k
+
+
+def step_profile(*, n_classes: int, n_max: int, mu: float, rho: float) -> np.ndarray:
+    _check_common(n_classes, n_max, rho)
+    k = n_minority_classes(n_classes=n_classes, mu=mu)
+    counts = np.full(n_classes, n_max, dtype=np.int64)
+    counts[:k] = _round(n_max / rho)
+    return counts
+
+
+def linear_profile(*, n_classes: int, n_max: int, rho: float) -> np.ndarray:
+    _check_common(n_classes, n_max, rho)
+    n_min = n_max / rho
+    return np.array([_round(n_min + (n_max - n_min) * i / (n_classes - 1)) for i in range(n_classes)],
+                    dtype=np.int64)
+
+
+def exponential_profile(*, n_classes: int, n_max: int, rho: float) -> np.ndarray:
+    _check_common(n_classes, n_max, rho)
+    # written smallest first: rank i holds n_max * rho^(-(N-1-i)/(N-1))
+    return np.array([_round(n_max * rho ** (-(n_classes - 1 - i) / (n_classes - 1))) for i in range(n_classes)],
+                    dtype=np.int64)
+
+
+def profile_counts(profile: str, *, n_classes: int, n_max: int, rho: float, mu: float | None = None) -> np.ndarray:
+    """Counts in rank order for a profile named by string (as in params files)."""
+    if profile == "step":
+        if mu is None:
+            raise ValueError("mu is required for the step profile (fraction of minority classes in (0, 1))")
+        return step_profile(n_classes=n_classes, n_max=n_max, mu=mu, rho=rho)
+    if mu is not None:
+        raise ValueError(f"mu must be None for the {profile!r} profile (it applies to 'step' only), got {mu!r}")
+    if profile == "linear":
+        return linear_profile(n_classes=n_classes, n_max=n_max, rho=rho)
+    if profile == "exponential":
+        return exponential_profile(n_classes=n_classes, n_max=n_max, rho=rho)
+    raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+
+
+@dataclass(frozen=True)
+class Subset:
+    indices: np.ndarray          # int64 positions into the full training set, sorted
+    counts: np.ndarray           # per label: examples kept
+    minority_classes: tuple[int, ...]   # labels whose count is below the largest class, sorted
+    class_order: np.ndarray      # labels in rank order (smallest class first)
+
+
+def _class_order(available: np.ndarray, *, minority: str, n_max: int, rng: np.random.Generator) -> np.ndarray:
+    """Labels in rank order (the first gets the profile's smallest count)."""
+    n = len(available)
+    if minority == "random":
+        return rng.permutation(n)
+    if minority == "lowest":
+        return np.arange(n)
+    # scarcity: naturally scarce classes (fewer than n_max) first, smallest first; the rest random
+    scarce = np.flatnonzero(available < n_max)
+    scarce = scarce[np.argsort(available[scarce], kind="stable")]
+    rest = np.flatnonzero(available >= n_max)
+    return np.concatenate([scarce, rng.permutation(rest)]).astype(np.int64)
+
+
+def imbalanced_subset(labels, *, profile: str, rho: float, mu: float | None = None, n_max: int | None = None,
+                      minority: str = "random", n_classes: int | None = None, random_state=None) -> Subset:
+    """Subsample a (balanced) labelled training set to an imbalance profile.
+
+    labels: int labels of the full training set (numpy or torch). n_max: examples of the largest
+    class (default: the smallest class size, so every class can supply it; the paper caps MNIST at
+    5,000). Examples within a class are drawn without replacement; the same random_state gives the
+    same subset, different ones differ. With minority='scarcity' a class smaller than its target
+    keeps all it has (ImageNet's natural scarcity); otherwise n_max larger than a class is an error.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-d array of class labels, got shape {labels.shape}")
+    if minority not in MINORITY_RULES:
+        raise ValueError(f"minority must be one of {MINORITY_RULES}, got {minority!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    available = np.bincount(labels, minlength=n_classes)
+    if n_max is None:
+        n_max = int(available.max() if minority == "scarcity" else available.min())
+    rng = np.random.default_rng(random_state)
+    ranked = profile_counts(profile, n_classes=n_classes, n_max=n_max, rho=rho, mu=mu)
+    order = _class_order(available, minority=minority, n_max=n_max, rng=rng)
+    counts = np.empty(n_classes, dtype=np.int64)
+    counts[order] = ranked
+    if minority == "scarcity":
+        counts = np.minimum(counts, available)
+    elif (counts > available).any():
+        c = int(np.flatnonzero(counts > available)[0])
+        raise ValueError(f"n_max={n_max} is larger than class {c} has ({available[c]} examples); "
+                         f"use n_max <= {int(available.min())} or minority='scarcity'")
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=counts[c], replace=False) for c in range(n_classes)]
+    indices = np.sort(np.concatenate(chosen)).astype(np.int64)
+    minority_classes = tuple(int(c) for c in np.flatnonzero(counts < counts.max()))
+    return Subset(indices=indices, counts=counts, minority_classes=minority_classes, class_order=order)

@@ -1,0 +1,54 @@
+"""Over/undersampling (full and graded) and class priors, hand-worked on a 6/2/1 example."""
+import numpy as np
+import pytest
+
+from imbalance.sampling import class_priors, oversample_indices, undersample_indices
+
+Y = np.array([0] * 6 + [1] * 2 + [2] * 1)   # positions 0-5 class 0, 6-7 class 1, 8 class 2
+
+
+def test_oversampling_keeps_every_example_and_fills_minorities_to_the_largest_class():
+    idx = oversample_indices(Y, random_state=0)
+    assert idx.tolist() == [0, 1, 2, 3, 4, 5, 6, 6, 7, 7, 7, 7, 8, 8, 8, 8, 8, 8]
+    assert np.bincount(Y[idx]).tolist() == [6, 6, 6]
+
+
+def test_undersampling_cuts_every_class_to_the_smallest_without_replacement():
+    idx = undersample_indices(Y, random_state=0)
+    assert idx.tolist() == [5, 7, 8]
+    big = np.repeat(np.arange(3), [50, 20, 10])
+    idx = undersample_indices(big, random_state=3)
+    assert np.bincount(big[idx]).tolist() == [10, 10, 10] and len(np.unique(idx)) == 30
+
+
+def test_graded_sampling_reduces_the_ratio_to_the_target():
+    # target_rho=2: oversampling raises classes below round(6 / 2) = 3; undersampling cuts above 1 * 2 = 2
+    assert oversample_indices(Y, target_rho=2, random_state=0).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 7, 8, 8, 8]
+    assert undersample_indices(Y, target_rho=2, random_state=0).tolist() == [3, 4, 6, 7, 8]
+    y = np.repeat(np.arange(4), [1000, 1000, 10, 1])   # rho = 1000
+    for rho in [1, 10, 100, 1000]:
+        over = np.bincount(y[oversample_indices(y, target_rho=rho, random_state=0)])
+        under = np.bincount(y[undersample_indices(y, target_rho=rho, random_state=0)])
+        assert over.max() / over.min() == pytest.approx(rho, rel=0.01)
+        assert under.max() / under.min() == pytest.approx(rho)
+
+
+def test_sampling_is_deterministic_per_seed():
+    y = np.repeat(np.arange(3), [50, 5, 2])
+    assert np.array_equal(oversample_indices(y, random_state=7), oversample_indices(y, random_state=7))
+    assert not np.array_equal(oversample_indices(y, random_state=7), oversample_indices(y, random_state=8))
+
+
+def test_class_priors_are_frequencies_before_resampling():
+    assert class_priors(Y, n_classes=4).tolist() == [6 / 9, 2 / 9, 1 / 9, 0.0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: oversample_indices(Y, target_rho=0.5), "target_rho must be a number >= 1"),
+    (lambda: undersample_indices(Y, target_rho=float("nan")), "target_rho must be a number >= 1"),
+    (lambda: oversample_indices(np.array([])), "y must be a non-empty 1-d array"),
+    (lambda: class_priors(Y, n_classes=2), r"y holds labels outside \[0, 1\]"),
+])
+def test_sampling_rejects_bad_input_naming_the_parameter(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
