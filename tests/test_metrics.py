@@ -1,6 +1,4 @@
 """Metrics against scikit-learn and hand-worked examples."""
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -37,18 +35,6 @@ def test_roc_auc_batches_over_leading_dimensions():
     batched = roc_auc_ovr(y, stack)
     assert batched.shape == (3,)
     assert np.allclose(batched, [roc_auc_score(y, k, multi_class="ovr") for k in stack], atol=1e-9)
-
-
-def test_roc_auc_is_not_slower_than_sklearn_on_10000_by_10():
-    y, s = _scores_with_ties(10_000, 10, 1)
-    def best(f):
-        times = []
-        for _ in range(5):
-            t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
-        return min(times)
-    ours = best(lambda: roc_auc_ovr(y, s))
-    theirs = best(lambda: roc_auc_score(y, s, multi_class="ovr", average="macro"))
-    assert ours <= theirs * 1.2, f"roc_auc_ovr {ours * 1e3:.1f} ms vs sklearn {theirs * 1e3:.1f} ms"
 
 
 def test_roc_auc_rejects_a_class_without_positives():
