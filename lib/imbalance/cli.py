@@ -1,0 +1,93 @@
+"""`imbalance run | status | export`: the command line.
+
+Exit codes: 0 success; 1 some grid points failed; 2 bad params, missing data, notebook or kernel,
+or an unreachable Dask scheduler (reported on stderr without a traceback, before any training);
+130 interrupted (Ctrl-C: running points are given back, finished ones kept).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imbalance.params import expand_grid, load_params
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imbalance", description="Class-imbalance studies of CNNs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def study_command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("params", type=Path, help="params file, e.g. params/quick.yaml")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a params key (value parsed as YAML), e.g. --set rho=[10,50]")
+        sub.add_argument("--outputs", default="outputs", metavar="DIR",
+                         help="results go to DIR/<study>/ (default: outputs)")
+        return sub
+
+    run = study_command("run", "train every grid point not yet done")
+    run.add_argument("--executor", default="local", metavar="local|dask|dask://HOST:PORT",
+                     help="where notebooks run (default: local worker processes)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="parallel grid points (default: cores // 2; 1 for cuda)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true", help="print the grid, counts and a time estimate")
+    run.add_argument("--notebooks", default="notebooks", metavar="DIR",
+                     help="where training notebooks live (default: notebooks)")
+    run.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
+    run.add_argument("--max-attempts", type=int, default=2, metavar="N",
+                     help="tries per grid point before it is marked failed (default: 2)")
+    study_command("status", "count done / running / failed / pending grid points")
+    export = study_command("export", "write the study's records to a .csv (or .parquet) file")
+    export.add_argument("out", type=Path, help="output file, e.g. results.csv")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        params = load_params(args.params, args.overrides)
+        if args.command == "run":
+            from imbalance.runner import run_study
+            summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
+                                outputs_dir=args.outputs, notebooks_dir=args.notebooks,
+                                kernel_name=args.kernel, max_attempts=args.max_attempts,
+                                dry_run=args.dry_run)
+            return 1 if summary.failed else 0
+        from imbalance.store import Store
+        db = Path(args.outputs) / params.study / "results.sqlite"
+        if args.command == "status" and not db.is_file():
+            n = len(expand_grid(params))
+            print(f"{params.study}: {n} grid points: 0 done, 0 running, 0 failed, {n} pending (not run yet)")
+            return 0
+        if not db.is_file():
+            raise FileNotFoundError(f"{db} not found: study {params.study!r} has not run yet "
+                                    f"(imbalance run {args.params})")
+        with Store(db) as store:
+            if args.command == "status":
+                return _status(store, params)
+            n = store.export(params.study, args.out)
+            print(f"wrote {n} records of study {params.study} to {args.out}")
+            return 0
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        print(f"imbalance: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imbalance: interrupted; finished points are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+def _status(store, params) -> int:
+    ids = [p.point_id for p in expand_grid(params)]
+    counts = store.status(params.study, ids)
+    print(f"{params.study}: {len(ids)} grid points: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for row in store.points(params.study):
+        if row["status"] == "failed" and row["point_id"] in ids:
+            last = (row["error"] or "").strip().splitlines()
+            print(f"  failed {row['point_id']} ({row['attempts']} attempts): {last[0] if last else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""The SQLite results database (`outputs/<study>/results.sqlite`), and the records file format.
+
+Only the runner process opens the database.  A training notebook writes its grid point's records
+to a JSON file (`write_records`); the runner reads them and inserts the whole point in one
+transaction (`insert_point`), so a point killed half-way leaves no rows and is redone whole.
+Claims (`claim`) keep two runners on one study from training the same point twice.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+# One row per network.  JSON_FIELDS hold lists/dicts, stored as JSON text.
+NETWORK_FIELDS = (
+    "study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat", "seed",
+    "n_train", "class_counts", "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy",
+    "per_class_recall", "diverged", "diverged_at", "iterations", "train_seconds", "device",
+    "versions", "git_rev", "created_at")
+JSON_FIELDS = ("class_counts", "per_class_recall", "versions")
+CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
+RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS networks (
+    id INTEGER PRIMARY KEY,
+    study TEXT NOT NULL, point_id TEXT NOT NULL,
+    dataset TEXT, imbalance TEXT, rho REAL, mu REAL, level REAL,
+    method TEXT NOT NULL, "repeat" INTEGER NOT NULL, seed INTEGER,
+    n_train INTEGER, class_counts TEXT,
+    roc_auc REAL, accuracy REAL, thresholded_accuracy REAL, balanced_accuracy REAL,
+    per_class_recall TEXT, diverged INTEGER, diverged_at INTEGER, iterations INTEGER,
+    train_seconds REAL, device TEXT, versions TEXT, git_rev TEXT, created_at TEXT NOT NULL,
+    UNIQUE (study, point_id, method, "repeat"));
+CREATE TABLE IF NOT EXISTS curves (
+    network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL, lr REAL, train_loss REAL, train_accuracy REAL, test_accuracy REAL);
+CREATE INDEX IF NOT EXISTS curves_network ON curves (network_id, iteration);
+CREATE TABLE IF NOT EXISTS studies (
+    study TEXT PRIMARY KEY, params TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS points (
+    study TEXT NOT NULL, point_id TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0, error TEXT, worker TEXT,
+    started_at TEXT, finished_at TEXT, heartbeat_at TEXT,
+    PRIMARY KEY (study, point_id));
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _age_seconds(stamp: str | None) -> float:
+    if not stamp:
+        return math.inf
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def worker_id() -> str:
+    """This process as a claim owner: 'host:pid'."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars and arrays -> Python numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+class Store:
+    """The results database of one or more studies.
+
+    claim_timeout: seconds after which a claim whose runner stopped heart-beating counts as dead
+    (a claim by a dead process on this host is dead at once).  busy_timeout: seconds a writer
+    waits for another's lock before failing.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, claim_timeout: float = 600.0,
+                 busy_timeout: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.claim_timeout = claim_timeout
+        self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        with self._transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE: take the write lock up front, so check-then-write is atomic."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def check_study(self, study: str, settings: dict[str, Any]) -> dict[str, tuple]:
+        """Record a study's result-shaping settings on its first run; later, return the ones
+        that differ from the first run's as {key: (then, now)} (empty: same study)."""
+        with self._transaction():
+            row = self.db.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO studies VALUES (?, ?, ?)",
+                                (study, json.dumps(settings, sort_keys=True), _now()))
+                return {}
+        then = json.loads(row["params"])
+        now = json.loads(json.dumps(settings))
+        return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)}
+
+    # --- claims -----------------------------------------------------------------------------
+
+    def _claim_live(self, row: sqlite3.Row) -> bool:
+        if _age_seconds(row["heartbeat_at"]) > self.claim_timeout:
+            return False
+        host, _, pid = (row["worker"] or "").rpartition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            return _pid_alive(int(pid))
+        return True  # another host: trust the heartbeat
+
+    def claim(self, study: str, point_id: str, worker: str) -> bool:
+        """Claim a point for `worker` ('host:pid'): False if it is done or held by a live claim.
+
+        A claim whose process is dead on this host, or whose heartbeat is older than
+        claim_timeout, is taken over.  Re-claiming one's own point counts another attempt.
+        """
+        with self._transaction():
+            row = self.db.execute("SELECT * FROM points WHERE study = ? AND point_id = ?",
+                                  (study, point_id)).fetchone()
+            if row is not None and (row["status"] == "done" or (
+                    row["status"] == "running" and row["worker"] != worker and self._claim_live(row))):
+                return False
+            now = _now()
+            self.db.execute(
+                "INSERT INTO points (study, point_id, status, attempts, worker, started_at, heartbeat_at)"
+                " VALUES (?, ?, 'running', 1, ?, ?, ?) ON CONFLICT (study, point_id) DO UPDATE SET"
+                " status = 'running', attempts = attempts + 1, worker = excluded.worker,"
+                " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,"
+                " finished_at = NULL", (study, point_id, worker, now, now))
+            return True
+
+    def heartbeat(self, study: str, point_ids: Iterable[str], worker: str) -> None:
+        """Keep `worker`'s claims on these points alive."""
+        with self._transaction():
+            self.db.executemany(
+                "UPDATE points SET heartbeat_at = ? WHERE study = ? AND point_id = ? AND worker = ?"
+                " AND status = 'running'", [(_now(), study, p, worker) for p in point_ids])
+
+    def release(self, study: str, point_id: str, worker: str) -> None:
+        """Drop `worker`'s running claim (the point becomes pending again)."""
+        with self._transaction():
+            self.db.execute("DELETE FROM points WHERE study = ? AND point_id = ? AND worker = ?"
+                            " AND status = 'running'", (study, point_id, worker))
+
+    def mark_failed(self, study: str, point_id: str, error: str) -> None:
+        """Record a point's failure and its error text (a done point stays done)."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO points (study, point_id, status, attempts, error, finished_at)"
+                " VALUES (?, ?, 'failed', 1, ?, ?) ON CONFLICT (study, point_id) DO UPDATE SET"
+                " status = 'failed', error = excluded.error, finished_at = excluded.finished_at"
+                " WHERE status != 'done'", (study, point_id, error, _now()))
+
+    # --- records ----------------------------------------------------------------------------
+
+    def insert_point(self, study: str, point_id: str, records: list[dict[str, Any]],
+                     *, worker: str | None = None) -> int:
+        """Insert all of a point's records and curves and mark it done, in one transaction.
+
+        Returns the number of networks inserted: 0 when the point was already done (a no-op).
+        """
+        rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
+        with self._transaction():
+            row = self.db.execute("SELECT status FROM points WHERE study = ? AND point_id = ?",
+                                  (study, point_id)).fetchone()
+            if row is not None and row["status"] == "done":
+                return 0
+            columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
+            marks = ", ".join("?" * len(NETWORK_FIELDS))
+            for values, curve in rows:
+                cursor = self.db.execute(f"INSERT INTO networks ({columns}) VALUES ({marks})", values)
+                self.db.executemany(
+                    "INSERT INTO curves (network_id, iteration, lr, train_loss, train_accuracy,"
+                    " test_accuracy) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(cursor.lastrowid, *c) for c in curve])
+            now = _now()
+            self.db.execute(
+                "INSERT INTO points (study, point_id, status, attempts, worker, started_at, finished_at)"
+                " VALUES (?, ?, 'done', 1, ?, ?, ?) ON CONFLICT (study, point_id) DO UPDATE SET"
+                " status = 'done', error = NULL, finished_at = excluded.finished_at",
+                (study, point_id, worker, now, now))
+        return len(rows)
+
+    def done_points(self, study: str) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT point_id FROM points WHERE study = ? AND status = 'done'", (study,))}
+
+    def points(self, study: str) -> list[dict[str, Any]]:
+        """The points table of a study, as dicts (status, attempts, error, times, worker)."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM points WHERE study = ? ORDER BY point_id", (study,))]
+
+    def status(self, study: str, point_ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Counts of done / running (live claims) / failed / pending among the expected points.
+
+        A running claim that is no longer live counts as pending.  Without point_ids, counts the
+        points the database knows (pending is then 0).
+        """
+        rows = {r["point_id"]: r for r in self.db.execute(
+            "SELECT * FROM points WHERE study = ?", (study,))}
+        ids = list(rows) if point_ids is None else list(point_ids)
+        counts = dict(done=0, running=0, failed=0, pending=0)
+        for pid in ids:
+            row = rows.get(pid)
+            if row is None or (row["status"] == "running" and not self._claim_live(row)):
+                counts["pending"] += 1
+            else:
+                counts[row["status"]] += 1
+        return counts
+
+    def records_frame(self, study: str, *, decode_json: bool = True):
+        """The study's networks as a pandas DataFrame (JSON columns decoded unless told not to)."""
+        import pandas as pd
+        frame = pd.read_sql_query(
+            'SELECT * FROM networks WHERE study = ? ORDER BY point_id, method, "repeat"',
+            self.db, params=(study,))
+        if decode_json:
+            for col in JSON_FIELDS:
+                frame[col] = [None if v is None else json.loads(v) for v in frame[col]]
+        return frame
+
+    def curves_frame(self, study: str):
+        """Training curves, one row per (network, iteration), with the network's keys."""
+        import pandas as pd
+        return pd.read_sql_query(
+            'SELECT n.point_id, n.method, n."repeat", c.* FROM curves c JOIN networks n'
+            ' ON n.id = c.network_id WHERE n.study = ? ORDER BY n.id, c.iteration',
+            self.db, params=(study,))
+
+    def export(self, study: str, path: str | os.PathLike) -> int:
+        """Write the study's records to .csv, or .parquet (needs pyarrow); returns the row count."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet"):
+            raise ValueError(f"cannot export to {path}: expected a .csv or .parquet file name")
+        if suffix == ".parquet":
+            import importlib.util
+            if importlib.util.find_spec("pyarrow") is None:
+                raise ValueError(f"cannot export to {path}: .parquet needs pyarrow, which is not "
+                                 f"installed; export to {path.with_suffix('.csv')} instead")
+        frame = self.records_frame(study, decode_json=suffix == ".parquet")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return len(frame)
+
+
+def _network_row(study: str, point_id: str, record: dict[str, Any], index: int):
+    """A record dict -> (networks values, curve rows), checked."""
+    where = f"record {index} of point {point_id!r}"
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a dict, got {type(record).__name__}")
+    unknown = set(record) - set(NETWORK_FIELDS) - {"curve"}
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; expected fields from "
+                         f"{', '.join(NETWORK_FIELDS)} and 'curve'")
+    for key, expected in (("study", study), ("point_id", point_id)):
+        if record.get(key) not in (None, expected):
+            raise ValueError(f"{where}: {key} is {record[key]!r}, expected {expected!r}")
+    for key in ("method", "repeat"):
+        if record.get(key) is None:
+            raise ValueError(f"{where}: field {key!r} is required")
+    row = {**record, "study": study, "point_id": point_id}
+    row.setdefault("created_at", _now())
+    for key in JSON_FIELDS:
+        if row.get(key) is not None:
+            row[key] = json.dumps(row[key], default=_plain)
+    if row.get("diverged") is not None:
+        row["diverged"] = int(bool(row["diverged"]))
+    values = [_scalar(row.get(f)) for f in NETWORK_FIELDS]
+    curve = []
+    for point in record.get("curve") or []:
+        extra = set(point) - set(CURVE_FIELDS)
+        if extra or point.get("iteration") is None:
+            raise ValueError(f"{where}: curve entry {point!r}: expected fields {', '.join(CURVE_FIELDS)}"
+                             " with 'iteration' required")
+        curve.append(tuple(_scalar(point.get(f)) for f in CURVE_FIELDS))
+    return values, curve
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return _plain(value)
+
+
+def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None]:
+    """Done points -> wall seconds of their last attempt, read-only ({} if there is no database)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT point_id, started_at, finished_at FROM points "
+                           "WHERE study = ? AND status = 'done'", (study,)).fetchall()
+    finally:
+        con.close()
+    return {p: (datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() if s and f else None
+            for p, s, f in rows}
+
+
+# --- records files: notebook -> runner ---------------------------------------------------------
+
+def write_records(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write a grid point's records for the runner, atomically (temp file + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"format": RECORDS_FORMAT, "records": list(records)}, default=_plain)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a records file written by `write_records`."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a records file (invalid JSON: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != RECORDS_FORMAT \
+            or not isinstance(payload.get("records"), list):
+        raise ValueError(f"{path}: not a records file; expected a JSON object with "
+                         f"format {RECORDS_FORMAT!r} and a 'records' list")
+    return payload["records"]

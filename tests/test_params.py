@@ -1,0 +1,216 @@
+"""Params files: validation messages, overrides, grid expansion and the paper-scale files."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imbalance import data
+from imbalance.params import (METHODS, GridPoint, check_data, expand_grid, load_params,
+                              params_from_dict)
+
+PARAMS = Path(__file__).resolve().parents[1] / "params"
+
+BASE = {"study": "t", "dataset": "mnist-sample", "notebook": "mnist/step", "imbalance": "step",
+        "rho": [10, 100], "mu": [0.5], "repeats": 2, "recipe": "lenet5-mnist"}
+
+
+def write(tmp_path, **changes) -> Path:
+    raw = {**BASE, **changes}
+    raw = {k: v for k, v in raw.items() if v != "<drop>"}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def error(tmp_path, overrides=(), **changes) -> str:
+    path = write(tmp_path, **changes)
+    with pytest.raises(ValueError) as info:
+        load_params(path, overrides)
+    message = str(info.value)
+    assert str(path) in message  # every message names the file
+    return message
+
+
+# --- the shipped files ------------------------------------------------------------------------
+
+def test_every_shipped_params_file_is_valid():
+    files = sorted(PARAMS.rglob("*.yaml"))
+    assert {f.relative_to(PARAMS).as_posix() for f in files} >= {
+        "quick.yaml", "mnist/step.yaml", "mnist/linear.yaml", "mnist/graded.yaml",
+        "cifar10/step.yaml", "cifar10/linear.yaml", "imagenet/subsets.yaml"}
+    for f in files:
+        assert expand_grid(load_params(f))
+
+
+def test_paper_mnist_step_expands_to_81_points_and_81_x_methods_x_50_records():
+    params = load_params(PARAMS / "mnist/step.yaml")
+    points = expand_grid(params)
+    assert len(points) == 81
+    assert len({p.point_id for p in points}) == 81
+    assert params.repeats == 50 and params.n_max == 5000 and params.recipe_overrides == {}
+    assert len(points) * params.records_per_point == 81 * len(METHODS) * 50
+    assert params.trained_per_point == 5 * 50  # the three -thresh methods reuse a network
+
+
+def test_paper_files_match_the_paper_grids():
+    linear = expand_grid(load_params(PARAMS / "mnist/linear.yaml"))
+    assert [p.point_id for p in linear][:2] == ["linear_rho=10", "linear_rho=25"] and len(linear) == 9
+    cifar = load_params(PARAMS / "cifar10/step.yaml")
+    assert (cifar.rho, cifar.mu, cifar.minority) == ((2, 10, 20, 50), (0.2, 0.5, 0.8), "lowest")
+    assert len(expand_grid(cifar)) == 12
+    assert len(expand_grid(load_params(PARAMS / "cifar10/linear.yaml"))) == 4
+    imagenet = expand_grid(load_params(PARAMS / "imagenet/subsets.yaml"))
+    assert [p.point_id for p in imagenet] == ["step_rho=10_mu=0.1", "step_rho=50_mu=0.8",
+                                              "step_rho=100_mu=0.9"]
+    graded = load_params(PARAMS / "mnist/graded.yaml")
+    points = expand_grid(graded)
+    assert len(points) == len(graded.mu) * len(graded.levels)
+    assert all(p.level <= p.rho == 1000 for p in points)
+
+
+def test_quick_study_stays_small():
+    params = load_params(PARAMS / "quick.yaml")
+    assert len(expand_grid(params)) <= 4 and params.repeats <= 2
+    assert params.recipe_overrides["iterations"] <= 500
+
+
+# --- grid points ------------------------------------------------------------------------------
+
+def test_point_ids_are_readable_and_stable():
+    assert GridPoint("mnist", "step", 10, 0.5).point_id == "step_rho=10_mu=0.5"
+    assert GridPoint("mnist", "step", 10.0, 0.5).point_id == "step_rho=10_mu=0.5"
+    assert GridPoint("mnist", "linear", 10).point_id == "linear_rho=10"
+    assert GridPoint("mnist", "step", 1000, 0.5, 10).point_id == "step_rho=1000_mu=0.5_level=10"
+    assert GridPoint("mnist", "exponential", 2.5).point_id == "exponential_rho=2.5"
+
+
+def test_grid_is_rho_by_mu_by_level_and_drops_levels_above_rho(tmp_path):
+    params = load_params(write(tmp_path, rho=[10, 100], mu=[0.2, 0.5], levels=[1, 50]))
+    assert [p.point_id for p in expand_grid(params)] == [
+        "step_rho=10_mu=0.2_level=1", "step_rho=10_mu=0.5_level=1",
+        "step_rho=100_mu=0.2_level=1", "step_rho=100_mu=0.2_level=50",
+        "step_rho=100_mu=0.5_level=1", "step_rho=100_mu=0.5_level=50"]
+
+
+def test_explicit_points_replace_the_product(tmp_path):
+    params = load_params(write(tmp_path, rho="<drop>", mu="<drop>",
+                               points=[{"rho": 10, "mu": 0.1}, {"rho": 50, "mu": 0.8}]))
+    assert [p.point_id for p in expand_grid(params)] == ["step_rho=10_mu=0.1", "step_rho=50_mu=0.8"]
+
+
+def test_notebook_parameters_are_plain_json_with_the_point_and_study_keys(tmp_path):
+    params = load_params(write(tmp_path, notebook_parameters={"sleep_s": 1}))
+    point = expand_grid(params)[0]
+    parameters = point.parameters(params)
+    assert json.loads(json.dumps(parameters)) == parameters
+    assert parameters["point_id"] == point.point_id == "step_rho=10_mu=0.5"
+    assert parameters["rho"] == 10 and isinstance(parameters["rho"], int)
+    assert parameters["methods"] == list(METHODS) and parameters["repeats"] == 2
+    assert parameters["sleep_s"] == 1
+    for key in ("study", "dataset", "data_root", "imbalance", "mu", "level", "n_max", "minority",
+                "seed", "recipe", "recipe_overrides", "device", "batched"):
+        assert key in parameters
+
+
+# --- overrides --------------------------------------------------------------------------------
+
+def test_overrides_replace_values_and_reach_into_recipe_overrides(tmp_path):
+    path = write(tmp_path, recipe_overrides={"iterations": 300, "eval_interval": 100})
+    params = load_params(path, ["rho=[10,50]", "repeats=3", "recipe_overrides.iterations=50",
+                                "notebook_parameters.sleep_s=0.5", "device=cpu"])
+    assert params.rho == (10, 50) and params.repeats == 3 and params.device == "cpu"
+    assert params.recipe_overrides == {"iterations": 50, "eval_interval": 100}
+    assert params.notebook_parameters == {"sleep_s": 0.5}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("repeats", "expected key=value"),
+    ("=3", "expected key=value"),
+    ("repeats=[1,", "not valid YAML"),
+    ("rhoo=5", "unknown key 'rhoo' (in override 'rhoo=5'); did you mean 'rho'?"),
+    ("rho.x=1", "dotted keys reach into recipe_overrides, notebook_parameters only"),
+    ("repeats=0", "(set by override 'repeats=0'): key 'repeats': value 0"),
+])
+def test_bad_overrides_are_named(tmp_path, override, expected):
+    assert expected in error(tmp_path, [override])
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"rhoo": 10}, "unknown key 'rhoo'; did you mean 'rho'?"),
+    ({"methdos": ["ros"]}, "did you mean 'methods'?"),
+    ({"repeats": "two"}, "key 'repeats': value 'two' is not valid; expected an integer >= 1"),
+    ({"repeats": True}, "key 'repeats': value True is not valid; expected an integer >= 1"),
+    ({"repeats": 0}, "key 'repeats': value 0 is not valid; expected an integer >= 1"),
+    ({"seed": -1}, "key 'seed': value -1"),
+    ({"n_max": 0}, "key 'n_max': value 0"),
+    ({"batched": "yes"}, "key 'batched': value 'yes' is not valid; expected true or false"),
+    ({"rho": [10, 0.5]}, "key 'rho': value [10, 0.5] is not valid; expected a number or a non-empty list of numbers >= 1"),
+    ({"rho": "ten"}, "key 'rho': value 'ten'"),
+    ({"rho": [10, 10]}, "key 'rho': value [10, 10] is not valid; expected each value once"),
+    ({"mu": [0]}, "key 'mu': value [0] is not valid; expected a number or a non-empty list of numbers in the open interval (0, 1)"),
+    ({"mu": 1.2}, "key 'mu': value 1.2"),
+    ({"mu": 0.01}, "key 'mu': value 0.01 is not valid; expected mu giving 1..9 minority classes"),
+    ({"mu": "<drop>"}, "key 'mu': value None is not valid; expected a number or list of numbers in (0, 1): the step imbalance needs mu"),
+    ({"imbalance": "linear"}, "key 'mu': value [0.5] is not valid; expected null: mu applies to the step imbalance only, not 'linear'"),
+    ({"imbalance": "stepp"}, "key 'imbalance': value 'stepp' is not valid; expected one of step, linear, exponential (did you mean 'step'?)"),
+    ({"dataset": "mnist2"}, "key 'dataset': value 'mnist2' is not valid; expected one of mnist-sample, mnist,"),
+    ({"recipe": "lenet"}, "key 'recipe': value 'lenet' is not valid; expected one of lenet5-mnist"),
+    ({"methods": ["baseline", "ross"]}, "key 'methods': value ['baseline', 'ross'] is not valid; expected names from baseline"),
+    ({"methods": ["ross"]}, "'ross' is unknown (did you mean 'ros'?)"),
+    ({"methods": []}, "key 'methods': value [] is not valid"),
+    ({"minority": "smallest"}, "key 'minority': value 'smallest' is not valid; expected one of random, lowest, scarcity"),
+    ({"device": "gpu"}, "key 'device': value 'gpu' is not valid; expected auto, cpu, cuda or cuda:N"),
+    ({"study": "my study"}, "key 'study': value 'my study' is not valid"),
+    ({"notebook": "mnist/step.ipynb"}, "key 'notebook': value 'mnist/step.ipynb' is not valid"),
+    ({"levels": [0.5]}, "key 'levels': value [0.5] is not valid; expected a number or a non-empty list of numbers >= 1"),
+    ({"levels": [500]}, "key 'levels': value [500] is not valid; expected target ratios <= the largest rho (100)"),
+    ({"recipe_overrides": [1]}, "key 'recipe_overrides': value [1] is not valid; expected a mapping"),
+    ({"points": [{"rho": 10, "mu": 0.5}]}, "key 'points'"),
+    ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 0.5, "mu": 0.5}]}, "with rho >= 1; {'rho': 0.5, 'mu': 0.5} is not one"),
+    ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 10}]}, "with mu in (0, 1); {'rho': 10} is not one"),
+    ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 10, "nu": 0.5}]}, "{'rho': 10, 'nu': 0.5} is not one"),
+    ({"rho": "<drop>"}, "missing required key 'rho' (or an explicit 'points' list)"),
+    ({"recipe": "<drop>"}, "missing required key(s) recipe"),
+])
+def test_bad_values_name_file_key_value_and_expectation(tmp_path, changes, expected):
+    assert expected in error(tmp_path, **changes)
+
+
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="expected a mapping of keys"):
+        load_params(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_null_means_default():
+    params = params_from_dict({**BASE, "methods": None, "minority": None, "seed": None})
+    assert params.methods == METHODS and params.minority == "random" and params.seed == 0
+
+
+# --- data presence ----------------------------------------------------------------------------
+
+def test_mnist_sample_needs_no_data_files(tmp_path):
+    check_data(load_params(write(tmp_path, data_root=str(tmp_path / "empty"))))
+
+
+@pytest.mark.skipif(not hasattr(data, "find_dataset"), reason="imbalance.data.find_dataset not written yet")
+def test_missing_mnist_files_are_reported_before_training(tmp_path):
+    params = load_params(write(tmp_path, dataset="mnist", data_root=str(tmp_path / "empty")))
+    with pytest.raises(FileNotFoundError, match="empty"):
+        check_data(params)
+
+
+def test_name_tuples_match_the_method_and_recipe_registries():
+    methods = pytest.importorskip("imbalance.methods")
+    train = pytest.importorskip("imbalance.train")
+    from imbalance.params import RECIPES
+    assert METHODS == tuple(methods.METHODS) and RECIPES == tuple(train.RECIPES)

@@ -1,0 +1,209 @@
+"""The runner: papermill per grid point, one transaction per point, resume, claims, executors.
+
+The notebook is tests/fixtures/notebooks/fake/step.ipynb: it trains nothing and writes
+deterministic records, so these tests exercise the runner's mechanics in seconds.
+"""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fixtures.kernel import ensure_kernel
+from fixtures.studies import NOTEBOOKS, done_points, fake_params, rows
+from imbalance import runner
+from imbalance.cli import main
+from imbalance.params import load_params
+from imbalance.runner import run_study
+from imbalance.store import Store
+
+LIB = Path(__file__).resolve().parents[1] / "lib"
+POINTS = 6  # the fake study: rho in {10, 100, 1000} x mu in {0.3, 0.7}
+NETWORKS = POINTS * 8 * 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel():
+    ensure_kernel()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted local run of the fake study: (folder, params file, summary, rows)."""
+    folder = tmp_path_factory.mktemp("reference")
+    path = fake_params(folder)
+    summary = run_study(load_params(path), outputs_dir=folder / "out", notebooks_dir=NOTEBOOKS,
+                        workers=2, quiet=True)
+    return folder, path, summary, rows(folder / "out" / "fake" / "results.sqlite")
+
+
+def cli(path: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "imbalance.cli", "run", str(path), "--outputs", str(out),
+            "--notebooks", str(NOTEBOOKS), "--quiet", *extra]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(LIB), os.environ.get("PYTHONPATH", "")])}
+
+
+def wait_for_done(db: Path, n: int, proc: subprocess.Popen, timeout: float = 90) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = done_points(db) if db.is_file() else set()
+        except sqlite3.OperationalError:  # the schema is not there yet
+            done = set()
+        if len(done) >= n:
+            return done
+        time.sleep(0.1)
+    raise AssertionError(f"{n} points not done within {timeout} s (runner exit code {proc.poll()})")
+
+
+def test_local_run_records_every_network_of_every_point(reference):
+    folder, _, summary, got = reference
+    assert (summary.trained, summary.skipped, summary.failed, summary.records) == (POINTS, 0, 0, NETWORKS)
+    assert len(got) == len(set(got)) == NETWORKS
+    study = folder / "out" / "fake"
+    assert len(list((study / "notebooks").glob("*.ipynb"))) == POINTS  # kept, one per point
+    with Store(study / "results.sqlite") as s:
+        assert s.status("fake", {r[0] for r in got}) == dict(done=POINTS, running=0, failed=0, pending=0)
+        assert len(s.curves_frame("fake")) == NETWORKS * 2
+
+
+def test_a_done_study_trains_nothing_and_says_so(reference, capsys):
+    folder, path, _, expected = reference
+    summary = run_study(load_params(path), outputs_dir=folder / "out", notebooks_dir=NOTEBOOKS, quiet=True)
+    assert (summary.trained, summary.skipped) == (0, POINTS)
+    assert f"all {POINTS} grid points already done; nothing to train" in capsys.readouterr().out
+    assert rows(folder / "out" / "fake" / "results.sqlite") == expected
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path, reference):
+    path, db = fake_params(tmp_path, sleep_s=1.0), tmp_path / "out" / "fake" / "results.sqlite"
+    proc = subprocess.Popen(cli(path, tmp_path / "out", "--workers", "1"), env=env())
+    wait_for_done(db, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = done_points(db)
+    assert 2 <= len(done) < POINTS, "the kill must land mid-grid"
+    assert {r[0] for r in rows(db)} == done  # the point killed half-way left no rows
+
+    second = subprocess.run(cli(path, tmp_path / "out", "--workers", "2", "--set", "notebook_parameters.sleep_s=0"),
+                            env=env(), capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert f"{POINTS - len(done)} trained" in second.stdout and f"{len(done)} skipped" in second.stdout
+    assert rows(db) == reference[3]
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT count(*) FROM points WHERE status != 'done'").fetchone()[0] == 0
+
+
+def test_two_runners_on_one_study_train_each_point_once(tmp_path, reference):
+    log = tmp_path / "executions.log"
+    path = fake_params(tmp_path, sleep_s=0.5, log_path=log)
+    procs = [subprocess.Popen(cli(path, tmp_path / "out", "--workers", "1"), env=env(),
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=150)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert rows(tmp_path / "out" / "fake" / "results.sqlite") == reference[3]
+    executed = Counter(log.read_text().split())
+    assert len(executed) == POINTS and set(executed.values()) == {1}, executed
+    assert sum(int(o.split(" trained")[0].rsplit(" ", 1)[1]) for o in outs) == POINTS
+
+
+def test_dask_executor_gives_the_local_rows(tmp_path, reference):
+    path = fake_params(tmp_path)
+    summary = run_study(load_params(path), executor="dask", workers=2, outputs_dir=tmp_path / "out",
+                        notebooks_dir=NOTEBOOKS, quiet=True)
+    assert summary.trained == POINTS
+    assert rows(tmp_path / "out" / "fake" / "results.sqlite") == reference[3]
+
+
+def test_a_failing_point_is_retried_then_marked_failed_with_its_error(tmp_path):
+    log = tmp_path / "executions.log"
+    path = fake_params(tmp_path, rho=(10, 100), mu=(0.5,), fail_rho=100, log_path=log)
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS,
+                        workers=2, quiet=True, max_attempts=2)
+    assert (summary.trained, summary.failed) == (1, 1)
+    assert Counter(log.read_text().split())["step_rho=100_mu=0.5"] == 2  # tried twice
+    with Store(tmp_path / "out" / "fake" / "results.sqlite") as s:
+        failed = [p for p in s.points("fake") if p["status"] == "failed"]
+        assert [p["point_id"] for p in failed] == ["step_rho=100_mu=0.5"]
+        assert "RuntimeError: fake failure at rho=100" in failed[0]["error"]
+        assert failed[0]["attempts"] == 2
+        assert s.done_points("fake") == {"step_rho=10_mu=0.5"}
+    assert "fake failure at rho=100" in summary.errors["step_rho=100_mu=0.5"]
+
+
+def test_a_worker_that_dies_has_its_point_retried(tmp_path):
+    marker = tmp_path / "killed-once"
+    path = fake_params(tmp_path, rho=(10, 100), mu=(0.5,), kill_worker_rho=10, kill_marker=marker)
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS,
+                        workers=1, quiet=True, max_attempts=2)
+    assert marker.exists()  # the worker process was killed once
+    assert (summary.trained, summary.failed) == (2, 0)
+
+
+def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "probe_seconds_per_iteration", lambda params, **kw: 0.01)
+    path = fake_params(tmp_path)
+    summary = run_study(load_params(path, ["recipe_overrides.iterations=100"]), dry_run=True, workers=2,
+                        outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS)
+    out = capsys.readouterr().out
+    assert "  step_rho=1000_mu=0.7\n" in out and f"{POINTS} grid points (0 done, {POINTS} to train)" in out
+    assert f"records: {POINTS} points x 8 methods x 2 repeats = {NETWORKS}" in out
+    assert f"trained networks: {POINTS} points x 5 trained methods x 2 repeats = {POINTS * 10}" in out
+    assert "about 30.0 s: 60 networks x 100 iterations x 10.0 ms per iteration" in out
+    assert summary.trained == 0 and not (tmp_path / "out").exists()
+
+
+def test_status_and_export_commands(reference, tmp_path, capsys):
+    folder, path, _, _ = reference
+    out = str(folder / "out")
+    assert main(["status", str(path), "--outputs", out]) == 0
+    assert f"fake: {POINTS} grid points: {POINTS} done, 0 running, 0 failed, 0 pending" in capsys.readouterr().out
+    assert main(["export", str(path), str(tmp_path / "fake.csv"), "--outputs", out]) == 0
+    assert len((tmp_path / "fake.csv").read_text().splitlines()) == NETWORKS + 1
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "rhoo=5"], "unknown key 'rhoo' (in override 'rhoo=5'); did you mean 'rho'?"),
+    (["--set", "mu=2"], "key 'mu': value 2 is not valid"),
+    (["--executor", "slurm"], "executor 'slurm': expected local, dask, dask://HOST:PORT"),
+    (["--notebooks", "/nonexistent"], "fake/step.ipynb not found"),
+])
+def test_bad_params_exit_2_with_the_message_and_no_traceback(tmp_path, capsys, args, expected):
+    path = fake_params(tmp_path)
+    code = main(["run", str(path), "--outputs", str(tmp_path / "out"), "--notebooks", str(NOTEBOOKS), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_records_must_hold_one_network_per_method_and_repeat():
+    expected = Counter({("baseline", 0): 1, ("baseline", 1): 1})
+    ok = [{"method": "baseline", "repeat": 1}, {"method": "baseline", "repeat": 0}]
+    assert runner._coverage_error(ok, expected, Path("nb.ipynb")) is None
+    message = runner._coverage_error(ok[:1] * 2, expected, Path("nb.ipynb"))
+    assert "missing [\"('baseline', 0)\"]" in message and "repeated [\"('baseline', 1)\"]" in message
+
+
+@pytest.mark.parametrize("executor, expected", [
+    ("local", ("local", None)), ("dask", ("dask", None)),
+    ("dask://sched:8786", ("dask", "tcp://sched:8786")), ("tcp://10.0.0.1:8786", ("dask", "tcp://10.0.0.1:8786")),
+])
+def test_executor_names(executor, expected):
+    assert runner.parse_executor(executor) == expected
+
+
+def test_rerunning_a_study_with_other_settings_is_refused(reference, capsys):
+    folder, path, _, _ = reference
+    code = main(["run", str(path), "--set", "repeats=3", "--outputs", str(folder / "out"),
+                 "--notebooks", str(NOTEBOOKS), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "study 'fake'" in err and "repeats: 2 then, 3 now" in err
