@@ -1,0 +1,277 @@
+"""Train many networks of one architecture at once: a grid point as one batched job.
+
+A grid point holds repeats x methods networks sharing the dataset and recipe, each with its own
+seed, training indices, lr scale and trainable layers. Training them one by one wastes small-model
+hardware, so `train_networks` runs them in one of three layouts:
+
+- "single":  one network after another with `train.train_network` (the reference semantics).
+- "threads": the same `train_network` calls in parallel Python threads, one intra-op thread each,
+             channels-last. Chosen on CPU: small convolutions thread poorly inside one op, while
+             independent networks fill the cores (2-core CPU: ~1.9x the one-network rate). Each
+             network does exactly the arithmetic of "single", so results are bit-identical.
+- "vmap":    parameters stacked along a leading network dimension K and one `torch.func.vmap`-ed
+             forward/backward per step (batched/grouped kernels); mini-batches for all K networks
+             are gathered with one indexing op. Chosen on CUDA, where one small network cannot
+             fill the GPU. Same update rule (`train.sgd_step_`), same batch streams; float32
+             results differ from "single" only by round-off (which SGD amplifies: see the README).
+
+Models with batch norm (ResNet-10) are not vmapped (their running statistics are per-network
+buffers); they use "threads" on CPU and "single" on CUDA.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from tqdm import tqdm
+
+from .models import build_model
+from .train import (BatchStream, Preprocessor, Recipe, ResidentImages, TrainResult, _predict, learning_rate,
+                    lr_multipliers, resolve_device, sgd_step_, train_network)
+
+LAYOUTS = ("auto", "single", "threads", "vmap")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    indices: np.ndarray                  # positions into the training images (resampled set)
+    init_seed: int                       # weights (ignored when init_from is given)
+    batch_seed: int                      # mini-batch order
+    lr_scale: float = 1.0                # two-phase fine-tuning: 0.1
+    trainable: str | tuple[str, ...] | None = None   # None = all; "output" = model.output_layers
+    init_from: nn.Module | None = None   # start from a copy of this (pre-trained) network
+
+
+def cpu_workers() -> int:
+    """Cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_layout(device: torch.device, model: nn.Module) -> str:
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if device.type == "cpu":
+        return "threads"
+    return "single" if has_batch_norm else "vmap"
+
+
+@contextmanager
+def intra_op_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _trainable(spec: NetworkSpec, model: nn.Module):
+    return tuple(model.output_layers) if spec.trainable == "output" else spec.trainable
+
+
+def _initial_model(spec: NetworkSpec, recipe: Recipe, *, n_classes: int, in_channels: int, device,
+                   channels_last: bool, dtype: torch.dtype = torch.float32) -> nn.Module:
+    model = copy.deepcopy(spec.init_from) if spec.init_from is not None else \
+        build_model(recipe.model, n_classes=n_classes, in_channels=in_channels, seed=spec.init_seed)
+    model = model.to(device, dtype)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, *, n_classes: int,
+                   device=None, batched: bool = True, layout: str = "auto", workers: int | None = None,
+                   group_size: int | None = None, dtype: torch.dtype = torch.float32, test=None,
+                   preprocessor: Preprocessor | None = None, progress: bool = True) -> list[TrainResult]:
+    """Train every spec's network for recipe.iterations steps; results in the order of `specs`.
+
+    images: uint8 (N, C, H, W), preprocessed once (by `preprocessor`, else one fitted on all of
+    them) and kept resident on the device. batched=False forces the "single" layout. workers: threads of the
+    "threads" layout (default: the usable cores). group_size: networks per vmapped group (default:
+    all; on a CUDA out-of-memory error a group is halved and retrained). dtype: of weights and
+    preprocessed images (float64 serves exactness checks).
+    """
+    specs = list(specs)
+    if not specs:
+        return []
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    device = resolve_device(device)
+    in_channels = images.shape[1]
+    probe = _initial_model(specs[0], recipe, n_classes=n_classes, in_channels=in_channels, device="meta",
+                           channels_last=False) if specs[0].init_from is None else specs[0].init_from
+    layout = "single" if not batched else default_layout(device, probe) if layout == "auto" else layout
+    preprocessor = preprocessor or Preprocessor(recipe).fit(images.to(device))
+    channels_last = device.type == "cpu" and layout != "vmap"     # oneDNN is fastest channels-last
+    train_x = preprocessor.transform(images.to(device)).to(dtype)
+    if channels_last:
+        train_x = train_x.contiguous(memory_format=torch.channels_last)
+    source, ys = ResidentImages(train_x), labels.to(device)
+    test_set = None if test is None else (ResidentImages(preprocessor.transform(test[0].to(device)).to(dtype)),
+                                          test[1].to(device))
+    bar = tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.model} ({layout})",
+               unit="it", disable=not progress, leave=False)
+    common = dict(n_classes=n_classes, in_channels=in_channels, device=device, dtype=dtype)
+    try:
+        if layout == "vmap":
+            results = _train_vmap_groups(specs, source, ys, recipe, test_set=test_set, group_size=group_size,
+                                         bar=bar, **common)
+        else:
+            def one(spec):
+                model = _initial_model(spec, recipe, channels_last=channels_last, **common)
+                r = train_network(model, source, ys, spec.indices, recipe, seed=spec.batch_seed, device=device,
+                                  lr_scale=spec.lr_scale, trainable=_trainable(spec, model), test=test_set,
+                                  preprocessor=preprocessor, progress=False)
+                bar.update(recipe.iterations)
+                return r
+            if layout == "single":
+                results = [one(s) for s in specs]
+            else:
+                n = min(len(specs), workers or cpu_workers())
+                with intra_op_threads(1), ThreadPoolExecutor(n) as pool:
+                    results = list(pool.map(one, specs))
+    finally:
+        bar.close()
+    for r in results:
+        r.preprocessor = preprocessor
+        r.model = r.model.to(memory_format=torch.contiguous_format)
+    return results
+
+
+def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, **common) -> list[TrainResult]:
+    """vmap groups of networks that share their trainable layers; CUDA OOM halves a group."""
+    results: list[TrainResult | None] = [None] * len(specs)
+    keys = [(s.trainable if isinstance(s.trainable, (str, type(None))) else tuple(s.trainable)) for s in specs]
+    for key in dict.fromkeys(keys):
+        todo = [i for i, k in enumerate(keys) if k == key]
+        size = group_size or len(todo)
+        while todo:
+            group = todo[:size]
+            try:
+                out = _train_vmap([specs[i] for i in group], source, ys, recipe, test_set=test_set, bar=bar,
+                                  **common)
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)
+                torch.cuda.empty_cache()
+                continue
+            for i, r in zip(group, out):
+                results[i] = r
+            todo = todo[len(group):]
+    return results
+
+
+def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes, in_channels, device, dtype,
+                test_set, bar) -> list[TrainResult]:
+    models = [_initial_model(s, recipe, n_classes=n_classes, in_channels=in_channels, device=device,
+                             channels_last=False, dtype=dtype) for s in specs]
+    if any(buf.numel() for m in models for buf in m.buffers()):
+        raise ValueError(f"layout 'vmap' needs models without buffers (batch norm); {recipe.model} has some: "
+                         f"use layout='single' or 'threads'")
+    k = len(models)
+    base = copy.deepcopy(models[0]).to("meta")
+    trainable = _trainable(specs[0], models[0])
+    mults = lr_multipliers(models[0], recipe, trainable)        # same for the group (grouped by trainable)
+    names = [n for n, _ in models[0].named_parameters()]
+    stacked = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]) for n in names}
+    train_names = [n for n, m in zip(names, mults) if m != 0]
+    train_p = {n: stacked[n] for n in train_names}
+    frozen_p = {n: stacked[n] for n in names if n not in train_p}
+    mults = [m for m in mults if m != 0]
+    velocity = [torch.zeros_like(train_p[n]) for n in train_names]
+    lr_scale = torch.tensor([s.lr_scale for s in specs], dtype=dtype, device=device)
+
+    def loss_fn(p, frozen, x, y):
+        logits = functional_call(base, {**p, **frozen}, (x,))
+        loss = F.cross_entropy(logits, y)
+        return loss, (loss.detach(), logits.detach())
+    step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0))
+
+    streams = [BatchStream(s.indices, batch_size=recipe.batch_size, seed=s.batch_seed) for s in specs]
+    losses = torch.zeros(recipe.iterations, k, device=device)
+    hits = torch.zeros(recipe.iterations, k, device=device)
+    alive, n_alive = torch.ones(k, dtype=torch.bool, device=device), k     # n_alive: no device sync per step
+    curves, diverged_at, done = [[] for _ in specs], [None] * k, [0] * k
+    started = time.perf_counter()
+    for start in range(0, recipe.iterations, recipe.eval_interval):
+        n = min(recipe.eval_interval, recipe.iterations - start)
+        batches = torch.stack([s.next_many(n) for s in streams], 1).to(device)     # (n, K, B)
+        for t in range(start, start + n):
+            idx = batches[t - start]
+            x, y = source.batch(idx), ys[idx]                                        # one gather for K networks
+            grads, (loss, logits) = step(train_p, frozen_p, x, y)
+            lr = learning_rate(recipe, t) * lr_scale * alive
+            sgd_step_([train_p[n] for n in train_names], [grads[n] for n in train_names], velocity, lr=lr,
+                      momentum=recipe.momentum, weight_decay=recipe.weight_decay, lr_mults=mults)
+            losses[t] = loss
+            hits[t] = (logits.argmax(-1) == y).sum(1)
+            bar.update(n_alive)
+        end = start + n
+        bad = ~torch.isfinite(losses[start:end])                                    # (n, K)
+        test_acc = _vmap_test_accuracy(base, {**train_p, **frozen_p}, test_set) if test_set else None
+        for j in range(k):
+            if not alive[j]:
+                continue
+            done[j] = end
+            if bad[:, j].any():
+                diverged_at[j] = start + int(torch.nonzero(bad[:, j])[0])
+                alive[j] = False
+                n_alive -= 1
+                continue
+            point = {"iteration": end, "lr": learning_rate(recipe, end - 1) * float(lr_scale[j]),
+                     "train_loss": float(losses[start:end, j].mean()),
+                     "train_accuracy": float(hits[start:end, j].sum()) / (n * recipe.batch_size)}
+            if test_acc is not None:
+                point["test_accuracy"] = float(test_acc[j])
+            curves[j].append(point)
+        if not n_alive:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - started) / k          # the group's time, shared equally
+    results = []
+    for j, model in enumerate(models):
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(stacked[name][j])
+        results.append(TrainResult(model, done[j], diverged_at[j], curves[j], seconds))
+    return results
+
+
+@torch.no_grad()
+def _vmap_test_accuracy(base: nn.Module, params: dict, test_set, batch_size: int = 1000) -> torch.Tensor:
+    """Test accuracy of each of the K stacked networks, (K,)."""
+    logits = vmap_predict(base, params, test_set[0], batch_size=batch_size)
+    return (logits.argmax(-1) == test_set[1]).float().mean(1)
+
+
+@torch.no_grad()
+def vmap_predict(base: nn.Module, params: dict, source, *, batch_size: int = 1000) -> torch.Tensor:
+    """Logits (K, N, C) of K stacked networks on every image of `source` (shared across networks)."""
+    call = vmap(lambda p, x: functional_call(base, p, (x,)), in_dims=(0, None))
+    device = next(iter(params.values())).device
+    return torch.cat([call(params, source.batch(torch.arange(i, min(i + batch_size, len(source)), device=device)))
+                      for i in range(0, len(source), batch_size)], 1)
+
+
+def predict_networks(models: list[nn.Module], images, *, device=None, batch_size: int = 1000) -> torch.Tensor:
+    """Logits (K, N, C) of K networks of one architecture on preprocessed test images, batched when
+    the models have no buffers (one vmapped pass per test batch), else one model at a time."""
+    device = resolve_device(device)
+    source = images if hasattr(images, "batch") else ResidentImages(images.to(device))
+    if any(b.numel() for m in models for b in m.buffers()):
+        return torch.stack([_predict(m.to(device), source, batch_size=batch_size, device=device) for m in models])
+    base = copy.deepcopy(models[0]).to("meta")
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
+              for n, _ in models[0].named_parameters()}
+    return vmap_predict(base.eval(), params, source, batch_size=batch_size)
