@@ -1,0 +1,91 @@
+"""Exactness of the batched trainer on CUDA (run by benchmarks/gpu_check.sh).
+
+1. vmap layout vs one network at a time, float64, 200 steps: max relative difference <= 1e-5.
+2. The same in float32 (TF32 off) after 1 and after 200 steps: printed, with the 1-step bound
+   checked; after 200 steps float32 round-off differences have grown through SGD (see README).
+3. One grid point's methods trained batched vs one at a time: the metrics side by side.
+Data: MNIST from $IMBALANCE_DATA when set, else random images (the arithmetic is what is checked).
+"""
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from imbalance.batched import NetworkSpec, train_networks  # noqa: E402
+from imbalance.methods import METHODS, run_grid_point  # noqa: E402
+from imbalance.train import RECIPES, recipe_with  # noqa: E402
+
+DEVICE = os.environ.get("IMBALANCE_CHECK_DEVICE", "cuda")   # "cpu" only to smoke-test this script
+
+
+def dataset():
+    if os.environ.get("IMBALANCE_DATA"):
+        from imbalance.data import load_dataset
+        return load_dataset("mnist")
+    from imbalance.data import ImageDataset
+    g = torch.Generator().manual_seed(0)
+    img = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
+    lab = lambda n: torch.arange(n) % 10
+    return ImageDataset("random", tuple("0123456789"), img(6000), lab(6000), img(1000), lab(1000), "random")
+
+
+def max_rel(a, b):
+    return max(((p - q).abs().max() / p.abs().max()).item() for x, y in zip(a, b)
+               for p, q in zip(x.model.parameters(), y.model.parameters()))
+
+
+def compare(ds, *, dtype, iterations, batch_size=64, k=4):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=iterations, eval_interval=iterations,
+                         batch_size=batch_size)
+    rng = np.random.default_rng(0)
+    specs = [NetworkSpec(indices=np.sort(rng.choice(len(ds.train_labels), 2000)), init_seed=j, batch_seed=50 + j,
+                         lr_scale=(1.0, 0.5)[j % 2]) for j in range(k - 1)]
+    specs.append(NetworkSpec(indices=np.arange(500), init_seed=0, batch_seed=7, lr_scale=0.1, trainable="output"))
+    kw = dict(n_classes=10, device=DEVICE, dtype=dtype, progress=False)
+    single = train_networks(specs, ds.train_images, ds.train_labels, recipe, layout="single", **kw)
+    stacked = train_networks(specs, ds.train_images, ds.train_labels, recipe, layout="vmap", **kw)
+    return max_rel(single, stacked)
+
+
+def main():
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ds = dataset()
+    name = torch.cuda.get_device_name() if DEVICE.startswith("cuda") else DEVICE
+    print(f"exactness on {name} (torch {torch.__version__}), data {ds.name}")
+    failures = 0
+    for dtype, iterations, bound in [(torch.float64, 200, 1e-5), (torch.float32, 1, 1e-5), (torch.float32, 200, None)]:
+        t = time.perf_counter()
+        d = compare(ds, dtype=dtype, iterations=iterations)
+        verdict = "" if bound is None else ("PASS" if d <= bound else "FAIL")
+        failures += verdict == "FAIL"
+        print(f"vmap vs single, {str(dtype):14s} {iterations:4d} steps: max rel diff {d:.2e} "
+              f"{'(bound %.0e) ' % bound if bound else '(round-off grown by SGD; informative) '}{verdict} "
+              f"[{time.perf_counter() - t:.1f} s]")
+    torch.backends.cudnn.allow_tf32 = True
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=300, eval_interval=100)
+    point = dict(imbalance="step", rho=10, mu=0.5, n_max=400, methods=list(METHODS), repeats=2, seed=0,
+                 recipe=recipe, device=DEVICE, progress=False)
+    t = time.perf_counter()
+    batched = run_grid_point(ds, batched=True, **point)
+    tb = time.perf_counter() - t
+    t = time.perf_counter()
+    alone = run_grid_point(ds, batched=False, **point)
+    ta = time.perf_counter() - t
+    print(f"\none grid point ({len(batched.records)} records): batched {tb:.1f} s, one at a time {ta:.1f} s")
+    print(f"{'method':16s} {'rep':>3s} {'AUC batched':>12s} {'AUC alone':>10s} {'acc batched':>12s} {'acc alone':>10s}")
+    worst = 0.0
+    for b, a in zip(batched.records, alone.records):
+        worst = max(worst, abs(b["roc_auc"] - a["roc_auc"]))
+        print(f"{b['method']:16s} {b['repeat']:3d} {b['roc_auc']:12.5f} {a['roc_auc']:10.5f} "
+              f"{b['accuracy']:12.4f} {a['accuracy']:10.4f}")
+    print(f"largest ROC AUC difference: {worst:.2e}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Throughput: this project's batched trainer vs the training loop a typical user writes.
+
+Measures, in one run on one machine:
+  reference  Dataset + DataLoader(shuffle=True, batch_size=64) + nn.Module + torch.optim.SGD,
+             one LeNet-5 at a time (the loop a typical PyTorch user writes);
+  ours       imbalance.batched.train_networks on a grid point's worth of LeNet-5 networks
+             (K networks, each its own seed, subset and lr), in the device's default layout and
+             any other layouts asked for;
+  peak       a float32 matrix multiply on the same device, as the physical limit.
+Prints model-iterations per second, the ratio to the reference, achieved GFLOP/s, the fraction
+of the matmul peak, and (CUDA) the projected hours for the paper's full MNIST grid.
+
+  python benchmarks/throughput.py                      # CPU here: K = 8 networks
+  python benchmarks/throughput.py --device cuda --networks 64,256,1024 --layouts vmap,single
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+from imbalance.batched import NetworkSpec, cpu_workers, default_layout, train_networks  # noqa: E402
+from imbalance.models import lenet5  # noqa: E402
+from imbalance.train import RECIPES, recipe_with  # noqa: E402
+
+BATCH = 64                      # the paper's LeNet-5 batch
+MNIST_GRID_NETWORKS = 22_500    # the paper's MNIST grid (section 4.1)
+MNIST_ITERATIONS = 10_000       # per network (Caffe's LeNet solver)
+
+
+def lenet_train_flop(batch: int = BATCH) -> float:
+    """FLOP of one training iteration: forward multiply-adds x 2 (FLOP) x 3 (forward + two backward GEMMs)."""
+    macs = 24 * 24 * 20 * 1 * 25 + 8 * 8 * 50 * 20 * 25 + 800 * 500 + 500 * 10
+    return 3 * 2 * macs * batch
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device, n: int, repeats: int = 10) -> float:
+    """Best float32 GFLOP/s of an n x n x n matrix product (TF32 off: true float32)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        best = float("inf")
+        for _ in range(repeats + 2):
+            sync(device)
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            best = min(best, time.perf_counter() - t)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    return 2 * n ** 3 / best / 1e9
+
+
+class Digits(torch.utils.data.Dataset):
+    """What a typical user writes: float images in [0, 1), one sample per __getitem__."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images.float() / 256, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+def reference_loop(images, labels, device, iterations: int) -> float:
+    """Iterations per second of one LeNet-5 trained the usual way (after a warm-up)."""
+    loader = torch.utils.data.DataLoader(Digits(images, labels), batch_size=BATCH, shuffle=True, drop_last=True)
+    model = lenet5(seed=0).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    done, warmup, start = 0, 10, None
+    while done < iterations + warmup:
+        for x, y in loader:
+            if done == warmup:
+                sync(device)
+                start = time.perf_counter()
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done == iterations + warmup:
+                break
+    sync(device)
+    return iterations / (time.perf_counter() - start)
+
+
+def ours(images, labels, device, *, networks: int, iterations: int, layout: str) -> float:
+    """Model-iterations per second of train_networks on `networks` LeNet-5s (after a warm-up call)."""
+    rng = np.random.default_rng(0)
+    specs = [NetworkSpec(indices=np.sort(rng.choice(len(labels), len(labels) // 2, replace=False)),
+                         init_seed=k, batch_seed=1000 + k, lr_scale=1.0) for k in range(networks)]
+    run = lambda n: train_networks(specs, images, labels, recipe_with(RECIPES["lenet5-mnist"], iterations=n,
+                                                                    eval_interval=n),
+                                   n_classes=10, device=device, layout=layout, progress=False)
+    run(5)                                       # warm-up: kernels chosen, memory allocated
+    sync(device)
+    t = time.perf_counter()
+    run(iterations)
+    sync(device)
+    return networks * iterations / (time.perf_counter() - t)
+
+
+def load_digits(data_root):
+    from imbalance.data import load_dataset
+    if data_root or os.environ.get("IMBALANCE_DATA"):
+        ds = load_dataset("mnist", root=data_root)
+    else:
+        ds = load_dataset("mnist-sample")
+    return ds.train_images, ds.train_labels, ds.name
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    ap.add_argument("--networks", default=None, help="comma-separated K values (default: CPU 8, CUDA 256)")
+    ap.add_argument("--layouts", default="auto", help="comma-separated: auto, single, threads, vmap")
+    ap.add_argument("--iterations", type=int, default=None, help="timed iterations per network")
+    ap.add_argument("--reference-iterations", type=int, default=None)
+    ap.add_argument("--data-root", default=None, help="full MNIST here (default: $IMBALANCE_DATA, else mnist-sample)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    a = ap.parse_args(argv)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    ks = [int(k) for k in (a.networks or ("256" if cuda else "8")).split(",")]
+    iters = a.iterations or (200 if cuda else 60)
+    ref_iters = a.reference_iterations or (500 if cuda else 150)
+    images, labels, dataset = load_digits(a.data_root)
+    name = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU"
+    print(f"device {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}; "
+          f"usable cores {cpu_workers()}; data {dataset} ({len(labels)} train images)")
+    peak = matmul_peak(device, 8192 if cuda else 2048)
+    flop = lenet_train_flop()
+    print(f"float32 matmul peak: {peak:,.0f} GFLOP/s; LeNet-5 training: {flop / 1e9:.3f} GFLOP per iteration "
+          f"(batch {BATCH})")
+    ref = reference_loop(images, labels, device, ref_iters)
+    rows = [("reference DataLoader loop", 1, ref)]
+    for layout in a.layouts.split(","):
+        for k in ks:
+            shown = default_layout(device, lenet5(seed=0)) if layout == "auto" else layout
+            rows.append((f"imbalance {shown}", k, ours(images, labels, device, networks=k, iterations=iters,
+                                                        layout=layout)))
+    print(f"\n{'trainer':28s} {'K':>5s} {'model-it/s':>11s} {'x reference':>11s} {'GFLOP/s':>9s} {'% peak':>7s}"
+          + ("  full MNIST grid (h)" if cuda else ""))
+    results = []
+    for label, k, rate in rows:
+        gflops = rate * flop / 1e9
+        hours = MNIST_GRID_NETWORKS * MNIST_ITERATIONS / rate / 3600
+        print(f"{label:28s} {k:5d} {rate:11.1f} {rate / ref:11.2f} {gflops:9.1f} {100 * gflops / peak:6.1f}%"
+              + (f"  {hours:10.1f}" if cuda else ""))
+        results.append(dict(trainer=label, networks=k, model_iterations_per_s=rate, ratio=rate / ref,
+                            gflops=gflops, peak_fraction=gflops / peak, grid_hours=hours))
+    if a.json:
+        Path(a.json).write_text(json.dumps(dict(device=str(device), name=name, peak_gflops=peak, rows=results),
+                                           indent=1))
+
+
+if __name__ == "__main__":
+    main()
