@@ -8,8 +8,9 @@ from PIL import Image
 
 from imbalance.data import load_dataset
 from imbalance.models import lenet5, resnet10
-from imbalance.train import (RECIPES, BatchStream, Preprocessor, StreamedImages, evaluate,
-                             learning_rate, recipe_with, sgd_step_, train_network)
+from imbalance.images import Preprocessor, StreamedImages
+from imbalance.train import (RECIPES, BatchStream, evaluate, learning_rate, recipe_with, sgd_step_,
+                             train_network)
 
 LENET = RECIPES["lenet5-mnist"]
 

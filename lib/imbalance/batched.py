@@ -35,7 +35,8 @@ from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
 from .models import build_model
-from .train import (BatchStream, Preprocessor, Recipe, ResidentImages, TrainResult, _predict, learning_rate,
+from .images import Preprocessor, ResidentImages
+from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate,
                     lr_multipliers, resolve_device, sgd_step_, train_network)
 
 LAYOUTS = ("auto", "single", "threads", "vmap")

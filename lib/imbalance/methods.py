@@ -36,7 +36,8 @@ from .batched import NetworkSpec, predict_networks, train_networks
 from .metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc_ovr, threshold_scores
 from .profiles import imbalanced_subset
 from .sampling import class_priors, oversample_indices, undersample_indices
-from .train import Preprocessor, Recipe, resolve_device
+from .images import Preprocessor
+from .train import Recipe, resolve_device
 
 
 @dataclass(frozen=True)
