@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from imbalance.batched import NetworkSpec, cpu_workers, default_layout, train_networks  # noqa: E402
+from imbalance.batched import NetworkSpec, default_layout, train_networks  # noqa: E402
 from imbalance.models import lenet5  # noqa: E402
 from imbalance.train import RECIPES, recipe_with  # noqa: E402
 
@@ -147,7 +147,7 @@ def main(argv=None):
     images, labels, dataset = load_digits(a.data_root)
     name = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU"
     print(f"device {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}; "
-          f"usable cores {cpu_workers()}; data {dataset} ({len(labels)} train images)")
+          f"usable cores {len(os.sched_getaffinity(0))}; data {dataset} ({len(labels)} train images)")
     peak = matmul_peak(device, 8192 if cuda else 2048)
     flop = lenet_train_flop()
     print(f"float32 matmul peak: {peak:,.0f} GFLOP/s; LeNet-5 training: {flop / 1e9:.3f} GFLOP per iteration "

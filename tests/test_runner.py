@@ -16,7 +16,7 @@ import pytest
 
 from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, done_points, fake_params, rows
-from imbalance import runner
+from imbalance import executors, runner
 from imbalance.cli import main
 from imbalance.params import load_params
 from imbalance.runner import run_study
@@ -198,7 +198,7 @@ def test_records_must_hold_one_network_per_method_and_repeat():
     ("dask://sched:8786", ("dask", "tcp://sched:8786")), ("tcp://10.0.0.1:8786", ("dask", "tcp://10.0.0.1:8786")),
 ])
 def test_executor_names(executor, expected):
-    assert runner.parse_executor(executor) == expected
+    assert executors.parse_executor(executor) == expected
 
 
 def test_rerunning_a_study_with_other_settings_is_refused(reference, capsys):

@@ -21,7 +21,6 @@ buffers); they use "threads" on CPU and "single" on CUDA.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -50,14 +49,6 @@ class NetworkSpec:
     lr_scale: float = 1.0                # two-phase fine-tuning: 0.1
     trainable: str | tuple[str, ...] | None = None   # None = all; "output" = model.output_layers
     init_from: nn.Module | None = None   # start from a copy of this (pre-trained) network
-
-
-def cpu_workers() -> int:
-    """Cores this process may use (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:      # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_layout(device: torch.device, model: nn.Module) -> str:
@@ -137,7 +128,7 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
             if layout == "single":
                 results = [one(s) for s in specs]
             else:
-                n = min(len(specs), workers or cpu_workers())
+                n = min(len(specs), workers or torch.get_num_threads())   # this process's thread budget
                 with intra_op_threads(1), ThreadPoolExecutor(n) as pool:
                     results = list(pool.map(one, specs))
     finally:

@@ -5,49 +5,26 @@ process writes `outputs/<study>/results.sqlite`, one transaction per grid point.
 done are skipped, so an interrupted run is resumed by running it again; claims keep two runners
 on one study from training a point twice.
 
-Executors
-- "local" (default): a pool of worker processes on this machine, each running one notebook at a
-  time with `cores // workers` torch threads (OMP_NUM_THREADS, and the notebook's `threads`).
-- "dask": a `distributed.LocalCluster` of `workers` single-threaded worker processes.
-- "dask://HOST:PORT" (or "tcp://HOST:PORT"): join a running Dask scheduler.  On SLURM/PBS, start
-  one with dask-jobqueue and pass its address::
-
-      from dask_jobqueue import SLURMCluster          # or PBSCluster
-      cluster = SLURMCluster(cores=8, memory="32GB", walltime="12:00:00",
-                             job_extra_directives=["--gres=gpu:1"],
-                             worker_extra_args=["--resources", "GPU=1"])
-      cluster.scale(jobs=10)
-      print(cluster.scheduler_address)   # imbalance run params/mnist/step.yaml --executor dask://...
-
-  Declare GPU workers with `--resources GPU=1` (as above, or `dask worker ... --resources GPU=1`);
-  when params.device is cuda, points go to a remote cluster with resources={"GPU": 1}, so each
-  GPU trains one grid point at a time.  Workers need this package, the kernel `imbalance`, the
-  data, and the outputs folder on a shared filesystem at the same path as the runner.
+Executors (local processes, a Dask LocalCluster, or an existing Dask scheduler): see executors.py.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
-import re
 import sqlite3
 import statistics
 import sys
 import time
-import traceback
 import uuid
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from imbalance.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid
-from imbalance.store import Store, point_seconds, read_records, worker_id
+from imbalance.executors import DaskPool, LocalPool, Task, parse_executor
+from imbalance.store import Store, point_seconds, worker_id
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
 HEARTBEAT_SECONDS = 30   # how often the runner refreshes its claims while points run
-MAX_ERROR_CHARS = 20_000  # error text kept per failed point
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass
@@ -66,186 +43,6 @@ class RunSummary:
         parts = [f"{self.trained} trained ({self.records} records)", f"{self.skipped} skipped",
                  f"{self.failed} failed"] + ([f"{self.elsewhere} running elsewhere"] if self.elsewhere else [])
         return f"{self.study}: {self.points} grid points: {', '.join(parts)}; wall {_duration(self.wall_seconds)}"
-
-
-@dataclass(frozen=True)
-class _Task:
-    """One notebook run, as shipped to a worker (plain, picklable)."""
-    point_id: str
-    notebook: str
-    output: str
-    records_path: str
-    parameters: dict[str, Any]
-    kernel_name: str
-    cwd: str
-    threads: int | None
-    log: str          # the kernel's and papermill's messages: outputs/<study>/logs/<point_id>.log
-
-
-# --- worker side (runs in a worker process; never touches the database) -------------------------
-
-@contextmanager
-def _kernel_env(threads: int | None):
-    """Environment the notebook's kernel inherits: thread counts, and this package importable."""
-    lib = str(Path(__file__).resolve().parents[1])
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    new = {"PYTHONPATH": os.pathsep.join([lib] + [p for p in paths if p and p != lib])}
-    if threads:
-        new |= {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    old = {k: os.environ.get(k) for k in new}
-    os.environ.update(new)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-
-
-@contextmanager
-def _output_to(log: Path):
-    """Send this process's stdout/stderr (fd level, so the kernel's too) to a log file."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log, "a") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-
-
-def _error_text(exc: BaseException) -> str:
-    from papermill.exceptions import PapermillExecutionError
-    if isinstance(exc, PapermillExecutionError):
-        text = f"{exc.ename}: {exc.evalue}\n{exc}"
-    else:
-        text = "".join(traceback.format_exception(exc)).strip()
-    return ANSI.sub("", text)[:MAX_ERROR_CHARS]
-
-
-def _execute_point(task: _Task) -> dict[str, Any]:
-    """Execute one grid point's notebook; return {ok, records | error, seconds}."""
-    import papermill as pm
-    start = time.monotonic()
-    parameters = {**task.parameters, "records_path": task.records_path, "threads": task.threads}
-    try:
-        Path(task.output).parent.mkdir(parents=True, exist_ok=True)
-        with _kernel_env(task.threads), _output_to(Path(task.log)):
-            pm.execute_notebook(task.notebook, task.output, parameters=parameters,
-                                kernel_name=task.kernel_name, language="python", progress_bar=False,
-                                cwd=task.cwd)
-        if not Path(task.records_path).is_file():
-            raise RuntimeError(f"{task.notebook} finished without writing records to "
-                               f"{task.records_path}; it must call "
-                               "imbalance.store.write_records(records, records_path)")
-        records = read_records(task.records_path)
-    except Exception as exc:  # the runner decides: retry, or mark failed with this text
-        return {"ok": False, "error": _error_text(exc) + f"\n(executed notebook: {task.output}; log: {task.log})"}
-    finally:
-        Path(task.records_path).unlink(missing_ok=True)
-    return {"ok": True, "records": records, "seconds": time.monotonic() - start}
-
-
-def _die_with_parent() -> None:
-    """Local workers die with the runner (Linux), so a killed runner leaves no orphans."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-
-
-# --- executors ---------------------------------------------------------------------------------
-
-class _LocalPool:
-    def __init__(self, workers: int):
-        self.workers, self.pool = workers, None
-
-    def submit(self, task: _Task):
-        if self.pool is None:  # (re)built lazily, also after a worker died and broke it
-            import multiprocessing
-            self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                               initializer=_die_with_parent)
-        return self.pool.submit(_execute_point, task)
-
-    def wait(self, handles, timeout: float):
-        done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
-        out = []
-        for f in done:
-            exc = f.exception()
-            if isinstance(exc, cf.process.BrokenProcessPool) and self.pool is not None:
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = None
-            out.append((f, f.result() if exc is None else _crash(exc)))
-        return out
-
-    def close(self, *, wait: bool = True) -> None:
-        if self.pool is None:
-            return
-        if not wait:  # interrupted: stop running notebooks now (their kernels follow their parent)
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.kill()
-        self.pool.shutdown(wait=wait, cancel_futures=True)
-
-
-class _DaskPool:
-    def __init__(self, address: str | None, workers: int, resources: dict | None):
-        import dask
-        from distributed import Client, LocalCluster
-        self.cluster, self.resources = None, resources
-        if address is None:  # our own cluster: a dead worker fails its task at once; we retry
-            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=None)
-            self.client = Client(self.cluster)
-        else:
-            try:
-                self.client = Client(address, timeout="30s")
-            except OSError as exc:
-                raise ConnectionError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-
-    def submit(self, task: _Task):
-        return self.client.submit(_execute_point, task, key=f"{task.point_id}-{uuid.uuid4().hex[:8]}",
-                                  pure=False, resources=self.resources)
-
-    def wait(self, handles, timeout: float):
-        from distributed import wait
-        try:
-            wait(list(handles), timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            pass
-        done = [f for f in handles if f.done()]
-        return [(f, f.result() if f.status == "finished" else _crash(f.exception())) for f in done]
-
-    def close(self, *, wait: bool = True) -> None:
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-def _crash(exc: BaseException | None) -> dict[str, Any]:
-    """A worker died (BrokenProcessPool, KilledWorker, ...) while running the point."""
-    return {"ok": False, "error": f"worker died while running the point: {type(exc).__name__}: {exc}"}
-
-
-def parse_executor(executor: str) -> tuple[str, str | None]:
-    """'local' | 'dask' | 'dask://HOST:PORT' | 'tcp://HOST:PORT' -> (kind, scheduler address)."""
-    if executor in ("local", "dask"):
-        return executor, None
-    match = re.fullmatch(r"(dask|tcp|tls)://([^/:]+):(\d+)", executor or "")
-    if not match:
-        raise ValueError(f"executor {executor!r}: expected local, dask, dask://HOST:PORT or tcp://HOST:PORT")
-    scheme = "tcp" if match[1] == "dask" else match[1]
-    return "dask", f"{scheme}://{match[2]}:{match[3]}"
 
 
 def default_workers(params: StudyParams, *, cores: int | None = None) -> int:
@@ -301,7 +98,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
             return summary
         threads = max(1, _cores() // workers) if address is None else None
         resources = {"GPU": 1} if address and params.device.startswith("cuda") else None
-        pool = _LocalPool(workers) if kind == "local" else _DaskPool(address, workers, resources)
+        pool = LocalPool(workers) if kind == "local" else DaskPool(address, workers, resources)
         slots = workers if address is None or explicit_workers else len(pending)  # a cluster queues
         context = dict(params=params, store=store, pool=pool, slots=slots, study_dir=study_dir,
                        notebook=notebook, kernel_name=kernel_name, threads=threads,
@@ -333,7 +130,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                     bar.update(done)
                     continue
                 attempts[point.point_id] = attempts.get(point.point_id, 0) + 1
-                task = _Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.ipynb"),
+                task = Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.ipynb"),
                              str(study_dir / "records" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
                              point.parameters(params), kernel_name, str(notebook.parent), threads,
                              str(study_dir / "logs" / f"{point.point_id}.log"))
