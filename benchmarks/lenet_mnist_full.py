@@ -6,7 +6,6 @@ The study requires a test error below 1% from this baseline.  Usage, from the pr
 from __future__ import annotations
 
 import argparse
-import gzip
 import platform
 import time
 from pathlib import Path
@@ -14,32 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imbalance.data import load_dataset
 from imbalance.models import lenet5
 from imbalance.train import RECIPES, evaluate, recipe_with, resolve_device, train_network
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_mnist(root: Path):
-    """(train_images, train_labels, test_images, test_labels) via imbalance.data when present,
-    else straight from the four IDX .gz files in root/mnist."""
-    try:
-        from imbalance.data import load_dataset
-    except ImportError:
-        load_dataset = None
-    if load_dataset is not None:
-        ds = load_dataset("mnist", root=root)
-        return ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
-
-    def idx(name, ndim):
-        data = gzip.open(root / "mnist" / f"{name}.gz", "rb").read()
-        dims = np.frombuffer(data, ">u4", count=ndim, offset=4)
-        return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-    out = []
-    for split in ("train", "t10k"):
-        out.append(torch.from_numpy(idx(f"{split}-images-idx3-ubyte", 3)[:, None].copy()))
-        out.append(torch.from_numpy(idx(f"{split}-labels-idx1-ubyte", 1).astype(np.int64)))
-    return tuple(out)
 
 
 def main() -> None:
@@ -61,7 +39,8 @@ def main() -> None:
     print(f"device: {device} ({name or 'cpu'}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
 
-    train_x, train_y, test_x, test_y = load_mnist(args.data_root)
+    ds = load_dataset("mnist", root=args.data_root)
+    train_x, train_y, test_x, test_y = ds.train_images, ds.train_labels, ds.test_images, ds.test_labels
     print(f"data: {len(train_y)} train / {len(test_y)} test images from {args.data_root}")
     started = time.perf_counter()
     result = train_network(lenet5(seed=args.seed), train_x, train_y,
