@@ -20,6 +20,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 study: $(STAMP)
 	$(PY) -m imbalance.cli run params/quick.yaml
+	$(PY) -m imbalance.cli report params/quick.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

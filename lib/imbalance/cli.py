@@ -1,4 +1,4 @@
-"""`imbalance run | status | export`: the command line.
+"""`imbalance run | status | export | report`: the command line.
 
 Exit codes: 0 success; 1 some grid points failed; 2 bad params, missing data, notebook or kernel,
 or an unreachable Dask scheduler (reported on stderr without a traceback, before any training);
@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     study_command("status", "count done / running / failed / pending grid points")
     export = study_command("export", "write the study's records to a .csv (or .parquet) file")
     export.add_argument("out", type=Path, help="output file, e.g. results.csv")
+    report = study_command("report", "recreate the figures and outputs/<study>/report.html from the database")
+    report.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
     return parser
 
 
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
                                 kernel_name=args.kernel, max_attempts=args.max_attempts,
                                 dry_run=args.dry_run)
             return 1 if summary.failed else 0
+        if args.command == "report":
+            from imbalance.report import write_report
+            html = write_report(params.study, args.outputs, kernel_name=args.kernel)
+            print(f"figures in {html.parent / 'figures'}; report: {html}")
+            return 0
         from imbalance.store import Store
         db = Path(args.outputs) / params.study / "results.sqlite"
         if args.command == "status" and not db.is_file():
