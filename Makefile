@@ -22,8 +22,11 @@ study: $(STAMP)
 	$(PY) -m imbalance.cli run params/quick.yaml
 	$(PY) -m imbalance.cli report params/quick.yaml
 
+# tests/ then nbval over the notebooks, on this venv's kernel (--nbval-current-env: the venv's
+# python runs pytest); nbval checks the cells marked NBVAL_CHECK_OUTPUT (class counts) exactly.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=300 notebooks
 
 clean-venv:
 	rm -rf $(VENV)

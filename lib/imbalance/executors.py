@@ -59,7 +59,7 @@ class Task:
 # --- worker side (runs in a worker process; never touches the database) -------------------------
 
 @contextmanager
-def _kernel_env(threads: int | None):
+def kernel_env(threads: int | None):
     """Environment the notebook's kernel inherits: thread counts, and this package importable."""
     lib = str(Path(__file__).resolve().parents[1])
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -111,7 +111,7 @@ def execute_point(task: Task) -> dict[str, Any]:
     parameters = {**task.parameters, "records_path": task.records_path, "threads": task.threads}
     try:
         Path(task.output).parent.mkdir(parents=True, exist_ok=True)
-        with _kernel_env(task.threads), _output_to(Path(task.log)):
+        with kernel_env(task.threads), _output_to(Path(task.log)):
             pm.execute_notebook(task.notebook, task.output, parameters=parameters,
                                 kernel_name=task.kernel_name, language="python", progress_bar=False,
                                 cwd=task.cwd)

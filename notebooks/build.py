@@ -1,0 +1,492 @@
+"""Generate the project's notebooks from one place: the py:percent sources below -> .py + .ipynb.
+
+The training notebooks are nearly identical (they differ in title, defaults and notes), so they
+are written from one template here instead of being copied by hand.  Each notebook is written as
+a jupytext pair: `<name>.py` (py:percent, what reviews read) and `<name>.ipynb` (what the runner,
+nbval and JupyterLab open), executed with its default parameters on the `imbalance` kernel so the
+committed .ipynb carries outputs for nbval to compare (the ImageNet notebook is left unexecuted:
+it needs an ILSVRC-2012 folder).
+
+    .venv/bin/python notebooks/build.py                 # every notebook, executed
+    .venv/bin/python notebooks/build.py mnist/step      # some of them
+    .venv/bin/python notebooks/build.py --no-execute    # sources only (no outputs)
+    .venv/bin/python notebooks/build.py --check         # exit 1 if a notebook differs from here
+
+Edit this file, not the notebooks (a hand edit of a paired .py is overwritten by the next build;
+tests/test_notebooks.py checks that the notebooks match this file).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LIB = HERE.parent / "lib"
+KERNEL = {"name": "imbalance", "display_name": "Python (imbalance)", "language": "python"}
+FORMATS = "ipynb,py:percent"
+ALL_METHODS = ["baseline", "ros", "rus", "two-phase-ros", "two-phase-rus", "baseline-thresh", "ros-thresh",
+               "rus-thresh"]
+
+# --- training notebooks -----------------------------------------------------------------------
+
+TRAINING = {
+    "mnist/step": dict(
+        title="MNIST: step imbalance",
+        about="The paper's Figures 3, 6 and 8 (MNIST): one grid point of step imbalance, i.e. `round(μ·10)` "
+              "minority classes with `n_max/ρ` examples each and the rest with `n_max`.",
+        params="params/mnist/step.yaml", imbalance="step", rho=10, mu=0.5, level=None, minority="random",
+        methods=["baseline", "ros", "rus", "baseline-thresh"]),
+    "mnist/linear": dict(
+        title="MNIST: linear imbalance",
+        about="The paper's Figure 5 (MNIST): one grid point of linear imbalance, class sizes spread evenly "
+              "from `n_max/ρ` to `n_max`.",
+        params="params/mnist/linear.yaml", imbalance="linear", rho=10, mu=None, level=None, minority="random",
+        methods=["baseline", "ros", "rus", "baseline-thresh"]),
+    "mnist/graded": dict(
+        title="MNIST: graded over- and undersampling",
+        about="The paper's Figure 7: at a step-imbalanced grid point, oversampling (ros) or undersampling "
+              "(rus) only down to a target ratio `level` (1 = fully balanced, ρ = no sampling).",
+        params="params/mnist/graded.yaml", imbalance="step", rho=100, mu=0.5, level=10, minority="random",
+        methods=["ros", "rus"]),
+    "cifar10/step": dict(
+        title="CIFAR-10: step imbalance",
+        about="The paper's Figure 4 (CIFAR-10, All-CNN): one grid point of step imbalance.  The defaults "
+              "run a tiny LeNet job on `mnist-sample` in under a minute; `params/cifar10/step.yaml` runs it "
+              "with `dataset: cifar10` and `recipe: allcnn-cifar10`.",
+        params="params/cifar10/step.yaml", imbalance="step", rho=10, mu=0.5, level=None, minority="lowest",
+        methods=["baseline", "ros", "rus", "baseline-thresh"]),
+    "cifar10/linear": dict(
+        title="CIFAR-10: linear imbalance",
+        about="The paper's Figure 5 (CIFAR-10, All-CNN): one grid point of linear imbalance.  The defaults run "
+              "a tiny LeNet job on `mnist-sample`; `params/cifar10/linear.yaml` runs it with `dataset: cifar10` "
+              "and `recipe: allcnn-cifar10`.",
+        params="params/cifar10/linear.yaml", imbalance="linear", rho=10, mu=None, level=None, minority="lowest",
+        methods=["baseline", "ros", "rus", "baseline-thresh"]),
+    "imagenet/subsets": dict(
+        title="ImageNet subsets (ILSVRC-2012)",
+        about="The paper's Table 4: ResNet-10 on step-imbalanced subsets of ILSVRC-2012, read from an "
+              "image folder (`<data_root>/train/<class>/*`, `<data_root>/val/<class>/*`).  This notebook "
+              "needs that folder and a GPU; it is not executed by the tests.",
+        params="params/imagenet/subsets.yaml", imbalance="step", rho=10, mu=0.1, level=None, minority="scarcity",
+        methods=ALL_METHODS, dataset="imagefolder", recipe="resnet10-imagenet", recipe_overrides={},
+        device="cuda", batched=False, execute=False,
+        defaults="Its defaults are the study's first grid point, on a GPU."),
+}
+
+PARAMETER_KEYS = ("dataset", "imbalance", "rho", "mu", "level", "minority", "methods", "recipe", "recipe_overrides",
+                  "device", "batched")  # the values a TRAINING entry may set
+TRAINING_PARAMETERS = '''\
+# %% tags=["parameters"]
+study = "scratch"  # study name (the runner passes the params file's `study`)
+dataset = {dataset}  # mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
+data_root = None  # dataset folder; None = $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
+imbalance = {imbalance}  # step | linear | exponential
+rho = {rho}  # majority/minority size ratio, >= 1
+mu = {mu}  # fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
+level = {level}  # graded sampling: target ratio after ros/rus (1 <= level <= rho); None = fully balanced
+n_max = None  # examples per majority class; None = the most the data allows
+minority = {minority}  # random | lowest | scarcity: which classes are minority
+methods = {methods}  # names from imbalance.methods.METHODS ("<m>-thresh" reuses <m>'s network)
+repeats = 1  # networks per method (each repeat: new subset, sampling and initial weights)
+seed = 0  # study seed; every network's seed derives from it
+recipe = {recipe}  # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
+recipe_overrides = {recipe_overrides}  # any Recipe field (lib/imbalance/train.py); {{}} = the paper's recipe
+device = {device}  # auto | cpu | cuda | cuda:N
+batched = {batched}  # train the point's networks as one batched job
+point_id = None  # the grid point's id (the runner passes e.g. step_rho=10_mu=0.5); None = derived
+records_path = None  # the runner's records file; None = don't write records
+threads = None  # torch threads; None = torch's default
+'''
+
+TRAINING_BODY = '''\
+# %% [markdown]
+# ## Train the grid point
+# All the work happens in the library (`imbalance.methods.run_grid_point`): the imbalanced subset,
+# the sampling of each method, batched training and the test metrics.
+
+# %%
+import time
+
+import torch
+
+from imbalance import plots
+from imbalance.data import data_root as find_data_root
+from imbalance.data import load_dataset, load_imagefolder
+from imbalance.methods import run_grid_point
+from imbalance.store import write_records
+from imbalance.train import RECIPES, recipe_with
+
+if threads:
+    torch.set_num_threads(threads)
+if dataset == "imagefolder":  # ImageNet-style folders: labels resident, images decoded on demand
+    data = load_imagefolder(find_data_root(data_root))
+else:
+    data = load_dataset(dataset, root=data_root)
+training_recipe = recipe_with(RECIPES[recipe], **recipe_overrides)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+start = time.perf_counter()
+result = run_grid_point(data, imbalance=imbalance, rho=rho, mu=mu, level=level, n_max=n_max, minority=minority,
+                        methods=methods, repeats=repeats, seed=seed, recipe=training_recipe, device=device,
+                        batched=batched, study=study, point_id=point_id, progress=False)
+print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeats) "
+      f"in {time.perf_counter() - start:.1f} s")
+
+# %% [markdown]
+# ## Class counts of the imbalanced training set (one row per repeat)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+plots.counts_table(result.class_counts, classes=data.classes)
+
+# %% [markdown]
+# ## Test metrics: mean over repeats per method
+# `roc_auc` is the multi-class ROC AUC (one-vs-rest); `thresholded_accuracy` divides each network's
+# outputs by the training set's class priors before the argmax.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.method_table(result.records, sort=False)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.method_figure(result.records)
+
+# %%
+if records_path:
+    write_records(result.records, records_path)
+'''
+
+
+class Literal(str):
+    """A value's Python literal, strings in double quotes (as the parameters cell reads best)."""
+
+    @classmethod
+    def of(cls, value) -> Literal:
+        if isinstance(value, str):
+            return cls(json.dumps(value, ensure_ascii=False))
+        if isinstance(value, (list, tuple)):
+            return cls("[" + ", ".join(cls.of(v) for v in value) + "]")
+        if isinstance(value, dict):
+            return cls("{" + ", ".join(f"{cls.of(k)}: {cls.of(v)}" for k, v in value.items()) + "}")
+        return cls(repr(value))
+
+    def __format__(self, spec) -> str:
+        return str(self)
+
+
+def markdown(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, 100, initial_indent="# ", subsequent_indent="# "))
+
+
+def training_source(name: str) -> str:
+    spec = TRAINING[name]
+    values = dict(dataset="mnist-sample", recipe="lenet5-mnist", device="auto", batched=True,
+                  recipe_overrides={"iterations": 100, "eval_interval": 50})
+    values.update({k: v for k, v in spec.items() if k in PARAMETER_KEYS})
+    values = {k: Literal.of(v) for k, v in values.items()}
+    header = (f"# %% [markdown]\n# # {spec['title']}\n#\n{markdown(spec['about'])}\n#\n"
+              + markdown(f"The runner executes this notebook once per grid point of `{spec['params']}` "
+                         "(`imbalance run` passes the parameters below and collects the records it writes).  "
+                         + spec.get("defaults", "With its defaults it is a run of under a minute on a CPU."))
+              + "\n\n")
+    return header + TRAINING_PARAMETERS.format(all_methods=", ".join(ALL_METHODS), **values) + "\n" + TRAINING_BODY
+
+
+# --- figures, explorer ------------------------------------------------------------------------
+
+FIGURES = '''\
+# %% [markdown]
+# # Figures of a study
+#
+# Every figure of the paper that the study's records allow, from `outputs/<study>/results.sqlite`;
+# each is saved as PNG and SVG under `outputs/<study>/figures/`.  A figure whose records are
+# missing says which params file produces them.  `imbalance.plots.write_report(study)` runs this
+# notebook and converts it to `outputs/<study>/report.html`.
+
+# %% tags=["parameters"]
+study = "quick"  # the study: outputs/<study>/results.sqlite
+outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
+
+# %%
+from pathlib import Path
+
+from imbalance import plots
+
+records, curves = plots.load_study(study, outputs_dir)
+figures_dir = Path(outputs_dir) / study / "figures"
+
+
+def show(fig, name):
+    """Save a figure of this study (not the 'no records' notes) and display it."""
+    if not records.empty and plots.figure_message(fig) is None:
+        plots.save_figure(fig, figures_dir, name)
+    return fig
+
+
+datasets = sorted(set(records["dataset"].dropna()) - {"imagefolder"})  # ImageNet has its own table
+print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique()} grid points")
+
+# %% [markdown]
+# ## The grid points in the database
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.grid_table(records)
+
+# %% [markdown]
+# ## Figure 1: class-count profiles (ρ = 10, μ = 0.5)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+show(plots.profile_figure(rho=10, mu=0.5, n_max=5000), "fig1_profiles")
+
+# %% [markdown]
+# ## Figures 3 and 4: ROC AUC vs ρ under step imbalance, one panel per μ
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for name in datasets or [None]:
+    display(show(plots.auc_vs_rho(records, dataset=name), f"fig3_4_auc_vs_rho_{name}"))
+
+# %% [markdown]
+# ## ROC AUC vs μ under step imbalance, one panel per ρ
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for name in datasets or [None]:
+    display(show(plots.auc_vs_mu(records, dataset=name), f"auc_vs_mu_{name}"))
+
+# %% [markdown]
+# ## Figure 5: ROC AUC vs ρ under linear imbalance
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+show(plots.linear_figure(records), "fig5_linear")
+
+# %% [markdown]
+# ## Figure 6: accuracy with and without thresholding
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+show(plots.threshold_accuracy_figure(records), "fig6_thresholding")
+
+# %% [markdown]
+# ## Figure 7: graded over- and undersampling
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+show(plots.graded_figure(records), "fig7_graded")
+
+# %% [markdown]
+# ## Figure 8: training and test accuracy during training
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+show(plots.curves_figure(curves), "fig8_curves")
+
+# %% [markdown]
+# ## Table 4: ImageNet subsets
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+show(plots.imagenet_table(records), "table4_imagenet")
+'''
+
+EXPLORE = '''\
+# %% [markdown]
+# # Explore a study
+#
+# Pick a dataset, imbalance type, ρ, μ and methods: the class-count profile, the metric around the
+# chosen grid point and a ranking of the methods there are redrawn from
+# `outputs/<study>/results.sqlite`.  For example: *which method should I use at ρ = 100 with half
+# the classes minority?*  Set ρ = 100 and μ = 0.5 and read the table: the methods ranked by ROC AUC.
+
+# %% tags=["parameters"]
+study = "quick"  # the study: outputs/<study>/results.sqlite
+outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
+metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accuracy
+
+# %%
+import ipywidgets as widgets
+
+from imbalance import plots
+
+records, _ = plots.load_study(study, outputs_dir)
+print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique()} grid points")
+
+# %% [markdown]
+# ## The grid points that exist
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.grid_table(records)
+
+# %% [markdown]
+# ## ρ = 100, half the classes minority (or the nearest grid point)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+choice = plots.explorer_defaults(records, rho=100, mu=0.5)
+display(plots.explorer_table(records, **choice, metric=metric))
+plots.explorer_figure(records, **choice, metric=metric)
+
+# %% [markdown]
+# ## Explorer
+# Move the sliders (or focus one and use the arrow keys); the table ranks the methods at the chosen
+# grid point, best first, with the 95% interval over repeats.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def labelled(values):
+    return [(f"{v:g}", v) for v in values]
+
+
+def nearest(values, value):
+    return min(values, key=lambda v: abs(v - value)) if values and value is not None else None
+
+
+def explorer(records, choice):
+    """Widgets for dataset, imbalance type, ρ, μ, methods and metric, and the view they redraw."""
+    first = plots.explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
+    w_dataset = widgets.Dropdown(options=first["datasets"], value=choice["dataset"], description="dataset")
+    w_imbalance = widgets.Dropdown(options=first["imbalances"], value=choice["imbalance"], description="imbalance")
+    w_rho = widgets.SelectionSlider(options=labelled(first["rhos"]), value=choice["rho"], description="ρ")
+    w_mu = widgets.SelectionSlider(options=labelled(first["mus"] or [0.5]), value=choice["mu"] or 0.5,
+                                   description="μ", disabled=not first["mus"])
+    w_methods = widgets.SelectMultiple(options=first["methods"], value=first["methods"], description="methods",
+                                       rows=8)
+    w_metric = widgets.Dropdown(options=list(plots.METRICS), value=metric, description="metric")
+    out = widgets.Output()
+
+    def follow(change):
+        """Dataset or imbalance type changed: offer the values present there."""
+        now = plots.explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
+        w_imbalance.options = now["imbalances"]
+        for slider, values in ((w_rho, now["rhos"]), (w_mu, now["mus"])):
+            slider.disabled = not values
+            if values:
+                slider.options, slider.value = labelled(values), nearest(values, slider.value)
+        w_methods.options, w_methods.value = now["methods"], now["methods"]
+
+    def redraw(change=None):
+        kw = dict(dataset=w_dataset.value, imbalance=w_imbalance.value, rho=w_rho.value,
+                  mu=None if w_mu.disabled else w_mu.value, methods=list(w_methods.value), metric=w_metric.value)
+        with out:
+            out.clear_output(wait=True)
+            display(plots.explorer_table(records, **kw))
+            display(plots.explorer_figure(records, **kw))
+
+    for w in (w_dataset, w_imbalance):
+        w.observe(follow, names="value")
+    for w in (w_dataset, w_imbalance, w_rho, w_mu, w_methods, w_metric):
+        w.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([widgets.VBox([w_dataset, w_imbalance, w_rho, w_mu, w_metric]), w_methods]),
+                         out])
+
+
+if records.empty:
+    print("no records yet: run `imbalance run params/quick.yaml` (or any params file), then rerun this notebook")
+else:
+    display(explorer(records, choice))
+'''
+
+OTHER = {"figures": dict(source=FIGURES, execute=True), "explore": dict(source=EXPLORE, execute=True)}
+
+
+def sources() -> dict[str, tuple[str, bool]]:
+    """name -> (py:percent source without the jupytext header, execute at build time?)."""
+    out = {name: (training_source(name), TRAINING[name].get("execute", True)) for name in TRAINING}
+    out.update({name: (spec["source"], spec["execute"]) for name, spec in OTHER.items()})
+    return out
+
+
+# --- build ------------------------------------------------------------------------------------
+
+def notebook_from(name: str, source: str):
+    import jupytext
+    nb = jupytext.reads(source, fmt="py:percent")
+    nb.metadata["kernelspec"] = dict(KERNEL)
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["jupytext"] = {"formats": FORMATS}   # and jupytext's default header in the .py
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{name.replace('/', '-')}-{i}"   # stable ids: rebuilding changes no id
+    return nb
+
+
+def execute(nb, cwd: Path, *, timeout: int = 600):
+    from nbclient import NotebookClient
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(LIB)] + ([env_path] if env_path else []))
+    try:
+        NotebookClient(nb, kernel_name=KERNEL["name"], timeout=timeout, resources={"metadata": {"path": str(cwd)}},
+                       record_timing=False).execute()
+    finally:
+        if env_path:
+            os.environ["PYTHONPATH"] = env_path
+        else:
+            os.environ.pop("PYTHONPATH")
+    return nb
+
+
+def build(name: str, *, run: bool = True) -> Path:
+    import jupytext
+    import nbformat
+    source, executable = sources()[name]
+    nb = notebook_from(name, source)
+    path = HERE / f"{name}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if run and executable:
+        execute(nb, path.parent)
+    nbformat.write(nb, path)
+    jupytext.write(nb, path.with_suffix(".py"), fmt="py:percent")   # written last: the newer of the pair
+    return path
+
+
+def cells(nb) -> list[tuple[str, str, tuple]]:
+    """What a notebook's pair must agree on: each cell's type, source and tags."""
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+def check() -> list[str]:
+    """Differences between the notebooks on disk (.ipynb and .py) and this file's sources."""
+    import jupytext
+    problems = []
+    for name, (source, _) in sources().items():
+        want = cells(notebook_from(name, source))
+        for suffix in (".ipynb", ".py"):
+            path = HERE / f"{name}{suffix}"
+            if not path.is_file():
+                problems.append(f"{path} is missing")
+            elif cells(jupytext.read(path)) != want:
+                problems.append(f"{path} differs from notebooks/build.py (run: python notebooks/build.py {name})")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"notebooks to build (default: all): {', '.join(sources())}")
+    parser.add_argument("--no-execute", action="store_true", help="write sources only, without outputs")
+    parser.add_argument("--check", action="store_true", help="only check that the notebooks match this file")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check()
+        print("\n".join(problems) or "notebooks match notebooks/build.py")
+        return 1 if problems else 0
+    unknown = sorted(set(args.names) - set(sources()))
+    if unknown:
+        parser.error(f"unknown notebook(s) {unknown}; choose from {', '.join(sources())}")
+    for name in args.names or sources():
+        print(f"building notebooks/{name}.ipynb", flush=True)
+        build(name, run=not args.no_execute)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

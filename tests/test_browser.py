@@ -1,0 +1,112 @@
+"""The explorer in a real browser: JupyterLab + headless Chromium (Playwright), run all cells,
+move the ρ slider with the keyboard, and see the figure redrawn.
+
+Needs the system Chromium (`apt-get install chromium`: /usr/bin/chromium) and the Python package
+`playwright` (its own driver only: never `playwright install`, which downloads a browser).
+Skipped without them, saying which is missing; in CI (CI set) their absence is a failure.
+"""
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from browser.jupyterlab import jupyterlab
+from browser.study import make_database
+from fixtures.kernel import ensure_kernel
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("IMBALANCE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+
+def _unavailable(reason: str):
+    """Skip on a developer's machine; in CI (which installs both, see .ci/run) this is a failure."""
+    if os.environ.get("CI"):
+        raise RuntimeError(f"the browser test cannot run in CI: {reason}")
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    from playwright import sync_api
+except ImportError:
+    _unavailable("the Python package playwright is not installed (pip install playwright; never `playwright install`)")
+if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+    _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+
+WIDGET_IMG = ".widget-output img"
+RHO_SLIDER = ".widget-hslider:has(.widget-label:text-is('ρ'))"
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """JupyterLab on a copy of the notebooks, with a small study database beside them."""
+    ensure_kernel()
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.read(ROOT / "notebooks" / "explore.ipynb", as_version=4)
+    for cell in nb.cells:            # no committed outputs: every image on the page comes from this run
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, notebooks / "explore.ipynb")
+    make_database(tmp_path / "outputs", "quick", kinds=("step",))   # explore's default: ../outputs, quick
+    lib = str(ROOT / "lib")
+    env = {"PYTHONPATH": os.pathsep.join([lib, os.environ.get("PYTHONPATH", "")])}
+    with jupyterlab(notebooks, home=tmp_path / "jupyter", env=env) as server:
+        yield server
+
+
+def img_src(page) -> str | None:
+    imgs = page.locator(WIDGET_IMG)
+    return imgs.first.get_attribute("src") if imgs.count() else None
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_explorer_slider_redraws_the_figure(lab, tmp_path):
+    base, token = lab
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"{base}/lab/tree/explore.ipynb?token={token}")
+            # the kernel (`imbalance`, from the notebook's metadata) is connected and idle; before it
+            # connects the status bar says "No Kernel | Initializing" (and Run All would run one cell)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", state="attached")
+            page.get_by_text("Python (imbalance) | Idle").wait_for()
+            page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
+            page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+            page.wait_for_selector(WIDGET_IMG, state="attached", timeout=90_000)
+            page.locator(RHO_SLIDER).first.scroll_into_view_if_needed()   # the notebook renders what is on screen
+            before = img_src(page)
+            assert before and before.startswith("data:image/png;base64,")
+            readout = page.locator(f"{RHO_SLIDER} .widget-readout")
+            assert readout.inner_text().strip() == "100"      # explore's first view: ρ = 100, μ = 0.5
+
+            handle = page.locator(f"{RHO_SLIDER} .noUi-handle").first
+            handle.focus()
+            page.keyboard.press("ArrowRight")
+            wait_for(lambda: readout.inner_text().strip() == "1000", 15, "the ρ slider to move to 1000")
+            after = wait_for(lambda: (src := img_src(page)) and src != before and src, 60,
+                             "the explorer figure to be redrawn")
+            assert after.startswith("data:image/png;base64,")
+            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+            raise
+        finally:
+            browser.close()
