@@ -89,3 +89,14 @@ def test_diverged_network_reports_no_scores():
 def test_short_training_on_mnist_sample_beats_chance(point):
     aucs = [r["roc_auc"] for r in point.records if r["method"] == "baseline"]
     assert min(aucs) > 0.9     # chance is 0.5; 40 iterations of LeNet-5 already rank digits well
+
+
+def test_lr_search_picks_a_candidate_by_training_loss_and_trains_with_it(digits):
+    # All-CNN-C's recipe searches its base lr (4 candidates x 2 runs); here with LeNet for speed: a
+    # diverging candidate must lose, and the point's networks must then train at the winner
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=20, eval_interval=10, lr_search=(1e6, 0.01),
+                         lr_search_runs=2)
+    res = run_grid_point(digits, methods=["baseline"], repeats=1, recipe=recipe, progress=False, **POINT)
+    assert res.base_lr == 0.01 and set(res.lr_search) == {1e6, 0.01}
+    assert res.lr_search[1e6] == float("inf") and np.isfinite(res.lr_search[0.01])
+    assert res.records[0]["curve"][-1]["lr"] == pytest.approx(0.01 * (1 + 1e-4 * 19) ** -0.75)

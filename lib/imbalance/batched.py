@@ -139,6 +139,26 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     return results
 
 
+def search_base_lr(indices: list[np.ndarray], images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, *,
+                   seed: int, **train_kw) -> tuple[float, dict[float, float]]:
+    """The recipe's base-lr search (All-CNN-C: 4 candidates x 2 runs), as one batched job.
+
+    Run r of every candidate trains on `indices[r % len(indices)]` (e.g. the imbalanced subsets of
+    the first repeats) from the same initial weights; a candidate scores the mean training loss of
+    its runs' last curve interval (a diverged run scores inf). The test set is never used.
+    Returns (best base lr, {candidate: score}).
+    """
+    candidates = recipe.lr_search or (recipe.base_lr,)
+    runs = recipe.lr_search_runs
+    specs = [NetworkSpec(indices=indices[r % len(indices)], init_seed=seed + r, batch_seed=seed + 1000 + r,
+                         lr_scale=lr / recipe.base_lr) for lr in candidates for r in range(runs)]
+    results = train_networks(specs, images, labels, recipe, **train_kw)
+    scores = {lr: float(np.mean([np.inf if res.diverged or not res.curve else res.curve[-1]["train_loss"]
+                                 for res in results[i * runs:(i + 1) * runs]]))
+              for i, lr in enumerate(candidates)}
+    return min(scores, key=scores.get), scores
+
+
 def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, **common) -> list[TrainResult]:
     """vmap groups of networks that share their trainable layers; CUDA OOM halves a group."""
     results: list[TrainResult | None] = [None] * len(specs)

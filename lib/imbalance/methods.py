@@ -32,12 +32,12 @@ import numpy as np
 import torch
 
 from . import __version__
-from .batched import NetworkSpec, predict_networks, train_networks
+from .batched import NetworkSpec, predict_networks, search_base_lr, train_networks
 from .metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc_ovr, threshold_scores
 from .profiles import imbalanced_subset
 from .sampling import class_priors, oversample_indices, undersample_indices
 from .images import Preprocessor
-from .train import Recipe, resolve_device
+from .train import Recipe, recipe_with, resolve_device
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,8 @@ def sampled_positions(kind: str, y: np.ndarray, *, level: float | None, random_s
 class PointResult:
     records: list[dict]                         # one per (method, repeat): see store.py for fields
     class_counts: dict[int, list[int]]          # repeat -> per-class counts of the imbalanced subset
+    base_lr: float = 0.0                        # the recipe's, or the winner of its lr search
+    lr_search: dict = field(default_factory=dict)   # candidate base lr -> score (mean final train loss)
     results: dict = field(default_factory=dict, repr=False)   # (kind-or-method, repeat) -> TrainResult
 
 
@@ -132,6 +134,12 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
     preprocessor = Preprocessor(recipe).fit(dataset.train_images.to(device))    # once for both phases
     common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress,
                   preprocessor=preprocessor)
+    lr_scores = {}
+    if recipe.lr_search:   # All-CNN-C: pick the base lr once per grid point, on the imbalanced subsets
+        best, lr_scores = search_base_lr([subsets[r].indices for r in range(repeats)], dataset.train_images,
+                                         dataset.train_labels, recipe, seed=derive_seed(seed, point_id, "lr"),
+                                         **common)
+        recipe = recipe_with(recipe, base_lr=best, lr_search=())
     trained = dict(zip([k for k, _ in phase1],
                        train_networks([s for _, s in phase1], dataset.train_images, dataset.train_labels, recipe,
                                       test=test, **common)))
@@ -170,7 +178,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
                                          diverged=result.diverged))
             records.append(record)
     return PointResult(records=records, class_counts={r: s.counts.tolist() for r, s in subsets.items()},
-                       results=trained)
+                       base_lr=recipe.base_lr, lr_search=lr_scores, results=trained)
 
 
 def method_metrics(scores: np.ndarray, y_test: np.ndarray, *, priors: np.ndarray, threshold: bool,
