@@ -55,7 +55,7 @@ def lab(tmp_path):
     nbformat.write(nb, notebooks / "explore.ipynb")
     make_database(tmp_path / "outputs", "quick", kinds=("step",))   # explore's default: ../outputs, quick
     lib = str(ROOT / "lib")
-    env = {"PYTHONPATH": os.pathsep.join([lib, os.environ.get("PYTHONPATH", "")])}
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [lib, os.environ.get("PYTHONPATH")]))}
     with jupyterlab(notebooks, home=tmp_path / "jupyter", env=env) as server:
         yield server
 

@@ -53,7 +53,7 @@ def parameters(nb) -> dict:
 def kernel(monkeypatch):
     """The `imbalance` kernel, able to import this package (as the runner arranges)."""
     name = ensure_kernel()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(LIB), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")])))
     return name
 
 
