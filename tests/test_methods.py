@@ -100,3 +100,25 @@ def test_lr_search_picks_a_candidate_by_training_loss_and_trains_with_it(digits)
     assert res.base_lr == 0.01 and set(res.lr_search) == {1e6, 0.01}
     assert res.lr_search[1e6] == float("inf") and np.isfinite(res.lr_search[0.01])
     assert res.records[0]["curve"][-1]["lr"] == pytest.approx(0.01 * (1 + 1e-4 * 19) ** -0.75)
+
+
+def test_grid_point_on_a_streamed_image_folder(tmp_path):
+    # the ImageNet path (ILSVRC-2012 layout, images decoded on demand, ResNet-10), on a generated folder
+    from PIL import Image
+    from imbalance.data import load_imagefolder
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for c in range(3):
+            (tmp_path / split / f"class{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) // (c + 1)
+                Image.fromarray(pixels).save(tmp_path / split / f"class{c}" / f"{i}.png")
+    folder = load_imagefolder(tmp_path)
+    recipe = recipe_with(RECIPES["resnet10-imagenet"], iterations=4, eval_interval=2, batch_size=4, resize_size=36,
+                         crop_size=32)
+    res = run_grid_point(folder, imbalance="step", rho=4, mu=0.34, minority="scarcity", methods=["baseline", "ros"],
+                         repeats=1, seed=0, recipe=recipe, device="cpu", progress=False)
+    assert sorted(res.class_counts[0]) == [3, 12, 12]
+    assert [r["method"] for r in res.records] == ["baseline", "ros"]
+    assert [r["n_train"] for r in res.records] == [27, 36]
+    assert all(0 <= r["roc_auc"] <= 1 and r["iterations"] == 4 for r in res.records)

@@ -87,8 +87,9 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     """Train every spec's network for recipe.iterations steps; results in the order of `specs`.
 
     images: uint8 (N, C, H, W), preprocessed once (by `preprocessor`, else one fitted on all of
-    them) and kept resident on the device. batched=False forces the "single" layout. workers: threads of the
-    "threads" layout (default: the usable cores). group_size: networks per vmapped group (default:
+    them) and kept resident on the device; or an image source such as images.StreamedImages
+    (image folders: trained one network at a time). batched=False forces the "single" layout.
+    workers: threads of the "threads" layout (default: torch's thread budget). group_size: networks per vmapped group (default:
     all; on a CUDA out-of-memory error a group is halved and retrained). dtype: of weights and
     preprocessed images (float64 serves exactness checks).
     """
@@ -98,18 +99,26 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     device = resolve_device(device)
-    in_channels = images.shape[1]
+    streamed = hasattr(images, "batch")      # an image source decoded on demand (an image folder)
+    in_channels = 3 if streamed else images.shape[1]
     probe = _initial_model(specs[0], recipe, n_classes=n_classes, in_channels=in_channels, device="meta",
                            channels_last=False) if specs[0].init_from is None else specs[0].init_from
     layout = "single" if not batched else default_layout(device, probe) if layout == "auto" else layout
-    preprocessor = preprocessor or Preprocessor(recipe).fit(images.to(device))
-    channels_last = device.type == "cpu" and layout != "vmap"     # oneDNN is fastest channels-last
-    train_x = preprocessor.transform(images.to(device)).to(dtype)
-    if channels_last:
-        train_x = train_x.contiguous(memory_format=torch.channels_last)
-    source, ys = ResidentImages(train_x), labels.to(device)
-    test_set = None if test is None else (ResidentImages(preprocessor.transform(test[0].to(device)).to(dtype)),
-                                          test[1].to(device))
+    if streamed:
+        # one decoding stream (its crops) serves the networks in turn: one network at a time
+        layout, channels_last = "single", False
+        source, preprocessor = images, images.preprocessor
+        test_set = None if test is None else (test[0], test[1].to(device))
+    else:
+        preprocessor = preprocessor or Preprocessor(recipe).fit(images.to(device))
+        channels_last = device.type == "cpu" and layout != "vmap"     # oneDNN is fastest channels-last
+        train_x = preprocessor.transform(images.to(device)).to(dtype)
+        if channels_last:
+            train_x = train_x.contiguous(memory_format=torch.channels_last)
+        source = ResidentImages(train_x)
+        test_set = None if test is None else (ResidentImages(preprocessor.transform(test[0].to(device)).to(dtype)),
+                                              test[1].to(device))
+    ys = labels.to(device)
     bar = tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.model} ({layout})",
                unit="it", disable=not progress, leave=False)
     common = dict(n_classes=n_classes, in_channels=in_channels, device=device, dtype=dtype)

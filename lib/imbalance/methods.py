@@ -36,7 +36,7 @@ from .batched import NetworkSpec, predict_networks, search_base_lr, train_networ
 from .metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc_ovr, threshold_scores
 from .profiles import imbalanced_subset
 from .sampling import class_priors, oversample_indices, undersample_indices
-from .images import Preprocessor
+from .images import Preprocessor, StreamedImages
 from .train import Recipe, recipe_with, resolve_device
 
 
@@ -130,18 +130,25 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
             phase1.append(((kind, r), NetworkSpec(indices=subset.indices[pos],
                                                   init_seed=derive_seed(seed, point_id, r, "init"),
                                                   batch_seed=derive_seed(seed, point_id, r, kind, "batches"))))
-    test = (dataset.test_images, dataset.test_labels)
-    preprocessor = Preprocessor(recipe).fit(dataset.train_images.to(device))    # once for both phases
+    if hasattr(dataset, "train_images"):     # resident: preprocessed once for both phases
+        preprocessor = Preprocessor(recipe).fit(dataset.train_images.to(device))
+        train_images, test_images = dataset.train_images, dataset.test_images
+    else:                                    # an image folder (ILSVRC-2012 layout), decoded on demand
+        preprocessor = None
+        train_images = StreamedImages(dataset.train, train=True, recipe=recipe,
+                                      seed=derive_seed(seed, point_id, "crops"))
+        test_images = StreamedImages(dataset.test, train=False, recipe=recipe)
+    test = (test_images, dataset.test_labels)
     common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress,
                   preprocessor=preprocessor)
     lr_scores = {}
     if recipe.lr_search:   # All-CNN-C: pick the base lr once per grid point, on the imbalanced subsets
-        best, lr_scores = search_base_lr([subsets[r].indices for r in range(repeats)], dataset.train_images,
+        best, lr_scores = search_base_lr([subsets[r].indices for r in range(repeats)], train_images,
                                          dataset.train_labels, recipe, seed=derive_seed(seed, point_id, "lr"),
                                          **common)
         recipe = recipe_with(recipe, base_lr=best, lr_search=())
     trained = dict(zip([k for k, _ in phase1],
-                       train_networks([s for _, s in phase1], dataset.train_images, dataset.train_labels, recipe,
+                       train_networks([s for _, s in phase1], train_images, dataset.train_labels, recipe,
                                       test=test, **common)))
     # two-phase: fine-tune the output layers of a copy of the pre-trained network, lr x 0.1
     phase2 = [((m.name, r), NetworkSpec(indices=subsets[r].indices, init_seed=0,
@@ -150,13 +157,12 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
               for m in chosen if m.two_phase for r in range(repeats)]
     if phase2:
         trained.update(zip([k for k, _ in phase2],
-                           train_networks([s for _, s in phase2], dataset.train_images, dataset.train_labels, recipe,
+                           train_networks([s for _, s in phase2], train_images, dataset.train_labels, recipe,
                                           test=test, **common)))
 
     networks = list(trained)                       # evaluate every trained network once, batched
-    logits = predict_networks([trained[k].model for k in networks],
-                              preprocessor.transform(dataset.test_images.to(device)),
-                              device=device)
+    logits = predict_networks([trained[k].model for k in networks], test_images if preprocessor is None
+                              else preprocessor.transform(test_images.to(device)), device=device)
     scores = dict(zip(networks, torch.softmax(logits.double(), -1).cpu().numpy()))
     n_train = {key: len(spec.indices) for key, spec in phase1 + phase2}
 
