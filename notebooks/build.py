@@ -33,6 +33,16 @@ ALL_METHODS = ["baseline", "ros", "rus", "two-phase-ros", "two-phase-rus", "base
 
 # --- training notebooks -----------------------------------------------------------------------
 
+CURVES_CELL = '''
+# %% [markdown]
+# ## Learning curves (the paper's Figure 8): test (solid) and train (dashed) accuracy per method
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.curves_figure([dict(point_id=r["point_id"], method=r["method"], repeat=r["repeat"], **p)
+                     for r in result.records for p in r["curve"]])
+'''
+
 TRAINING = {
     "mnist/step": dict(
         title="MNIST: step imbalance",
@@ -66,6 +76,14 @@ TRAINING = {
               "and `recipe: allcnn-cifar10`.",
         params="params/cifar10/linear.yaml", imbalance="linear", rho=10, mu=None, level=None, minority="lowest",
         methods=["baseline", "ros", "rus", "baseline-thresh"]),
+    "cifar10/convergence": dict(
+        title="CIFAR-10: convergence",
+        about="The paper's Figure 8 (CIFAR-10, All-CNN): train and test accuracy along training for each "
+              "method at one step-imbalanced grid point.  The defaults run a tiny LeNet job on `mnist-sample`; "
+              "`params/cifar10/convergence.yaml` runs it with `dataset: cifar10` and `recipe: allcnn-cifar10`.",
+        params="params/cifar10/convergence.yaml", imbalance="step", rho=10, mu=0.5, level=None, minority="lowest",
+        methods=["baseline", "ros", "rus"], recipe_overrides={"iterations": 100, "eval_interval": 20},
+        extra=CURVES_CELL),
     "imagenet/subsets": dict(
         title="ImageNet subsets (ILSVRC-2012)",
         about="The paper's Table 4: ResNet-10 on step-imbalanced subsets of ILSVRC-2012, read from an "
@@ -195,7 +213,8 @@ def training_source(name: str) -> str:
                          "(`imbalance run` passes the parameters below and collects the records it writes).  "
                          + spec.get("defaults", "With its defaults it is a run of under a minute on a CPU."))
               + "\n\n")
-    return header + TRAINING_PARAMETERS.format(all_methods=", ".join(ALL_METHODS), **values) + "\n" + TRAINING_BODY
+    return (header + TRAINING_PARAMETERS.format(all_methods=", ".join(ALL_METHODS), **values) + "\n" + TRAINING_BODY
+            + spec.get("extra", ""))
 
 
 # --- figures, explorer ------------------------------------------------------------------------

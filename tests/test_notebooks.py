@@ -20,7 +20,8 @@ from imbalance.params import expand_grid, load_params
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LIB = ROOT / "lib"
-TRAINING = ["mnist/step", "mnist/linear", "mnist/graded", "cifar10/step", "cifar10/linear", "imagenet/subsets"]
+TRAINING = ["mnist/step", "mnist/linear", "mnist/graded", "cifar10/step", "cifar10/linear", "cifar10/convergence",
+            "imagenet/subsets"]
 ALL = TRAINING + ["figures", "explore"]
 UNEXECUTED = {"imagenet/subsets"}   # needs an ILSVRC-2012 folder
 CELL_TIMEOUT = 300   # s per cell: papermill/nbclient can hang on a lost kernel reply (nteract/papermill#711)

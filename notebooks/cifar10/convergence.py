@@ -1,0 +1,112 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python (imbalance)
+#     language: python
+#     name: imbalance
+# ---
+
+# %% [markdown]
+# # CIFAR-10: convergence
+#
+# The paper's Figure 8 (CIFAR-10, All-CNN): train and test accuracy along training for each method
+# at one step-imbalanced grid point.  The defaults run a tiny LeNet job on `mnist-sample`;
+# `params/cifar10/convergence.yaml` runs it with `dataset: cifar10` and `recipe: allcnn-cifar10`.
+#
+# The runner executes this notebook once per grid point of `params/cifar10/convergence.yaml`
+# (`imbalance run` passes the parameters below and collects the records it writes).  With its
+# defaults it is a run of under a minute on a CPU.
+
+# %% tags=["parameters"]
+study = "scratch"  # study name (the runner passes the params file's `study`)
+dataset = "mnist-sample"  # mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
+data_root = None  # dataset folder; None = $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
+imbalance = "step"  # step | linear | exponential
+rho = 10  # majority/minority size ratio, >= 1
+mu = 0.5  # fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
+level = None  # graded sampling: target ratio after ros/rus (1 <= level <= rho); None = fully balanced
+n_max = None  # examples per majority class; None = the most the data allows
+minority = "lowest"  # random | lowest | scarcity: which classes are minority
+methods = ["baseline", "ros", "rus"]  # names from imbalance.methods.METHODS ("<m>-thresh" reuses <m>'s network)
+repeats = 1  # networks per method (each repeat: new subset, sampling and initial weights)
+seed = 0  # study seed; every network's seed derives from it
+recipe = "lenet5-mnist"  # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
+recipe_overrides = {"iterations": 100, "eval_interval": 20}  # any Recipe field (lib/imbalance/train.py); {} = the paper's recipe
+device = "auto"  # auto | cpu | cuda | cuda:N
+batched = True  # train the point's networks as one batched job
+point_id = None  # the grid point's id (the runner passes e.g. step_rho=10_mu=0.5); None = derived
+records_path = None  # the runner's records file; None = don't write records
+threads = None  # torch threads; None = torch's default
+
+# %% [markdown]
+# ## Train the grid point
+# All the work happens in the library (`imbalance.methods.run_grid_point`): the imbalanced subset,
+# the sampling of each method, batched training and the test metrics.
+
+# %%
+import time
+
+import torch
+
+from imbalance import plots
+from imbalance.data import data_root as find_data_root
+from imbalance.data import load_dataset, load_imagefolder
+from imbalance.methods import run_grid_point
+from imbalance.store import write_records
+from imbalance.train import RECIPES, recipe_with
+
+if threads:
+    torch.set_num_threads(threads)
+if dataset == "imagefolder":  # ImageNet-style folders: labels resident, images decoded on demand
+    data = load_imagefolder(find_data_root(data_root))
+else:
+    data = load_dataset(dataset, root=data_root)
+training_recipe = recipe_with(RECIPES[recipe], **recipe_overrides)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+start = time.perf_counter()
+result = run_grid_point(data, imbalance=imbalance, rho=rho, mu=mu, level=level, n_max=n_max, minority=minority,
+                        methods=methods, repeats=repeats, seed=seed, recipe=training_recipe, device=device,
+                        batched=batched, study=study, point_id=point_id, progress=False)
+print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeats) "
+      f"in {time.perf_counter() - start:.1f} s")
+
+# %% [markdown]
+# ## Class counts of the imbalanced training set (one row per repeat)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+plots.counts_table(result.class_counts, classes=data.classes)
+
+# %% [markdown]
+# ## Test metrics: mean over repeats per method
+# `roc_auc` is the multi-class ROC AUC (one-vs-rest); `thresholded_accuracy` divides each network's
+# outputs by the training set's class priors before the argmax.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.method_table(result.records, sort=False)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.method_figure(result.records)
+
+# %%
+if records_path:
+    write_records(result.records, records_path)
+
+# %% [markdown]
+# ## Learning curves (the paper's Figure 8): test (solid) and train (dashed) accuracy per method
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+plots.curves_figure([dict(point_id=r["point_id"], method=r["method"], repeat=r["repeat"], **p)
+                     for r in result.records for p in r["curve"]])
