@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import sqlite3
+import time
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -104,12 +105,26 @@ class Store:
         self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self.db.execute("PRAGMA journal_mode = WAL")
+        self._use_wal(busy_timeout)
         self.db.execute("PRAGMA foreign_keys = ON")
         with self._transaction():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
+
+    def _use_wal(self, patience: float) -> None:
+        """Switch to WAL once per file. Two runners opening a brand-new database at once can get
+        "database is locked" here without SQLite's busy handler being consulted: retry, then give up."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()
