@@ -157,15 +157,27 @@ def sgd_step_(params, grads, velocity, *, lr, momentum: float, weight_decay: flo
     if not len(params) == len(grads) == len(velocity) == len(lr_mults):
         raise ValueError(f"params, grads, velocity and lr_mults must have equal lengths, got "
                          f"{len(params)}, {len(grads)}, {len(velocity)}, {len(lr_mults)}")
-    for w, g, v, mult in zip(params, grads, velocity, lr_mults):
-        if mult == 0:
-            continue
-        rate = lr * mult
+    live = [i for i, mult in enumerate(lr_mults) if mult != 0]
+    if not live:
+        return
+    params, grads, velocity = ([xs[i] for i in live] for xs in (params, grads, velocity))
+    rates = []
+    for i, w in zip(live, params):
+        rate = lr * lr_mults[i]
         if isinstance(rate, torch.Tensor) and rate.ndim < w.ndim:
             rate = rate.reshape(rate.shape + (1,) * (w.ndim - rate.ndim))
-        d = g.add(w, alpha=weight_decay) if weight_decay else g
-        v.mul_(momentum).add_(d * rate)
-        w.sub_(v)
+        rates.append(rate)
+    # One multi-tensor (foreach) call per arithmetic step instead of five ops per tensor: the
+    # same elementwise operations in the same order (bit-identical), far fewer dispatches, which
+    # matters for small networks on a CPU (LeNet-5: 8 tensors, 40 ops -> 5 calls per step).
+    if weight_decay:
+        d = torch._foreach_add(grads, params, alpha=weight_decay)
+        torch._foreach_mul_(d, rates)
+    else:
+        d = torch._foreach_mul(grads, rates)
+    torch._foreach_mul_(velocity, momentum)
+    torch._foreach_add_(velocity, d)
+    torch._foreach_sub_(params, velocity)
 
 
 class BatchStream:
