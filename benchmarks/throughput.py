@@ -6,9 +6,16 @@ Measures, in one run on one machine:
   ours       imbalance.batched.train_networks on a grid point's worth of LeNet-5 networks
              (K networks, each its own seed, subset and lr), in the device's default layout and
              any other layouts asked for;
-  peak       a float32 matrix multiply on the same device, as the physical limit.
+  peak       a float32 matrix multiply on the same device, as the physical limit;
+  kernels    (CPU) only the convolution and matrix-multiply kernels of LeNet-5 training steps, in
+             the threads layout: the ceiling of any eager PyTorch trainer on this CPU.
 Prints model-iterations per second, the ratio to the reference, achieved GFLOP/s, the fraction
 of the matmul peak, and (CUDA) the projected hours for the paper's full MNIST grid.
+
+A shared machine's speed drifts by 10% or more within a minute, so everything is measured in
+`--rounds` interleaved rounds (peak, reference, trainers, kernels; default 3 on CPU) and each
+figure is the median over the rounds, "% peak" the median of each round's own ratio, with the
+range of rounds shown beside it.
 
   python benchmarks/throughput.py                      # CPU here: K = 8 networks
   python benchmarks/throughput.py --device cuda --networks 64,256,1024 --layouts vmap,single
@@ -21,6 +28,7 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from imbalance.batched import NetworkSpec, default_layout, train_networks  # noqa: E402
+from imbalance.batched import NetworkSpec, default_layout, intra_op_threads, train_networks  # noqa: E402
 from imbalance.models import lenet5  # noqa: E402
 from imbalance.train import RECIPES, recipe_with  # noqa: E402
 
@@ -64,6 +72,45 @@ def matmul_peak(device, n: int, repeats: int = 10) -> float:
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
     return 2 * n ** 3 / best / 1e9
+
+
+def kernels_only(device, *, workers: int, steps: int = 100) -> float:
+    """Model-iterations per second of the convolution and matrix-multiply kernels of LeNet-5
+    training steps alone (channels-last, as the threads layout runs them): conv1 forward and
+    weight gradient, conv2 forward and both gradients, the two linear layers' three GEMMs each,
+    on fixed tensors, with no pooling, activation, loss, update or Python work between them.
+    `workers` threads of one intra-op thread each, like the threads layout. CPU only."""
+    cl, cb = torch.channels_last, torch.ops.aten.convolution_backward
+
+    def kernels():
+        t = lambda *shape: torch.randn(*shape, device=device)
+        x, w1, b1, g1 = (t(BATCH, 1, 28, 28).contiguous(memory_format=cl), t(20, 1, 5, 5).contiguous(memory_format=cl),
+                         t(20), t(BATCH, 20, 24, 24).contiguous(memory_format=cl))
+        h, w2, b2, g2 = (t(BATCH, 20, 12, 12).contiguous(memory_format=cl), t(50, 20, 5, 5).contiguous(memory_format=cl),
+                         t(50), t(BATCH, 50, 8, 8).contiguous(memory_format=cl))
+        linear = [(t(BATCH, 800), t(500, 800), t(500), t(BATCH, 500)), (t(BATCH, 500), t(10, 500), t(10), t(BATCH, 10))]
+
+        def step():
+            F.conv2d(x, w1, b1)
+            cb(g1, x, w1, [20], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, True])
+            F.conv2d(h, w2, b2)
+            cb(g2, h, w2, [50], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, True])
+            for a, w, b, g in linear:
+                torch.addmm(b, a, w.t()), g @ w, g.t() @ a
+        return step
+
+    with intra_op_threads(1):
+        steps_of = [kernels() for _ in range(workers)]
+        for step in steps_of:
+            step()                                          # warm-up: oneDNN primitives created
+
+        def run(step):
+            for _ in range(steps):
+                step()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, steps_of))
+        return workers * steps / (time.perf_counter() - start)
 
 
 class Digits(torch.utils.data.Dataset):
@@ -135,6 +182,7 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=None, help="timed iterations per network")
     ap.add_argument("--reference-iterations", type=int, default=None)
     ap.add_argument("--data-root", default=None, help="full MNIST here (default: $IMBALANCE_DATA, else mnist-sample)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds, medians reported (default: CPU 3, CUDA 1)")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args(argv)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -144,34 +192,53 @@ def main(argv=None):
     ks = [int(k) for k in (a.networks or ("256" if cuda else "8")).split(",")]
     iters = a.iterations or (200 if cuda else 60)
     ref_iters = a.reference_iterations or (500 if cuda else 150)
+    rounds = a.rounds or (1 if cuda else 3)
+    if rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {rounds}")
     images, labels, dataset = load_digits(a.data_root)
     name = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU"
     print(f"device {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}; "
-          f"usable cores {len(os.sched_getaffinity(0))}; data {dataset} ({len(labels)} train images)")
-    peak = matmul_peak(device, 8192 if cuda else 2048)
+          f"usable cores {len(os.sched_getaffinity(0))}; data {dataset} ({len(labels)} train images); "
+          f"{rounds} round(s)")
     flop = lenet_train_flop()
-    print(f"float32 matmul peak: {peak:,.0f} GFLOP/s; LeNet-5 training: {flop / 1e9:.3f} GFLOP per iteration "
-          f"(batch {BATCH})")
-    ref = reference_loop(images, labels, device, ref_iters)
-    rows = [("reference DataLoader loop", 1, ref)]
+    trainers = [("reference DataLoader loop", 1, lambda: reference_loop(images, labels, device, ref_iters))]
     for layout in a.layouts.split(","):
+        shown = default_layout(device, lenet5(seed=0)) if layout == "auto" else layout
         for k in ks:
-            shown = default_layout(device, lenet5(seed=0)) if layout == "auto" else layout
-            rows.append((f"imbalance {shown}", k, ours(images, labels, device, networks=k, iterations=iters,
-                                                        layout=layout)))
+            trainers.append((f"imbalance {shown}", k, lambda k=k, layout=layout: ours(
+                images, labels, device, networks=k, iterations=iters, layout=layout)))
+    if not cuda:
+        workers = torch.get_num_threads()
+        trainers.append(("kernels only (ceiling)", workers, lambda: kernels_only(device, workers=workers)))
+    peaks, rates = [], [[] for _ in trainers]
+    for r in range(rounds):
+        peaks.append(matmul_peak(device, 8192 if cuda else 2048))
+        for i, (label, k, measure) in enumerate(trainers):
+            rates[i].append(measure())
+        print(f"round {r + 1}: peak {peaks[-1]:,.0f} GFLOP/s; "
+              + "; ".join(f"{label} K={k} {rate[-1]:.1f}" for (label, k, _), rate in zip(trainers, rates)))
+    peak = float(np.median(peaks))
+    print(f"float32 matmul peak: {peak:,.0f} GFLOP/s (median; rounds {min(peaks):,.0f}-{max(peaks):,.0f}); "
+          f"LeNet-5 training: {flop / 1e9:.3f} GFLOP per iteration (batch {BATCH})")
     print(f"\n{'trainer':28s} {'K':>5s} {'model-it/s':>11s} {'x reference':>11s} {'GFLOP/s':>9s} {'% peak':>7s}"
-          + ("  full MNIST grid (h)" if cuda else ""))
+          + f" {'(rounds)':>13s}" + ("  full MNIST grid (h)" if cuda else ""))
     results = []
-    for label, k, rate in rows:
+    ref = float(np.median(rates[0]))
+    for (label, k, _), rate_r in zip(trainers, rates):
+        rate = float(np.median(rate_r))
+        fractions = [x * flop / 1e9 / p for x, p in zip(rate_r, peaks)]
+        fraction = float(np.median(fractions))
         gflops = rate * flop / 1e9
         hours = MNIST_GRID_NETWORKS * MNIST_ITERATIONS / rate / 3600
-        print(f"{label:28s} {k:5d} {rate:11.1f} {rate / ref:11.2f} {gflops:9.1f} {100 * gflops / peak:6.1f}%"
+        spread = f"{100 * min(fractions):.0f}-{100 * max(fractions):.0f}%"
+        print(f"{label:28s} {k:5d} {rate:11.1f} {rate / ref:11.2f} {gflops:9.1f} {100 * fraction:6.1f}% {spread:>13s}"
               + (f"  {hours:10.1f}" if cuda else ""))
         results.append(dict(trainer=label, networks=k, model_iterations_per_s=rate, ratio=rate / ref,
-                            gflops=gflops, peak_fraction=gflops / peak, grid_hours=hours))
+                            gflops=gflops, peak_fraction=fraction, peak_fraction_rounds=fractions,
+                            rates_rounds=rate_r, grid_hours=hours))
     if a.json:
-        Path(a.json).write_text(json.dumps(dict(device=str(device), name=name, peak_gflops=peak, rows=results),
-                                           indent=1))
+        Path(a.json).write_text(json.dumps(dict(device=str(device), name=name, peak_gflops=peak, peaks_rounds=peaks,
+                                                rows=results), indent=1))
 
 
 if __name__ == "__main__":
