@@ -147,6 +147,8 @@ def test_bad_overrides_are_named(tmp_path, override, expected):
     ({"seed": -1}, "key 'seed': value -1"),
     ({"n_max": 0}, "key 'n_max': value 0"),
     ({"batched": "yes"}, "key 'batched': value 'yes' is not valid; expected true or false"),
+    ({"cell_timeout": 0}, "key 'cell_timeout': value 0 is not valid; expected a number of seconds > 0, or null"),
+    ({"cell_timeout": "1h"}, "key 'cell_timeout': value '1h' is not valid; expected a number of seconds > 0"),
     ({"rho": [10, 0.5]}, "key 'rho': value [10, 0.5] is not valid; expected a number or a non-empty list of numbers >= 1"),
     ({"rho": "ten"}, "key 'rho': value 'ten'"),
     ({"rho": [10, 10]}, "key 'rho': value [10, 10] is not valid; expected each value once"),

@@ -140,6 +140,18 @@ def test_a_failing_point_is_retried_then_marked_failed_with_its_error(tmp_path):
     assert "fake failure at rho=100" in summary.errors["step_rho=100_mu=0.5"]
 
 
+def test_a_cell_that_outruns_cell_timeout_fails_its_point_instead_of_holding_it(tmp_path):
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,), sleep_s=120)     # a hung cell, as far as the runner knows
+    started = time.monotonic()
+    summary = run_study(load_params(path, ["cell_timeout=3"]), outputs_dir=tmp_path / "out",
+                        notebooks_dir=NOTEBOOKS, workers=1, quiet=True, max_attempts=1)
+    assert time.monotonic() - started < 60
+    assert (summary.trained, summary.failed) == (0, 1)
+    assert "cell_timeout" in summary.errors["step_rho=10_mu=0.5"]
+    with Store(tmp_path / "out" / "fake" / "results.sqlite") as s:
+        assert [p["status"] for p in s.points("fake")] == ["failed"]
+
+
 def test_a_worker_that_dies_has_its_point_retried(tmp_path):
     marker = tmp_path / "killed-once"
     path = fake_params(tmp_path, rho=(10, 100), mu=(0.5,), kill_worker_rho=10, kill_marker=marker)

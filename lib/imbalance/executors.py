@@ -54,6 +54,7 @@ class Task:
     cwd: str
     threads: int | None
     log: str          # the kernel's and papermill's messages: outputs/<study>/logs/<point_id>.log
+    cell_timeout: float | None = None   # seconds a cell may run (papermill/nbclient); None: no limit
 
 
 # --- worker side (runs in a worker process; never touches the database) -------------------------
@@ -99,6 +100,8 @@ def _error_text(exc: BaseException) -> str:
     from papermill.exceptions import PapermillExecutionError
     if isinstance(exc, PapermillExecutionError):
         text = f"{exc.ename}: {exc.evalue}\n{exc}"
+    elif type(exc).__name__ == "CellTimeoutError":   # nbclient: a cell outran cell_timeout
+        text = f"CellTimeoutError: a cell ran longer than the params key cell_timeout allows\n{exc}"
     else:
         text = "".join(traceback.format_exception(exc)).strip()
     return ANSI.sub("", text)[:MAX_ERROR_CHARS]
@@ -114,7 +117,7 @@ def execute_point(task: Task) -> dict[str, Any]:
         with kernel_env(task.threads), _output_to(Path(task.log)):
             pm.execute_notebook(task.notebook, task.output, parameters=parameters,
                                 kernel_name=task.kernel_name, language="python", progress_bar=False,
-                                cwd=task.cwd)
+                                cwd=task.cwd, execution_timeout=task.cell_timeout)
         if not Path(task.records_path).is_file():
             raise RuntimeError(f"{task.notebook} finished without writing records to "
                                f"{task.records_path}; it must call "

@@ -53,6 +53,8 @@ class StudyParams:
     recipe_overrides: dict[str, Any] = field(default_factory=dict)   # any Recipe field
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     batched: bool = True             # train a grid point's networks as one batched job
+    cell_timeout: float | None = None  # seconds one notebook cell may run before its point fails
+                                       # (papermill's per-cell timeout; guards against hung kernels); null: no limit
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
     source: str = field(default="<dict>", compare=False)  # the file it came from (not a key)
 
@@ -178,6 +180,8 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
             raise err(key, f"an integer >= {low}")
     if v.get("batched") is not None and not isinstance(v["batched"], bool):
         raise err("batched", "true or false")
+    if v.get("cell_timeout") is not None and not (_is_number(v["cell_timeout"]) and v["cell_timeout"] > 0):
+        raise err("cell_timeout", "a number of seconds > 0, or null for no limit")
     if v.get("device") is not None and not (isinstance(v["device"], str) and DEVICE_RE.fullmatch(v["device"])):
         raise err("device", "auto, cpu, cuda or cuda:N")
     if v.get("data_root") is not None and not isinstance(v["data_root"], str):

@@ -133,7 +133,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                 task = Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.ipynb"),
                              str(study_dir / "records" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
                              point.parameters(params), kernel_name, str(notebook.parent), threads,
-                             str(study_dir / "logs" / f"{point.point_id}.log"))
+                             str(study_dir / "logs" / f"{point.point_id}.log"), params.cell_timeout)
                 inflight[pool.submit(task)] = point
             for handle, outcome in pool.wait(list(inflight), timeout=HEARTBEAT_SECONDS):
                 point = inflight.pop(handle)
