@@ -131,7 +131,7 @@ import time
 
 import torch
 
-from imbalance import plots
+from imbalance import plots, tables
 from imbalance.data import data_root as find_data_root
 from imbalance.data import load_dataset, load_imagefolder
 from imbalance.methods import run_grid_point
@@ -160,16 +160,17 @@ print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeat
 
 # %%
 # NBVAL_CHECK_OUTPUT
-plots.counts_table(result.class_counts, classes=data.classes)
+tables.counts_table(result.class_counts, classes=data.classes)
 
 # %% [markdown]
 # ## Test metrics: mean over repeats per method
 # `roc_auc` is the multi-class ROC AUC (one-vs-rest); `thresholded_accuracy` divides each network's
-# outputs by the training set's class priors before the argmax.
+# outputs by the training set's class priors before the argmax.  Thresholding cannot change ROC AUC,
+# so the ROC AUC plot leaves the `-thresh` methods out (the table keeps them: their accuracy differs).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-plots.method_table(result.records, sort=False)
+tables.method_table(result.records, sort=False)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -225,7 +226,7 @@ FIGURES = '''\
 #
 # Every figure of the paper that the study's records allow, from `outputs/<study>/results.sqlite`;
 # each is saved as PNG and SVG under `outputs/<study>/figures/`.  A figure whose records are
-# missing says which params file produces them.  `imbalance.plots.write_report(study)` runs this
+# missing says which params file produces them.  `imbalance.report.write_report(study)` runs this
 # notebook and converts it to `outputs/<study>/report.html`.
 
 # %% tags=["parameters"]
@@ -235,9 +236,9 @@ outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's fo
 # %%
 from pathlib import Path
 
-from imbalance import plots
+from imbalance import plots, tables
 
-records, curves = plots.load_study(study, outputs_dir)
+records, curves = tables.load_study(study, outputs_dir)
 figures_dir = Path(outputs_dir) / study / "figures"
 
 
@@ -256,7 +257,7 @@ print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-plots.grid_table(records)
+tables.grid_table(records)
 
 # %% [markdown]
 # ## Figure 1: class-count profiles (ρ = 10, μ = 0.5)
@@ -267,6 +268,9 @@ show(plots.profile_figure(rho=10, mu=0.5, n_max=5000), "fig1_profiles")
 
 # %% [markdown]
 # ## Figures 3 and 4: ROC AUC vs ρ under step imbalance, one panel per μ
+# The ROC AUC figures leave the `-thresh` methods out: dividing each class's scores by its prior
+# cannot change one-vs-rest ROC AUC, so their lines would sit on their base methods' (Figure 6 shows
+# what thresholding does to accuracy).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -334,9 +338,9 @@ metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accur
 # %%
 import ipywidgets as widgets
 
-from imbalance import plots
+from imbalance import explorer, plots, tables
 
-records, _ = plots.load_study(study, outputs_dir)
+records, _ = tables.load_study(study, outputs_dir)
 print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique()} grid points")
 
 # %% [markdown]
@@ -344,21 +348,23 @@ print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-plots.grid_table(records)
+tables.grid_table(records)
 
 # %% [markdown]
 # ## ρ = 100, half the classes minority (or the nearest grid point)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-choice = plots.explorer_defaults(records, rho=100, mu=0.5)
-display(plots.explorer_table(records, **choice, metric=metric))
-plots.explorer_figure(records, **choice, metric=metric)
+choice = explorer.explorer_defaults(records, rho=100, mu=0.5)
+display(explorer.explorer_table(records, **choice, metric=metric))
+explorer.explorer_figure(records, **choice, metric=metric)
 
 # %% [markdown]
 # ## Explorer
 # Move the sliders (or focus one and use the arrow keys); the table ranks the methods at the chosen
-# grid point, best first, with the 95% interval over repeats.
+# grid point, best first, with the 95% interval over repeats.  With every method selected, the ROC AUC
+# plots leave the `-thresh` methods out (thresholding cannot change ROC AUC); select methods to plot
+# exactly those.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -370,9 +376,9 @@ def nearest(values, value):
     return min(values, key=lambda v: abs(v - value)) if values and value is not None else None
 
 
-def explorer(records, choice):
+def explorer_widgets(records, choice):
     """Widgets for dataset, imbalance type, ρ, μ, methods and metric, and the view they redraw."""
-    first = plots.explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
+    first = explorer.explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
     w_dataset = widgets.Dropdown(options=first["datasets"], value=choice["dataset"], description="dataset")
     w_imbalance = widgets.Dropdown(options=first["imbalances"], value=choice["imbalance"], description="imbalance")
     w_rho = widgets.SelectionSlider(options=labelled(first["rhos"]), value=choice["rho"], description="ρ")
@@ -385,7 +391,7 @@ def explorer(records, choice):
 
     def follow(change):
         """Dataset or imbalance type changed: offer the values present there."""
-        now = plots.explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
+        now = explorer.explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
         w_imbalance.options = now["imbalances"]
         for slider, values in ((w_rho, now["rhos"]), (w_mu, now["mus"])):
             slider.disabled = not values
@@ -394,12 +400,14 @@ def explorer(records, choice):
         w_methods.options, w_methods.value = now["methods"], now["methods"]
 
     def redraw(change=None):
+        every = set(w_methods.value) == set(w_methods.options)   # all of them: no methods named
         kw = dict(dataset=w_dataset.value, imbalance=w_imbalance.value, rho=w_rho.value,
-                  mu=None if w_mu.disabled else w_mu.value, methods=list(w_methods.value), metric=w_metric.value)
+                  mu=None if w_mu.disabled else w_mu.value, methods=None if every else list(w_methods.value),
+                  metric=w_metric.value)
         with out:
             out.clear_output(wait=True)
-            display(plots.explorer_table(records, **kw))
-            display(plots.explorer_figure(records, **kw))
+            display(explorer.explorer_table(records, **kw))
+            display(explorer.explorer_figure(records, **kw))
 
     for w in (w_dataset, w_imbalance):
         w.observe(follow, names="value")
@@ -413,7 +421,7 @@ def explorer(records, choice):
 if records.empty:
     print("no records yet: run `imbalance run params/quick.yaml` (or any params file), then rerun this notebook")
 else:
-    display(explorer(records, choice))
+    display(explorer_widgets(records, choice))
 '''
 
 OTHER = {"figures": dict(source=FIGURES, execute=True), "explore": dict(source=EXPLORE, execute=True)}

@@ -29,9 +29,9 @@ metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accur
 # %%
 import ipywidgets as widgets
 
-from imbalance import plots
+from imbalance import explorer, plots, tables
 
-records, _ = plots.load_study(study, outputs_dir)
+records, _ = tables.load_study(study, outputs_dir)
 print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique()} grid points")
 
 # %% [markdown]
@@ -39,21 +39,23 @@ print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-plots.grid_table(records)
+tables.grid_table(records)
 
 # %% [markdown]
 # ## ρ = 100, half the classes minority (or the nearest grid point)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-choice = plots.explorer_defaults(records, rho=100, mu=0.5)
-display(plots.explorer_table(records, **choice, metric=metric))
-plots.explorer_figure(records, **choice, metric=metric)
+choice = explorer.explorer_defaults(records, rho=100, mu=0.5)
+display(explorer.explorer_table(records, **choice, metric=metric))
+explorer.explorer_figure(records, **choice, metric=metric)
 
 # %% [markdown]
 # ## Explorer
 # Move the sliders (or focus one and use the arrow keys); the table ranks the methods at the chosen
-# grid point, best first, with the 95% interval over repeats.
+# grid point, best first, with the 95% interval over repeats.  With every method selected, the ROC AUC
+# plots leave the `-thresh` methods out (thresholding cannot change ROC AUC); select methods to plot
+# exactly those.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -65,9 +67,9 @@ def nearest(values, value):
     return min(values, key=lambda v: abs(v - value)) if values and value is not None else None
 
 
-def explorer(records, choice):
+def explorer_widgets(records, choice):
     """Widgets for dataset, imbalance type, ρ, μ, methods and metric, and the view they redraw."""
-    first = plots.explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
+    first = explorer.explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
     w_dataset = widgets.Dropdown(options=first["datasets"], value=choice["dataset"], description="dataset")
     w_imbalance = widgets.Dropdown(options=first["imbalances"], value=choice["imbalance"], description="imbalance")
     w_rho = widgets.SelectionSlider(options=labelled(first["rhos"]), value=choice["rho"], description="ρ")
@@ -80,7 +82,7 @@ def explorer(records, choice):
 
     def follow(change):
         """Dataset or imbalance type changed: offer the values present there."""
-        now = plots.explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
+        now = explorer.explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
         w_imbalance.options = now["imbalances"]
         for slider, values in ((w_rho, now["rhos"]), (w_mu, now["mus"])):
             slider.disabled = not values
@@ -89,12 +91,14 @@ def explorer(records, choice):
         w_methods.options, w_methods.value = now["methods"], now["methods"]
 
     def redraw(change=None):
+        every = set(w_methods.value) == set(w_methods.options)   # all of them: no methods named
         kw = dict(dataset=w_dataset.value, imbalance=w_imbalance.value, rho=w_rho.value,
-                  mu=None if w_mu.disabled else w_mu.value, methods=list(w_methods.value), metric=w_metric.value)
+                  mu=None if w_mu.disabled else w_mu.value, methods=None if every else list(w_methods.value),
+                  metric=w_metric.value)
         with out:
             out.clear_output(wait=True)
-            display(plots.explorer_table(records, **kw))
-            display(plots.explorer_figure(records, **kw))
+            display(explorer.explorer_table(records, **kw))
+            display(explorer.explorer_figure(records, **kw))
 
     for w in (w_dataset, w_imbalance):
         w.observe(follow, names="value")
@@ -108,4 +112,4 @@ def explorer(records, choice):
 if records.empty:
     print("no records yet: run `imbalance run params/quick.yaml` (or any params file), then rerun this notebook")
 else:
-    display(explorer(records, choice))
+    display(explorer_widgets(records, choice))

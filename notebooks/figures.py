@@ -18,7 +18,7 @@
 #
 # Every figure of the paper that the study's records allow, from `outputs/<study>/results.sqlite`;
 # each is saved as PNG and SVG under `outputs/<study>/figures/`.  A figure whose records are
-# missing says which params file produces them.  `imbalance.plots.write_report(study)` runs this
+# missing says which params file produces them.  `imbalance.report.write_report(study)` runs this
 # notebook and converts it to `outputs/<study>/report.html`.
 
 # %% tags=["parameters"]
@@ -28,9 +28,9 @@ outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's fo
 # %%
 from pathlib import Path
 
-from imbalance import plots
+from imbalance import plots, tables
 
-records, curves = plots.load_study(study, outputs_dir)
+records, curves = tables.load_study(study, outputs_dir)
 figures_dir = Path(outputs_dir) / study / "figures"
 
 
@@ -49,7 +49,7 @@ print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-plots.grid_table(records)
+tables.grid_table(records)
 
 # %% [markdown]
 # ## Figure 1: class-count profiles (ρ = 10, μ = 0.5)
@@ -60,6 +60,9 @@ show(plots.profile_figure(rho=10, mu=0.5, n_max=5000), "fig1_profiles")
 
 # %% [markdown]
 # ## Figures 3 and 4: ROC AUC vs ρ under step imbalance, one panel per μ
+# The ROC AUC figures leave the `-thresh` methods out: dividing each class's scores by its prior
+# cannot change one-vs-rest ROC AUC, so their lines would sit on their base methods' (Figure 6 shows
+# what thresholding does to accuracy).
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -53,6 +53,19 @@ def test_thresholding_divides_outputs_by_priors_hand_worked():
         threshold_scores(scores, [1.0, 0.0])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_thresholding_leaves_roc_auc_unchanged(seed):
+    """Dividing each class's scores by its prior keeps every class's ranking (ties included), so
+    one-vs-rest ROC AUC is the base network's exactly: why ROC AUC figures leave '-thresh' out."""
+    rng = np.random.default_rng(seed)
+    priors = rng.integers(1, 5000, 10) / 1.0
+    priors /= priors.sum()
+    y = np.concatenate([np.arange(10), rng.integers(0, 10, 990)])
+    softmax = torch.softmax(torch.as_tensor(rng.normal(size=(1000, 10)) * 5), -1).numpy()
+    for labels, scores in ((y, softmax), _scores_with_ties(1000, 10, seed)):
+        assert roc_auc_ovr(labels, threshold_scores(scores, priors)) == roc_auc_ovr(labels, scores)
+
+
 def test_accuracy_recall_and_balanced_accuracy_match_sklearn():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 300)

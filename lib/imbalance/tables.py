@@ -1,0 +1,231 @@
+"""A study's records as pandas tables: loading, selecting, bootstrap intervals and summaries.
+
+Every function takes the records (a DataFrame from `Store.records_frame`, or the list of record
+dicts a training notebook gets from `run_grid_point`) and returns a DataFrame:
+
+| function         | shows                                                                         |
+|------------------|-------------------------------------------------------------------------------|
+| `records_frame`  | the records, with every column the figures and tables use                     |
+| `load_study`     | (records, curves) of `outputs/<study>/results.sqlite`, read only              |
+| `grid_table`     | the grid points present, with their methods, repeats and diverged networks    |
+| `point_table`    | the mean of a metric per method (rows) and grid point (columns)               |
+| `method_table`   | the metrics per method at one grid point, ranked, with a 95% interval         |
+| `counts_table`   | the class counts of a point's imbalanced training sets, one row per repeat    |
+
+`bootstrap_ci` is the 95% bootstrap interval of the mean that the figures (`imbalance.plots`) draw
+(seaborn's, seed 0), and `metric_records` the records a figure of one metric plots: for ROC AUC
+without methods named, the '-thresh' methods are left out, since thresholding cannot change it.
+
+No torch here, nor matplotlib at import: only `bootstrap_ci` brings in seaborn, when first asked.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from imbalance.params import METHODS as METHOD_ORDER
+from imbalance.params import THRESH_SUFFIX
+
+SEED = 0                       # bootstrap seed of every interval
+N_BOOT = 1000                  # bootstrap resamples
+NUMERIC = ("rho", "mu", "level", "repeat", "roc_auc", "accuracy", "thresholded_accuracy",
+           "balanced_accuracy", "diverged")
+COLUMNS = ("study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat",
+           "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "class_counts", "diverged")
+CURVE_COLUMNS = ("point_id", "method", "repeat", "iteration", "train_accuracy", "test_accuracy")
+# metrics that thresholding (dividing each class's scores by its prior) cannot change: one-vs-rest
+# ROC AUC ranks each class's scores alone, and a positive factor per class keeps that order
+THRESHOLD_INVARIANT = ("roc_auc",)
+
+
+# --- records ----------------------------------------------------------------------------------
+
+def records_frame(records) -> pd.DataFrame:
+    """Records (DataFrame, list of dicts or None) as a DataFrame with the columns plots use."""
+    if records is None:
+        frame = pd.DataFrame()
+    elif isinstance(records, pd.DataFrame):
+        frame = records.copy()
+    else:
+        frame = pd.DataFrame(list(records))
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    for column in NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame.reset_index(drop=True)
+
+
+def load_study(study: str, outputs_dir: str | os.PathLike = "outputs") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(records, curves) of outputs_dir/<study>/results.sqlite; two empty frames if it does not exist.
+
+    Reads only: a study that has not run yet gets no database file from looking at it.
+    """
+    path = Path(outputs_dir) / study / "results.sqlite"
+    if not path.is_file():
+        return records_frame(None), curves_frame(None)
+    from imbalance.store import Store
+    with Store(path) as store:
+        return records_frame(store.records_frame(study)), curves_frame(store.curves_frame(study))
+
+
+def curves_frame(curves) -> pd.DataFrame:
+    frame = pd.DataFrame() if curves is None else pd.DataFrame(curves).copy()
+    for column in CURVE_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    return frame
+
+
+def close_to(values, target) -> np.ndarray:
+    """values == target for floats (None/NaN target matches missing values)."""
+    values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    if target is None or (isinstance(target, float) and math.isnan(target)):
+        return np.isnan(values)
+    return np.isclose(values, float(target), rtol=1e-9, atol=1e-12)
+
+
+def methods_present(frame: pd.DataFrame, methods=None) -> list[str]:
+    """The methods present (or the chosen ones), in the registry's order."""
+    present = [m for m in pd.unique(frame["method"].dropna())]
+    if methods is not None:
+        present = [m for m in present if m in set(methods)]
+    known = [m for m in METHOD_ORDER if m in present]
+    return known + sorted(m for m in present if m not in METHOD_ORDER)
+
+
+def thresholded(methods) -> np.ndarray:
+    """Which of `methods` (a column of names) are '<m>-thresh': <m>'s network, thresholded."""
+    return pd.Series(methods, dtype=object).astype(str).str.endswith(THRESH_SUFFIX).to_numpy()
+
+
+def format_value(x) -> str:
+    """10.0 -> '10', 0.5 -> '0.5' (for titles and labels)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, str):
+        return x
+    x = float(x)
+    return str(int(x)) if x.is_integer() else f"{x:g}"
+
+
+def select_records(frame: pd.DataFrame, *, dataset=None, imbalance=None, methods=None, graded: bool | None = False,
+            **equal) -> pd.DataFrame:
+    keep = np.ones(len(frame), dtype=bool)
+    if dataset is not None:
+        keep &= (frame["dataset"] == dataset).to_numpy()
+    if imbalance is not None:
+        keep &= (frame["imbalance"] == imbalance).to_numpy()
+    if graded is not None:
+        keep &= frame["level"].notna().to_numpy() if graded else frame["level"].isna().to_numpy()
+    if methods is not None:
+        keep &= frame["method"].isin(list(methods)).to_numpy()
+    for column, value in equal.items():
+        if value is not None:
+            keep &= close_to(frame[column], value)
+    return frame[keep]
+
+
+def metric_records(records, metric: str, *, methods=None, **select) -> tuple[pd.DataFrame, bool]:
+    """The records `select_records(…, methods=methods, **select)` picks that have `metric`, and whether
+    '-thresh' methods were left out: they are, for a metric thresholding cannot change (ROC AUC)
+    when no methods are named, since each would repeat its base method's numbers exactly."""
+    frame = select_records(records_frame(records), methods=methods, **select).dropna(subset=[metric])
+    if metric not in THRESHOLD_INVARIANT or methods is not None:
+        return frame, False
+    dropped = thresholded(frame["method"])
+    return frame[~dropped], bool(dropped.any())
+
+
+def bootstrap_ci(values) -> tuple[float, float]:
+    """The 95% bootstrap interval of the mean that the figures draw (seed 0, 1000 resamples);
+    seaborn's own bootstrap, imported on first use, so the numbers are the figures' to the bit."""
+    values = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float)
+    if len(values) == 0:
+        return (math.nan, math.nan)
+    if len(values) == 1:
+        return (float(values[0]), float(values[0]))
+    from seaborn.algorithms import bootstrap
+    from seaborn.utils import ci
+    low, high = ci(bootstrap(values, n_boot=N_BOOT, func="mean", seed=SEED), 95)
+    return (float(low), float(high))
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+def point_table(records, *, dataset: str | None = None, metric: str = "roc_auc", methods=None) -> pd.DataFrame:
+    """Mean metric per method (rows) and grid point (columns 'ρ=…, μ=…'), e.g. Table 4's numbers.
+    For ROC AUC without `methods` named, no '-thresh' rows: they would repeat their base method's."""
+    frame, _ = metric_records(records, metric, methods=methods, dataset=dataset, graded=None)
+    if frame.empty:
+        return pd.DataFrame()
+    frame = frame.assign(point=[point_label(r, m, lv) for r, m, lv in zip(frame.rho, frame.mu, frame.level)])
+    order = (frame.sort_values(["rho", "mu", "level"]).drop_duplicates("point")["point"]).tolist()
+    table = frame.pivot_table(index="method", columns="point", values=metric, aggfunc="mean")
+    return table.reindex(index=methods_present(frame, methods), columns=order)
+
+
+def point_label(rho, mu, level=None) -> str:
+    return ", ".join([f"ρ={format_value(rho)}"] + ([f"μ={format_value(mu)}"] if not pd.isna(mu) else [])
+                     + ([f"level={format_value(level)}"] if level is not None and not pd.isna(level) else []))
+
+
+def counts_table(class_counts, classes: Iterable[str] | None = None) -> pd.DataFrame:
+    """Per-class training counts of the imbalanced subset, one row per repeat, plus the total.
+
+    class_counts: {repeat: counts per label} (PointResult.class_counts) or records with
+    'repeat' and 'class_counts'."""
+    if isinstance(class_counts, dict):
+        rows = {int(r): list(c) for r, c in class_counts.items()}
+    else:
+        frame = records_frame(class_counts).dropna(subset=["repeat"])
+        rows = {int(r): list(c) for r, c in zip(frame["repeat"], frame["class_counts"]) if c is not None}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if classes is not None and len(table.columns) == len(list(classes)):
+        table.columns = list(classes)
+    table.index.name = "repeat"
+    table = table.sort_index()
+    table["total"] = table.sum(axis=1)
+    return table
+
+
+def method_table(records, *, metrics: Iterable[str] = ("roc_auc", "accuracy", "thresholded_accuracy"),
+                 rank_by: str = "roc_auc", sort: bool = True, digits: int = 4) -> pd.DataFrame:
+    """Mean of each metric per method over its networks (repeats), with the 95% interval of
+    `rank_by`, networks counted and diverged ones; best first if `sort`, else registry order.
+    '-thresh' methods stay: their accuracy differs from their base method's."""
+    frame = records_frame(records)
+    metrics = list(dict.fromkeys([rank_by, *metrics]))
+    rows = []
+    for method in methods_present(frame):
+        group = frame[frame["method"] == method]
+        low, high = bootstrap_ci(group[rank_by])
+        rows.append({"method": method, **{m: group[m].mean() for m in metrics},
+                     f"{rank_by} ci_low": low, f"{rank_by} ci_high": high,
+                     "networks": len(group), "diverged": int(group["diverged"].fillna(0).sum())})
+    columns = ["method", *metrics, f"{rank_by} ci_low", f"{rank_by} ci_high", "networks", "diverged"]
+    table = pd.DataFrame(rows, columns=columns).set_index("method")
+    if sort:
+        table = table.sort_values(rank_by, ascending=False, kind="stable")
+        table.insert(0, "rank", range(1, len(table) + 1))
+    return table.round(digits)
+
+
+def grid_table(records) -> pd.DataFrame:
+    """The grid points present: one row per (dataset, imbalance, ρ, μ, level) with its methods,
+    repeats, networks and diverged networks."""
+    frame = records_frame(records)
+    keys = ["dataset", "imbalance", "rho", "mu", "level"]
+    if frame.empty:
+        return pd.DataFrame(columns=keys + ["point_id", "methods", "repeats", "networks", "diverged"])
+    rows = []
+    for key, group in frame.groupby(keys, dropna=False, sort=True):
+        rows.append({**dict(zip(keys, key)), "point_id": group["point_id"].iloc[0],
+                     "methods": len(methods_present(group)), "repeats": int(group["repeat"].nunique()),
+                     "networks": len(group), "diverged": int(group["diverged"].fillna(0).sum())})
+    return pd.DataFrame(rows)

@@ -1,0 +1,74 @@
+"""imbalance.explorer on a small synthetic study: the widgets' options and first view, the ranking
+at a grid point, and the figure (which leaves '-thresh' methods out of ROC AUC unless named)."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from browser.study import all_records  # noqa: E402
+from fixtures.figures import colour, data_colours, texts  # noqa: E402
+from imbalance import explorer, plots, tables  # noqa: E402
+
+POINT = dict(dataset="mnist-sample", imbalance="step", rho=100, mu=0.5)
+
+
+@pytest.fixture(scope="module")
+def records():
+    return tables.records_frame(all_records())
+
+
+def test_explorer_figure_draws_and_saves(records, tmp_path):
+    fig = explorer.explorer_figure(records, **POINT)
+    assert isinstance(fig, Figure) and plots.figure_message(fig) is None
+    shown = texts(fig)
+    for word in ("ρ", "μ", "class counts", "best first"):
+        assert word in shown, f"{word!r} not in {shown[:500]!r}"
+    png, svg = plots.save_figure(fig, tmp_path, "explorer")
+    assert png.stat().st_size > 2000 and "<svg" in svg.read_text()
+
+
+def test_explorer_figure_without_records_names_the_params_file():
+    fig = explorer.explorer_figure([], dataset=None, imbalance="step", rho=100, mu=0.5)
+    message = plots.figure_message(fig)
+    assert message is not None and "params/quick.yaml" in message and "imbalance run" in message
+
+
+def test_explorer_answers_which_method_at_rho_100_half_minority(records):
+    choice = explorer.explorer_defaults(records, rho=100, mu=0.5)
+    assert choice == {**POINT, "methods": None}          # all methods, none named
+    table = explorer.explorer_table(records, **choice)
+    assert table.index[0] == "ros"           # the synthetic study's best method there
+    assert list(table["rank"]) == list(range(1, len(table) + 1))
+    assert {"roc_auc ci_low", "roc_auc ci_high", "thresholded_accuracy"} <= set(table.columns)
+    assert "baseline-thresh" in table.index  # the table keeps it: its accuracy differs
+    nowhere = explorer.explorer_table(records, dataset="mnist-sample", imbalance="step", rho=7, mu=0.5)
+    assert nowhere.empty
+    fig = explorer.explorer_figure(records, dataset="mnist-sample", imbalance="step", rho=7, mu=0.5)
+    assert "no records at ρ=7" in texts(fig)
+
+
+def test_explorer_options(records):
+    options = explorer.explorer_options(records, dataset="mnist-sample", imbalance="step")
+    assert options["rhos"] == [10, 100, 1000] and options["mus"] == [0.2, 0.5]
+    assert options["levels"] == [1, 10, 100]
+    assert "baseline-thresh" in options["methods"]
+    assert set(options["datasets"]) == {"mnist-sample", "imagefolder"}
+    linear = explorer.explorer_options(records, dataset="mnist-sample", imbalance="linear")
+    assert linear["mus"] == [] and linear["rhos"] == [10, 100]
+    fig = explorer.explorer_figure(records, dataset="mnist-sample", imbalance="linear", rho=10, mu=None)
+    assert "μ applies to step imbalance only" in texts(fig)
+
+
+def test_explorer_figure_leaves_thresholding_out_of_roc_auc_only(records):
+    thresh = colour(plots.PALETTE["baseline-thresh"])
+    auc = explorer.explorer_figure(records, **POINT, metric="roc_auc")
+    assert "baseline-thresh" not in texts(auc) and thresh not in data_colours(auc)
+    assert plots.THRESH_NOTE in texts(auc) and "ros" in texts(auc)
+    for metric in ("accuracy", "thresholded_accuracy"):
+        fig = explorer.explorer_figure(records, **POINT, metric=metric)
+        assert "baseline-thresh" in texts(fig) and thresh in data_colours(fig), metric
+        assert plots.THRESH_NOTE not in texts(fig)
+    named = explorer.explorer_figure(records, **POINT, metric="roc_auc", methods=["baseline", "baseline-thresh"])
+    assert "baseline-thresh" in texts(named) and plots.THRESH_NOTE not in texts(named)
