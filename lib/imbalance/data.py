@@ -162,16 +162,11 @@ def find_dataset(name: str, root: str | os.PathLike | None = None) -> Path:
     if name in IDX_SHA256:
         return _find_idx_files(name, base)[0]
     if name == "cifar10":
-        candidates = (base / CIFAR10_DIR, base / "cifar10" / CIFAR10_DIR)
-        for d in candidates:
-            if all((d / f).is_file() for f in CIFAR10_MD5):
-                return d
-        raise FileNotFoundError("cifar10: python batches not found in:\n" + "\n".join(f"  {d}" for d in candidates)
-                                + "\nSet IMBALANCE_DATA or data_root to the folder holding cifar-10-batches-py.")
-    if not (base / CIFAR10_JPG_TAR).is_file():
-        raise FileNotFoundError(f"cifar10-jpg: {base / CIFAR10_JPG_TAR} not found. Set IMBALANCE_DATA or "
-                                f"data_root to the folder holding {CIFAR10_JPG_TAR}.")
-    return base / CIFAR10_JPG_TAR
+        folder = _cifar10_folder(base)
+        if folder is None:
+            raise _cifar10_missing(base)
+        return folder
+    return _cifar10_jpg_tar(base)
 
 
 # --- MNIST and Fashion-MNIST: IDX files -------------------------------------------------------
@@ -270,21 +265,34 @@ def _load_mnist_sample() -> ImageDataset:
 
 # --- CIFAR-10: python pickle batches ----------------------------------------------------------
 
+def _cifar10_candidates(base: Path) -> tuple[Path, Path]:
+    return base / CIFAR10_DIR, base / "cifar10" / CIFAR10_DIR
+
+
+def _cifar10_folder(base: Path) -> Path | None:
+    """The first candidate folder holding every CIFAR-10 batch file, or None."""
+    return next((d for d in _cifar10_candidates(base) if all((d / f).is_file() for f in CIFAR10_MD5)), None)
+
+
+def _cifar10_missing(base: Path) -> FileNotFoundError:
+    hint = (f"\nNote: {base / CIFAR10_JPG_TAR} is there; load it as 'cifar10-jpg' (the JPEG "
+            "copy of CIFAR-10).") if (base / CIFAR10_JPG_TAR).is_file() else ""
+    return FileNotFoundError(
+        f"cifar10: python batches ({', '.join(CIFAR10_MD5)}) not found in:\n"
+        + "\n".join(f"  {d}" for d in _cifar10_candidates(base))
+        + "\nSet IMBALANCE_DATA, root= or a params file's data_root to the folder holding"
+          " cifar-10-batches-py, or"
+          " call load_dataset('cifar10', download=True) with internet access." + hint)
+
+
 def _load_cifar10(base: Path, *, download: bool, verify: bool) -> ImageDataset:
-    candidates = (base / CIFAR10_DIR, base / "cifar10" / CIFAR10_DIR)
-    folder = next((d for d in candidates if all((d / f).is_file() for f in CIFAR10_MD5)), None)
+    folder = _cifar10_folder(base)
     if folder is None and download:
         from torchvision.datasets import CIFAR10
         CIFAR10(str(base), download=True)
-        folder = candidates[0]
+        folder = _cifar10_candidates(base)[0]
     if folder is None:
-        hint = (f"\nNote: {base / CIFAR10_JPG_TAR} is there; load it as 'cifar10-jpg' (the JPEG "
-                "copy of CIFAR-10).") if (base / CIFAR10_JPG_TAR).is_file() else ""
-        raise FileNotFoundError(
-            f"cifar10: python batches ({', '.join(CIFAR10_MD5)}) not found in:\n"
-            + "\n".join(f"  {d}" for d in candidates)
-            + "\nSet IMBALANCE_DATA or pass root= to the folder holding cifar-10-batches-py, or"
-              " call load_dataset('cifar10', download=True) with internet access." + hint)
+        raise _cifar10_missing(base)
     classes = tuple(_read_pickle(folder / "batches.meta", keys=("label_names",),
                                  verify=verify)["label_names"])
     train = [_read_cifar_batch(folder / f"data_batch_{i}", verify=verify) for i in range(1, 6)]
@@ -321,12 +329,17 @@ def _read_cifar_batch(path: Path, *, verify: bool) -> tuple[torch.Tensor, torch.
 
 # --- CIFAR-10, JPEG copy: streamed from the tar, decoded once, cached as arrays ---------------
 
-def _load_cifar10_jpg(base: Path, *, verify: bool) -> ImageDataset:
+def _cifar10_jpg_tar(base: Path) -> Path:
     tar = base / CIFAR10_JPG_TAR
     if not tar.is_file():
         raise FileNotFoundError(
-            f"cifar10-jpg: {tar} not found. Set IMBALANCE_DATA or pass root= to the folder "
-            f"holding {CIFAR10_JPG_TAR} (there is no download for this copy).")
+            f"cifar10-jpg: {tar} not found. Set IMBALANCE_DATA, root= or a params file's data_root to "
+            f"the folder holding {CIFAR10_JPG_TAR} (there is no download for this copy).")
+    return tar
+
+
+def _load_cifar10_jpg(base: Path, *, verify: bool) -> ImageDataset:
+    tar = _cifar10_jpg_tar(base)
     with open(tar, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if verify and digest != CIFAR10_JPG_SHA256:

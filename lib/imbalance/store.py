@@ -12,8 +12,8 @@ import math
 import os
 import socket
 import sqlite3
-import time
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
