@@ -1,8 +1,10 @@
 """Over/undersampling (full and graded) and class priors, hand-worked on a 6/2/1 example."""
 import numpy as np
 import pytest
+from scipy.stats import binom
 
-from imbalance.sampling import class_priors, oversample_indices, undersample_indices
+from imbalance.sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
+                                undersample_indices)
 
 Y = np.array([0] * 6 + [1] * 2 + [2] * 1)   # positions 0-5 class 0, 6-7 class 1, 8 class 2
 
@@ -39,6 +41,36 @@ def test_sampling_is_deterministic_per_seed():
     assert not np.array_equal(oversample_indices(y, random_state=7), oversample_indices(y, random_state=8))
 
 
+def test_class_aware_and_sqrt_draw_exact_positions_for_a_fixed_seed():
+    # seed 0 draws classes [1, 0, 0, 0, 2, 2, 1, 2, 1, 2, 2, 0] for class-aware; position = class's k-th example
+    assert class_aware_indices(Y, size=12, random_state=0).tolist() == [6, 5, 3, 0, 8, 8, 7, 8, 7, 8, 8, 5]
+    assert sqrt_indices(Y, size=12, random_state=0).tolist() == [6, 5, 3, 0, 8, 8, 7, 7, 7, 8, 8, 1]
+    assert class_aware_indices(Y, size=12, random_state=0).dtype == np.int64
+    assert not np.array_equal(sqrt_indices(Y, size=50, random_state=1), sqrt_indices(Y, size=50, random_state=2))
+
+
+def _within_binomial_bounds(observed, probabilities, n):
+    low, high = binom.interval(1 - 1e-6, n, np.asarray(probabilities))
+    return bool(((observed >= low) & (observed <= high)).all())
+
+
+@pytest.mark.parametrize("draw, class_weights", [(class_aware_indices, np.ones_like), (sqrt_indices, np.sqrt)])
+def test_class_balanced_draws_follow_their_class_and_example_probabilities(draw, class_weights):
+    # labels shuffled and non-contiguous (classes 3, 5, 9 present; 0-2 absent): 60 / 15 / 4 examples
+    y = np.random.default_rng(5).permutation(np.repeat([3, 5, 9], [60, 15, 4]))
+    n = 40_000
+    idx = draw(y, size=n, random_state=11)
+    assert idx.shape == (n,) and idx.min() >= 0 and idx.max() < y.size
+    counts = np.array([60, 15, 4])
+    p_class = class_weights(counts.astype(float)) / class_weights(counts.astype(float)).sum()
+    per_class = np.array([(y[idx] == c).sum() for c in (3, 5, 9)])
+    assert _within_binomial_bounds(per_class, p_class, n)
+    # within a class every example is equally likely: position j is drawn with p_class / n_c
+    per_position = np.bincount(idx, minlength=y.size)
+    p_position = (p_class / counts)[np.searchsorted([3, 5, 9], y)]
+    assert _within_binomial_bounds(per_position, p_position, n)
+
+
 def test_class_priors_are_frequencies_before_resampling():
     assert class_priors(Y, n_classes=4).tolist() == [6 / 9, 2 / 9, 1 / 9, 0.0]
 
@@ -48,6 +80,9 @@ def test_class_priors_are_frequencies_before_resampling():
     (lambda: undersample_indices(Y, target_rho=float("nan")), "target_rho must be a number >= 1"),
     (lambda: oversample_indices(np.array([])), "y must be a non-empty 1-d array"),
     (lambda: class_priors(Y, n_classes=2), r"y holds labels outside \[0, 1\]"),
+    (lambda: class_aware_indices(Y, size=0), "size must be a positive integer"),
+    (lambda: sqrt_indices(Y, size=2.5), "size must be a positive integer"),
+    (lambda: sqrt_indices(np.zeros((2, 2)), size=3), "y must be a non-empty 1-d array"),
 ])
 def test_sampling_rejects_bad_input_naming_the_parameter(call, message):
     with pytest.raises(ValueError, match=message):

@@ -7,6 +7,13 @@ Graded sampling (the paper's Figure 7) reduces the imbalance ratio to `target_rh
 - oversampling raises every class smaller than n_largest / target_rho to that size;
 - undersampling cuts every class larger than n_smallest * target_rho to that size.
 target_rho=1 is full balance. Targets are rounded half up.
+
+Class-balanced draws (with replacement, `size` of them) pick a class first, then an example of it
+uniformly:
+- class-aware sampling (Shen, Lin & Huang 2016, "Relay backpropagation"): each class present with
+  probability 1 / (number of classes present);
+- square-root sampling (Mahajan et al. 2018; Kang et al. 2020): class c with probability
+  sqrt(n_c) / sum_k sqrt(n_k), halfway (on a log scale) between instance and class-aware sampling.
 """
 from __future__ import annotations
 
@@ -58,6 +65,35 @@ def undersample_indices(y, *, target_rho: float = 1.0, random_state=None) -> np.
     kept = [np.flatnonzero(y == c) if n <= target else rng.choice(np.flatnonzero(y == c), size=target, replace=False)
             for c, n in zip(classes, counts)]
     return np.sort(np.concatenate(kept)).astype(np.int64)
+
+
+def _check_size(size) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer (number of draws), got {size!r}")
+    return int(size)
+
+
+def _class_then_example(y: np.ndarray, class_weights, size: int, random_state) -> np.ndarray:
+    """Draw `size` classes with probability proportional to class_weights, then an example of each."""
+    rng = np.random.default_rng(random_state)
+    classes, counts = _present(y)
+    weights = np.asarray(class_weights(counts), dtype=np.float64)
+    by_class = np.argsort(y, kind="stable")                     # positions grouped by class, ascending
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    k = rng.choice(classes.size, size=size, p=weights / weights.sum())
+    return by_class[starts[k] + rng.integers(0, counts[k])].astype(np.int64)
+
+
+def class_aware_indices(y, *, size: int, random_state=None) -> np.ndarray:
+    """`size` positions of y: a class uniformly among those present, then one of its examples uniformly."""
+    y = _labels(y)
+    return _class_then_example(y, np.ones_like, _check_size(size), random_state)
+
+
+def sqrt_indices(y, *, size: int, random_state=None) -> np.ndarray:
+    """`size` positions of y: class c with probability proportional to sqrt(n_c), then an example uniformly."""
+    y = _labels(y)
+    return _class_then_example(y, np.sqrt, _check_size(size), random_state)
 
 
 def class_priors(y, *, n_classes: int) -> np.ndarray:
