@@ -104,3 +104,14 @@ def class_priors(y, *, n_classes: int) -> np.ndarray:
     if y.min() < 0 or y.max() >= n_classes:
         raise ValueError(f"y holds labels outside [0, {n_classes - 1}] (n_classes={n_classes})")
     return np.bincount(y, minlength=n_classes) / y.size
+
+
+_TORCH_NAMES = ("ImbalancedSampler", "make_imbalanced", "dataset_labels")
+
+
+def __getattr__(name: str):
+    """`imbalance.sampling.ImbalancedSampler` and friends live in `sampler` (torch), imported on first use."""
+    if name in _TORCH_NAMES:
+        from . import sampler
+        return getattr(sampler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,159 @@
+"""The study's samplers for your own PyTorch training loop.
+
+`ImbalancedSampler` is a `torch.utils.data.Sampler` that yields positions into a labelled training
+set, drawn by one of `imbalance.sampling`'s functions (no second copy of their logic):
+
+| method        | one epoch                                                         | source          |
+| ------------- | ----------------------------------------------------------------- | --------------- |
+| `ros`         | every example once + duplicates of each small class, shuffled     | paper, 3.3.1    |
+| `rus`         | each large class cut to the smallest (without replacement)        | paper, 3.3.2    |
+| `class-aware` | `num_samples` draws: a class uniformly, then one of its examples  | Shen et al. 2016|
+| `sqrt`        | `num_samples` draws: class c with p ∝ sqrt(n_c), then an example  | Mahajan 2018    |
+
+`level` is graded sampling (the paper's Figure 7): the imbalance ratio left after ros/rus
+(1 = full balance). Each epoch is drawn from `np.random.default_rng([seed, epoch])`, so
+`set_epoch(e)` gives a new but reproducible epoch, and every replica draws the same one before
+taking its shard, exactly as `torch.utils.data.DistributedSampler` shards (padding by wrapping
+around, or `drop_last`). It is imported lazily as `imbalance.sampling.ImbalancedSampler`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler, Subset
+
+from .profiles import imbalanced_subset
+from .sampling import class_aware_indices, oversample_indices, sqrt_indices, undersample_indices
+
+METHODS = ("ros", "rus", "class-aware", "sqrt")
+_GRADED = ("ros", "rus")            # methods with a fixed epoch, for which `level` means a target ratio
+
+
+def dataset_labels(labels, *, label_getter=None) -> np.ndarray:
+    """int64 labels of a sequence, array, tensor or dataset.
+
+    A dataset gives its labels through `label_getter(dataset)` if given, else its `.targets`
+    (torchvision's convention); a `Subset` takes its parent's labels at its indices.
+    """
+    if label_getter is not None:
+        if not callable(label_getter):
+            raise ValueError(f"label_getter must be a callable dataset -> labels, got {label_getter!r}")
+        return dataset_labels(label_getter(labels))
+    if isinstance(labels, Subset):
+        return dataset_labels(labels.dataset)[np.asarray(labels.indices, dtype=np.int64)]
+    if isinstance(labels, Dataset):
+        if not hasattr(labels, "targets"):
+            raise ValueError(f"labels is a {type(labels).__name__} without .targets: pass label_getter="
+                             f"(a callable dataset -> labels, e.g. lambda ds: [y for _, y in ds])")
+        return dataset_labels(labels.targets)
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if y.ndim != 1 or y.size == 0 or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_)):
+        raise ValueError(f"labels must be a non-empty 1-d sequence of integer class labels, "
+                         f"got shape {y.shape} and dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def make_imbalanced(dataset_or_labels, *, profile: str = "step", rho: float, mu: float | None = None,
+                    n_max: int | None = None, seed: int = 0, minority: str = "random",
+                    label_getter=None) -> list[int]:
+    """Positions of a skewed training subset by the study's profiles (`profiles.imbalanced_subset`).
+
+    Returns a sorted list of ints, ready for `torch.utils.data.Subset(dataset, indices)`.
+    """
+    y = dataset_labels(dataset_or_labels, label_getter=label_getter)
+    subset = imbalanced_subset(y, profile=profile, rho=rho, mu=mu, n_max=n_max, minority=minority,
+                               random_state=seed)
+    return subset.indices.tolist()
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _world(num_replicas, rank) -> tuple[int, int]:
+    """Defaults from torch.distributed when it is initialised, else a single replica."""
+    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if num_replicas is None:
+        num_replicas = torch.distributed.get_world_size() if initialised else 1
+    if rank is None:
+        rank = torch.distributed.get_rank() if initialised else 0
+    num_replicas = _positive_int("num_replicas", num_replicas)
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be an integer in [0, {num_replicas - 1}] (num_replicas={num_replicas}), "
+                         f"got {rank!r}")
+    return num_replicas, int(rank)
+
+
+class ImbalancedSampler(Sampler[int]):
+    """Resampled positions into `labels` for a `DataLoader(dataset, sampler=...)`.
+
+    labels: a sequence/array/tensor of int labels, or a dataset (with `.targets` or `label_getter`).
+    method: one of METHODS. level: for ros/rus, the imbalance ratio left after sampling (>= 1;
+    None = 1, full balance). num_samples: draws per epoch for class-aware/sqrt (default len(labels)).
+    seed, set_epoch(e): the epoch's draw. num_replicas, rank, drop_last: as DistributedSampler.
+    len(sampler) is the number of positions this replica yields per epoch.
+    """
+
+    def __init__(self, labels, *, method: str = "ros", level: float | None = None, seed: int = 0,
+                 num_replicas: int | None = None, rank: int | None = None, num_samples: int | None = None,
+                 drop_last: bool = False, label_getter=None):
+        self.labels = dataset_labels(labels, label_getter=label_getter)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if level is not None and method not in _GRADED:
+            raise ValueError(f"level applies to {_GRADED} only (a target imbalance ratio), got level={level!r} "
+                             f"with method={method!r}")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, (int, float, np.number))
+                                  or not math.isfinite(level) or level < 1):
+            raise ValueError(f"level must be a number >= 1 (imbalance ratio left after sampling), got {level!r}")
+        if num_samples is not None and method in _GRADED:
+            raise ValueError(f"num_samples applies to 'class-aware' and 'sqrt' only; {method!r} has a fixed epoch")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.method, self.level, self.seed = method, level, int(seed)
+        self.num_samples = (self.labels.size if num_samples is None
+                            else _positive_int("num_samples", num_samples))
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.drop_last = bool(drop_last)
+        self.epoch = 0
+        self.epoch_size = len(self.epoch_indices(0))           # the same for every epoch
+        if self.drop_last and self.epoch_size < self.num_replicas:
+            raise ValueError(f"drop_last=True leaves nothing: one epoch has {self.epoch_size} positions "
+                             f"for num_replicas={self.num_replicas}")
+        r = self.num_replicas
+        self.shard_size = (self.epoch_size // r) if self.drop_last else math.ceil(self.epoch_size / r)
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        self.epoch = int(epoch)
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """All replicas' positions for one epoch, in the order they are dealt out."""
+        rng = np.random.default_rng([self.seed, epoch])
+        target = 1.0 if self.level is None else self.level
+        if self.method == "ros":
+            return rng.permutation(oversample_indices(self.labels, target_rho=target, random_state=rng))
+        if self.method == "rus":
+            return rng.permutation(undersample_indices(self.labels, target_rho=target, random_state=rng))
+        draw = class_aware_indices if self.method == "class-aware" else sqrt_indices
+        return draw(self.labels, size=self.num_samples, random_state=rng)
+
+    def __iter__(self):
+        indices = self.epoch_indices(self.epoch)
+        total = self.shard_size * self.num_replicas
+        if total > indices.size:                                 # pad by wrapping, as DistributedSampler
+            indices = np.resize(indices, total)
+        shard = indices[self.rank:total:self.num_replicas]
+        return iter(shard.tolist())
+
+    def __len__(self) -> int:
+        return self.shard_size
+
+    def __repr__(self) -> str:
+        return (f"ImbalancedSampler(method={self.method!r}, level={self.level}, seed={self.seed}, "
+                f"epoch={self.epoch}, len={len(self)}, rank={self.rank}/{self.num_replicas})")
