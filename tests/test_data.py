@@ -359,3 +359,128 @@ def test_imagefolder_missing_split_folder_is_reported(tmp_path):
     shutil.rmtree(tmp_path / "train")
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "train"))):
         load_imagefolder(tmp_path)
+
+
+# --- npz: your own arrays ---------------------------------------------------------------------
+
+def _npz_arrays(*, channels=None, dtype=np.uint8, classes=("ok", "scratch", "dent")):
+    """A skewed 3-class set: 12 / 5 / 2 training and 4 / 3 / 2 test images of 6x5 pixels."""
+    rng = np.random.default_rng(0)
+    shape = (6, 5) if channels is None else (6, 5, channels)
+    y_train, y_test = np.repeat([0, 1, 2], [12, 5, 2]), np.repeat([0, 1, 2], [4, 3, 2])
+    x = {split: (rng.integers(0, 256, (len(y),) + shape) if dtype == np.uint8
+                 else rng.normal(size=(len(y),) + shape)).astype(dtype)
+         for split, y in (("train", y_train), ("test", y_test))}
+    arrays = dict(x_train=x["train"], y_train=y_train, x_test=x["test"], y_test=y_test)
+    if classes is not None:
+        arrays["classes"] = np.array(classes)
+    return arrays
+
+
+def _save(tmp_path, arrays, name="own.npz", compressed=False):
+    path = tmp_path / name
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    return path
+
+
+def test_npz_grayscale_loads_with_class_names_and_natural_counts(tmp_path):
+    arrays = _npz_arrays()
+    path = _save(tmp_path, arrays)
+    ds = load_dataset("npz", root=path)
+    assert (ds.name, ds.classes, ds.source, ds.n_classes) == ("npz", ("ok", "scratch", "dent"), str(path), 3)
+    assert ds.train_images.dtype == torch.uint8 and ds.train_images.shape == (19, 1, 6, 5)
+    assert ds.test_images.shape == (9, 1, 6, 5) and ds.test_labels.dtype == torch.int64
+    assert counts(ds.train_labels) == [12, 5, 2] and counts(ds.test_labels) == [4, 3, 2]
+    assert np.array_equal(ds.train_images[:, 0].numpy(), arrays["x_train"])
+    assert data.find_dataset("npz", path) == path
+
+
+def test_npz_channels_last_is_converted_to_channels_first(tmp_path):
+    arrays = _npz_arrays(channels=3)
+    ds = data.load_npz(_save(tmp_path, arrays, compressed=True))
+    assert ds.train_images.shape == (19, 3, 6, 5) and ds.train_images.is_contiguous()
+    # pixel (row 4, column 2) of image 7, channel 1
+    assert ds.train_images[7, 1, 4, 2] == arrays["x_train"][7, 4, 2, 1]
+    assert np.array_equal(ds.test_images.permute(0, 2, 3, 1).numpy(), arrays["x_test"])
+
+
+def test_npz_float32_already_scaled_is_kept_and_names_default_to_labels(tmp_path):
+    arrays = _npz_arrays(dtype=np.float32, classes=None)
+    ds = load_dataset("npz", root=_save(tmp_path, arrays))
+    assert ds.train_images.dtype == torch.float32 and ds.classes == ("0", "1", "2")
+    assert torch.equal(ds.test_images[:, 0], torch.from_numpy(arrays["x_test"]))
+
+
+def _bad(**changes):
+    arrays = _npz_arrays()
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    return arrays
+
+
+BAD_NPZ = {
+    "missing x_test": (_bad(x_test=None), "lacks x_test; expected arrays x_train, y_train, x_test, y_test"),
+    "unknown key": (dict(_bad(), class_names=np.array(["a"])), "unexpected array.s. class_names"),
+    "float64 pixels": (_bad(x_train=np.zeros((19, 6, 5))), "x_train has dtype float64; expected uint8"),
+    "2-d images": (_bad(x_test=np.zeros((9, 30), np.uint8)), r"x_test has shape \(9, 30\); expected \(N, H, W\)"),
+    "channels first": (_bad(x_train=np.zeros((19, 3, 6, 5), np.uint8)), "looks channels-first"),
+    "test size differs": (_bad(x_test=np.zeros((9, 6, 6), np.uint8)), "x_test holds uint8 images of .* expected"),
+    "label count": (_bad(y_train=np.zeros(18, np.int64)), r"y_train has shape \(18,\); expected \(19,\)"),
+    "float labels": (_bad(y_test=np.zeros(9)), "y_test has dtype float64; expected integer class labels"),
+    "negative label": (_bad(y_test=np.repeat([0, 1, -1], [4, 3, 2])), "y_test holds label -1"),
+    "label beyond classes": (_bad(classes=np.array(["ok", "scratch"])), "y_train holds label 2; expected 0..1"),
+    "duplicate names": (_bad(classes=np.array(["ok", "ok", "dent"])), "expected >= 2 distinct non-empty names"),
+    "empty class": (_bad(classes=np.array(["ok", "scratch", "dent", "crack"])),
+                    r"y_train has no example of class 3 \('crack'\)"),
+    "class absent from test": (_bad(y_test=np.repeat([0, 1, 1], [4, 3, 2])), r"y_test has no example of class 2"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_NPZ)
+def test_npz_problems_are_errors_naming_the_array_before_pixels_are_read(tmp_path, case, monkeypatch):
+    arrays, message = BAD_NPZ[case]
+    path = _save(tmp_path, arrays)
+    with pytest.raises(ValueError, match=message) as err:
+        data.find_dataset("npz", path)             # what params.check_data calls before any training
+    assert str(path) in str(err.value)
+    monkeypatch.setattr(data, "_npz_images", lambda *a: pytest.fail("pixels read before validation"))
+    with pytest.raises(ValueError, match=message):
+        load_dataset("npz", root=path)
+
+
+def test_npz_object_class_names_and_non_npz_files_are_rejected(tmp_path):
+    path = _save(tmp_path, _bad(classes=np.array(["ok", 2, None], dtype=object)))
+    with pytest.raises(ValueError, match="classes has dtype object; expected strings"):
+        data.load_npz(path)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        data.load_npz(junk)
+
+
+def test_npz_nan_pixels_are_rejected(tmp_path):
+    arrays = _npz_arrays(dtype=np.float32)
+    arrays["x_test"][3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="x_test holds NaN or infinite values"):
+        data.load_npz(_save(tmp_path, arrays))
+
+
+def test_npz_data_root_must_be_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a file; set data_root .* to the path of a .npz"):
+        data.find_dataset("npz", tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing.npz is not a file"):
+        load_dataset("npz", root=tmp_path / "missing.npz")
+
+
+def test_npz_params_file_is_checked_before_training(tmp_path):
+    from imbalance.params import check_data, params_from_dict
+    raw = {"study": "own", "dataset": "npz", "notebook": "mnist/step", "imbalance": "step", "rho": [10],
+           "mu": [0.5], "repeats": 1, "recipe": "lenet5-mnist"}
+    good = _save(tmp_path, _npz_arrays())
+    check_data(params_from_dict({**raw, "data_root": str(good)}))
+    bad = _save(tmp_path, _bad(y_train=np.zeros(19, np.int64)), name="bad.npz")
+    with pytest.raises(ValueError, match=r"bad.npz: y_train has no example of class 1 \('scratch'\)"):
+        check_data(params_from_dict({**raw, "data_root": str(bad)}))

