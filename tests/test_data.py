@@ -453,7 +453,10 @@ def test_npz_problems_are_errors_naming_the_array_before_pixels_are_read(tmp_pat
 
 def test_npz_object_class_names_and_non_npz_files_are_rejected(tmp_path):
     path = _save(tmp_path, _bad(classes=np.array(["ok", 2, None], dtype=object)))
-    with pytest.raises(ValueError, match="classes has dtype object; expected strings"):
+    with pytest.raises(ValueError, match="classes has dtype object .*expected a 1-d array of strings"):
+        data.load_npz(path)
+    path = _save(tmp_path, _bad(classes=np.array([["ok", "scratch", "dent"]])), name="2d.npz")
+    with pytest.raises(ValueError, match=r"classes has dtype <U7 and shape \(1, 3\)"):
         data.load_npz(path)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip")

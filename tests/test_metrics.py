@@ -164,7 +164,8 @@ def test_all_metrics_gives_every_metric_in_one_call():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: macro_f1([0, 1], [0], n_classes=2), "y_true and y_pred must be 1-d of the same length"),
+    (lambda: macro_f1([0, 1], [0], n_classes=2), "y_true and y_pred must be 1-d of the same non-zero"),
+    (lambda: g_mean([], [], n_classes=2), "y_true and y_pred must be 1-d of the same non-zero length"),
     (lambda: per_class_precision([0, 2], [0, 1], n_classes=2), r"labels in \[0, 1\]"),
     (lambda: macro_average_precision([0, 1], np.ones((3, 2))), r"scores must be shaped \(n_samples, n_classes\)"),
     (lambda: expected_calibration_error([0, 1], np.array([[2.0, -1.0], [0.5, 0.5]])), "probabilities must be rows"),

@@ -546,16 +546,16 @@ def check_npz(path: str | os.PathLike) -> NpzContents:
     if image_shape["test"] != image_shape["train"] or headers["x_test"][1] != headers["x_train"][1]:
         raise ValueError(f"{path}: x_test holds {headers['x_test'][1]} images of (C, H, W) {image_shape['test']}; "
                          f"expected those of x_train: {headers['x_train'][1]} {image_shape['train']}")
-    if "classes" in headers and headers["classes"][1].kind not in "US":
-        raise ValueError(f"{path}: classes has dtype {headers['classes'][1]}; expected strings "
-                         f"(save np.array(names, dtype=str), no pickle)")
+    if "classes" in headers and (headers["classes"][1].kind not in "US" or len(headers["classes"][0]) != 1):
+        raise ValueError(f"{path}: classes has dtype {headers['classes'][1]} and shape {headers['classes'][0]}; "
+                         f"expected a 1-d array of strings (save np.array(names, dtype=str), no pickle)")
     with np.load(path, allow_pickle=False) as npz:
         y = {split: _npz_labels(npz, path, split, headers[f"x_{split}"][0][0]) for split in ("train", "test")}
         names = npz["classes"] if "classes" in headers else None
     n_classes = int(max(y["train"].max(), y["test"].max())) + 1
     if names is not None:
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.atleast_1d(names)]
-        if np.ndim(names) != 1 or len(names) < 2 or len(set(names)) != len(names) or not all(names):
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        if len(names) < 2 or len(set(names)) != len(names) or not all(names):
             raise ValueError(f"{path}: classes is {names!r}; expected >= 2 distinct non-empty names")
         for split in ("train", "test"):
             if y[split].max() >= len(names):

@@ -121,9 +121,9 @@ def _confusion_counts(y_true, y_pred, n_classes: int) -> tuple[np.ndarray, np.nd
     """Per class: true positives, predicted count, true count (float64)."""
     y = _tensor(y_true, torch.int64).numpy()
     p = _tensor(y_pred, torch.int64).numpy()
-    if y.shape != p.shape or y.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-d of the same length, got {y.shape} and {p.shape}")
-    if y.size and (min(y.min(), p.min()) < 0 or max(y.max(), p.max()) >= n_classes):
+    if y.shape != p.shape or y.ndim != 1 or y.size == 0:
+        raise ValueError(f"y_true and y_pred must be 1-d of the same non-zero length, got {y.shape} and {p.shape}")
+    if (min(y.min(), p.min()) < 0 or max(y.max(), p.max()) >= n_classes):
         raise ValueError(f"y_true and y_pred must hold labels in [0, {n_classes - 1}] (n_classes={n_classes})")
     tp = np.bincount(y[y == p], minlength=n_classes).astype(np.float64)
     return tp, np.bincount(p, minlength=n_classes).astype(np.float64), np.bincount(y, minlength=n_classes).astype(
@@ -147,8 +147,8 @@ def macro_f1(y_true, y_pred, *, n_classes: int) -> float:
 
 def g_mean(y_true, y_pred, *, n_classes: int) -> float:
     """Geometric mean of the per-class recalls over the classes present in y_true (0 if one recall is 0)."""
-    recall = per_class_recall(y_true, y_pred, n_classes=n_classes)
-    recall = recall[~np.isnan(recall)]
+    tp, _, true = _confusion_counts(y_true, y_pred, n_classes)
+    recall = tp[true > 0] / true[true > 0]
     return float(np.prod(recall) ** (1 / recall.size))
 
 
