@@ -197,3 +197,33 @@ def test_quick_study_has_two_repeats_so_no_verdicts():
 def test_stats_do_not_import_torch():
     code = "import imbalance.stats, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "lib")})
+
+
+def test_welch_contrast_of_two_samples_is_scipys_ttest_ind():
+    a, b = [0.91, 0.93, 0.92, 0.95, 0.90], [0.88, 0.90, 0.85, 0.91, 0.87, 0.86]
+    c = stats.compare_independent(a, b)
+    ref = st.ttest_ind(a, b, equal_var=False)
+    assert c.estimate == pytest.approx(np.mean(a) - np.mean(b))
+    assert c.p_value == pytest.approx(ref.pvalue, rel=1e-10) and (c.test, c.interval_method) == ("welch-t", "welch-t")
+    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-10)
+    assert c.n == (5, 6)
+
+
+def test_difference_of_drops_uses_welch_satterthwaite_and_bca_from_ten():
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(m, 0.01, k) for m, k in ((0.99, 4), (0.95, 5), (0.90, 6), (0.80, 7))]
+    c = stats.compare_independent(*samples, weights=(1, -1, -1, 1))     # drop of the 1st minus drop of the 2nd
+    v = [x.var(ddof=1) / len(x) for x in samples]
+    se, df = math.sqrt(sum(v)), sum(v) ** 2 / sum(q ** 2 / (len(x) - 1) for q, x in zip(v, samples))
+    estimate = (samples[0].mean() - samples[1].mean()) - (samples[2].mean() - samples[3].mean())
+    assert c.estimate == pytest.approx(estimate)
+    assert c.p_value == pytest.approx(2 * st.t.sf(abs(estimate) / se, df))
+    assert c.ci_high - c.ci_low == pytest.approx(2 * st.t.ppf(0.975, df) * se)
+    big = [rng.normal(m, 0.01, 12) for m in (0.99, 0.95)]
+    boot = stats.compare_independent(*big, random_state=2)
+    ref = st.bootstrap(tuple(big), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), method="BCa",
+                       rng=np.random.default_rng(2)).confidence_interval
+    assert boot.interval_method == "bca-bootstrap"
+    assert (boot.ci_low, boot.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    few = stats.compare_independent([0.9, 0.91], [0.8, 0.82, 0.81])
+    assert few.note == "n=2: too few repeats" and few.test is None and math.isnan(few.p_value)

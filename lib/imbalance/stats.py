@@ -9,6 +9,7 @@ with an interval and a test, says whether a method beats a *reference method* at
 |----------------------|-----------------------------|------------------------------------------------|
 | `compare_paired`     | (one comparison)            | `PairedComparison`: mean difference, interval, p |
 | `mean_interval`      | (one sample)                | `MeanInterval`: a mean with its interval       |
+| `compare_independent`| (one contrast)              | `IndependentComparison`: unpaired, Welch t     |
 | `paired_differences` | (point, method)             | the difference to the reference, with verdict  |
 | `method_intervals`   | (point, method)             | a method's mean with its interval              |
 | `point_winners`      | point                       | the best method and the methods tied with it   |
@@ -48,6 +49,7 @@ RULES = Rules()
 POINT_KEYS = ("point_id", "dataset", "imbalance", "rho", "mu", "level")
 T_INTERVAL, BCA_INTERVAL = "student-t", "bca-bootstrap"
 WILCOXON, PAIRED_T = "wilcoxon", "paired-t"
+WELCH = "welch-t"          # unpaired: Welch-Satterthwaite t, interval and test
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,64 @@ def compare_paired(x, y, *, confidence: float = 0.95, random_state=0) -> PairedC
                             "; ".join(note) or None)
 
 
+@dataclass(frozen=True)
+class IndependentComparison:
+    """A contrast sum(w_i * mean_i) of independent samples (networks of different grid points)."""
+    n: tuple[int, ...]
+    estimate: float
+    ci_low: float
+    ci_high: float
+    interval_method: str | None
+    p_value: float
+    test: str | None
+    confidence: float
+    note: str | None = None
+
+
+def compare_independent(*samples, weights=(1, -1), confidence: float = 0.95,
+                        random_state=0) -> IndependentComparison:
+    """The contrast sum(w_i * mean(sample_i)) of independent samples (NaN ignored), e.g. (1, -1):
+    a difference of two means; (1, -1, -1, 1): a difference of two drops.  Networks of different
+    grid points share no subset or weights, so nothing pairs them.
+
+    Test: Welch's t with Welch-Satterthwaite degrees of freedom (for two samples exactly
+    scipy.stats.ttest_ind(equal_var=False)).  Interval: its t interval, or the BCa bootstrap
+    (scipy.stats.bootstrap, each sample resampled on its own, seeded) when every sample has
+    n >= 10.  Any sample below 3: no interval, no test."""
+    _check_confidence(confidence)
+    if len(samples) != len(weights) or len(samples) < 1:
+        raise ValueError(f"weights must give one weight per sample: got {len(weights)} for {len(samples)} samples")
+    xs = [x[~np.isnan(x)] for x in map(_values, samples)]
+    w = np.asarray(weights, dtype=float)
+    n = tuple(len(x) for x in xs)
+    if min(n) < RULES.min_n:
+        estimate = float(sum(wi * x.mean() for wi, x in zip(w, xs))) if min(n) else math.nan
+        return IndependentComparison(n, estimate, math.nan, math.nan, None, math.nan, None, confidence,
+                                     _too_few(min(n)))
+    means = np.array([x.mean() for x in xs])
+    parts = np.array([wi ** 2 * x.var(ddof=1) / len(x) for wi, x in zip(w, xs)])
+    estimate, se = float(w @ means), float(math.sqrt(parts.sum()))
+    if se <= RULES.atol:
+        p = 1.0 if abs(estimate) <= RULES.atol else 0.0
+        return IndependentComparison(n, estimate, estimate, estimate, WELCH, p, WELCH, confidence,
+                                     "no spread within the samples")
+    df = parts.sum() ** 2 / sum(q ** 2 / (k - 1) for q, k in zip(parts, n))
+    p = float(2 * st.t.sf(abs(estimate) / se, df))
+    if min(n) >= RULES.bootstrap_from:
+        def statistic(*data, axis=-1):
+            return sum(wi * np.mean(x, axis=axis) for wi, x in zip(w, data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            low, high = st.bootstrap(tuple(xs), statistic, vectorized=True, method="BCa",
+                                     confidence_level=confidence, n_resamples=RULES.n_resamples,
+                                     rng=_rng(random_state)).confidence_interval
+        method = BCA_INTERVAL
+    else:
+        half = float(st.t.ppf(0.5 + confidence / 2, df)) * se
+        low, high, method = estimate - half, estimate + half, WELCH
+    return IndependentComparison(n, estimate, float(low), float(high), method, p, WELCH, confidence)
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjusted p-values (NaN stays NaN and does not count among the tests):
     the i-th smallest of m becomes max over j <= i of min(1, (m - j + 1) * p_(j))."""
@@ -206,14 +266,17 @@ def _frame(records, metric: str) -> pd.DataFrame:
 
 
 def _points(frame: pd.DataFrame):
-    """(point keys as a dict, its records) per grid point, in grid order."""
+    """(point keys as a dict, its records) per grid point, in grid order.  A point is
+    (study, point_id): records pooled from two studies may share point ids."""
     if frame.empty:
         return
-    order = frame.sort_values(["dataset", "imbalance", "rho", "mu", "level", "point_id"], na_position="first")
-    for point_id in pd.unique(order["point_id"]):
-        group = frame[frame["point_id"] == point_id]
+    key = frame["study"].fillna("").astype(str) + "\0" + frame["point_id"].astype(str)
+    order = frame.assign(_key=key).sort_values(["dataset", "imbalance", "rho", "mu", "level", "_key"],
+                                               na_position="first")
+    for k in pd.unique(order["_key"]):
+        group = frame[(key == k).to_numpy()]
         first = group.iloc[0]
-        yield {k: first[k] for k in POINT_KEYS}, group
+        yield {"study": first["study"], **{c: first[c] for c in POINT_KEYS}}, group
 
 
 def _leave_out_thresh(frame: pd.DataFrame, metric: str, methods) -> pd.DataFrame:
@@ -245,7 +308,7 @@ def _dropped_note(n_dropped: int, n_diverged: int) -> str | None:
     return f"{n_dropped} pair{'s' * (n_dropped != 1)} dropped: {why}"
 
 
-PAIRED_COLUMNS = (*POINT_KEYS, "method", "reference", "metric", "n_pairs", "n_dropped", "mean_difference",
+PAIRED_COLUMNS = ("study", *POINT_KEYS, "method", "reference", "metric", "n_pairs", "n_dropped", "mean_difference",
                   "ci_low", "ci_high", "interval_method", "p_value", "test", "p_holm", "verdict", "note")
 
 
@@ -305,7 +368,7 @@ def method_intervals(records, *, metric: str = "roc_auc", confidence: float = 0.
             rows.append({**keys, "method": method, "metric": metric, "n": m.n, "n_diverged": n_diverged,
                          "mean": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high,
                          "interval_method": m.interval_method, "note": note})
-    return pd.DataFrame(rows, columns=[*POINT_KEYS, "method", "metric", "n", "n_diverged", "mean", "ci_low",
+    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "method", "metric", "n", "n_diverged", "mean", "ci_low",
                                        "ci_high", "interval_method", "note"])
 
 
@@ -322,7 +385,7 @@ def point_winners(records, *, metric: str = "roc_auc", alpha: float = 0.05, conf
         means = group.groupby("method")[metric].mean().dropna()
         if means.empty:
             rows.append({**keys, "winner": None, "mean": math.nan, "tied": (), "untested": (), "n": 0,
-                         "note": "no method has the metric here"})
+                         "note": f"no method has {metric} here"})
             continue
         order = [m for m in methods_present(group) if m in means.index]
         winner = max(order, key=lambda m: means[m])       # first in registry order on equal means
@@ -334,7 +397,7 @@ def point_winners(records, *, metric: str = "roc_auc", alpha: float = 0.05, conf
         note = f"{_too_few(int(paired['n_pairs'].min()))}: ties untested" if untested else None
         rows.append({**keys, "winner": winner, "mean": float(means[winner]), "tied": tied,
                      "untested": untested, "n": n, "note": note})
-    return pd.DataFrame(rows, columns=[*POINT_KEYS, "winner", "mean", "tied", "untested", "n", "note"])
+    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "winner", "mean", "tied", "untested", "n", "note"])
 
 
 def grid_tally(paired: pd.DataFrame) -> pd.DataFrame:
