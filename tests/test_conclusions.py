@@ -248,3 +248,12 @@ def test_conclusions_do_not_import_torch():
             "imbalance.cli.main(['conclusions', 'params/quick.yaml']); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "lib")},
                    stdout=subprocess.DEVNULL)
+
+
+def test_c2_ranks_an_unlisted_dataset_by_its_mildest_baseline_auc():
+    easy = study(hurts(0.005), dataset="mnist", name="a")
+    hard = study(lambda m, rho, mu, lv: hurts(0.04)(m, rho, mu, lv) - 0.1, dataset="my-xrays", name="b")
+    result = C.check_c2(easy, others=[hard])
+    assert set(result.evidence["harder"]) == {"my-xrays"} and result.verdict == "supported"
+    same_task = C.check_c2(easy, others=[study(hurts(0.04), dataset="mnist-sample", name="c")])
+    assert same_task.verdict == "not enough data"           # mnist and mnist-sample: one task

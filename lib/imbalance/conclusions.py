@@ -58,8 +58,8 @@ class Thresholds:
 
 
 THRESHOLDS = Thresholds()
-# C2: task difficulty, easiest first (the paper: MNIST < CIFAR-10 < ImageNet); an unknown dataset is
-# placed by its baseline ROC AUC at its mildest imbalance (lower = harder).
+# C2: task difficulty, easiest first (the paper: MNIST < CIFAR-10 < ImageNet); a dataset not listed is
+# compared by its baseline ROC AUC at its mildest imbalance (lower = harder).
 DIFFICULTY = {"mnist-sample": 0, "mnist": 0, "fashion-mnist": 1, "cifar10": 2, "cifar10-jpg": 2, "imagenet": 3}
 
 
@@ -206,21 +206,27 @@ def check_c1(records) -> Conclusion:
                    evidence=pd.DataFrame(evidence), needs=STEP)
 
 
-def _difficulty(frame: pd.DataFrame) -> dict[str, float]:
-    known = {d: DIFFICULTY[d] for d in pd.unique(frame["dataset"]) if d in DIFFICULTY}
-    for d in set(pd.unique(frame["dataset"])) - set(known):    # placed by its mildest point's AUC
-        rows = frame[frame["dataset"] == d]
-        mildest = rows[close_to(rows["rho"], rows["rho"].min())]
-        known[d] = 3 * (1 - float(mildest["roc_auc"].mean()))   # AUC 0.99 ~ 0.03 (MNIST), 0.7 ~ 0.9
-    return known
+def _easier_harder(a: str, b: str, frame: pd.DataFrame):
+    """(easier, harder) of two datasets by DIFFICULTY; where one is not listed, by their baseline
+    ROC AUC at their mildest rho (lower = harder).  None when they rank alike (e.g. mnist and
+    mnist-sample: one task)."""
+    if a in DIFFICULTY and b in DIFFICULTY:
+        key = DIFFICULTY.get
+    else:
+        def key(d):
+            rows = frame[frame["dataset"] == d]
+            return -float(rows.loc[close_to(rows["rho"], rows["rho"].min()), "roc_auc"].mean())
+    if key(a) == key(b):
+        return None
+    return (a, b) if key(a) < key(b) else (b, a)
 
 
 def check_c2(records, others=()) -> Conclusion:
     """C2 The effect grows with task difficulty: "the effect of imbalance is significantly
     stronger for the task with higher complexity".
 
-    Rule: for two datasets (in one database, or this study and `others`), harder by DIFFICULTY,
-    at each matched (imbalance, mu) series and each matched rho above the series' mildest common
+    Rule: for two datasets (in one database, or this study and `others`), harder by DIFFICULTY
+    (a dataset not listed: by its baseline ROC AUC at its mildest rho), at each matched (imbalance, mu) series and each matched rho above the series' mildest common
     rho: the drop of baseline ROC AUC from the mildest rho to that rho, harder dataset's minus
     easier's, as a Welch contrast of four independent samples (stats.compare_independent,
     weights 1, -1, -1, 1).  A significantly larger drop on the harder task (Holm across the
@@ -228,11 +234,11 @@ def check_c2(records, others=()) -> Conclusion:
     frame = _pool(records, others)
     frame = frame[frame["level"].isna() & (frame["method"] == "baseline")].dropna(subset=["roc_auc"])
     rows = []
-    rank = _difficulty(frame) if not frame.empty else {}
-    datasets = sorted(rank, key=lambda d: (rank[d], d))
-    for easy, hard in combinations(datasets, 2):
-        if rank[easy] == rank[hard]:
+    datasets = sorted(pd.unique(frame["dataset"].dropna()))
+    for pair in combinations(datasets, 2):
+        if (ranked := _easier_harder(*pair, frame)) is None:
             continue
+        easy, hard = ranked
         for (imbalance, mu), _ in frame.groupby(["imbalance", "mu"], dropna=False):
             series = frame[(frame["imbalance"] == imbalance) & close_to(frame["mu"], mu)]
             rhos = sorted(set(series.loc[series["dataset"] == easy, "rho"]) & set(series.loc[series["dataset"] == hard, "rho"]))
@@ -253,7 +259,7 @@ def check_c2(records, others=()) -> Conclusion:
         row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1)
     outcomes = [r["outcome"] for r in rows]
     reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)") if rows
-              else f"one dataset of known difficulty ({', '.join(datasets) or 'none'}): needs two at matched (rho, mu)")
+              else f"datasets {', '.join(datasets) or 'none'}: needs two tasks of different difficulty at matched (rho, mu)")
     return _result("C2", parts={"difficulty": outcomes}, rules={"difficulty": "most"},
                    reasons={"difficulty": reason}, evidence=pd.DataFrame(rows),
                    needs=f"{STEP} with {FASHION} (imbalance conclusions {STEP} --with {FASHION})")
