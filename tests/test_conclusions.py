@@ -257,3 +257,11 @@ def test_c2_ranks_an_unlisted_dataset_by_its_mildest_baseline_auc():
     assert set(result.evidence["harder"]) == {"my-xrays"} and result.verdict == "supported"
     same_task = C.check_c2(easy, others=[study(hurts(0.04), dataset="mnist-sample", name="c")])
     assert same_task.verdict == "not enough data"           # mnist and mnist-sample: one task
+
+
+@pytest.mark.parametrize("check, needs", [(C.check_c1, C.STEP), (C.check_c4, C.STEP), (C.check_c5, C.STEP)])
+def test_two_repeats_are_not_enough_data_for_the_paired_checks(check, needs):
+    frame = study(hurts(), repeats=2, thresh_gain=lambda m: 0.05)
+    result = check(frame)
+    assert result.verdict == "not enough data" and result.needs == needs
+    assert "testable" in result.reason

@@ -107,11 +107,12 @@ def _counts(outcomes, noun: str) -> str:
         f" ({', '.join(extra)})" if extra else "")
 
 
-def _outcome(estimate, p_holm, *, claimed_sign: int) -> str | None:
-    """A significant effect of the claimed sign -> as claimed, of the other -> against."""
+def _outcome(estimate, p_holm, *, claimed_sign: int, ci=None) -> str | None:
+    """A significant effect (corrected p < ALPHA, and the interval, if any, without 0) of the
+    claimed sign -> as claimed, of the other -> against; else no difference."""
     if p_holm is None or estimate is None or math.isnan(p_holm) or math.isnan(estimate):
         return None
-    if p_holm >= ALPHA or estimate == 0:
+    if p_holm >= ALPHA or estimate == 0 or (ci is not None and ci[0] <= 0 <= ci[1]):
         return NO_DIFFERENCE
     return AS_CLAIMED if np.sign(estimate) == claimed_sign else AGAINST
 
@@ -256,7 +257,8 @@ def check_c2(records, others=()) -> Conclusion:
                              "difference": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high,
                              "interval_method": c.interval_method, "p_value": c.p_value})
     for row in _with_holm(rows):
-        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1)
+        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
+                                  ci=(row["ci_low"], row["ci_high"]))
     outcomes = [r["outcome"] for r in rows]
     reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)") if rows
               else f"datasets {', '.join(datasets) or 'none'}: needs two tasks of different difficulty at matched (rho, mu)")
@@ -287,7 +289,8 @@ def check_c3(records, others=()) -> Conclusion:
                          "step_mu=0.5": float(np.mean(b)), "difference": c.estimate, "ci_low": c.ci_low,
                          "ci_high": c.ci_high, "interval_method": c.interval_method, "p_value": c.p_value})
     for row in _with_holm(rows):
-        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1)
+        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
+                                  ci=(row["ci_low"], row["ci_high"]))
     outcomes = [r["outcome"] for r in rows]
     reason = ("step (mu=0.5) is below linear at the same rho: " + _counts(outcomes, "rhos") if rows
               else "needs step (mu=0.5) and linear baseline points at a common rho")
@@ -419,7 +422,8 @@ def check_c6(records) -> Conclusion:
                               "ci_high": c.ci_high, "p_value": c.p_value})
             found = _with_holm(found)
             tested = [r for r in found if not math.isnan(r["p_holm"])]
-            above = [r for r in tested if r["p_holm"] < ALPHA and r["minus_full"] > 0]
+            above = [r for r in tested if _outcome(r["minus_full"], r["p_holm"], claimed_sign=1,
+                                                   ci=(r["ci_low"], r["ci_high"])) == AS_CLAIMED]
             if not tested:
                 outcome = None
             elif method == "ros":
@@ -440,9 +444,10 @@ def check_c6(records) -> Conclusion:
 
 
 def _network_curves(records, curves) -> pd.DataFrame:
-    """Per network: late and earlier mean test accuracy, and the final train - test gap."""
+    """Per ros/rus network: late and earlier mean test accuracy, and the final train - test gap."""
     frame = records_frame(records)
     curves = curves_frame(curves).dropna(subset=["iteration", "test_accuracy"])
+    curves = curves[curves["method"].isin(["ros", "rus"])]           # the only ones C7 reads
     keys = ["point_id", "method", "repeat"]
     if curves.empty:
         return pd.DataFrame(columns=[*keys, "dataset", "late", "earlier", "gap", "diverged"])
