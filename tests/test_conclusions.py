@@ -265,3 +265,11 @@ def test_two_repeats_are_not_enough_data_for_the_paired_checks(check, needs):
     result = check(frame)
     assert result.verdict == "not enough data" and result.needs == needs
     assert "testable" in result.reason
+
+
+def test_c7_without_training_accuracy_judges_only_the_late_fall():
+    frame = study(hurts(), repeats=3)
+    curves = curves_for(frame, ros_late=0.01).assign(train_accuracy=None)
+    result = C.check_c7(frame, curves)
+    assert verdicts(result.reason)["gap no larger"].startswith("not enough data")
+    assert result.verdict == "supported" and result.needs == C.STEP

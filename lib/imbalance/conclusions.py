@@ -145,6 +145,10 @@ def _values(frame, metric="roc_auc") -> np.ndarray:
     return frame[metric].dropna().to_numpy(dtype=float)
 
 
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
 # --- the checks -------------------------------------------------------------------------------
 
 TITLES = {"C1": "Imbalance hurts", "C2": "The effect grows with task difficulty",
@@ -227,11 +231,12 @@ def check_c2(records, others=()) -> Conclusion:
     stronger for the task with higher complexity".
 
     Rule: for two datasets (in one database, or this study and `others`), harder by DIFFICULTY
-    (a dataset not listed: by its baseline ROC AUC at its mildest rho), at each matched (imbalance, mu) series and each matched rho above the series' mildest common
-    rho: the drop of baseline ROC AUC from the mildest rho to that rho, harder dataset's minus
-    easier's, as a Welch contrast of four independent samples (stats.compare_independent,
-    weights 1, -1, -1, 1).  A significantly larger drop on the harder task (Holm across the
-    comparisons) is as claimed; rule "most"."""
+    (a dataset not listed: by its baseline ROC AUC at its mildest rho), at each matched
+    (imbalance, mu) series and each matched rho above the series' mildest common rho: the drop of
+    baseline ROC AUC from the mildest rho to that rho, harder dataset's minus easier's, as a Welch
+    contrast of four independent samples (stats.compare_independent, weights 1, -1, -1, 1).  A
+    significantly larger drop on the harder task (Holm across the comparisons) is as claimed;
+    rule "most"."""
     frame = _pool(records, others)
     frame = frame[frame["level"].isna() & (frame["method"] == "baseline")].dropna(subset=["roc_auc"])
     rows = []
@@ -242,26 +247,26 @@ def check_c2(records, others=()) -> Conclusion:
         easy, hard = ranked
         for (imbalance, mu), _ in frame.groupby(["imbalance", "mu"], dropna=False):
             series = frame[(frame["imbalance"] == imbalance) & close_to(frame["mu"], mu)]
-            rhos = sorted(set(series.loc[series["dataset"] == easy, "rho"]) & set(series.loc[series["dataset"] == hard, "rho"]))
-            if len(rhos) < 2:
-                continue
+            rhos = sorted(set(series.loc[series["dataset"] == easy, "rho"])
+                          & set(series.loc[series["dataset"] == hard, "rho"]))
             at = {(d, r): _values(series[(series["dataset"] == d) & close_to(series["rho"], r)])
                   for d in (easy, hard) for r in rhos}
             for rho in rhos[1:]:
-                c = stats.compare_independent(at[hard, rhos[0]], at[hard, rho], at[easy, rhos[0]], at[easy, rho],
+                mild = rhos[0]
+                c = stats.compare_independent(at[hard, mild], at[hard, rho], at[easy, mild], at[easy, rho],
                                               weights=(1, -1, -1, 1))
                 rows.append({"easier": easy, "harder": hard, "imbalance": imbalance, "mu": mu,
-                             "mildest_rho": rhos[0], "rho": rho, "n": c.n,
-                             "drop_easier": float(np.mean(at[easy, rhos[0]]) - np.mean(at[easy, rho])) if min(c.n) else math.nan,
-                             "drop_harder": float(np.mean(at[hard, rhos[0]]) - np.mean(at[hard, rho])) if min(c.n) else math.nan,
+                             "mildest_rho": mild, "rho": rho, "n": c.n,
+                             "drop_easier": _mean(at[easy, mild]) - _mean(at[easy, rho]),
+                             "drop_harder": _mean(at[hard, mild]) - _mean(at[hard, rho]),
                              "difference": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high,
                              "interval_method": c.interval_method, "p_value": c.p_value})
     for row in _with_holm(rows):
         row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
                                   ci=(row["ci_low"], row["ci_high"]))
     outcomes = [r["outcome"] for r in rows]
-    reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)") if rows
-              else f"datasets {', '.join(datasets) or 'none'}: needs two tasks of different difficulty at matched (rho, mu)")
+    reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)") if rows else
+              f"datasets {', '.join(datasets) or 'none'}: needs two tasks of different difficulty at matched (rho, mu)")
     return _result("C2", parts={"difficulty": outcomes}, rules={"difficulty": "most"},
                    reasons={"difficulty": reason}, evidence=pd.DataFrame(rows),
                    needs=f"{STEP} with {FASHION} (imbalance conclusions {STEP} --with {FASHION})")
@@ -446,7 +451,10 @@ def check_c6(records) -> Conclusion:
 def _network_curves(records, curves) -> pd.DataFrame:
     """Per ros/rus network: late and earlier mean test accuracy, and the final train - test gap."""
     frame = records_frame(records)
-    curves = curves_frame(curves).dropna(subset=["iteration", "test_accuracy"])
+    curves = curves_frame(curves)
+    for column in ("iteration", "train_accuracy", "test_accuracy"):       # NULL -> NaN, never None
+        curves[column] = pd.to_numeric(curves[column], errors="coerce").astype(float)
+    curves = curves.dropna(subset=["iteration", "test_accuracy"])
     curves = curves[curves["method"].isin(["ros", "rus"])]           # the only ones C7 reads
     keys = ["point_id", "method", "repeat"]
     if curves.empty:
@@ -458,7 +466,7 @@ def _network_curves(records, curves) -> pd.DataFrame:
         earlier = c.loc[(c["iteration"] > THRESHOLDS.earlier_from * last)
                         & (c["iteration"] <= THRESHOLDS.late_from * last), "test_accuracy"]
         end = c[c["iteration"] == last].iloc[-1]
-        gap = float(end["train_accuracy"]) - float(end["test_accuracy"]) if pd.notna(end["train_accuracy"]) else math.nan
+        gap = float(end["train_accuracy"]) - float(end["test_accuracy"])      # NaN without a train accuracy
         out.append({**dict(zip(keys, key)), "late": late.mean() if len(late) else math.nan,
                     "earlier": earlier.mean() if len(earlier) else math.nan, "gap": gap})
     out = pd.DataFrame(out)
