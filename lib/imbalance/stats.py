@@ -325,7 +325,7 @@ def _holm_per_point(rows: list[dict], metric: str) -> None:
             base = base_method(row["method"])
             row["p_holm"] = corrected.get(base, row["p_value"])
             if base in corrected and not math.isnan(row["p_value"]):
-                row["note"] = "; ".join(filter(None, [row["note"], f"{base}'s networks: Holm p of {base}"]))
+                row["note"] = "; ".join(filter(None, [row["note"], f"same networks as {base}: its Holm p"]))
 
 
 PAIRED_COLUMNS = ("study", *POINT_KEYS, "method", "reference", "metric", "n_pairs", "n_dropped", "mean_difference",
