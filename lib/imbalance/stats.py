@@ -1,0 +1,436 @@
+"""Paired statistics of a study's records: intervals, tests, verdicts, winners (issue 10).
+
+Within one repeat of a grid point every method shares the imbalanced subset and the initial
+weights, so two methods' networks of one repeat are a *pair*, keyed (point_id, repeat).  The
+difference of a metric within each pair is a *paired difference*; its mean over the repeats,
+with an interval and a test, says whether a method beats a *reference method* at that point.
+
+| function             | one row per                 | says                                           |
+|----------------------|-----------------------------|------------------------------------------------|
+| `compare_paired`     | (one comparison)            | `PairedComparison`: mean difference, interval, p |
+| `mean_interval`      | (one sample)                | `MeanInterval`: a mean with its interval       |
+| `compare_independent`| (one contrast)              | `IndependentComparison`: unpaired, Welch t     |
+| `paired_differences` | (point, method)             | the difference to the reference, with verdict  |
+| `method_intervals`   | (point, method)             | a method's mean with its interval              |
+| `point_winners`      | point                       | the best method and the methods tied with it   |
+| `grid_tally`         | method                      | better / tie / worse / no verdict, over points |
+
+The rules (`RULES`, from issue 10): fewer than 3 values, no interval and no test; Student t
+interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; paired t-test below 6,
+Wilcoxon signed-rank from 6; Holm's step-down across the methods compared at one point (on ROC
+AUC, a '-thresh' method is its base's networks again, so not a test of its own).  A
+verdict is `tie` when the interval contains 0 or the Holm-corrected p >= alpha.  Never a range.
+
+A diverged network has no metric: its repeat is unpaired for that comparison, and the rows say
+how many pairs were dropped.  Metrics are higher-is-better.  pandas/numpy/scipy only, no torch.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from imbalance.params import THRESH_SUFFIX, base_method
+from imbalance.tables import methods_present, records_frame, thresholded, THRESHOLD_INVARIANT
+
+
+@dataclass(frozen=True)
+class Rules:
+    min_n: int = 3              # fewer values: no interval, no test, no verdict (issue 10)
+    bootstrap_from: int = 10    # n >= this: BCa bootstrap interval; below: Student t
+    wilcoxon_from: int = 6      # n >= this: Wilcoxon signed-rank test; below: paired t-test
+    n_resamples: int = 9999     # bootstrap resamples (scipy.stats.bootstrap's default)
+    atol: float = 1e-12         # differences this close to each other count as all equal
+
+
+RULES = Rules()
+POINT_KEYS = ("point_id", "dataset", "imbalance", "rho", "mu", "level")
+T_INTERVAL, BCA_INTERVAL = "student-t", "bca-bootstrap"
+WILCOXON, PAIRED_T = "wilcoxon", "paired-t"
+WELCH = "welch-t"          # unpaired: Welch-Satterthwaite t, interval and test
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """A mean with its interval (None/NaN where n < RULES.min_n)."""
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    interval_method: str | None
+    confidence: float
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """The paired difference x - y of one comparison: its mean, interval and test."""
+    n_pairs: int
+    n_dropped: int
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    interval_method: str | None
+    p_value: float
+    test: str | None
+    confidence: float
+    note: str | None = None
+
+
+def _values(values) -> np.ndarray:
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+
+
+def _rng(random_state):
+    return random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+
+
+def _check_confidence(confidence) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+
+
+def _too_few(n: int) -> str:
+    return f"n={n}: too few repeats"
+
+
+def mean_interval(values, *, confidence: float = 0.95, random_state=0) -> MeanInterval:
+    """The mean of `values` (NaN ignored) with a `confidence` interval by the n rules:
+    none below 3, Student t below 10, BCa bootstrap from 10.  All-equal values: the point itself."""
+    _check_confidence(confidence)
+    x = _values(values)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    mean = float(x.mean()) if n else math.nan
+    if n < RULES.min_n:
+        return MeanInterval(n, mean, math.nan, math.nan, None, confidence, _too_few(n))
+    method = BCA_INTERVAL if n >= RULES.bootstrap_from else T_INTERVAL
+    if np.allclose(x, x[0], rtol=0, atol=RULES.atol):
+        return MeanInterval(n, mean, mean, mean, method, confidence, f"all {n} values equal")
+    if method == T_INTERVAL:
+        low, high = st.ttest_1samp(x, 0.0).confidence_interval(confidence)
+    else:
+        low, high = _bca((x,), confidence, random_state)
+    return MeanInterval(n, mean, float(low), float(high), method, confidence)
+
+
+def _bca(samples, confidence, random_state, *, paired=False):
+    if paired:
+        def statistic(x, y, axis=-1):
+            return np.mean(x - y, axis=axis)
+    else:
+        statistic = np.mean
+    with warnings.catch_warnings():     # a degenerate resample distribution gives NaN, said in the note
+        warnings.simplefilter("ignore")
+        result = st.bootstrap(samples, statistic, paired=paired, vectorized=True, method="BCa",
+                              confidence_level=confidence, n_resamples=RULES.n_resamples,
+                              rng=_rng(random_state))
+    return result.confidence_interval
+
+
+def compare_paired(x, y, *, confidence: float = 0.95, random_state=0) -> PairedComparison:
+    """The paired difference x - y (same length; a pair with a NaN on either side is dropped).
+
+    Interval: none for n < 3, Student t for n < 10, BCa bootstrap of the mean difference
+    (scipy.stats.bootstrap, paired=True, seeded by `random_state`) from 10.  Test: paired t-test
+    (scipy.stats.ttest_rel) for n < 6, Wilcoxon signed-rank (scipy.stats.wilcoxon) from 6.
+    All differences equal: the interval is that value and p is 1 if it is 0 (else 0 for the t-test);
+    e.g. a '-thresh' method against its base on ROC AUC, identical by construction."""
+    _check_confidence(confidence)
+    x, y = _values(x), _values(y)
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must pair up: got {len(x)} and {len(y)} values")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n, dropped = len(x), int((~keep).sum())
+    d = x - y
+    mean = float(d.mean()) if n else math.nan
+    dropped_note = [f"{dropped} pair{'s' * (dropped != 1)} dropped: missing values"] if dropped else []
+    if n < RULES.min_n:
+        return PairedComparison(n, dropped, mean, math.nan, math.nan, None, math.nan, None, confidence,
+                                "; ".join([_too_few(n)] + dropped_note))
+    method = BCA_INTERVAL if n >= RULES.bootstrap_from else T_INTERVAL
+    test = WILCOXON if n >= RULES.wilcoxon_from else PAIRED_T
+    if np.allclose(d, d[0], rtol=0, atol=RULES.atol):
+        p = 1.0 if abs(mean) <= RULES.atol else (0.0 if test == PAIRED_T else float(st.wilcoxon(d).pvalue))
+        return PairedComparison(n, dropped, mean, mean, mean, method, p, test, confidence,
+                                "; ".join([f"all {n} differences equal {mean:.3g}"] + dropped_note))
+    if method == T_INTERVAL:
+        low, high = st.ttest_rel(x, y).confidence_interval(confidence)
+    else:
+        low, high = _bca((x, y), confidence, random_state, paired=True)
+    if test == WILCOXON:
+        with warnings.catch_warnings():    # some zero differences: scipy drops them and says so
+            warnings.simplefilter("ignore")
+            p = float(st.wilcoxon(x, y).pvalue)
+    else:
+        p = float(st.ttest_rel(x, y).pvalue)
+    note = dropped_note + (["interval undefined (degenerate bootstrap)"] if math.isnan(low) else [])
+    return PairedComparison(n, dropped, mean, float(low), float(high), method, p, test, confidence,
+                            "; ".join(note) or None)
+
+
+@dataclass(frozen=True)
+class IndependentComparison:
+    """A contrast sum(w_i * mean_i) of independent samples (networks of different grid points)."""
+    n: tuple[int, ...]
+    estimate: float
+    ci_low: float
+    ci_high: float
+    interval_method: str | None
+    p_value: float
+    test: str | None
+    confidence: float
+    note: str | None = None
+
+
+def compare_independent(*samples, weights=(1, -1), confidence: float = 0.95,
+                        random_state=0) -> IndependentComparison:
+    """The contrast sum(w_i * mean(sample_i)) of independent samples (NaN ignored), e.g. (1, -1):
+    a difference of two means; (1, -1, -1, 1): a difference of two drops.  Networks of different
+    grid points share no subset or weights, so nothing pairs them.
+
+    Test: Welch's t with Welch-Satterthwaite degrees of freedom (for two samples exactly
+    scipy.stats.ttest_ind(equal_var=False)).  Interval: its t interval, or the BCa bootstrap
+    (scipy.stats.bootstrap, each sample resampled on its own, seeded) when every sample has
+    n >= 10.  Any sample below 3: no interval, no test."""
+    _check_confidence(confidence)
+    if len(samples) != len(weights) or len(samples) < 1:
+        raise ValueError(f"weights must give one weight per sample: got {len(weights)} for {len(samples)} samples")
+    xs = [x[~np.isnan(x)] for x in map(_values, samples)]
+    w = np.asarray(weights, dtype=float)
+    n = tuple(len(x) for x in xs)
+    if min(n) < RULES.min_n:
+        estimate = float(sum(wi * x.mean() for wi, x in zip(w, xs))) if min(n) else math.nan
+        return IndependentComparison(n, estimate, math.nan, math.nan, None, math.nan, None, confidence,
+                                     _too_few(min(n)))
+    means = np.array([x.mean() for x in xs])
+    parts = np.array([wi ** 2 * x.var(ddof=1) / len(x) for wi, x in zip(w, xs)])
+    estimate, se = float(w @ means), float(math.sqrt(parts.sum()))
+    if se <= RULES.atol:
+        p = 1.0 if abs(estimate) <= RULES.atol else 0.0
+        return IndependentComparison(n, estimate, estimate, estimate, WELCH, p, WELCH, confidence,
+                                     "no spread within the samples")
+    df = parts.sum() ** 2 / sum(q ** 2 / (k - 1) for q, k in zip(parts, n))
+    p = float(2 * st.t.sf(abs(estimate) / se, df))
+    if min(n) >= RULES.bootstrap_from:
+        def statistic(*data, axis=-1):
+            return sum(wi * np.mean(x, axis=axis) for wi, x in zip(w, data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            low, high = st.bootstrap(tuple(xs), statistic, vectorized=True, method="BCa",
+                                     confidence_level=confidence, n_resamples=RULES.n_resamples,
+                                     rng=_rng(random_state)).confidence_interval
+        method = BCA_INTERVAL
+    else:
+        half = float(st.t.ppf(0.5 + confidence / 2, df)) * se
+        low, high, method = estimate - half, estimate + half, WELCH
+    return IndependentComparison(n, estimate, float(low), float(high), method, p, WELCH, confidence)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count among the tests):
+    the i-th smallest of m becomes max over j <= i of min(1, (m - j + 1) * p_(j))."""
+    p = _values(p_values)
+    out = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def verdict(mean_difference, ci_low, ci_high, p_holm, *, alpha: float = 0.05) -> str | None:
+    """'better' / 'worse' (higher-is-better metric) when the interval excludes 0 and the
+    corrected p < alpha; 'tie' otherwise; None when there is no interval or test."""
+    if any(v is None or math.isnan(v) for v in (mean_difference, ci_low, ci_high, p_holm)):
+        return None
+    if ci_low <= 0 <= ci_high or p_holm >= alpha:
+        return "tie"
+    return "better" if mean_difference > 0 else "worse"
+
+
+# --- tables over a study's records ------------------------------------------------------------
+
+def _frame(records, metric: str) -> pd.DataFrame:
+    frame = records_frame(records)
+    if metric not in frame.columns:
+        raise ValueError(f"metric {metric!r} is not a column of the records; expected one of "
+                         "roc_auc, accuracy, thresholded_accuracy, balanced_accuracy")
+    frame[metric] = pd.to_numeric(frame[metric], errors="coerce").astype(float)
+    return frame
+
+
+def _points(frame: pd.DataFrame):
+    """(point keys as a dict, its records) per grid point, in grid order.  A point is
+    (study, point_id): records pooled from two studies may share point ids."""
+    if frame.empty:
+        return
+    key = frame["study"].fillna("").astype(str) + "\0" + frame["point_id"].astype(str)
+    order = frame.assign(_key=key).sort_values(["dataset", "imbalance", "rho", "mu", "level", "_key"],
+                                               na_position="first")
+    for k in pd.unique(order["_key"]):
+        group = frame[(key == k).to_numpy()]
+        first = group.iloc[0]
+        yield {"study": first["study"], **{c: first[c] for c in POINT_KEYS}}, group
+
+
+def _leave_out_thresh(frame: pd.DataFrame, metric: str, methods) -> pd.DataFrame:
+    """For ROC AUC without methods named, '-thresh' methods repeat their base's numbers: left out."""
+    if methods is not None:
+        return frame[frame["method"].isin(list(methods))]
+    if metric in THRESHOLD_INVARIANT:
+        return frame[~thresholded(frame["method"])]
+    return frame
+
+
+def _pair_point(group: pd.DataFrame, method: str, reference: str, metric: str):
+    """(x, y, n_diverged_dropped) over the repeats that either method ran."""
+    a = group[group["method"] == method].drop_duplicates("repeat").set_index("repeat")
+    b = group[group["method"] == reference].drop_duplicates("repeat").set_index("repeat")
+    repeats = a.index.union(b.index)
+    a, b = a.reindex(repeats), b.reindex(repeats)
+    x, y = a[metric].to_numpy(dtype=float), b[metric].to_numpy(dtype=float)
+    unpaired = np.isnan(x) | np.isnan(y)
+    diverged = (a["diverged"].fillna(0).to_numpy(dtype=float) > 0) | (b["diverged"].fillna(0).to_numpy(dtype=float) > 0)
+    return x, y, int((unpaired & diverged).sum())
+
+
+def _dropped_note(n_dropped: int, n_diverged: int) -> str | None:
+    if not n_dropped:
+        return None
+    why = "diverged" if n_diverged == n_dropped else (
+        "missing" if not n_diverged else f"{n_diverged} diverged, {n_dropped - n_diverged} missing")
+    return f"{n_dropped} pair{'s' * (n_dropped != 1)} dropped: {why}"
+
+
+def _holm_per_point(rows: list[dict], metric: str) -> None:
+    """Holm across a point's comparisons.  On a metric thresholding cannot change (ROC AUC) a
+    '-thresh' method is its base method's networks again: not a test of its own (it would only
+    inflate Holm's count), so it takes its base's corrected p (its own p when the base is the
+    reference: every difference is then 0)."""
+    own = [not (metric in THRESHOLD_INVARIANT and r["method"].endswith(THRESH_SUFFIX)) for r in rows]
+    family = [r for r, o in zip(rows, own) if o]
+    for row, p in zip(family, holm([r["p_value"] for r in family])):
+        row["p_holm"] = p
+    corrected = {r["method"]: r["p_holm"] for r in family}
+    for row, o in zip(rows, own):
+        if not o:
+            base = base_method(row["method"])
+            row["p_holm"] = corrected.get(base, row["p_value"])
+            if base in corrected and not math.isnan(row["p_value"]):
+                row["note"] = "; ".join(filter(None, [row["note"], f"same networks as {base}: its Holm p"]))
+
+
+PAIRED_COLUMNS = ("study", *POINT_KEYS, "method", "reference", "metric", "n_pairs", "n_dropped", "mean_difference",
+                  "ci_low", "ci_high", "interval_method", "p_value", "test", "p_holm", "verdict", "note")
+
+
+def paired_differences(records, *, metric: str = "roc_auc", reference: str = "baseline",
+                       confidence: float = 0.95, alpha: float = 0.05, random_state=0,
+                       methods=None) -> pd.DataFrame:
+    """One row per (grid point, method other than the reference): the paired difference
+    method - reference of `metric` over the repeats, its interval, test, Holm-corrected p (across
+    the methods compared at that point) and verdict.  Points that did not run the reference are
+    left out.  `methods` (optional) limits the methods compared; every comparison is seeded with
+    `random_state`, so a row does not depend on which others are computed."""
+    _check_confidence(confidence)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    frame = _frame(records, metric)
+    if not frame.empty and reference not in set(frame["method"]):
+        raise ValueError(f"reference: method {reference!r} is not in the records; methods present: "
+                         + ", ".join(methods_present(frame)))
+    rows = []
+    for keys, group in _points(frame):
+        present = methods_present(group, methods)
+        if reference not in set(group["method"]):
+            continue
+        point_rows = []
+        for method in present:
+            if method == reference:
+                continue
+            x, y, n_diverged = _pair_point(group, method, reference, metric)
+            c = compare_paired(x, y, confidence=confidence, random_state=random_state)
+            notes = [n for n in (c.note or "").split("; ") if n and "dropped" not in n]
+            note = "; ".join(filter(None, [_dropped_note(c.n_dropped, n_diverged), *notes])) or None
+            point_rows.append({**keys, "method": method, "reference": reference, "metric": metric,
+                               "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
+                               "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                               "interval_method": c.interval_method, "p_value": c.p_value, "test": c.test,
+                               "note": note})
+        _holm_per_point(point_rows, metric)
+        for row in point_rows:
+            row["verdict"] = verdict(row["mean_difference"], row["ci_low"], row["ci_high"], row["p_holm"],
+                                     alpha=alpha)
+        rows += point_rows
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+def method_intervals(records, *, metric: str = "roc_auc", confidence: float = 0.95,
+                     random_state=0) -> pd.DataFrame:
+    """One row per (grid point, method): n networks with the metric, their mean and its interval
+    by the same n rules (never a min-max range), and a note (too few repeats, diverged networks)."""
+    frame = _frame(records, metric)
+    rows = []
+    for keys, group in _points(frame):
+        for method in methods_present(group):
+            networks = group[group["method"] == method]
+            m = mean_interval(networks[metric], confidence=confidence, random_state=random_state)
+            n_diverged = int((networks["diverged"].fillna(0) > 0).sum())
+            note = "; ".join(filter(None, [m.note, f"{n_diverged} diverged" if n_diverged else None])) or None
+            rows.append({**keys, "method": method, "metric": metric, "n": m.n, "n_diverged": n_diverged,
+                         "mean": m.mean, "ci_low": m.ci_low, "ci_high": m.ci_high,
+                         "interval_method": m.interval_method, "note": note})
+    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "method", "metric", "n", "n_diverged", "mean", "ci_low",
+                                       "ci_high", "interval_method", "note"])
+
+
+def point_winners(records, *, metric: str = "roc_auc", alpha: float = 0.05, confidence: float = 0.95,
+                  random_state=0, methods=None) -> pd.DataFrame:
+    """One row per grid point: the winner (highest mean of `metric`), `tied` (the methods whose
+    paired difference to the winner is a 'tie' by the paired rules, Holm-corrected across the
+    methods compared with it) and `untested` (no verdict: too few pairs).  n: the winner's
+    networks with the metric.  For ROC AUC without `methods` named, '-thresh' methods are left
+    out: they repeat their base method's numbers exactly."""
+    frame = _leave_out_thresh(_frame(records, metric), metric, methods)
+    rows = []
+    for keys, group in _points(frame):
+        means = group.groupby("method")[metric].mean().dropna()
+        if means.empty:
+            rows.append({**keys, "winner": None, "mean": math.nan, "tied": (), "untested": (), "n": 0,
+                         "note": f"no method has {metric} here"})
+            continue
+        order = [m for m in methods_present(group) if m in means.index]
+        winner = max(order, key=lambda m: means[m])       # first in registry order on equal means
+        paired = paired_differences(group, metric=metric, reference=winner, confidence=confidence,
+                                    alpha=alpha, random_state=random_state, methods=order)
+        tied = tuple(paired.loc[paired["verdict"] == "tie", "method"])
+        untested = tuple(paired.loc[paired["verdict"].isna(), "method"])
+        n = int(group.loc[group["method"] == winner, metric].notna().sum())
+        note = f"{_too_few(int(paired['n_pairs'].min()))}: ties untested" if untested else None
+        rows.append({**keys, "winner": winner, "mean": float(means[winner]), "tied": tied,
+                     "untested": untested, "n": n, "note": note})
+    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "winner", "mean", "tied", "untested", "n", "note"])
+
+
+def grid_tally(paired: pd.DataFrame) -> pd.DataFrame:
+    """Per method (from `paired_differences`): points where it is better than, tied with, worse
+    than the reference, and points with no verdict."""
+    columns = ["method", "reference", "better", "tie", "worse", "no_verdict", "points"]
+    if paired.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for method in methods_present(paired):
+        rows_m = paired[paired["method"] == method]
+        counts = rows_m["verdict"].value_counts()
+        rows.append({"method": method, "reference": ", ".join(pd.unique(rows_m["reference"])),
+                     **{v: int(counts.get(v, 0)) for v in ("better", "tie", "worse")},
+                     "no_verdict": int(rows_m["verdict"].isna().sum()), "points": len(rows_m)})
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,242 @@
+"""imbalance.stats on hand-made records: every interval, test and correction pinned against scipy
+or a hand-worked example; the n rules, dropped diverged pairs and identical methods."""
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from imbalance import stats
+from imbalance.tables import load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def records(values: dict, *, point="step_rho=100_mu=0.5", rho=100.0, mu=0.5, metric="roc_auc", diverged=()):
+    """Records of one grid point: values = {method: [metric per repeat]} (None = no metric);
+    diverged = {(method, repeat)} networks flagged diverged."""
+    return [dict(study="s", point_id=point, dataset="mnist", imbalance="step", rho=rho, mu=mu, level=None,
+                 method=m, repeat=r, **{metric: v}, diverged=int((m, r) in set(diverged)))
+            for m, vs in values.items() for r, v in enumerate(vs)]
+
+
+def shifted(n, shift, *, seed=0, noise=0.01):
+    rng = np.random.default_rng(seed)
+    base = 0.9 + rng.normal(0, 0.02, n)
+    return base, base + shift + rng.normal(0, noise, n)
+
+
+def row(frame, method):
+    return frame[frame["method"] == method].iloc[0]
+
+
+def test_t_interval_and_paired_t_match_scipy_below_six_pairs():
+    y, x = shifted(5, 0.02)
+    c = stats.compare_paired(x, y)
+    d = x - y
+    low, high = st.t.interval(0.95, df=4, loc=d.mean(), scale=st.sem(d))    # textbook formula
+    assert (c.ci_low, c.ci_high) == pytest.approx((low, high), rel=1e-12)
+    assert (c.interval_method, c.test) == ("student-t", "paired-t")
+    assert c.p_value == pytest.approx(st.ttest_rel(x, y).pvalue, rel=1e-12)
+    assert c.mean_difference == pytest.approx(d.mean()) and c.n_pairs == 5 and c.n_dropped == 0
+
+
+def test_wilcoxon_p_value_matches_scipy_from_six_pairs():
+    y, x = shifted(8, 0.01, seed=3)
+    c = stats.compare_paired(x, y)
+    assert (c.interval_method, c.test) == ("student-t", "wilcoxon")
+    assert c.p_value == pytest.approx(st.wilcoxon(x - y).pvalue, rel=1e-12)
+    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(st.ttest_1samp(x - y, 0).confidence_interval()), rel=1e-12)
+
+
+def test_bca_interval_matches_scipy_with_fixed_seed_from_ten_pairs():
+    y, x = shifted(12, 0.01, seed=5)
+    c = stats.compare_paired(x, y, random_state=7)
+    ref = st.bootstrap((x - y,), np.mean, method="BCa", n_resamples=9999,
+                       rng=np.random.default_rng(7)).confidence_interval     # one-sample on the differences
+    assert c.interval_method == "bca-bootstrap"
+    assert (c.ci_low, c.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert stats.compare_paired(x, y, random_state=7) == c                   # seeded: the same again
+    assert stats.compare_paired(x, y, random_state=8).ci_low != c.ci_low
+    assert c.p_value == pytest.approx(st.wilcoxon(x, y).pvalue, rel=1e-12)
+
+
+def test_holm_step_down_matches_hand_worked_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m=4): 4*0.005=0.02, 3*0.01=0.03, 2*0.03=0.06, max(0.06, 1*0.04)=0.06
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])                # capped at 1
+    out = stats.holm([0.01, math.nan, 0.04])                                 # NaN is not a test
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+
+
+def test_holm_correction_spans_the_methods_at_one_point():
+    base, _ = shifted(4, 0)
+    frame = stats.paired_differences(records({
+        "baseline": base, "ros": base + [0.010, 0.012, 0.011, 0.0125],     # t-test p ~ 2e-4
+        "rus": base + [0.01, 0.02, 0.005, 0.015],                           # p ~ 0.035
+        "two-phase-ros": base + [0.01, -0.01, 0.002, 0.0]}))                # p large
+    assert list(frame["method"]) == ["ros", "rus", "two-phase-ros"]
+    assert list(frame["p_holm"]) == pytest.approx(list(stats.holm(frame["p_value"])))
+    rus = row(frame, "rus")
+    assert rus["p_value"] < 0.05 <= rus["p_holm"] and rus["ci_low"] > 0
+    assert rus["verdict"] == "tie"                                          # Holm decides here
+    assert row(frame, "ros")["verdict"] == "better"
+    assert row(frame, "two-phase-ros")["verdict"] == "tie"
+
+
+def test_verdicts_better_worse_tie():
+    y, better = shifted(8, 0.03, seed=1)
+    _, worse = shifted(8, -0.03, seed=2)
+    _, same = shifted(8, 0.0, seed=3, noise=0.02)
+    frame = stats.paired_differences(records({"baseline": y, "ros": better, "rus": worse, "two-phase-rus": same}))
+    assert dict(zip(frame["method"], frame["verdict"])) == {"ros": "better", "rus": "worse", "two-phase-rus": "tie"}
+    assert set(frame["test"]) == {"wilcoxon"} and set(frame["interval_method"]) == {"student-t"}
+
+
+def test_two_repeats_give_no_interval_no_test_and_say_so():
+    frame = stats.paired_differences(records({"baseline": [0.95, 0.98], "ros": [0.96, 0.99]}))
+    r = row(frame, "ros")
+    assert r["n_pairs"] == 2 and r["note"] == "n=2: too few repeats"
+    assert r["verdict"] is None and r["test"] is None and r["interval_method"] is None
+    assert math.isnan(r["ci_low"]) and math.isnan(r["p_value"]) and math.isnan(r["p_holm"])
+    assert r["mean_difference"] == pytest.approx(0.01)
+    interval = stats.method_intervals(records({"baseline": [0.9520, 0.9833]}))
+    assert math.isnan(interval["ci_low"].iloc[0]) and interval["note"].iloc[0] == "n=2: too few repeats"  # no range
+
+
+def test_diverged_networks_drop_their_pairs_and_count_them():
+    y, x = shifted(7, 0.02, seed=4)
+    lost = [v if r not in (1, 4) else None for r, v in enumerate(x)]
+    frame = stats.paired_differences(records({"baseline": y, "ros": lost}, diverged={("ros", 1), ("ros", 4)}))
+    r = row(frame, "ros")
+    keep = [0, 2, 3, 5, 6]
+    assert (r["n_pairs"], r["n_dropped"]) == (5, 2)
+    assert r["note"] == "2 pairs dropped: diverged"
+    assert r["p_value"] == pytest.approx(st.ttest_rel(x[keep], y[keep]).pvalue, rel=1e-12)   # n=5: paired t
+    assert r["mean_difference"] == pytest.approx((x[keep] - y[keep]).mean())
+    missing = stats.paired_differences(records({"baseline": y, "ros": x[:6]}))     # repeat 6 never ran
+    assert row(missing, "ros")["note"] == "1 pair dropped: missing"
+
+
+@pytest.mark.parametrize("n", [4, 12])
+def test_identical_methods_tie_cleanly_without_warnings(n):
+    base, _ = shifted(n, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = stats.paired_differences(records({"baseline": base, "baseline-thresh": base.copy()}))
+        winners = stats.point_winners(records({"baseline": base, "ros": base.copy()}))
+    r = row(frame, "baseline-thresh")
+    assert r["verdict"] == "tie" and r["p_value"] == 1.0
+    assert (r["ci_low"], r["ci_high"], r["mean_difference"]) == (0.0, 0.0, 0.0)
+    assert r["note"] == f"all {n} differences equal 0"
+    assert winners["tied"].iloc[0] == ("ros",)
+
+
+def test_method_intervals_follow_the_n_rules():
+    four = [0.91, 0.93, 0.92, 0.95]
+    twelve = list(np.random.default_rng(0).normal(0.9, 0.02, 12))
+    frame = stats.method_intervals(records({"baseline": four, "ros": twelve, "rus": [0.8, None, 0.9]},
+                                           diverged={("rus", 1)}), random_state=3)
+    b, ros, rus = (row(frame, m) for m in ("baseline", "ros", "rus"))
+    low, high = st.t.interval(0.95, df=3, loc=np.mean(four), scale=st.sem(four))
+    assert (b["ci_low"], b["ci_high"], b["interval_method"]) == (pytest.approx(low), pytest.approx(high), "student-t")
+    ref = st.bootstrap((np.array(twelve),), np.mean, method="BCa", rng=np.random.default_rng(3)).confidence_interval
+    assert (ros["ci_low"], ros["ci_high"]) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    assert ros["interval_method"] == "bca-bootstrap" and ros["n"] == 12
+    assert (rus["n"], rus["n_diverged"], rus["note"]) == (2, 1, "n=2: too few repeats; 1 diverged")
+
+
+def test_point_winner_and_the_methods_tied_with_it():
+    y, close = shifted(8, -0.001, seed=1, noise=0.005)
+    _, far = shifted(8, -0.05, seed=2)
+    winners = stats.point_winners(records({"baseline": close, "ros": y, "rus": far, "ros-thresh": y.copy()}))
+    w = winners.iloc[0]
+    assert w["winner"] == "ros" and w["mean"] == pytest.approx(np.mean(y))
+    assert w["tied"] == ("baseline",) and w["untested"] == () and w["n"] == 8
+    # '-thresh' methods are left out of ROC AUC winners, kept for accuracy
+    acc = stats.point_winners(records({"baseline": close, "ros": y, "ros-thresh": y + 0.01}, metric="accuracy"),
+                              metric="accuracy")
+    assert acc["winner"].iloc[0] == "ros-thresh"
+
+
+def test_grid_tally_counts_verdicts_over_points():
+    y, x = shifted(6, 0.05)
+    recs = (records({"baseline": y, "ros": x}, point="a", rho=10)
+            + records({"baseline": y, "ros": y - 0.05 + 0.001 * np.arange(6)}, point="b", rho=50)
+            + records({"baseline": y[:2], "ros": x[:2]}, point="c", rho=100))
+    tally = stats.grid_tally(stats.paired_differences(recs))
+    assert tally.to_dict("records") == [dict(method="ros", reference="baseline", better=1, tie=0, worse=1,
+                                             no_verdict=1, points=3)]
+
+
+def test_any_method_can_be_the_reference_and_bad_input_is_named():
+    y, x = shifted(5, 0.02)
+    frame = stats.paired_differences(records({"baseline": y, "ros": x}), reference="ros")
+    assert row(frame, "baseline")["mean_difference"] == pytest.approx(-(x - y).mean())
+    with pytest.raises(ValueError, match="reference: method 'smote'"):
+        stats.paired_differences(records({"baseline": y}), reference="smote")
+    with pytest.raises(ValueError, match="metric 'auc'"):
+        stats.paired_differences(records({"baseline": y}), metric="auc")
+    with pytest.raises(ValueError, match="x and y must pair up"):
+        stats.compare_paired([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="confidence"):
+        stats.mean_interval([1, 2, 3], confidence=95)
+
+
+def test_quick_study_has_two_repeats_so_no_verdicts():
+    recs, _ = load_study("quick", ROOT / "outputs")
+    frame = stats.paired_differences(recs)
+    assert len(frame) == 6 * 7 and set(frame["note"]) == {"n=2: too few repeats"}
+    assert frame["verdict"].isna().all()
+
+
+def test_stats_do_not_import_torch():
+    code = "import imbalance.stats, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "lib")})
+
+
+def test_welch_contrast_of_two_samples_is_scipys_ttest_ind():
+    a, b = [0.91, 0.93, 0.92, 0.95, 0.90], [0.88, 0.90, 0.85, 0.91, 0.87, 0.86]
+    c = stats.compare_independent(a, b)
+    ref = st.ttest_ind(a, b, equal_var=False)
+    assert c.estimate == pytest.approx(np.mean(a) - np.mean(b))
+    assert c.p_value == pytest.approx(ref.pvalue, rel=1e-10) and (c.test, c.interval_method) == ("welch-t", "welch-t")
+    assert (c.ci_low, c.ci_high) == pytest.approx(tuple(ref.confidence_interval(0.95)), rel=1e-10)
+    assert c.n == (5, 6)
+
+
+def test_difference_of_drops_uses_welch_satterthwaite_and_bca_from_ten():
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(m, 0.01, k) for m, k in ((0.99, 4), (0.95, 5), (0.90, 6), (0.80, 7))]
+    c = stats.compare_independent(*samples, weights=(1, -1, -1, 1))     # drop of the 1st minus drop of the 2nd
+    v = [x.var(ddof=1) / len(x) for x in samples]
+    se, df = math.sqrt(sum(v)), sum(v) ** 2 / sum(q ** 2 / (len(x) - 1) for q, x in zip(v, samples))
+    estimate = (samples[0].mean() - samples[1].mean()) - (samples[2].mean() - samples[3].mean())
+    assert c.estimate == pytest.approx(estimate)
+    assert c.p_value == pytest.approx(2 * st.t.sf(abs(estimate) / se, df))
+    assert c.ci_high - c.ci_low == pytest.approx(2 * st.t.ppf(0.975, df) * se)
+    big = [rng.normal(m, 0.01, 12) for m in (0.99, 0.95)]
+    boot = stats.compare_independent(*big, random_state=2)
+    ref = st.bootstrap(tuple(big), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), method="BCa",
+                       rng=np.random.default_rng(2)).confidence_interval
+    assert boot.interval_method == "bca-bootstrap"
+    assert (boot.ci_low, boot.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
+    few = stats.compare_independent([0.9, 0.91], [0.8, 0.82, 0.81])
+    assert few.note == "n=2: too few repeats" and few.test is None and math.isnan(few.p_value)
+
+
+def test_thresh_methods_do_not_inflate_holm_on_roc_auc():
+    y, x = shifted(5, 0.02, seed=6)
+    _, z = shifted(5, 0.01, seed=7)
+    values = {"baseline": y, "ros": x, "rus": z, "baseline-thresh": y.copy(), "ros-thresh": x.copy()}
+    auc = stats.paired_differences(records(values))
+    family = stats.holm([row(auc, "ros")["p_value"], row(auc, "rus")["p_value"]])   # ros and rus only
+    assert [row(auc, "ros")["p_holm"], row(auc, "rus")["p_holm"]] == pytest.approx(list(family))
+    assert row(auc, "ros-thresh")["p_holm"] == row(auc, "ros")["p_holm"]
+    assert row(auc, "baseline-thresh")["p_holm"] == 1.0
+    acc = stats.paired_differences(records(values, metric="accuracy"), metric="accuracy")   # thresholding matters
+    assert list(acc["p_holm"]) == pytest.approx(list(stats.holm(acc["p_value"])))
