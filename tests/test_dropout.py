@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch.func import functional_call, vmap
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
 
 from imbalance.batched import NetworkSpec, intra_op_threads, train_networks
 from imbalance.models import (SeededDropout, allcnn, dropout_layers, dropout_masks, dropout_seed,
-                              reseed_dropout)
+                              dropout_shapes, lenet5, reseed_dropout)
 from imbalance.train import RECIPES, recipe_with
 
 SMALL = (4, 3, 16, 16)  # All-CNN-C runs on 16x16 inputs too (conv7 then sees 4x4): fast tests
@@ -130,10 +131,38 @@ def test_stacked_masks_passed_to_a_vmapped_forward_equal_each_network_s_own_forw
     params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
               for n, _ in models[0].named_parameters()}
     call = vmap(lambda p, x: functional_call(base, p, (x,)))
+    shapes = dropout_shapes(models[0], SMALL)
+    assert shapes == {"drop1": SMALL, "drop2": (4, 96, 8, 8), "drop3": (4, 192, 4, 4)}
     for _ in range(2):
-        masks = dropout_masks(models, SMALL, device="cpu", dtype=torch.float64)
+        masks = dropout_masks(models, shapes, device="cpu", dtype=torch.float64)
         assert sorted(masks) == ["drop1.mask", "drop2.mask", "drop3.mask"]
         assert masks["drop3.mask"].shape == (3, 4, 192, 4, 4)
         together = call({**params, **masks}, x)
         expected = torch.stack([m(x[j]) for j, m in enumerate(alone)])
         assert torch.allclose(together, expected, rtol=0, atol=1e-12)   # float64 round-off only
+
+
+def test_a_model_without_dropout_needs_no_masks():
+    model = lenet5(seed=0)
+    assert dropout_shapes(model, (4, 1, 28, 28)) == {} and dropout_masks([model], {}, device="cpu") == {}
+
+
+def test_vmapped_gradients_with_stacked_masks_equal_each_network_s_own_backward():
+    # batched.py's step is vmap(grad(loss)) over stacked parameters: masks ride along as inputs
+    models = [allcnn(seed=s).double() for s in (3, 4)]
+    alone = [allcnn(seed=s).double() for s in (3, 4)]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn((2,) + SMALL, dtype=torch.float64, generator=g)
+    y = torch.randint(0, 10, (2, SMALL[0]), generator=g)
+    base = copy.deepcopy(models[0]).to("meta")
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+              for n, _ in models[0].named_parameters()}
+
+    def loss_fn(p, buffers, x, y):
+        return F.cross_entropy(functional_call(base, {**p, **buffers}, (x,)), y)
+    masks = dropout_masks(models, dropout_shapes(models[0], SMALL), device="cpu", dtype=torch.float64)
+    grads = vmap(grad(loss_fn))(params, masks, x, y)
+    for j, m in enumerate(alone):
+        expected = torch.autograd.grad(F.cross_entropy(m(x[j]), y[j]), list(m.parameters()))
+        for (name, _), e in zip(m.named_parameters(), expected):
+            assert torch.allclose(grads[name][j], e, rtol=1e-9, atol=1e-12), name

@@ -89,12 +89,10 @@ def reseed_dropout(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def dropout_masks(models, input_shape, *, device, dtype=torch.float32) -> dict[str, torch.Tensor]:
-    """One training step's masks of K networks of one architecture, stacked: {"<layer>.mask":
-    (K, *shape)}, each network's drawn from its own layers' streams exactly as its own forward
-    would draw them.  For vmapped training: pass them with the parameters to functional_call."""
-    models = list(models)
-    probe = copy.deepcopy(models[0]).to("meta").train()
+def dropout_shapes(model: nn.Module, input_shape) -> dict[str, torch.Size]:
+    """The input shape of each dropout layer (by name) for one network's input of `input_shape`
+    (e.g. (batch, C, H, W)), from a forward pass on the meta device: nothing computed or drawn."""
+    probe = copy.deepcopy(model).to("meta").train()
     shapes: dict[str, torch.Size] = {}
 
     def record(name):
@@ -103,10 +101,17 @@ def dropout_masks(models, input_shape, *, device, dtype=torch.float32) -> dict[s
         return hook
     hooks = [m.register_forward_pre_hook(record(name)) for name, m in dropout_layers(probe).items()]
     with torch.no_grad():
-        probe(torch.empty(tuple(input_shape), device="meta",
-                          dtype=next(probe.parameters()).dtype))
+        probe(torch.empty(tuple(input_shape), device="meta", dtype=next(probe.parameters()).dtype))
     for h in hooks:
         h.remove()
+    return shapes
+
+
+def dropout_masks(models, shapes: dict, *, device, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    """One training step's masks of K networks of one architecture, stacked: {"<layer>.mask":
+    (K, *shape)}, each network's drawn from its own layers' streams exactly as its own forward
+    would draw them.  shapes: from `dropout_shapes` (computed once).  For vmapped training: pass
+    them with the parameters to torch.func.functional_call; {} for a model without dropout."""
     layers = [dropout_layers(m) for m in models]
     return {f"{name}.mask": torch.stack([own[name].draw_mask(shape, device=device, dtype=dtype)
                                          for own in layers])
