@@ -151,3 +151,12 @@ def test_subset_counts_reject_a_count_table_that_is_not_one_dimensional_counts()
         subset_counts(np.array([[5, 5]]), profile="step", mu=0.5, rho=2)
     with pytest.raises(ValueError, match="available must be a 1-d array"):
         subset_counts(np.array([5.0, 5.0]), profile="step", mu=0.5, rho=2)
+
+
+def test_scarcity_with_more_scarce_classes_than_minority_ranks_keeps_what_the_extra_ones_have():
+    # 3 classes below n_max=100 but mu=0.2 gives 2 minority ranks: the smallest two get n_max/rho,
+    # the third (80) cannot reach the majority's 100, keeps its 80 and is counted as minority
+    available = np.array([100, 60, 100, 80, 100, 70, 100, 100, 100, 100])
+    s = subset_counts(available, profile="step", mu=0.2, rho=10, n_max=100, minority="scarcity", random_state=0)
+    assert s.counts.tolist() == [100, 10, 100, 80, 100, 10, 100, 100, 100, 100]
+    assert s.minority_classes == (1, 3, 5) and s.class_order[:3].tolist() == [1, 5, 3]
