@@ -28,7 +28,7 @@ DROPOUT_STREAM = 0xD80F  # SeedSequence key that separates dropout streams from 
 def dropout_seed(seed: int, layer: int) -> int:
     """The seed of a network's `layer`-th dropout layer: a stream distinct from the weights'."""
     state = np.random.SeedSequence([seed, DROPOUT_STREAM, layer]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1       # 62 bits: valid on CPU and CUDA
+    return int(state[0]) << 31 | int(state[1]) >> 1       # 63 bits: a valid seed on CPU and CUDA
 
 
 class SeededDropout(nn.Module):
@@ -69,7 +69,7 @@ class SeededDropout(nn.Module):
             return x
         if self.mask is not None:
             return x * self.mask
-        if x.is_meta:  # a shape probe (see dropout_masks) draws nothing
+        if x.is_meta:  # a shape probe (see dropout_shapes) draws nothing
             return x
         return x * self.draw_mask(x.shape, device=x.device, dtype=x.dtype)
 
@@ -124,7 +124,8 @@ class LeNet5(nn.Sequential):
 
 
 class AllCNNC(nn.Sequential):
-    """All-CNN-C of Springenberg et al. (2015), "Striving for simplicity", table 2."""
+    """All-CNN-C of Springenberg et al. (2015), "Striving for simplicity", table 2, with the
+    dropout of the study authors' Caffe model (see `allcnn`)."""
     output_layers: tuple[str, ...] = ("conv8", "conv9")  # the two last 1x1 convolutions
 
 
