@@ -37,12 +37,19 @@ def test_allcnn_c_maps_32x32_images_to_class_scores_with_the_table_s_parameter_c
     assert _count(model) == expected == 1_369_738
 
 
-def test_allcnn_c_has_relu_after_every_conv_but_the_last_and_no_dropout():
-    model = allcnn(seed=0)
-    kinds = [type(m).__name__ for m in model]
-    assert kinds.count("Conv2d") == 9 and kinds.count("ReLU") == 8
-    assert kinds[kinds.index("Conv2d", 16):] == ["Conv2d", "AdaptiveAvgPool2d", "Flatten"]
-    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+def test_allcnn_c_has_the_authors_layer_list_with_relu_after_every_conv_and_three_dropouts():
+    # mateuszbuda/ALL-CNN ALL_CNN_C_train_val.prototxt, layer by layer
+    kinds = [type(m).__name__ for m in allcnn(seed=0)]
+    conv, relu, drop = "Conv2d", "ReLU", "SeededDropout"
+    assert kinds == [drop, conv, relu, conv, relu, conv, relu, drop,
+                     conv, relu, conv, relu, conv, relu, drop,
+                     conv, relu, conv, relu, conv, relu, "AdaptiveAvgPool2d", "Flatten"]
+    assert not any(isinstance(m, nn.Dropout) for m in allcnn(seed=0).modules())  # global-RNG dropout
+
+
+def test_allcnn_c_scores_are_non_negative_after_the_final_relu():
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert (allcnn(seed=0).eval()(x) >= 0).all()
 
 
 def test_resnet10_has_one_basic_block_per_stage_and_the_hand_counted_parameters():
@@ -94,7 +101,14 @@ def test_resnet10_init_is_torchvision_s_kaiming_fan_out_with_unit_batch_norm():
     assert w.std().item() == pytest.approx(math.sqrt(2 / (512 * 9)), rel=0.01)
     assert torch.equal(model.bn1.weight, torch.ones(64)) and torch.equal(model.bn1.bias, torch.zeros(64))
     assert torch.equal(model.bn1.running_var, torch.ones(64)) and model.bn1.num_batches_tracked == 0
-    assert model.fc.weight.abs().max() <= 1 / math.sqrt(512)
+
+
+def test_resnet10_fc_is_caffe_s_msra_filler_fan_in_with_a_zero_bias():
+    fc = resnet10(seed=0).fc                 # 1000 x 512: N(0, 2 / 512), 512,000 draws
+    assert torch.count_nonzero(fc.bias) == 0
+    assert fc.weight.mean().item() == pytest.approx(0, abs=3 * math.sqrt(2 / 512 / fc.weight.numel()))
+    assert fc.weight.std().item() == pytest.approx(math.sqrt(2 / 512), rel=0.01)
+    assert resnet10(n_classes=10, seed=0).fc.weight.std().item() == pytest.approx(math.sqrt(2 / 512), rel=0.05)
 
 
 @pytest.mark.parametrize("name, expected", [("lenet5", {"fc2"}), ("allcnn", {"conv8", "conv9"}),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from imbalance.profiles import (exponential_profile, imbalanced_subset, linear_profile, profile_counts,
-                                step_profile)
+                                step_profile, subset_counts)
 
 
 def test_step_profile_matches_paper_definition_for_mnist_cap():
@@ -101,3 +101,62 @@ def test_subset_rejects_n_max_larger_than_a_class():
 def test_subset_rejects_unknown_minority_rule():
     with pytest.raises(ValueError, match=r"minority must be one of \('random', 'lowest', 'scarcity'\), got 'first'"):
         imbalanced_subset(BALANCED, profile="step", rho=2, mu=0.5, minority="first", random_state=0)
+
+
+def _ilsvrc_like_counts(seed=2012):
+    """1,000 classes: most at ILSVRC-2012's 1,300 training images, 105 between 732 and 1,299."""
+    rng = np.random.default_rng(seed)
+    sizes = np.full(1000, 1300)
+    scarce = rng.choice(1000, 105, replace=False)
+    sizes[scarce] = rng.integers(732, 1300, 105)
+    sizes[scarce[0]] = 732
+    return sizes
+
+
+ILSVRC = _ilsvrc_like_counts()
+BELOW_1000 = set(np.flatnonzero(ILSVRC < 1000).tolist())
+
+
+@pytest.mark.parametrize("mu, rho, n_minority, per_minority", [(0.1, 10, 100, 100), (0.8, 50, 800, 20),
+                                                                (0.9, 100, 900, 10)])
+def test_imagenet_subsets_cut_majority_classes_to_1000_and_keep_scarce_classes_minority(mu, rho, n_minority,
+                                                                                        per_minority):
+    # the paper's ImageNet subsets: n_max 1,000; classes with fewer than 1,000 images always minority
+    assert ILSVRC.min() == 732 and ILSVRC.max() == 1300 and 0 < len(BELOW_1000) < 100
+    s = subset_counts(ILSVRC, profile="step", mu=mu, rho=rho, n_max=1000, minority="scarcity", random_state=0)
+    assert sorted(s.counts.tolist()) == [per_minority] * n_minority + [1000] * (1000 - n_minority)
+    assert len(s.minority_classes) == n_minority and BELOW_1000 <= set(s.minority_classes)
+    assert s.counts.sum() == n_minority * per_minority + (1000 - n_minority) * 1000
+
+
+def test_imagenet_mu_0_1_minority_beyond_the_scarce_classes_is_drawn_anew_each_repeat():
+    a, b = (set(subset_counts(ILSVRC, profile="step", mu=0.1, rho=10, n_max=1000, minority="scarcity",
+                              random_state=r).minority_classes) for r in (0, 1))
+    assert BELOW_1000 <= a & b and a != b
+
+
+def test_imagenet_subset_of_labels_has_the_planned_counts_drawn_from_each_class():
+    labels = np.repeat(np.arange(1000), ILSVRC)                       # 1.2M labels, as from a folder
+    s = imbalanced_subset(labels, profile="step", mu=0.9, rho=100, n_max=1000, minority="scarcity",
+                          random_state=3)
+    planned = subset_counts(ILSVRC, profile="step", mu=0.9, rho=100, n_max=1000, minority="scarcity",
+                            random_state=3)
+    assert np.array_equal(s.counts, planned.counts) and s.minority_classes == planned.minority_classes
+    assert len(s.indices) == 900 * 10 + 100 * 1000 == len(np.unique(s.indices))
+    assert np.bincount(labels[s.indices], minlength=1000).tolist() == planned.counts.tolist()
+
+
+def test_subset_counts_reject_a_count_table_that_is_not_one_dimensional_counts():
+    with pytest.raises(ValueError, match="available must be a 1-d array of >= 2 non-negative per-class counts"):
+        subset_counts(np.array([[5, 5]]), profile="step", mu=0.5, rho=2)
+    with pytest.raises(ValueError, match="available must be a 1-d array"):
+        subset_counts(np.array([5.0, 5.0]), profile="step", mu=0.5, rho=2)
+
+
+def test_scarcity_with_more_scarce_classes_than_minority_ranks_keeps_what_the_extra_ones_have():
+    # 3 classes below n_max=100 but mu=0.2 gives 2 minority ranks: the smallest two get n_max/rho,
+    # the third (80) cannot reach the majority's 100, keeps its 80 and is counted as minority
+    available = np.array([100, 60, 100, 80, 100, 70, 100, 100, 100, 100])
+    s = subset_counts(available, profile="step", mu=0.2, rho=10, n_max=100, minority="scarcity", random_state=0)
+    assert s.counts.tolist() == [100, 10, 100, 80, 100, 10, 100, 100, 100, 100]
+    assert s.minority_classes == (1, 3, 5) and s.class_order[:3].tolist() == [1, 5, 3]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
     from .train import Recipe
 
+ZCA_FITS = ("full", "subset")    # which images 'gcn-zca' whitening is fitted on (Preprocessor)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per RGB channel of [0, 1] pixels (torchvision's models)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -36,15 +38,42 @@ class Preprocessor:
       the eigendecomposition of the GCN'd training images' covariance; fitted in float64 on the
       images given to `fit`, applied in float32 as (x - mean) W.
     - 'imagenet': x / 255, minus the ImageNet mean, divided by its std, per channel.
+
+    zca_fit says which images 'gcn-zca' is fitted on: 'full' (all images given to `fit`, e.g. the
+    dataset's balanced training set, shared by a study's networks) or 'subset' (only the
+    positions `fit(images, subset=...)` names, e.g. a repeat's imbalanced training subset: the
+    leak-free choice; the paper does not say which it used).  It is recorded in `zca_fit`, and
+    `n_fitted` counts the images the whitening was fitted on.
     """
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, *, zca_fit: str = "full"):
+        if zca_fit not in ZCA_FITS:
+            raise ValueError(f"zca_fit must be one of {ZCA_FITS}, got {zca_fit!r}")
         self.kind, self.gcn_scale, self.zca_epsilon = (recipe.preprocessing, recipe.gcn_scale,
                                                        recipe.zca_epsilon)
+        self.zca_fit = zca_fit
         self.mean = self.whiten = None
+        self.n_fitted = 0
 
-    def fit(self, images: torch.Tensor, *, chunk: int = 4096) -> Preprocessor:
+    def fit(self, images: torch.Tensor, *, subset=None, chunk: int = 4096) -> Preprocessor:
+        """Fit on `images` (zca_fit 'full') or on `images[subset]` (zca_fit 'subset'; `subset`:
+        positions into images, duplicates counted once, e.g. a resampled set's indices)."""
         check_uint8(images, "images")
+        if self.zca_fit == "full" and subset is not None:
+            raise ValueError("subset is given but zca_fit is 'full': pass zca_fit='subset' to "
+                             "fit on the subset, or drop subset to fit on all images")
+        if self.zca_fit == "subset":
+            if subset is None:
+                raise ValueError("zca_fit 'subset' needs subset=: positions into images "
+                                 "(e.g. the imbalanced training subset's indices)")
+            subset = subset.cpu() if isinstance(subset, torch.Tensor) else torch.as_tensor(np.asarray(subset))
+            if subset.ndim != 1 or subset.numel() == 0 or subset.is_floating_point() \
+                    or subset.dtype == torch.bool or subset.min() < 0 or subset.max() >= len(images):
+                raise ValueError(f"subset must be a non-empty 1-d array of integer positions in "
+                                 f"[0, {len(images)}), got dtype {subset.dtype} and shape "
+                                 f"{tuple(subset.shape)}")
+            images = images[torch.unique(subset).to(images.device)]
+        self.n_fitted = len(images)
         if self.kind == "gcn-zca":
             x = images.flatten(1)
             mean = sum(_gcn(c.double(), self.gcn_scale).sum(0) for c in x.split(chunk)) / len(x)

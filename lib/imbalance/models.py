@@ -5,15 +5,117 @@ same seed gives bit-identical weights and the global torch RNG is never touched:
 created on the `meta` device (no allocation, no random draws) and then materialised on the CPU
 and filled in by `_init_`.  Each model names, in `output_layers`, the parameter-name prefixes that
 the second phase of two-phase training fine-tunes.
+
+Dropout (All-CNN-C) is `SeededDropout`: its masks come from the layer's own generator, seeded
+from the network's seed, so a network's masks never depend on the global RNG nor on which other
+networks train in parallel threads.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
+
+
+DROPOUT_STREAM = 0xD80F  # SeedSequence key that separates dropout streams from the weights'
+
+
+def dropout_seed(seed: int, layer: int) -> int:
+    """The seed of a network's `layer`-th dropout layer: a stream distinct from the weights'."""
+    state = np.random.SeedSequence([seed, DROPOUT_STREAM, layer]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1       # 63 bits: a valid seed on CPU and CUDA
+
+
+class SeededDropout(nn.Module):
+    """Inverted dropout with masks drawn from the layer's own generator (one per device).
+
+    In training an element is kept with probability 1 - p and scaled by 1 / (1 - p) (Caffe's
+    Dropout layer and nn.Dropout); in eval mode it is the identity and draws nothing.  A mask is
+    `torch.rand(x.shape) >= p`, drawn in logical (not memory) order, so channels-last inputs get
+    the masks contiguous ones would.  The generator state is not in the state_dict: `reseed`
+    restarts the stream.  A tensor assigned to `mask` (e.g. per-network masks passed by
+    torch.func.functional_call under vmap, see `dropout_masks`) is used instead of a draw.
+    """
+
+    def __init__(self, p: float, *, seed: int):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"dropout p must be a number in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.register_buffer("mask", None, persistent=False)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"dropout seed must be a non-negative int, got {seed!r}")
+        self.seed, self._generators = seed, {}
+
+    def draw_mask(self, shape, *, device, dtype=torch.float32) -> torch.Tensor:
+        """The next mask of this layer's stream on `device`: 0 or 1 / (1 - p), shaped `shape`."""
+        device = torch.device(device)
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        keep = torch.rand(tuple(shape), generator=self._generators[key], device=device) >= self.p
+        return keep.to(dtype) * (1 / (1 - self.p))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.mask is not None:
+            return x * self.mask
+        if x.is_meta:  # a shape probe (see dropout_shapes) draws nothing
+            return x
+        return x * self.draw_mask(x.shape, device=x.device, dtype=x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, seed={self.seed}"
+
+
+def dropout_layers(model: nn.Module) -> dict[str, SeededDropout]:
+    """The model's dropout layers by module name, in forward order."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, SeededDropout)}
+
+
+def reseed_dropout(model: nn.Module, seed: int) -> nn.Module:
+    """Restart every dropout layer's stream from `seed` (as a build with `seed` would)."""
+    for layer, m in enumerate(dropout_layers(model).values()):
+        m.reseed(dropout_seed(seed, layer))
+    return model
+
+
+def dropout_shapes(model: nn.Module, input_shape) -> dict[str, torch.Size]:
+    """The input shape of each dropout layer (by name) for one network's input of `input_shape`
+    (e.g. (batch, C, H, W)), from a forward pass on the meta device: nothing computed or drawn."""
+    probe = copy.deepcopy(model).to("meta").train()
+    shapes: dict[str, torch.Size] = {}
+
+    def record(name):
+        def hook(module, args):
+            shapes[name] = args[0].shape
+        return hook
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in dropout_layers(probe).items()]
+    with torch.no_grad():
+        probe(torch.empty(tuple(input_shape), device="meta", dtype=next(probe.parameters()).dtype))
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+def dropout_masks(models, shapes: dict, *, device, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    """One training step's masks of K networks of one architecture, stacked: {"<layer>.mask":
+    (K, *shape)}, each network's drawn from its own layers' streams exactly as its own forward
+    would draw them.  shapes: from `dropout_shapes` (computed once).  For vmapped training: pass
+    them with the parameters to torch.func.functional_call; {} for a model without dropout."""
+    layers = [dropout_layers(m) for m in models]
+    return {f"{name}.mask": torch.stack([own[name].draw_mask(shape, device=device, dtype=dtype)
+                                         for own in layers])
+            for name, shape in shapes.items() if layers[0][name].p > 0}
 
 
 class LeNet5(nn.Sequential):
@@ -22,7 +124,8 @@ class LeNet5(nn.Sequential):
 
 
 class AllCNNC(nn.Sequential):
-    """All-CNN-C of Springenberg et al. (2015), "Striving for simplicity", table 2."""
+    """All-CNN-C of Springenberg et al. (2015), "Striving for simplicity", table 2, with the
+    dropout of the study authors' Caffe model (see `allcnn`)."""
     output_layers: tuple[str, ...] = ("conv8", "conv9")  # the two last 1x1 convolutions
 
 
@@ -50,35 +153,44 @@ def lenet5(*, n_classes: int = 10, in_channels: int = 1, image_size: int = 28,
     return _init_(model, seed)
 
 
-def allcnn(*, n_classes: int = 10, in_channels: int = 3, seed: int) -> AllCNNC:
-    """All-CNN-C for 32x32 inputs; ReLU after every convolution but the last; Caffe's Xavier.
+def allcnn(*, n_classes: int = 10, in_channels: int = 3, seed: int, input_dropout: float = 0.2,
+           hidden_dropout: float = 0.5) -> AllCNNC:
+    """All-CNN-C as the study's authors trained it (mateuszbuda/ALL-CNN, ALL_CNN_C_train_val.prototxt).
 
-    Springenberg et al. also apply dropout (20% on the input, 50% after each stride-2 layer);
-    the study's description of the network does not, so there is none here.
+    Dropout `input_dropout` on the input and `hidden_dropout` after the two stride-2 convolutions
+    (conv3, conv6; as in Springenberg et al. 2015); ReLU after every convolution, conv9
+    included, then global average pooling; Caffe's "xavier" weights, zero biases.  The dropout
+    layers (SeededDropout) draw from streams derived from `seed` (see `dropout_seed`).
     """
     _check(n_classes=n_classes, in_channels=in_channels, seed=seed)
     # (out channels, kernel, stride, padding) of conv1..conv9
     shapes = [(96, 3, 1, 1), (96, 3, 1, 1), (96, 3, 2, 1),
               (192, 3, 1, 1), (192, 3, 1, 1), (192, 3, 2, 1),
               (192, 3, 1, 0), (192, 1, 1, 0), (n_classes, 1, 1, 0)]
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    dropout_after = {3: "drop2", 6: "drop3"}  # the prototxt's layer names
+    layers: OrderedDict[str, nn.Module] = OrderedDict(drop1=SeededDropout(input_dropout, seed=0))
     channels = in_channels
     with torch.device("meta"):
         for i, (out, kernel, stride, pad) in enumerate(shapes, start=1):
             layers[f"conv{i}"] = nn.Conv2d(channels, out, kernel, stride=stride, padding=pad)
-            if i < len(shapes):
-                layers[f"relu{i}"] = nn.ReLU()
+            layers[f"relu{i}"] = nn.ReLU()
+            if i in dropout_after:
+                layers[dropout_after[i]] = SeededDropout(hidden_dropout, seed=0)
             channels = out
         layers["pool"] = nn.AdaptiveAvgPool2d(1)  # global average pooling -> (N, n_classes)
         layers["flatten"] = nn.Flatten()
         model = AllCNNC(layers)
-    return _init_(model, seed)
+    return reseed_dropout(_init_(model, seed), seed)
 
 
 def resnet10(*, n_classes: int = 1000, in_channels: int = 3, seed: int) -> ResNet10:
-    """ResNet(BasicBlock, [1, 1, 1, 1]) with torchvision's initialisation, re-run from `seed`:
-    Kaiming-normal (fan-out, ReLU) convolutions, batch norm weight 1 / bias 0, and nn.Linear's
-    default for `fc` (Kaiming-uniform a=sqrt(5), bias U(+-1/sqrt(fan_in)))."""
+    """ResNet(BasicBlock, [1, 1, 1, 1]) initialised from `seed`: torchvision's Kaiming-normal
+    (fan-out, ReLU) convolutions and batch norm weight 1 / bias 0; the final `fc` explicitly as
+    the paper says ("Kaiming (also known as MSRA)"): Caffe's "msra" filler with its default
+    variance_norm FAN_IN, N(0, 2 / fan_in) with fan_in = 512 inputs, and a zero bias (Caffe's
+    default bias filler), not nn.Linear's Kaiming-uniform a=sqrt(5) with a U(+-1/sqrt(512)) bias.
+    FAN_IN is He et al. (2015)'s forward-pass condition (eq. 10) on the layer's 512 pooled ReLU
+    features; fan-out would tie the fc's scale to n_classes, which varies with the dataset."""
     _check(n_classes=n_classes, in_channels=in_channels, seed=seed)
     with torch.device("meta"):
         model = ResNet10(BasicBlock, [1, 1, 1, 1], num_classes=n_classes)
@@ -123,12 +235,10 @@ def _init_(model: nn.Module, seed: int, *, conv: str = "xavier") -> nn.Module:
     model.to_empty(device="cpu")
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            if isinstance(module, nn.Linear) and conv == "kaiming":  # nn.Linear.reset_parameters
-                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=g)
-                bound = 1 / math.sqrt(module.in_features)
-                nn.init.uniform_(module.bias, -bound, bound, generator=g)
-                continue
-            if conv == "kaiming":
+            if isinstance(module, nn.Linear) and conv == "kaiming":  # Caffe's "msra", FAN_IN
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu",
+                                        generator=g)
+            elif conv == "kaiming":
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu",
                                         generator=g)
             else:

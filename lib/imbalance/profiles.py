@@ -88,6 +88,13 @@ def profile_counts(profile: str, *, n_classes: int, n_max: int, rho: float, mu: 
 
 
 @dataclass(frozen=True)
+class SubsetCounts:
+    counts: np.ndarray           # per label: examples kept
+    minority_classes: tuple[int, ...]   # labels whose count is below the largest class, sorted
+    class_order: np.ndarray      # labels in rank order (smallest class first)
+
+
+@dataclass(frozen=True)
 class Subset:
     indices: np.ndarray          # int64 positions into the full training set, sorted
     counts: np.ndarray           # per label: examples kept
@@ -102,11 +109,49 @@ def _class_order(available: np.ndarray, *, minority: str, n_max: int, rng: np.ra
         return rng.permutation(n)
     if minority == "lowest":
         return np.arange(n)
-    # scarcity: naturally scarce classes (fewer than n_max) first, smallest first; the rest random
+    # scarcity: classes with fewer than n_max examples first (smallest first), so they are always
+    # minority while the profile has that many minority ranks; the rest in random order
     scarce = np.flatnonzero(available < n_max)
     scarce = scarce[np.argsort(available[scarce], kind="stable")]
     rest = np.flatnonzero(available >= n_max)
     return np.concatenate([scarce, rng.permutation(rest)]).astype(np.int64)
+
+
+def subset_counts(available, *, profile: str, rho: float, mu: float | None = None, n_max: int | None = None,
+                  minority: str = "random", random_state=None) -> SubsetCounts:
+    """Per-class counts of an imbalanced subset, from the available count per label alone.
+
+    A dataset's count table (e.g. an image folder's files per class, ILSVRC-2012: 732-1,300)
+    is enough to plan and print subsets without reading labels.  n_max, minority and
+    random_state as in `imbalanced_subset` (which draws its examples after these counts, from
+    the same random stream).  With minority='scarcity' a class keeps at most what it has.
+    """
+    available = np.asarray(available)
+    if available.ndim != 1 or len(available) < 2 or not np.issubdtype(available.dtype, np.integer) \
+            or (available < 0).any():
+        raise ValueError(f"available must be a 1-d array of >= 2 non-negative per-class counts, "
+                         f"got dtype {available.dtype} and shape {available.shape}")
+    if minority not in MINORITY_RULES:
+        raise ValueError(f"minority must be one of {MINORITY_RULES}, got {minority!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    available = available.astype(np.int64)
+    n_classes = len(available)
+    if n_max is None:
+        n_max = int(available.max() if minority == "scarcity" else available.min())
+    rng = np.random.default_rng(random_state)
+    ranked = profile_counts(profile, n_classes=n_classes, n_max=n_max, rho=rho, mu=mu)
+    order = _class_order(available, minority=minority, n_max=n_max, rng=rng)
+    counts = np.empty(n_classes, dtype=np.int64)
+    counts[order] = ranked
+    if minority == "scarcity":
+        counts = np.minimum(counts, available)
+    elif (counts > available).any():
+        c = int(np.flatnonzero(counts > available)[0])
+        raise ValueError(f"n_max={n_max} is larger than class {c} has ({available[c]} examples); "
+                         f"use n_max <= {int(available.min())} or minority='scarcity'")
+    minority_classes = tuple(int(c) for c in np.flatnonzero(counts < counts.max()))
+    return SubsetCounts(counts=counts, minority_classes=minority_classes, class_order=order)
 
 
 def imbalanced_subset(labels, *, profile: str, rho: float, mu: float | None = None, n_max: int | None = None,
@@ -122,26 +167,14 @@ def imbalanced_subset(labels, *, profile: str, rho: float, mu: float | None = No
     labels = np.asarray(labels, dtype=np.int64)
     if labels.ndim != 1 or labels.size == 0:
         raise ValueError(f"labels must be a non-empty 1-d array of class labels, got shape {labels.shape}")
-    if minority not in MINORITY_RULES:
-        raise ValueError(f"minority must be one of {MINORITY_RULES}, got {minority!r}")
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
     available = np.bincount(labels, minlength=n_classes)
-    if n_max is None:
-        n_max = int(available.max() if minority == "scarcity" else available.min())
     rng = np.random.default_rng(random_state)
-    ranked = profile_counts(profile, n_classes=n_classes, n_max=n_max, rho=rho, mu=mu)
-    order = _class_order(available, minority=minority, n_max=n_max, rng=rng)
-    counts = np.empty(n_classes, dtype=np.int64)
-    counts[order] = ranked
-    if minority == "scarcity":
-        counts = np.minimum(counts, available)
-    elif (counts > available).any():
-        c = int(np.flatnonzero(counts > available)[0])
-        raise ValueError(f"n_max={n_max} is larger than class {c} has ({available[c]} examples); "
-                         f"use n_max <= {int(available.min())} or minority='scarcity'")
-    chosen = [rng.choice(np.flatnonzero(labels == c), size=counts[c], replace=False) for c in range(n_classes)]
+    planned = subset_counts(available, profile=profile, rho=rho, mu=mu, n_max=n_max, minority=minority,
+                            random_state=rng)
+    # positions grouped by label, each group in increasing order (= np.flatnonzero(labels == c))
+    by_label = np.split(np.argsort(labels, kind="stable"), np.cumsum(available)[:-1])
+    chosen = [rng.choice(by_label[c], size=planned.counts[c], replace=False) for c in range(n_classes)]
     indices = np.sort(np.concatenate(chosen)).astype(np.int64)
-    minority_classes = tuple(int(c) for c in np.flatnonzero(counts < counts.max()))
-    return Subset(indices=indices, counts=counts, minority_classes=minority_classes, class_order=order)
+    return Subset(indices=indices, counts=planned.counts, minority_classes=planned.minority_classes,
+                  class_order=planned.class_order)
