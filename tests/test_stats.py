@@ -227,3 +227,16 @@ def test_difference_of_drops_uses_welch_satterthwaite_and_bca_from_ten():
     assert (boot.ci_low, boot.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-12)
     few = stats.compare_independent([0.9, 0.91], [0.8, 0.82, 0.81])
     assert few.note == "n=2: too few repeats" and few.test is None and math.isnan(few.p_value)
+
+
+def test_thresh_methods_do_not_inflate_holm_on_roc_auc():
+    y, x = shifted(5, 0.02, seed=6)
+    _, z = shifted(5, 0.01, seed=7)
+    values = {"baseline": y, "ros": x, "rus": z, "baseline-thresh": y.copy(), "ros-thresh": x.copy()}
+    auc = stats.paired_differences(records(values))
+    family = stats.holm([row(auc, "ros")["p_value"], row(auc, "rus")["p_value"]])   # ros and rus only
+    assert [row(auc, "ros")["p_holm"], row(auc, "rus")["p_holm"]] == pytest.approx(list(family))
+    assert row(auc, "ros-thresh")["p_holm"] == row(auc, "ros")["p_holm"]
+    assert row(auc, "baseline-thresh")["p_holm"] == 1.0
+    acc = stats.paired_differences(records(values, metric="accuracy"), metric="accuracy")   # thresholding matters
+    assert list(acc["p_holm"]) == pytest.approx(list(stats.holm(acc["p_value"])))

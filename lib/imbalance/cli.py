@@ -1,4 +1,4 @@
-"""`imbalance run | status | export | report`: the command line.
+"""`imbalance run | status | export | report | conclusions`: the command line.
 
 Exit codes: 0 success; 1 some grid points failed; 2 bad params, missing data, notebook or kernel,
 or an unreachable Dask scheduler (reported on stderr without a traceback, before any training);
@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, help="output file, e.g. results.csv")
     report = study_command("report", "recreate the figures and outputs/<study>/report.html from the database")
     report.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
+    conclusions = study_command("conclusions", "check the paper's conclusions C1-C7 against the study's records")
+    conclusions.add_argument("--with", dest="others", type=Path, nargs="+", action="extend", default=[],
+                             metavar="OTHER_PARAMS", help="further studies (their databases under --outputs) "
+                             "for the checks that compare datasets or imbalance types")
     return parser
 
 
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             html = write_report(params.study, args.outputs, kernel_name=args.kernel)
             print(f"figures in {html.parent / 'figures'}; report: {html}")
             return 0
+        if args.command == "conclusions":
+            return _conclusions(params, args)
         from imbalance.store import Store
         db = Path(args.outputs) / params.study / "results.sqlite"
         if args.command == "status" and not db.is_file():
@@ -83,6 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("imbalance: interrupted; finished points are kept, run again to resume", file=sys.stderr)
         return 130
+
+
+def _conclusions(params, args) -> int:
+    """Print C1-C7; 'not enough data' is a verdict, not an error (exit 0)."""
+    from imbalance.conclusions import check_all, format_conclusions
+    from imbalance.tables import load_study
+    studies = [(args.params, params)] + [(path, load_params(path)) for path in args.others]
+    for path, p in studies:
+        db = Path(args.outputs) / p.study / "results.sqlite"
+        if not db.is_file():
+            raise FileNotFoundError(f"{db} not found: study {p.study!r} has not run yet (imbalance run {path})")
+    (records, curves), *others = [load_study(p.study, args.outputs) for _, p in studies]
+    print(format_conclusions(check_all(records, curves, others=[r for r, _ in others])))
+    return 0
 
 
 def _status(store, params) -> int:

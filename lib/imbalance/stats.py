@@ -17,7 +17,8 @@ with an interval and a test, says whether a method beats a *reference method* at
 
 The rules (`RULES`, from issue 10): fewer than 3 values, no interval and no test; Student t
 interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; paired t-test below 6,
-Wilcoxon signed-rank from 6; Holm's step-down across the methods compared at one point.  A
+Wilcoxon signed-rank from 6; Holm's step-down across the methods compared at one point (on ROC
+AUC, a '-thresh' method is its base's networks again, so not a test of its own).  A
 verdict is `tie` when the interval contains 0 or the Holm-corrected p >= alpha.  Never a range.
 
 A diverged network has no metric: its repeat is unpaired for that comparison, and the rows say
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from imbalance.params import THRESH_SUFFIX, base_method
 from imbalance.tables import methods_present, records_frame, thresholded, THRESHOLD_INVARIANT
 
 
@@ -308,6 +310,24 @@ def _dropped_note(n_dropped: int, n_diverged: int) -> str | None:
     return f"{n_dropped} pair{'s' * (n_dropped != 1)} dropped: {why}"
 
 
+def _holm_per_point(rows: list[dict], metric: str) -> None:
+    """Holm across a point's comparisons.  On a metric thresholding cannot change (ROC AUC) a
+    '-thresh' method is its base method's networks again: not a test of its own (it would only
+    inflate Holm's count), so it takes its base's corrected p (its own p when the base is the
+    reference: every difference is then 0)."""
+    own = [not (metric in THRESHOLD_INVARIANT and r["method"].endswith(THRESH_SUFFIX)) for r in rows]
+    family = [r for r, o in zip(rows, own) if o]
+    for row, p in zip(family, holm([r["p_value"] for r in family])):
+        row["p_holm"] = p
+    corrected = {r["method"]: r["p_holm"] for r in family}
+    for row, o in zip(rows, own):
+        if not o:
+            base = base_method(row["method"])
+            row["p_holm"] = corrected.get(base, row["p_value"])
+            if base in corrected and not math.isnan(row["p_value"]):
+                row["note"] = "; ".join(filter(None, [row["note"], f"same networks as {base}: its Holm p"]))
+
+
 PAIRED_COLUMNS = ("study", *POINT_KEYS, "method", "reference", "metric", "n_pairs", "n_dropped", "mean_difference",
                   "ci_low", "ci_high", "interval_method", "p_value", "test", "p_holm", "verdict", "note")
 
@@ -345,10 +365,10 @@ def paired_differences(records, *, metric: str = "roc_auc", reference: str = "ba
                                "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
                                "interval_method": c.interval_method, "p_value": c.p_value, "test": c.test,
                                "note": note})
-        adjusted = holm([r["p_value"] for r in point_rows])
-        for row, p in zip(point_rows, adjusted):
-            row["p_holm"] = p
-            row["verdict"] = verdict(row["mean_difference"], row["ci_low"], row["ci_high"], p, alpha=alpha)
+        _holm_per_point(point_rows, metric)
+        for row in point_rows:
+            row["verdict"] = verdict(row["mean_difference"], row["ci_low"], row["ci_high"], row["p_holm"],
+                                     alpha=alpha)
         rows += point_rows
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 

@@ -1,0 +1,566 @@
+"""The paper's conclusions as checks that any study's records can be run against (issue 10).
+
+Each check C1..C7 is a function of records (DataFrame from `tables.load_study`, or record dicts)
+returning a `Conclusion`: a verdict (`supported`, `contradicted`, `mixed`, `not enough data`),
+the reason in words with its numbers, the evidence (a DataFrame, one row per comparison) and the
+params file that would supply the data it lacks.  `check_all` runs the seven; `conclusions_table`
+and `format_conclusions` show them (`imbalance conclusions PARAMS` prints the latter).
+
+How a check judges.  Every check is a set of comparisons, each with an *outcome*: `as claimed`,
+`against` (significant, the other way) or `no difference` (not significant), or none when it lacks
+data (fewer than 3 networks a side: the stats n rules).  p-values are Holm-corrected across the
+comparisons of one part of a check, alpha = 0.05.  A part is judged by one of two rules:
+- "most" (a claim about most points): `supported` when more than half of the testable comparisons
+  come out as claimed; `contradicted` when none does, or more than half are against; else `mixed`.
+- "some" (a claim that something can happen): `supported` when at least one comparison is as
+  claimed, `contradicted` when none is.
+No testable comparison: `not enough data`.  A check of several parts is `supported` or
+`contradicted` when every part with data agrees, `mixed` otherwise; a part lacking data is named
+in the reason and its params file in `needs`.
+
+Paired statistics (`imbalance.stats.paired_differences`) are used where networks pair up (two
+methods of one repeat of one point, or two measurements of one network); networks of different
+points do not pair, and are compared by Welch contrasts (`stats.compare_independent`) or
+Kendall's rank trend (scipy.stats.kendalltau) on per-network values.  No torch here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from imbalance import stats
+from imbalance.tables import close_to, curves_frame, format_value, records_frame, thresholded
+
+ALPHA = 0.05
+VERDICTS = ("supported", "contradicted", "mixed", "not enough data")
+AS_CLAIMED, AGAINST, NO_DIFFERENCE = "as claimed", "against", "no difference"
+
+# The params files that supply each check's data (issue 10; the full-scale studies).
+STEP = "params/real/mnist-step.yaml"
+LINEAR = "params/real/mnist-linear.yaml"
+GRADED = "params/real/mnist-graded.yaml"
+FASHION = "params/real/fashion-step.yaml"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers a check's rule needs beyond the stats rules, declared once."""
+    corner_mu: float = 0.5        # C4: "large portion of classes being minority": mu above this
+    corner_rho_quantile: float = 0.5   # C4: "extreme ratio": rho at or above this quantile of the grid's rhos
+    step_mu: float = 0.5          # C3: step imbalance with half the classes minority matches linear's size
+    late_from: float = 0.75       # C7: "late" = evaluations after this fraction of the iterations ...
+    earlier_from: float = 0.5     # ... compared with those in (earlier_from, late_from]
+
+
+THRESHOLDS = Thresholds()
+# C2: task difficulty, easiest first (the paper: MNIST < CIFAR-10 < ImageNet); a dataset not listed is
+# compared by its baseline ROC AUC at its mildest imbalance (lower = harder).
+DIFFICULTY = {"mnist-sample": 0, "mnist": 0, "fashion-mnist": 1, "cifar10": 2, "cifar10-jpg": 2, "imagenet": 3}
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    id: str
+    title: str
+    claim: str                  # the paper's sentence, quoted
+    verdict: str                # one of VERDICTS
+    reason: str                 # the verdict in words, with its numbers
+    evidence: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)   # one row per comparison
+    needs: str | None = None    # the params file(s) that would supply missing data
+
+
+# --- judging ----------------------------------------------------------------------------------
+
+def _judge(outcomes, rule: str = "most") -> str:
+    outcomes = [o for o in outcomes if o is not None]
+    if not outcomes:
+        return "not enough data"
+    claimed, against = outcomes.count(AS_CLAIMED), outcomes.count(AGAINST)
+    if rule == "some":
+        return "supported" if claimed else "contradicted"
+    if claimed == 0 or against > len(outcomes) / 2:
+        return "contradicted"
+    return "supported" if claimed > len(outcomes) / 2 else "mixed"
+
+
+def _combine(parts: dict[str, str]) -> str:
+    judged = {v for v in parts.values() if v != "not enough data"}
+    if not judged:
+        return "not enough data"
+    return judged.pop() if len(judged) == 1 and judged <= {"supported", "contradicted"} else "mixed"
+
+
+def _counts(outcomes, noun: str) -> str:
+    """'as claimed in 3 of 5 series (1 against, 2 without enough data)'."""
+    outcomes = list(outcomes)
+    tested = [o for o in outcomes if o is not None]
+    if not tested:
+        return f"none of {len(outcomes)} {noun} testable (fewer than {stats.RULES.min_n} networks a side)"
+    extra = [f"{tested.count(AGAINST)} against"] if AGAINST in tested else []
+    extra += [f"{len(outcomes) - len(tested)} without enough data"] if len(tested) < len(outcomes) else []
+    return f"as claimed in {tested.count(AS_CLAIMED)} of {len(tested)} {noun}" + (
+        f" ({', '.join(extra)})" if extra else "")
+
+
+def _outcome(estimate, p_holm, *, claimed_sign: int, ci=None) -> str | None:
+    """A significant effect (corrected p < ALPHA, and the interval, if any, without 0) of the
+    claimed sign -> as claimed, of the other -> against; else no difference."""
+    if p_holm is None or estimate is None or math.isnan(p_holm) or math.isnan(estimate):
+        return None
+    if p_holm >= ALPHA or estimate == 0 or (ci is not None and ci[0] <= 0 <= ci[1]):
+        return NO_DIFFERENCE
+    return AS_CLAIMED if np.sign(estimate) == claimed_sign else AGAINST
+
+
+def _with_holm(rows: list[dict]) -> list[dict]:
+    for row, p in zip(rows, stats.holm([r["p_value"] for r in rows])):
+        row["p_holm"] = p
+    return rows
+
+
+def _result(id, *, parts, rules, reasons, evidence, needs) -> Conclusion:
+    verdicts = {name: _judge(outs, rules[name]) for name, outs in parts.items()}
+    verdict = _combine(verdicts)
+    reason = "; ".join(f"{name}: {verdicts[name]} ({reasons[name]})" for name in parts)
+    missing = [name for name, v in verdicts.items() if v == "not enough data"]
+    return Conclusion(id, TITLES[id], CLAIMS[id], verdict, reason, evidence, needs if missing else None)
+
+
+def _plain_records(records) -> pd.DataFrame:
+    """Non-graded records (graded points are C6's own)."""
+    frame = records_frame(records)
+    return frame[frame["level"].isna()]
+
+
+def _pool(records, others) -> pd.DataFrame:
+    return records_frame(pd.concat([records_frame(r) for r in (records, *others)], ignore_index=True))
+
+
+def _values(frame, metric="roc_auc") -> np.ndarray:
+    return frame[metric].dropna().to_numpy(dtype=float)
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+TITLES = {"C1": "Imbalance hurts", "C2": "The effect grows with task difficulty",
+          "C3": "It is not only fewer examples", "C4": "Oversampling is best for ROC AUC",
+          "C5": "Thresholding raises accuracy, except with undersampling",
+          "C6": "Graded sampling: full oversampling, partial undersampling",
+          "C7": "Oversampling does not overfit"}
+CLAIMS = {
+    "C1": "As expected, the increasing ratio of examples between majority and minority classes as well as the "
+          "number of minority classes had a negative effect on performance of the resulting classifiers.",
+    "C2": "by comparing the results from MNIST and CIFAR-10 we observed that the effect of imbalance is "
+          "significantly stronger for the task with higher complexity.",
+    "C3": "for the same value of parameter ρ we have equal number of examples in the training set for linear "
+          "imbalance and step imbalance with µ = 0.5 [...] The drop in performance is much higher for step imbalance.",
+    "C4": "The method that in most of the cases outperforms all others with respect to multi-class ROC AUC was "
+          "oversampling. For extreme ratio of imbalance and large portion of classes being minority, "
+          "undersampling performs on a par with oversampling.",
+    "C5": "A combination of thresholding with baseline and oversampling is the most preferable, whereas it "
+          "should not be combined with undersampling.",
+    "C6": "Oversampling should be applied to the level that totally eliminates the imbalance, whereas "
+          "undersampling can perform better when the imbalance is only removed to some extent.",
+    "C7": "Accuracy does not decrease as the training progresses and the gap between accuracy on the training "
+          "and test sets is smaller for oversampling [...] than undersampling.",
+}
+
+
+def check_c1(records) -> Conclusion:
+    """C1 Imbalance hurts: "the increasing ratio of examples between majority and minority classes
+    as well as the number of minority classes had a negative effect on performance".
+
+    Rule: baseline ROC AUC of step-imbalanced points, per network.  Part "rho": for each
+    (dataset, mu), Kendall's tau between rho and ROC AUC; part "mu": for each (dataset, rho), tau
+    between mu and ROC AUC.  Networks of different points do not pair, so this is a rank trend on
+    per-network values (scipy.stats.kendalltau), not a paired test.  A series needs two values of
+    the varied parameter with >= 3 networks each.  A significant negative tau (Holm across the
+    series of a part) is as claimed, a positive one against; rule "most" per part."""
+    frame = _plain_records(records)
+    frame = frame[(frame["method"] == "baseline") & (frame["imbalance"] == "step")].dropna(subset=["roc_auc"])
+    parts, reasons, evidence = {}, {}, []
+    for name, varied, fixed in (("rho", "rho", "mu"), ("mu", "mu", "rho")):
+        rows = []
+        for (dataset, value), series in frame.groupby(["dataset", fixed]):
+            sizes = series.groupby(varied).size()
+            series = series[series[varied].isin(sizes.index[sizes >= stats.RULES.min_n])]
+            levels = tuple(sorted(series[varied].unique()))
+            row = {"part": name, "dataset": dataset, "fixed": f"{fixed}={format_value(value)}",
+                   "values": ", ".join(map(format_value, levels)), "n": len(series),
+                   "tau": math.nan, "p_value": math.nan}
+            if len(levels) >= 2:
+                tau = st.kendalltau(series[varied], series["roc_auc"])
+                row.update(tau=float(tau.statistic), p_value=float(tau.pvalue))
+            rows.append(row)
+        for row in _with_holm(rows):
+            row["outcome"] = _outcome(row["tau"], row["p_holm"], claimed_sign=-1)
+        parts[name] = [r["outcome"] for r in rows]
+        reasons[name] = (f"baseline ROC AUC falls with {name}: " + _counts(parts[name], f"(dataset, {fixed}) series")
+                         if rows else f"no step points with baseline at two values of {name}")
+        evidence += rows
+    return _result("C1", parts=parts, rules={"rho": "most", "mu": "most"}, reasons=reasons,
+                   evidence=pd.DataFrame(evidence), needs=STEP)
+
+
+def _easier_harder(a: str, b: str, frame: pd.DataFrame):
+    """(easier, harder) of two datasets by DIFFICULTY; where one is not listed, by their baseline
+    ROC AUC at their mildest rho (lower = harder).  None when they rank alike (e.g. mnist and
+    mnist-sample: one task)."""
+    if a in DIFFICULTY and b in DIFFICULTY:
+        key = DIFFICULTY.get
+    else:
+        def key(d):
+            rows = frame[frame["dataset"] == d]
+            return -float(rows.loc[close_to(rows["rho"], rows["rho"].min()), "roc_auc"].mean())
+    if key(a) == key(b):
+        return None
+    return (a, b) if key(a) < key(b) else (b, a)
+
+
+def check_c2(records, others=()) -> Conclusion:
+    """C2 The effect grows with task difficulty: "the effect of imbalance is significantly
+    stronger for the task with higher complexity".
+
+    Rule: for two datasets (in one database, or this study and `others`), harder by DIFFICULTY
+    (a dataset not listed: by its baseline ROC AUC at its mildest rho), at each matched
+    (imbalance, mu) series and each matched rho above the series' mildest common rho: the drop of
+    baseline ROC AUC from the mildest rho to that rho, harder dataset's minus easier's, as a Welch
+    contrast of four independent samples (stats.compare_independent, weights 1, -1, -1, 1).  A
+    significantly larger drop on the harder task (Holm across the comparisons) is as claimed;
+    rule "most"."""
+    frame = _pool(records, others)
+    frame = frame[frame["level"].isna() & (frame["method"] == "baseline")].dropna(subset=["roc_auc"])
+    rows = []
+    datasets = sorted(pd.unique(frame["dataset"].dropna()))
+    for pair in combinations(datasets, 2):
+        if (ranked := _easier_harder(*pair, frame)) is None:
+            continue
+        easy, hard = ranked
+        for (imbalance, mu), _ in frame.groupby(["imbalance", "mu"], dropna=False):
+            series = frame[(frame["imbalance"] == imbalance) & close_to(frame["mu"], mu)]
+            rhos = sorted(set(series.loc[series["dataset"] == easy, "rho"])
+                          & set(series.loc[series["dataset"] == hard, "rho"]))
+            at = {(d, r): _values(series[(series["dataset"] == d) & close_to(series["rho"], r)])
+                  for d in (easy, hard) for r in rhos}
+            for rho in rhos[1:]:
+                mild = rhos[0]
+                c = stats.compare_independent(at[hard, mild], at[hard, rho], at[easy, mild], at[easy, rho],
+                                              weights=(1, -1, -1, 1))
+                rows.append({"easier": easy, "harder": hard, "imbalance": imbalance, "mu": mu,
+                             "mildest_rho": mild, "rho": rho, "n": c.n,
+                             "drop_easier": _mean(at[easy, mild]) - _mean(at[easy, rho]),
+                             "drop_harder": _mean(at[hard, mild]) - _mean(at[hard, rho]),
+                             "difference": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                             "interval_method": c.interval_method, "p_value": c.p_value})
+    for row in _with_holm(rows):
+        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
+                                  ci=(row["ci_low"], row["ci_high"]))
+    outcomes = [r["outcome"] for r in rows]
+    reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)") if rows else
+              f"datasets {', '.join(datasets) or 'none'}: needs two tasks of different difficulty at matched (rho, mu)")
+    return _result("C2", parts={"difficulty": outcomes}, rules={"difficulty": "most"},
+                   reasons={"difficulty": reason}, evidence=pd.DataFrame(rows),
+                   needs=f"{STEP} with {FASHION} (imbalance conclusions {STEP} --with {FASHION})")
+
+
+def check_c3(records, others=()) -> Conclusion:
+    """C3 It is not only fewer examples: for equal rho, step imbalance with mu = 0.5 and linear
+    imbalance train on equally many examples, and "the drop in performance is much higher for
+    step imbalance".
+
+    Rule: per dataset and rho present in both, baseline ROC AUC of linear minus step (mu = 0.5),
+    a Welch contrast of the two points' networks (stats.compare_independent).  Significantly
+    positive (Holm across the rhos) is as claimed; rule "most"."""
+    frame = _pool(records, others)
+    frame = frame[frame["level"].isna() & (frame["method"] == "baseline")].dropna(subset=["roc_auc"])
+    step = frame[(frame["imbalance"] == "step") & close_to(frame["mu"], THRESHOLDS.step_mu)]
+    linear = frame[frame["imbalance"] == "linear"]
+    rows = []
+    for dataset in sorted(set(step["dataset"]) & set(linear["dataset"])):
+        s, lin = step[step["dataset"] == dataset], linear[linear["dataset"] == dataset]
+        for rho in sorted(set(s["rho"]) & set(lin["rho"])):
+            a, b = _values(lin[close_to(lin["rho"], rho)]), _values(s[close_to(s["rho"], rho)])
+            c = stats.compare_independent(a, b)
+            rows.append({"dataset": dataset, "rho": rho, "n": c.n, "linear": float(np.mean(a)),
+                         "step_mu=0.5": float(np.mean(b)), "difference": c.estimate, "ci_low": c.ci_low,
+                         "ci_high": c.ci_high, "interval_method": c.interval_method, "p_value": c.p_value})
+    for row in _with_holm(rows):
+        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
+                                  ci=(row["ci_low"], row["ci_high"]))
+    outcomes = [r["outcome"] for r in rows]
+    reason = ("step (mu=0.5) is below linear at the same rho: " + _counts(outcomes, "rhos") if rows
+              else "needs step (mu=0.5) and linear baseline points at a common rho")
+    return _result("C3", parts={"step vs linear": outcomes}, rules={"step vs linear": "most"},
+                   reasons={"step vs linear": reason}, evidence=pd.DataFrame(rows),
+                   needs=f"{STEP} with {LINEAR} (imbalance conclusions {STEP} --with {LINEAR})")
+
+
+def check_c4(records) -> Conclusion:
+    """C4 Oversampling is best for ROC AUC: "in most of the cases outperforms all others with
+    respect to multi-class ROC AUC"; "for extreme ratio of imbalance and large portion of classes
+    being minority, undersampling performs on a par with oversampling".
+
+    Rule, on non-graded points ('-thresh' methods left out: same ROC AUC as their base):
+    - "best": ros is the winner or tied with it (stats.point_winners, paired, Holm); rule "most".
+    - "on par in the corner": at points with mu > THRESHOLDS.corner_mu and rho at or above the
+      grid's median rho, rus against ros (paired) is a tie or better: as claimed; rule "some".
+    - "only there": elsewhere rus is worse than ros (paired): as claimed, a tie against; rule "most"."""
+    frame = _plain_records(records)
+    frame = frame[~thresholded(frame["method"])]
+    parts = {"best": [], "on par in the corner": [], "only there": []}
+    reasons = {k: "no points with ros" for k in parts}
+    rows = []
+    if "ros" in set(frame["method"]):
+        winners = stats.point_winners(frame, metric="roc_auc", alpha=ALPHA)
+        for _, w in winners.iterrows():
+            if "ros" not in set(frame.loc[frame["point_id"] == w["point_id"], "method"]):
+                continue
+            if "ros" in w["tied"] or (w["winner"] == "ros" and not w["untested"]):
+                outcome = AS_CLAIMED
+            elif w["winner"] == "ros" or "ros" in w["untested"]:
+                outcome = None      # best by its mean, but not tested against all: too few repeats
+            else:
+                outcome = AGAINST
+            rows.append({"part": "best", "point_id": w["point_id"], "rho": w["rho"], "mu": w["mu"],
+                         "winner": w["winner"], "tied": ", ".join(w["tied"]), "outcome": outcome})
+            parts["best"].append(outcome)
+        reasons["best"] = "ros best or tied-best: " + _counts(parts["best"], "points")
+        if "rus" in set(frame["method"]):
+            paired = stats.paired_differences(frame, reference="ros", methods=["ros", "rus"], alpha=ALPHA)
+            rhos = np.unique(frame["rho"].dropna())
+            extreme = float(np.quantile(rhos, THRESHOLDS.corner_rho_quantile)) if len(rhos) else math.inf
+            for _, p in paired.iterrows():
+                corner = bool(p["mu"] > THRESHOLDS.corner_mu and p["rho"] >= extreme)
+                part = "on par in the corner" if corner else "only there"
+                v = p["verdict"]
+                outcome = None if v is None else (
+                    (AS_CLAIMED if v in ("tie", "better") else NO_DIFFERENCE) if corner else
+                    (AS_CLAIMED if v == "worse" else AGAINST))
+                rows.append({"part": part, "point_id": p["point_id"], "rho": p["rho"], "mu": p["mu"],
+                             "rus_minus_ros": p["mean_difference"], "ci_low": p["ci_low"], "ci_high": p["ci_high"],
+                             "p_holm": p["p_holm"], "verdict": v, "outcome": outcome})
+                parts[part].append(outcome)
+            corner_text = f"mu > {format_value(THRESHOLDS.corner_mu)}, rho >= {format_value(extreme)}"
+            reasons["on par in the corner"] = (f"rus ties or beats ros where {corner_text}: "
+                                               + _counts(parts["on par in the corner"], "points")
+                                               if parts["on par in the corner"]
+                                               else f"no points with {corner_text}")
+            reasons["only there"] = "rus below ros elsewhere: " + _counts(parts["only there"], "points")
+        else:
+            reasons["on par in the corner"] = reasons["only there"] = "no rus networks"
+    return _result("C4", parts=parts, rules={"best": "most", "on par in the corner": "some", "only there": "most"},
+                   reasons=reasons, evidence=pd.DataFrame(rows), needs=STEP)
+
+
+def check_c5(records) -> Conclusion:
+    """C5 Thresholding raises accuracy with baseline and oversampling, not with undersampling:
+    "A combination of thresholding with baseline and oversampling is the most preferable, whereas
+    it should not be combined with undersampling."
+
+    Rule: each network of baseline, ros and rus carries its accuracy and its thresholded
+    accuracy (scores divided by the training priors): a paired comparison of the same network.
+    Per point, stats.paired_differences of thresholded minus plain accuracy (Holm per point).
+    For baseline and ros, 'better' is as claimed and 'worse' against; for rus, a tie or 'worse'
+    is as claimed and 'better' against.  Rule "most" for each of the three."""
+    frame = _plain_records(records)
+    parts, reasons, rows = {}, {}, []
+    for base, claimed in (("baseline", ("better",)), ("ros", ("better",)), ("rus", ("tie", "worse"))):
+        own = frame[frame["method"] == base]
+        if own.empty:
+            parts[base], reasons[base] = [], f"no {base} networks"
+            continue
+        both = pd.concat([own, own.assign(method=base + "-thresh", accuracy=own["thresholded_accuracy"])])
+        paired = stats.paired_differences(both, metric="accuracy", reference=base, alpha=ALPHA)
+        outcomes = []
+        for _, p in paired.iterrows():
+            v = p["verdict"]
+            outcome = None if v is None else AS_CLAIMED if v in claimed else (
+                AGAINST if v in ("better", "worse") else NO_DIFFERENCE)
+            outcomes.append(outcome)
+            rows.append({"method": base, "point_id": p["point_id"], "rho": p["rho"], "mu": p["mu"],
+                         "n_pairs": p["n_pairs"], "gain": p["mean_difference"], "ci_low": p["ci_low"],
+                         "ci_high": p["ci_high"], "p_holm": p["p_holm"], "verdict": v, "outcome": outcome})
+        parts[base] = outcomes
+        word = "raises" if base != "rus" else "does not raise"
+        reasons[base] = f"thresholding {word} {base}'s accuracy: " + _counts(outcomes, "points")
+    return _result("C5", parts=parts, rules=dict.fromkeys(parts, "most"), reasons=reasons,
+                   evidence=pd.DataFrame(rows), needs=STEP)
+
+
+def check_c6(records) -> Conclusion:
+    """C6 Graded sampling: "Oversampling should be applied to the level that totally eliminates
+    the imbalance, whereas undersampling can perform better when the imbalance is only removed to
+    some extent."
+
+    Rule, on graded points (a `level`: the ratio left after sampling; 1 = fully balanced), per
+    (dataset, rho, mu) series, baseline-free, by Welch contrasts of the levels' networks
+    (different points: unpaired), Holm within a series:
+    - "full ros best": no level of ros is significantly above level 1 (as claimed), one is (against);
+      rule "most" over the series.
+    - "partial rus better": some level 1 < level < rho of rus is significantly above level 1
+      (as claimed), none is (no difference); rule "some" over the series."""
+    frame = records_frame(records)
+    frame = frame[frame["level"].notna()].dropna(subset=["roc_auc"])
+    parts = {"full ros best": [], "partial rus better": []}
+    rows = []
+    for (dataset, rho, mu), series in frame.groupby(["dataset", "rho", "mu"], dropna=False):
+        for method, part in (("ros", "full ros best"), ("rus", "partial rus better")):
+            own = series[series["method"] == method]
+            full = _values(own[close_to(own["level"], 1.0)])
+            levels = sorted(l for l in own["level"].unique() if l > 1 and (method == "ros" or l < rho))
+            if not len(full) or not levels:
+                continue
+            found = []
+            for level in levels:
+                c = stats.compare_independent(_values(own[close_to(own["level"], level)]), full)
+                found.append({"part": part, "dataset": dataset, "rho": rho, "mu": mu, "method": method,
+                              "level": level, "n": c.n, "minus_full": c.estimate, "ci_low": c.ci_low,
+                              "ci_high": c.ci_high, "p_value": c.p_value})
+            found = _with_holm(found)
+            tested = [r for r in found if not math.isnan(r["p_holm"])]
+            above = [r for r in tested if _outcome(r["minus_full"], r["p_holm"], claimed_sign=1,
+                                                   ci=(r["ci_low"], r["ci_high"])) == AS_CLAIMED]
+            if not tested:
+                outcome = None
+            elif method == "ros":
+                outcome = AGAINST if above else AS_CLAIMED
+            else:
+                outcome = AS_CLAIMED if above else NO_DIFFERENCE
+            for r in found:
+                r["series_outcome"] = outcome
+            parts[part].append(outcome)
+            rows += found
+    reasons = {"full ros best": "no level of ros beats level 1: " + _counts(parts["full ros best"], "series"),
+               "partial rus better": "a partial level of rus beats level 1: "
+                                     + _counts(parts["partial rus better"], "series")}
+    if frame.empty:
+        reasons = dict.fromkeys(parts, "no graded points (levels)")
+    return _result("C6", parts=parts, rules={"full ros best": "most", "partial rus better": "some"},
+                   reasons=reasons, evidence=pd.DataFrame(rows), needs=GRADED)
+
+
+def _network_curves(records, curves) -> pd.DataFrame:
+    """Per ros/rus network: late and earlier mean test accuracy, and the final train - test gap."""
+    frame = records_frame(records)
+    curves = curves_frame(curves)
+    for column in ("iteration", "train_accuracy", "test_accuracy"):       # NULL -> NaN, never None
+        curves[column] = pd.to_numeric(curves[column], errors="coerce").astype(float)
+    curves = curves.dropna(subset=["iteration", "test_accuracy"])
+    curves = curves[curves["method"].isin(["ros", "rus"])]           # the only ones C7 reads
+    keys = ["point_id", "method", "repeat"]
+    if curves.empty:
+        return pd.DataFrame(columns=[*keys, "dataset", "late", "earlier", "gap", "diverged"])
+    out = []
+    for key, c in curves.groupby(keys):
+        last = c["iteration"].max()
+        late = c.loc[c["iteration"] > THRESHOLDS.late_from * last, "test_accuracy"]
+        earlier = c.loc[(c["iteration"] > THRESHOLDS.earlier_from * last)
+                        & (c["iteration"] <= THRESHOLDS.late_from * last), "test_accuracy"]
+        end = c[c["iteration"] == last].iloc[-1]
+        gap = float(end["train_accuracy"]) - float(end["test_accuracy"])      # NaN without a train accuracy
+        out.append({**dict(zip(keys, key)), "late": late.mean() if len(late) else math.nan,
+                    "earlier": earlier.mean() if len(earlier) else math.nan, "gap": gap})
+    out = pd.DataFrame(out)
+    info = frame[keys + ["dataset", "diverged"]].drop_duplicates(keys)
+    info["repeat"] = info["repeat"].astype(out["repeat"].dtype)
+    out = out.merge(info, on=keys, how="left")
+    bad = out["diverged"].fillna(0) > 0
+    out.loc[bad, ["late", "earlier", "gap"]] = math.nan      # a diverged network's curve says nothing
+    return out
+
+
+def check_c7(records, curves) -> Conclusion:
+    """C7 Oversampling does not overfit: "Accuracy does not decrease as the training progresses
+    and the gap between accuracy on the training and test sets is smaller for oversampling [...]
+    than undersampling."
+
+    Rule, per dataset, from the stored curves (test accuracy at each evaluation; training accuracy
+    as the trainer logged it):
+    - "no late fall": each ros network's mean test accuracy over evaluations after
+      THRESHOLDS.late_from of its iterations vs its mean over (earlier_from, late_from]: two
+      measurements of one network, paired (stats.compare_paired), pooled over the dataset's
+      points: the claim is about training, not about a point.  No significant fall: as claimed.
+    - "gap no larger": the final train - test accuracy gap, ros minus rus, paired by
+      (point, repeat) and pooled likewise: not significantly larger is as claimed (the paper says
+      smaller; the issue says no larger), significantly larger against.
+    Diverged networks are left out (and counted)."""
+    nets = _network_curves(records, curves)
+    parts = {"no late fall": [], "gap no larger": []}
+    rows = []
+    for dataset, d in nets.groupby("dataset"):
+        ros = d[d["method"] == "ros"]
+        if len(ros):
+            c = stats.compare_paired(ros["late"], ros["earlier"])
+            parts["no late fall"].append(_outcome_paired(c, claimed=("tie", "better")))
+            rows.append({"part": "no late fall", "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
+                         "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                         "test": c.test, "p_value": c.p_value, "outcome": parts["no late fall"][-1], "note": c.note})
+        pair = d[d["method"].isin(["ros", "rus"])].pivot_table(index=["point_id", "repeat"], columns="method",
+                                                               values="gap", aggfunc="first", dropna=False)
+        if {"ros", "rus"} <= set(pair.columns):
+            c = stats.compare_paired(pair["ros"], pair["rus"])
+            parts["gap no larger"].append(_outcome_paired(c, claimed=("tie", "worse")))
+            rows.append({"part": "gap no larger", "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
+                         "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                         "test": c.test, "p_value": c.p_value, "outcome": parts["gap no larger"][-1], "note": c.note})
+    evidence = pd.DataFrame(rows)
+
+    def said(part, text):
+        r = evidence[evidence["part"] == part] if len(evidence) else evidence
+        if r.empty:
+            return f"no {text} curves"
+        return "; ".join(f"{x['dataset']}: {x['mean_difference']:+.4f} [{x['ci_low']:.4f}, {x['ci_high']:.4f}], "
+                         f"n={x['n_pairs']}, {x['test']} p={x['p_value']:.3g}" if pd.notna(x["ci_low"])
+                         else f"{x['dataset']}: {x['note']}"
+                         for _, x in r.iterrows())
+    reasons = {"no late fall": "late minus earlier test accuracy of ros: " + said("no late fall", "ros"),
+               "gap no larger": "train-test gap, ros minus rus: " + said("gap no larger", "ros and rus")}
+    return _result("C7", parts=parts, rules=dict.fromkeys(parts, "most"), reasons=reasons,
+                   evidence=evidence, needs=STEP)
+
+
+def _outcome_paired(c: stats.PairedComparison, *, claimed) -> str | None:
+    v = stats.verdict(c.mean_difference, c.ci_low, c.ci_high, c.p_value, alpha=ALPHA)
+    if v is None:
+        return None
+    return AS_CLAIMED if v in claimed else AGAINST
+
+
+# --- all of them ------------------------------------------------------------------------------
+
+def check_all(records, curves=None, *, others=()) -> list[Conclusion]:
+    """C1..C7 on a study's records (and curves, for C7); `others`: records of further studies
+    that C2 (another dataset) and C3 (linear imbalance) may need."""
+    return [check_c1(records), check_c2(records, others), check_c3(records, others), check_c4(records),
+            check_c5(records), check_c6(records), check_c7(records, curves)]
+
+
+def conclusions_table(results) -> pd.DataFrame:
+    """One row per conclusion: conclusion (id), title, claim, verdict, evidence (the reason, with
+    its numbers), needs."""
+    return pd.DataFrame([{"conclusion": r.id, "title": r.title, "claim": r.claim, "verdict": r.verdict,
+                          "evidence": r.reason, "needs": r.needs} for r in results],
+                        columns=["conclusion", "title", "claim", "verdict", "evidence", "needs"])
+
+
+def format_conclusions(results, *, width: int = 100) -> str:
+    """The conclusions as plain text, one block per check."""
+    import textwrap
+    blocks = []
+    for r in results:
+        lines = [f"{r.id}  {r.title}: {r.verdict.upper()}"]
+        for label, text in (("claim", f'"{r.claim}"'), ("evidence", r.reason), ("needs", r.needs)):
+            if text:
+                lines += textwrap.wrap(text, width, initial_indent=f"    {label}: ",
+                                       subsequent_indent=" " * (6 + len(label)))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
