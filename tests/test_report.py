@@ -114,6 +114,16 @@ def test_report_top_says_what_was_run(quick):
     assert f"{len(trained)} (0 diverged)" in text
 
 
+def test_conclusions_table_comes_right_after_what_was_run(quick):
+    _, _, html = quick
+    doc = parse(html)
+    assert doc.sections[:3] == ["What was run", "The paper's conclusions, checked on this study",
+                                "Recommendations: which method, where"]
+    text = " ".join(doc.text)
+    for check in ("C1", "C4", "C7", "not enough data", "Oversampling does not overfit"):
+        assert check in text, check
+
+
 def test_two_repeats_give_no_interval_but_say_too_few(quick):
     """The quick study has n=2 per point: no interval anywhere, and the report says why."""
     _, _, html = quick
