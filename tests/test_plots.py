@@ -255,3 +255,17 @@ def test_figure_names_never_say_none():
     assert plots.figure_name("recall", "my data/set") == "recall_my-data-set"
     with pytest.raises(ValueError, match="None"):
         plots.save_figure(plots.profile_figure(), "/nonexistent", "fig_None")
+
+
+def test_winners_map_marks_ties_and_untested_points():
+    winners = pd.DataFrame([
+        dict(rho=10, mu=0.5, winner="ros", tied=("rus", "two-phase-ros"), untested=(), n=5),
+        dict(rho=100, mu=0.5, winner="ros", tied=(), untested=(), n=5),
+        dict(rho=10, mu=0.2, winner="baseline", tied=(), untested=("ros",), n=2),
+        dict(rho=100, mu=0.2, winner=None, tied=(), untested=(), n=0)])
+    fig = plots.winners_figure(winners)
+    shown = texts(fig)
+    assert "= rus, two-phase-ros" in shown and "ties untested (n=2)" in shown and "no winner" in shown
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
+    assert len(hatched) == 1                                    # the one point with ties
+    assert "tied with others" in shown and "pale: ties untested" in shown

@@ -48,6 +48,7 @@ from matplotlib.lines import Line2D
 
 from imbalance.params import METHODS as METHOD_ORDER
 from imbalance.profiles import profile_counts
+from imbalance.stats import RULES
 from imbalance.tables import (CONFIDENCE, curves_frame, format_value, mean_intervals, methods_present,
                               metric_records, point_label, records_frame, select_records, thresholded)
 
@@ -136,11 +137,11 @@ def band_caption(intervals: pd.DataFrame | None) -> str:
     pct = f"{CONFIDENCE:.0%}"
     if drawn.empty:
         return (f"Each point is the mean of {n_text} networks (repeats) per method; no interval is drawn: "
-                f"{n_text}: too few repeats (an interval needs n ≥ 3).")
+                f"{n_text}: too few repeats (an interval needs n ≥ {RULES.min_n}).")
     methods = sorted(set(drawn["interval_method"].dropna()))
     band = " / ".join(methods)
-    few = intervals["ci_low"].isna() & (intervals["n"] < 3)
-    tail = " Points with n < 3 have no band (too few repeats)." if few.any() else ""
+    few = intervals["ci_low"].isna() & (intervals["n"] < RULES.min_n)
+    tail = f" Points with n < {RULES.min_n} have no band (too few repeats)." if few.any() else ""
     return (f"Each point is the mean of {n_text} networks (repeats) per method; the band is the {pct} "
             f"{band} interval of that mean over repeats.{tail}")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance import plots, tables
+from imbalance import plots, stats, tables
 from imbalance.params import THRESH_SUFFIX
 from imbalance.tables import format_value, point_label
 
@@ -261,11 +261,13 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
     top = Section("What was run")
     if run is not None:
         top.add(table_html(run))
+    rules = stats.RULES
     top.add(paragraph(f"Recommendations rank methods by {plots.METRICS.get(settings.metric, settings.metric)}; "
                       f"every interval is a {settings.confidence:.0%} interval of a mean over repeats: Student-t for "
-                      "n < 10, BCa bootstrap for n ≥ 10, none for n < 3; verdicts use a paired t-test (n < 6) or "
-                      f"Wilcoxon signed-rank test (n ≥ 6), Holm-corrected across the methods at a point, α = "
-                      f"{settings.alpha:g}."))
+                      f"n < {rules.bootstrap_from}, BCa bootstrap for n ≥ {rules.bootstrap_from}, none for "
+                      f"n < {rules.min_n}; verdicts use a paired t-test (n < {rules.wilcoxon_from}) or Wilcoxon "
+                      f"signed-rank test (n ≥ {rules.wilcoxon_from}), Holm-corrected across the methods at a point, "
+                      f"α = {settings.alpha:g}."))
     report.sections.append(top)
     _conclusions(b)
     _recommendations(b)
@@ -290,7 +292,6 @@ def _conclusions(b: _Builder) -> None:
 
 
 def _recommendations(b: _Builder) -> None:
-    from imbalance import stats
     s = b.settings
     frame = b.records[b.records["level"].isna()]
     if frame.empty or s.reference not in set(frame["method"]):
