@@ -269,3 +269,13 @@ def test_winners_map_marks_ties_and_untested_points():
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
     assert len(hatched) == 1                                    # the one point with ties
     assert "tied with others" in shown and "pale: ties untested" in shown
+
+
+def test_many_classes_get_bars_without_a_label_each():
+    """ImageNet-sized profiles (1000 classes) stay drawable: no tick label per class."""
+    counts = [13] * 900 + [1300] * 100
+    frame = pd.DataFrame([dict(point_id="p", dataset="imagefolder", imbalance="step", rho=100, mu=0.9, method="baseline",
+                               repeat=0, class_counts=counts, roc_auc=0.9)])
+    fig = plots.study_profiles_figure(frame)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 1000 and len(ax.get_xticks()) == 0 and ax.get_yscale() == "log"

@@ -60,6 +60,7 @@ METRICS = {"roc_auc": "multi-class ROC AUC", "accuracy": "accuracy",
            "balanced_accuracy": "balanced accuracy"}
 PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10", len(METHOD_ORDER))))
 MARKERS = dict(zip(METHOD_ORDER, "osD^vPX*<>"))   # one marker per method: coinciding lines stay visible
+MAX_CLASS_TICKS = 20   # class-count bars get one labelled tick each up to this many classes
 DODGE = 0.025          # x offset between neighbouring methods: a fraction of a decade (log x) or of the x range
 MINORITY_COLOUR, MAJORITY_COLOUR = sns.color_palette()[3], sns.color_palette()[0]
 # under a figure that left the '-thresh' methods out (tables.metric_records)
@@ -274,13 +275,15 @@ def profile_bars(ax, counts, *, title: str, labels: Iterable[str] | None = None,
     counts = np.asarray(counts, dtype=float)
     minority = counts < counts.max()
     ax.bar(np.arange(len(counts)), counts, color=[MINORITY_COLOUR if m else MAJORITY_COLOUR for m in minority])
-    ax.set_xticks(np.arange(len(counts)))
-    if labels is not None:
+    ax.set_xlabel("class" if labels is not None else "class (smallest first)")
+    if len(counts) > MAX_CLASS_TICKS:          # e.g. ImageNet's 1000 classes: no label per bar
+        ax.set_xticks([])
+    elif labels is not None:
+        ax.set_xticks(np.arange(len(counts)))
         ax.set_xticklabels(list(labels), rotation=90 if max(len(str(s)) for s in labels) > 2 else 0, fontsize=8)
-        ax.set_xlabel("class")
     else:
+        ax.set_xticks(np.arange(len(counts)))
         ax.set_xticklabels([str(i) for i in range(1, len(counts) + 1)])
-        ax.set_xlabel("class (smallest first)")
     if log:
         ax.set_yscale("log")
         n_max = counts.max()

@@ -49,6 +49,7 @@ DATASET_NAMES = {"mnist-sample": "MNIST (the 5,000-digit sample shipped with mlx
                  "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar10-jpg": "CIFAR-10 (JPEG copy)",
                  "imagefolder": "ImageNet-style image folder"}
 CLASS_NAMES_OF = {"mnist-sample": "mnist", "cifar10-jpg": "cifar10"}   # datasets sharing another's classes
+CURVE_POINTS = 12   # learning-curve panels at most (Figure 8), the first grid points in grid order
 CONFUSION_MISSING = ("confusion matrices: no record stores one yet (the training notebooks do not save them), "
                      "so the confusion matrix per method at the hardest point is left out")
 
@@ -435,11 +436,13 @@ def _paper_figures(b: _Builder) -> None:
     if b.curves.dropna(subset=["iteration"]).empty:
         missing.append(f"Figure 8 (learning curves): run {plots.RUN['curves']}")
     else:
-        fig = plots.curves_figure(b.curves, records=records)
+        fig = plots.curves_figure(b.curves, records=records, max_points=CURVE_POINTS)
         n = records.groupby(["point_id", "method"])["repeat"].nunique()
+        n_points = b.curves["point_id"].nunique()
+        shown = f"the first {CURVE_POINTS} of {n_points} grid points" if n_points > CURVE_POINTS else "each grid point"
         b.figure(section, fig, "fig8_curves",
-                 "Test (solid) and training (dashed) accuracy during training, one panel "
-                 f"per grid point in grid order; thin lines are single networks, thick lines their mean over "
+                 "Test (solid) and training (dashed) accuracy during training, one panel for "
+                 f"{shown} in grid order; thin lines are single networks, thick lines their mean over "
                  f"{', '.join(map(str, sorted(set(n))))} repeats. '-thresh' methods share their base network's curve.",
                  label="Figure 8 of the paper, on this study")
     imagenet = records[records["dataset"] == "imagefolder"]
