@@ -183,6 +183,13 @@ def test_every_kind_of_record_gets_its_figure(tiny):
             "recall_vs_class_size_mnist-sample"} <= ids
 
 
+def test_the_report_leaves_the_database_as_it_was(quick):
+    outputs, _, _ = quick
+    folder = outputs / "quick"
+    assert (folder / "results.sqlite").read_bytes() == QUICK.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["figures", "report.html", "results.sqlite"]   # no -wal/-shm
+
+
 def test_write_report_needs_a_database(tmp_path):
     with pytest.raises(FileNotFoundError, match="imbalance run"):
         report.write_report("nothing", tmp_path)

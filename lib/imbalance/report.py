@@ -24,7 +24,6 @@ import html
 import json
 import math
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,16 +137,18 @@ def paragraph(text: str) -> str:
 
 # --- what was run -----------------------------------------------------------------------------
 
-def study_settings(db: Path, study: str) -> dict:
-    """The result-shaping settings the study's first run stored ({} if none), read-only."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = con.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
-    except sqlite3.OperationalError:
-        row = None
-    finally:
-        con.close()
+def study_settings(store, study: str) -> dict:
+    """The result-shaping settings the study's first run stored in `store` ({} if none)."""
+    row = store.db.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
     return json.loads(row[0]) if row else {}
+
+
+def point_seconds(store, study: str) -> dict[str, float | None]:
+    """Done points -> wall seconds of their last attempt, from `store`'s points table."""
+    from datetime import datetime
+    return {r["point_id"]: (datetime.fromisoformat(r["finished_at"]) - datetime.fromisoformat(r["started_at"]))
+            .total_seconds() if r["started_at"] and r["finished_at"] else None
+            for r in store.points(study) if r["status"] == "done"}
 
 
 def paper_iterations(recipe: str | None) -> int | None:
@@ -489,9 +490,14 @@ def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, sett
     if not db.is_file():
         raise FileNotFoundError(f"{db} not found: study {study!r} has no results yet; run it first "
                                 f"(imbalance run params/<file>.yaml)")
-    from imbalance.store import point_seconds
-    records, curves = tables.load_study(study, outputs_dir)
-    run = run_table(records, study_settings(db, study), point_seconds(db, study)) if not records.empty else None
+    from imbalance.store import Store
+    # one read-write connection, closed at once: SQLite then removes the WAL files (a read-only
+    # connection to a WAL database would leave results.sqlite-wal/-shm behind)
+    with Store(db) as store:
+        records = tables.records_frame(store.records_frame(study))
+        curves = tables.curves_frame(store.curves_frame(study))
+        run = run_table(records, study_settings(store, study), point_seconds(store, study)) \
+            if not records.empty else None
     return build_report(study, records, curves, run=run, settings=settings,
                         figures_dir=study_dir / "figures" if save_figures else None)
 
