@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from imbalance.plots import (METRICS, MU, PALETTE, RHO, RUN, _lines, figure_title, message_figure, method_marker,
                              method_palette, profile_bars, thresh_note)
 from imbalance.params import THRESH_SUFFIX
-from imbalance.tables import (close_to, format_value, load_study, mean_intervals, method_table, methods_present,
+from imbalance.tables import (THRESHOLD_INVARIANT, close_to, format_value, load_study, mean_intervals, method_table, methods_present,
                               metric_records, point_label, records_frame, select_records)
 
 REFERENCE = "baseline"     # the default reference method of paired differences (issue 10)
@@ -100,7 +100,7 @@ def explorer_paired(records, *, rho: float, mu: float | None, imbalance: str, da
     if point.empty or reference not in set(point["method"]):
         return pd.DataFrame(columns=columns)
     compared = methods_present(point, methods)
-    if methods is None and metric == "roc_auc":      # a '-thresh' method repeats its base's ROC AUC
+    if methods is None and metric in THRESHOLD_INVARIANT:      # a '-thresh' method repeats its base's ROC AUC
         compared = [m for m in compared if not m.endswith(THRESH_SUFFIX)]
     paired = stats.paired_differences(point, metric=metric, reference=reference,
                                       methods=[m for m in compared if m != reference] + [reference])
