@@ -224,205 +224,47 @@ FIGURES = '''\
 # %% [markdown]
 # # Figures of a study
 #
-# Every figure of the paper that the study's records allow, from `outputs/<study>/results.sqlite`;
-# each is saved as PNG and SVG under `outputs/<study>/figures/`.  A figure whose records are
-# missing says which params file produces them.  `imbalance.report.write_report(study)` runs this
-# notebook and converts it to `outputs/<study>/report.html`.
+# The study's report, drawn from `outputs/<study>/results.sqlite`: what was run, the paper's
+# conclusions as checks, the recommended method per grid point, and every figure of the paper that
+# the records allow, each captioned (what it shows, which interval its bands are, n per point) and
+# saved as PNG and SVG under `outputs/<study>/figures/`.  `imbalance report PARAMS` writes the same
+# document to `outputs/<study>/report.html`.
 
 # %% tags=["parameters"]
 study = "quick"  # the study: outputs/<study>/results.sqlite
 outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
 
-# %%
-from pathlib import Path
+# %% jupyter={"source_hidden": true}
+from imbalance import report
 
-from imbalance import plots, tables
-
-records, curves = tables.load_study(study, outputs_dir)
-figures_dir = Path(outputs_dir) / study / "figures"
-
-
-def show(fig, name):
-    """Save a figure of this study (not the 'no records' notes) and display it."""
-    if not records.empty and plots.figure_message(fig) is None:
-        plots.save_figure(fig, figures_dir, name)
-    return fig
-
-
-datasets = sorted(set(records["dataset"].dropna()) - {"imagefolder"})  # ImageNet has its own table
-print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique()} grid points")
-
-# %% [markdown]
-# ## The grid points in the database
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-tables.grid_table(records)
-
-# %% [markdown]
-# ## Figure 1: class-count profiles (ρ = 10, μ = 0.5)
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-show(plots.profile_figure(rho=10, mu=0.5, n_max=5000), "fig1_profiles")
-
-# %% [markdown]
-# ## Figures 3 and 4: ROC AUC vs ρ under step imbalance, one panel per μ
-# The ROC AUC figures leave the `-thresh` methods out: dividing each class's scores by its prior
-# cannot change one-vs-rest ROC AUC, so their lines would sit on their base methods' (Figure 6 shows
-# what thresholding does to accuracy).
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-for name in datasets or [None]:
-    display(show(plots.auc_vs_rho(records, dataset=name), f"fig3_4_auc_vs_rho_{name}"))
-
-# %% [markdown]
-# ## ROC AUC vs μ under step imbalance, one panel per ρ
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-for name in datasets or [None]:
-    display(show(plots.auc_vs_mu(records, dataset=name), f"auc_vs_mu_{name}"))
-
-# %% [markdown]
-# ## Figure 5: ROC AUC vs ρ under linear imbalance
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-show(plots.linear_figure(records), "fig5_linear")
-
-# %% [markdown]
-# ## Figure 6: accuracy with and without thresholding
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-show(plots.threshold_accuracy_figure(records), "fig6_thresholding")
-
-# %% [markdown]
-# ## Figure 7: graded over- and undersampling
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-show(plots.graded_figure(records), "fig7_graded")
-
-# %% [markdown]
-# ## Figure 8: training and test accuracy during training
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-show(plots.curves_figure(curves), "fig8_curves")
-
-# %% [markdown]
-# ## Table 4: ImageNet subsets
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-show(plots.imagenet_table(records), "table4_imagenet")
+report.show_report(study, outputs_dir)
 '''
 
 EXPLORE = '''\
 # %% [markdown]
 # # Explore a study
 #
-# Pick a dataset, imbalance type, ρ, μ and methods: the class-count profile, the metric around the
-# chosen grid point and a ranking of the methods there are redrawn from
+# Pick a dataset, imbalance type, ρ, μ, methods, a metric and a reference method: the methods at
+# the chosen grid point are ranked (mean and the interval of the mean over repeats), each is compared
+# with the reference by its paired difference (same subset and initial weights per repeat) with a
+# verdict, and the class counts (log axis) and the metric around the point are drawn, from
 # `outputs/<study>/results.sqlite`.  For example: *which method should I use at ρ = 100 with half
-# the classes minority?*  Set ρ = 100 and μ = 0.5 and read the table: the methods ranked by ROC AUC.
+# the classes minority?*  Run all cells; the controls open at the grid point nearest (rho, mu).
 
 # %% tags=["parameters"]
 study = "quick"  # the study: outputs/<study>/results.sqlite
 outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
 metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accuracy
+reference = "baseline"  # paired differences are each method minus this one
+rho = 100  # the first view: the grid point nearest this imbalance ratio ...
+mu = 0.5  # ... and this fraction of minority classes
 
-# %%
-import ipywidgets as widgets
+# %% jupyter={"source_hidden": true}
+from imbalance import explorer
 
-from imbalance import explorer, plots, tables
-
-records, _ = tables.load_study(study, outputs_dir)
-print(f"study {study!r}: {len(records)} networks at {records['point_id'].nunique()} grid points")
-
-# %% [markdown]
-# ## The grid points that exist
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-tables.grid_table(records)
-
-# %% [markdown]
-# ## ρ = 100, half the classes minority (or the nearest grid point)
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-choice = explorer.explorer_defaults(records, rho=100, mu=0.5)
-display(explorer.explorer_table(records, **choice, metric=metric))
-explorer.explorer_figure(records, **choice, metric=metric)
-
-# %% [markdown]
-# ## Explorer
-# Move the sliders (or focus one and use the arrow keys); the table ranks the methods at the chosen
-# grid point, best first, with the 95% interval over repeats.  With every method selected, the ROC AUC
-# plots leave the `-thresh` methods out (thresholding cannot change ROC AUC); select methods to plot
-# exactly those.
-
-# %%
-# NBVAL_IGNORE_OUTPUT
-def labelled(values):
-    return [(f"{v:g}", v) for v in values]
-
-
-def nearest(values, value):
-    return min(values, key=lambda v: abs(v - value)) if values and value is not None else None
-
-
-def explorer_widgets(records, choice):
-    """Widgets for dataset, imbalance type, ρ, μ, methods and metric, and the view they redraw."""
-    first = explorer.explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
-    w_dataset = widgets.Dropdown(options=first["datasets"], value=choice["dataset"], description="dataset")
-    w_imbalance = widgets.Dropdown(options=first["imbalances"], value=choice["imbalance"], description="imbalance")
-    w_rho = widgets.SelectionSlider(options=labelled(first["rhos"]), value=choice["rho"], description="ρ")
-    w_mu = widgets.SelectionSlider(options=labelled(first["mus"] or [0.5]), value=choice["mu"] or 0.5,
-                                   description="μ", disabled=not first["mus"])
-    w_methods = widgets.SelectMultiple(options=first["methods"], value=first["methods"], description="methods",
-                                       rows=8)
-    w_metric = widgets.Dropdown(options=list(plots.METRICS), value=metric, description="metric")
-    out = widgets.Output()
-
-    def follow(change):
-        """Dataset or imbalance type changed: offer the values present there."""
-        now = explorer.explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
-        w_imbalance.options = now["imbalances"]
-        for slider, values in ((w_rho, now["rhos"]), (w_mu, now["mus"])):
-            slider.disabled = not values
-            if values:
-                slider.options, slider.value = labelled(values), nearest(values, slider.value)
-        w_methods.options, w_methods.value = now["methods"], now["methods"]
-
-    def redraw(change=None):
-        every = set(w_methods.value) == set(w_methods.options)   # all of them: no methods named
-        kw = dict(dataset=w_dataset.value, imbalance=w_imbalance.value, rho=w_rho.value,
-                  mu=None if w_mu.disabled else w_mu.value, methods=None if every else list(w_methods.value),
-                  metric=w_metric.value)
-        with out:
-            out.clear_output(wait=True)
-            display(explorer.explorer_table(records, **kw))
-            display(explorer.explorer_figure(records, **kw))
-
-    for w in (w_dataset, w_imbalance):
-        w.observe(follow, names="value")
-    for w in (w_dataset, w_imbalance, w_rho, w_mu, w_methods, w_metric):
-        w.observe(redraw, names="value")
-    redraw()
-    return widgets.VBox([widgets.HBox([widgets.VBox([w_dataset, w_imbalance, w_rho, w_mu, w_metric]), w_methods]),
-                         out])
-
-
-if records.empty:
-    print("no records yet: run `imbalance run params/quick.yaml` (or any params file), then rerun this notebook")
-else:
-    display(explorer_widgets(records, choice))
+explorer.explore(study, outputs_dir, metric=metric, reference=reference, rho=rho, mu=mu)
 '''
+
 
 OTHER = {"figures": dict(source=FIGURES, execute=True), "explore": dict(source=EXPLORE, execute=True)}
 

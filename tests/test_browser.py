@@ -1,5 +1,6 @@
 """The explorer in a real browser: JupyterLab + headless Chromium (Playwright), run all cells,
-move the ρ slider with the keyboard, and see the figure redrawn.
+see the controls (with the reference method's paired differences), move the ρ slider with the
+keyboard, and see the figure redrawn.
 
 Needs the system Chromium (`apt-get install chromium`: /usr/bin/chromium) and the Python package
 `playwright` (its own driver only: never `playwright install`, which downloads a browser).
@@ -95,6 +96,10 @@ def test_explorer_slider_redraws_the_figure(lab, tmp_path):
             assert before and before.startswith("data:image/png;base64,")
             readout = page.locator(f"{RHO_SLIDER} .widget-readout")
             assert readout.inner_text().strip() == "100"      # explore's first view: ρ = 100, μ = 0.5
+            # the controls, not a raw 'VBox(...)': the reference dropdown and the paired differences to it
+            assert page.get_by_text("VBox(", exact=False).count() == 0
+            page.locator(".widget-dropdown:has(.widget-label:text-is('reference'))").first.wait_for()
+            page.get_by_text("paired differences to baseline").first.wait_for()
 
             handle = page.locator(f"{RHO_SLIDER} .noUi-handle").first
             handle.focus()

@@ -1,15 +1,19 @@
 """imbalance.explorer on a small synthetic study: the widgets' options and first view, the ranking
-at a grid point, and the figure (which leaves '-thresh' methods out of ROC AUC unless named)."""
+and the paired differences at a grid point, the figure (class counts on a log axis; '-thresh'
+methods out of ROC AUC unless named), and the widget opening ready on the committed quick study."""
 import matplotlib
 
 matplotlib.use("Agg")
 
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from browser.study import all_records  # noqa: E402
 from fixtures.figures import colour, data_colours, texts  # noqa: E402
-from imbalance import explorer, plots, tables  # noqa: E402
+from imbalance import explorer, plots, stats, tables  # noqa: E402
 
 POINT = dict(dataset="mnist-sample", imbalance="step", rho=100, mu=0.5)
 
@@ -72,3 +76,48 @@ def test_explorer_figure_leaves_thresholding_out_of_roc_auc_only(records):
         assert plots.THRESH_NOTE not in texts(fig)
     named = explorer.explorer_figure(records, **POINT, metric="roc_auc", methods=["baseline", "baseline-thresh"])
     assert "baseline-thresh" in texts(named) and plots.THRESH_NOTE not in texts(named)
+
+
+# --- paired differences, the log axis, and the widget on the committed quick study ------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_explorer_paired_is_stats_paired_differences_at_the_point(records):
+    table = explorer.explorer_paired(records, **POINT, reference="ros")
+    point = records[(records.point_id == "step_rho=100_mu=0.5") & records.level.isna()
+                    & (records.dataset == "mnist-sample")]
+    expected = stats.paired_differences(point, reference="ros", methods=["baseline", "rus", "two-phase-ros", "ros"])
+    expected = expected.set_index("method")
+    assert list(table.index) == list(expected.index) == ["baseline", "rus", "two-phase-ros"]   # no '-thresh' in ROC AUC
+    assert np.allclose(table["roc_auc − ros"], expected["mean_difference"].round(4))
+    assert list(table["verdict"]) == list(expected["verdict"]) and set(table["verdict"]) <= {"better", "worse", "tie"}
+    assert (table["roc_auc − ros"] < 0).all()           # ros is the synthetic study's best method
+    assert explorer.explorer_paired(records, **POINT, reference="ros-thresh").empty   # not run at this point
+
+
+def test_explorer_draws_class_counts_on_a_log_axis(records):
+    fig = explorer.explorer_figure(records, **{**POINT, "rho": 1000})
+    counts_ax = fig.axes[0]
+    assert counts_ax.get_yscale() == "log"
+    assert counts_ax.get_ylim()[0] < 1 <= min(p.get_height() for p in counts_ax.patches)   # 1-example classes show
+
+
+def test_explorer_opens_ready_on_the_quick_study():
+    box = explorer.explore("quick", ROOT / "outputs")
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert not bundle["text/plain"].startswith("VBox(")            # a static viewer shows the first view instead
+    assert "data:image/png;base64," in bundle["text/html"] and "ρ=100, μ=0.5" in bundle["text/html"]
+    controls = {w.description: w for w in box.children[0].children[0].children}
+    assert {"dataset", "imbalance", "ρ", "μ", "metric", "reference"} <= set(controls)
+    assert controls["ρ"].value == 100 and controls["μ"].value == 0.5 and controls["reference"].value == "baseline"
+    controls["reference"].value = "ros"                            # redraws without error
+    controls["ρ"].value = 400
+
+
+def test_explore_without_records_names_the_params_file(tmp_path):
+    shown = explorer.explore("nothing", tmp_path)._repr_mimebundle_()
+    assert "params/quick.yaml" in shown["text/plain"] and "imbalance run" in shown["text/plain"]
+    with pytest.raises(ValueError, match="metric must be one of"):
+        explorer.explore("quick", tmp_path, metric="auc")

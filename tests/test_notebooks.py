@@ -3,9 +3,7 @@
 import ast
 import importlib.util
 import io
-import json
 import os
-import re
 import tokenize
 from pathlib import Path
 
@@ -142,30 +140,35 @@ def test_mnist_step_writes_records(kernel, tmp_path):
     assert class_counts_output(nbformat.read(executed, as_version=4)) == class_counts_output(read("mnist/step"))
 
 
-def test_figures_report_and_explorer_on_a_small_database(kernel, tmp_path):
-    from imbalance import report
+def test_figures_and_explorer_notebooks_on_a_small_database(kernel, tmp_path):
+    """Run all cells, as a reader would: the figures notebook shows the report (no code, figures
+    saved), the explorer shows its controls (a widget view, with a static first view beside it)."""
+    import papermill as pm
     outputs = tmp_path / "outputs"
     make_database(outputs, "tiny", kinds=("step", "linear", "graded", "imagenet"))
-    html = report.write_report("tiny", outputs, kernel_name=kernel, timeout=CELL_TIMEOUT)
-    assert html == outputs / "tiny" / "report.html"
-    text = html.read_text()
-    assert "data:image/png;base64" in text and "Figure 7" in text
-    assert not re.search(r"(In|Out)(&nbsp;|\s)*\[\d+\]", text)     # no prompts
+    shown = {}
+    for name in ("figures", "explore"):
+        executed = tmp_path / f"{name}.ipynb"
+        pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(executed), kernel_name=kernel, progress_bar=False,
+                            parameters={"study": "tiny", "outputs_dir": str(outputs)}, cwd=str(NOTEBOOKS),
+                            execution_timeout=CELL_TIMEOUT)
+        nb = nbformat.read(executed, as_version=4)
+        cells = [c for c in code_cells(nb) if "injected-parameters" not in c.metadata.get("tags", [])]   # papermill's
+        assert len(cells) == 2 and cells[1].metadata.get("jupyter", {}).get("source_hidden"), \
+            f"{name}: a parameters cell and one call, its input hidden"
+        outputs_of = [o for o in cells[1].outputs if o.output_type in ("execute_result", "display_data")]
+        assert len(outputs_of) == 1, f"{name}: one result, got {[o.output_type for o in cells[1].outputs]}"
+        shown[name] = outputs_of[0]["data"]
+    report_html = shown["figures"]["text/html"]
+    assert "data:image/png;base64" in report_html and "Figure 7 of the paper" in report_html
+    assert str(outputs) not in report_html
     figures = sorted(p.name for p in (outputs / "tiny" / "figures").iterdir())
-    for stem in ("fig1_profiles", "fig3_4_auc_vs_rho_mnist-sample", "fig5_linear", "fig6_thresholding",
-                 "fig7_graded", "fig8_curves", "table4_imagenet"):
+    for stem in ("fig1_profiles", "fig3_auc_vs_rho_mnist-sample", "fig4_auc_vs_mu_mnist-sample", "fig5_linear",
+                 "fig6_thresholding_mnist-sample", "fig7_graded", "fig8_curves", "table4_imagenet"):
         assert f"{stem}.png" in figures and f"{stem}.svg" in figures
-
-    import papermill as pm
-    executed = tmp_path / "explore.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS / "explore.ipynb"), str(executed), kernel_name=kernel, progress_bar=False,
-                        parameters={"study": "tiny", "outputs_dir": str(outputs)}, cwd=str(NOTEBOOKS),
-                        execution_timeout=CELL_TIMEOUT)
-    nb = nbformat.read(executed, as_version=4)
-    outputs_text = json.dumps([c.outputs for c in code_cells(nb)])
-    assert "image/png" in outputs_text                 # the figure drawn once without widgets
-    assert "application/vnd.jupyter.widget-view+json" in outputs_text
-    assert "no records yet" not in outputs_text
+    assert "application/vnd.jupyter.widget-view+json" in shown["explore"]
+    assert not shown["explore"]["text/plain"].startswith("VBox(")
+    assert "data:image/png;base64" in shown["explore"]["text/html"]
 
 
 def test_write_report_needs_a_database(tmp_path):

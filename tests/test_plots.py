@@ -10,13 +10,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from browser.study import all_records  # noqa: E402
 from fixtures.figures import colour, data_colours, texts  # noqa: E402
-from imbalance import plots, tables  # noqa: E402
+from imbalance import plots, stats, tables  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,13 @@ FIGURES = {  # name -> (call on records/curves, words the figure must show)
     "imagenet_table": (lambda r, c: plots.imagenet_table(r), ["ρ=10, μ=0.1", "baseline", "ROC AUC"]),
     "method_figure": (lambda r, c: plots.method_figure(r[r.point_id == r.point_id.iloc[0]]), ["ROC AUC", "rus"]),
     "profile_figure": (lambda r, c: plots.profile_figure(rho=10, mu=0.5), ["step", "linear", "ρ = 10", "μ = 0.5"]),
+    "study_profiles_figure": (lambda r, c: plots.study_profiles_figure(r, classes=tuple("abcdefghij")),
+                              ["ρ=1000, μ=0.5", "400 = n_max", "0.4 (ρ=1000)", "j"]),
+    "recall_figure": (lambda r, c: plots.recall_figure(r, dataset="mnist-sample"),
+                      ["per-class recall", "minority class", "majority class", "two-phase-ros"]),
+    "winners_figure": (lambda r, c: plots.winners_figure(stats.point_winners(
+                           r[(r.dataset == "mnist-sample") & (r.imbalance == "step") & r.level.isna()])),
+                       ["ros", "imbalance ratio ρ", "fraction of minority classes μ"]),
 }
 
 EMPTY = {  # name -> (call on no records, the params file it must name)
@@ -52,6 +60,8 @@ EMPTY = {  # name -> (call on no records, the params file it must name)
     "graded_figure": (lambda: plots.graded_figure([]), "params/mnist/graded.yaml"),
     "curves_figure": (lambda: plots.curves_figure(pd.DataFrame()), "params/quick.yaml"),
     "imagenet_table": (lambda: plots.imagenet_table([]), "params/imagenet/subsets.yaml"),
+    "study_profiles_figure": (lambda: plots.study_profiles_figure([]), "params/quick.yaml"),
+    "recall_figure": (lambda: plots.recall_figure([]), "params/quick.yaml"),
 }
 
 
@@ -178,3 +188,94 @@ def test_svg_is_identical_in_another_process(tmp_path):
 def test_save_figure_rejects_paths(tmp_path):
     with pytest.raises(ValueError, match="plain file name"):
         plots.save_figure(plots.profile_figure(), tmp_path, "../escape")
+
+
+# --- what a reader sees: intervals named, every ρ ticked, coinciding lines visible ------------------
+
+def test_bands_are_stats_intervals_and_the_caption_names_them(records):
+    fig = plots.auc_vs_rho(records, dataset="mnist-sample")
+    drawn = fig.imbalance_intervals
+    expected = stats.method_intervals(records[(records.dataset == "mnist-sample") & (records.imbalance == "step")
+                                              & records.level.isna() & ~records.method.str.endswith("-thresh")],
+                                      metric="roc_auc")
+    key = ["point_id", "method"]
+    merged = drawn.merge(expected, on=key, suffixes=("", "_stats"))
+    assert len(merged) == len(expected) == len(drawn)
+    assert np.allclose(merged["ci_low"], merged["ci_low_stats"]) and np.allclose(merged["ci_high"], merged["ci_high_stats"])
+    caption = plots.band_caption(drawn)
+    assert "95% student-t interval" in caption and "n = 3" in caption
+    two = plots.auc_vs_rho(records[records["repeat"] < 2], dataset="mnist-sample")
+    assert "no interval is drawn" in plots.band_caption(two.imbalance_intervals)
+    assert "n = 2" in plots.band_caption(two.imbalance_intervals)
+
+
+def test_figure_1_of_a_study_ticks_every_rho_of_the_grid_on_a_log_axis(records):
+    fig = plots.study_profiles_figure(records[records.dataset == "mnist-sample"], classes=tuple("abcdefghij"))
+    for ax in [a for a in fig.axes if a.get_title()]:
+        assert ax.get_yscale() == "log"
+        assert {400, 40, 4, 0.4} <= {round(t, 6) for t in ax.get_yticks()}
+        assert [t.get_text() for t in ax.get_xticklabels()] == list("abcdefghij")
+
+
+def test_coinciding_lines_stay_visible_markers_and_dodge(records):
+    """Two methods with identical numbers: different markers, and x positions apart."""
+    step = records[(records.dataset == "mnist-sample") & (records.imbalance == "step") & records.level.isna()]
+    twin = pd.concat([step[step.method == "baseline"], step[step.method == "baseline"].assign(method="ros")])
+    fig = plots.auc_vs_rho(twin, dataset="mnist-sample")
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if line.get_label() in ("baseline", "ros")]
+    assert len(lines) == 2
+    (a, b) = lines
+    assert a.get_marker() != b.get_marker()
+    assert np.allclose(a.get_ydata(), b.get_ydata()) and not np.allclose(a.get_xdata(), b.get_xdata())
+
+
+def test_no_legend_entry_is_invisible(records, curves):
+    for fig in (plots.auc_vs_rho(records, dataset="mnist-sample"), plots.threshold_accuracy_figure(records),
+                plots.curves_figure(curves, records=records)):
+        for legend in fig.legends:
+            for text, handle in zip(legend.get_texts(), legend.legend_handles):
+                assert text.get_text().strip()
+                visible = handle.get_visible() and (getattr(handle, "get_linestyle", lambda: "-")() not in ("None", "")
+                                                    or getattr(handle, "get_marker", lambda: "o")() not in ("None", ""))
+                assert visible, f"invisible legend entry {text.get_text()!r}"
+
+
+def test_learning_curves_in_grid_order_with_readable_titles(records):
+    rows = [{"point_id": r["point_id"], "method": r["method"], "repeat": r["repeat"], **c}
+            for r in all_records(kinds=("step",)) for c in r["curve"]]
+    fig = plots.curves_figure(pd.DataFrame(rows), records=records)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [f"step: ρ={r}, μ={m}" for r in (10, 100, 1000) for m in (0.2, 0.5)]
+
+
+def test_figure_names_never_say_none():
+    assert plots.figure_name("fig3_auc_vs_rho", None) == "fig3_auc_vs_rho"
+    assert plots.figure_name("winners", "cifar10-jpg", "step") == "winners_cifar10-jpg_step"
+    assert plots.figure_name("recall", "my data/set") == "recall_my-data-set"
+    with pytest.raises(ValueError, match="None"):
+        plots.save_figure(plots.profile_figure(), "/nonexistent", "fig_None")
+
+
+def test_winners_map_marks_ties_and_untested_points():
+    winners = pd.DataFrame([
+        dict(rho=10, mu=0.5, winner="ros", tied=("rus", "two-phase-ros"), untested=(), n=5),
+        dict(rho=100, mu=0.5, winner="ros", tied=(), untested=(), n=5),
+        dict(rho=10, mu=0.2, winner="baseline", tied=(), untested=("ros",), n=2),
+        dict(rho=100, mu=0.2, winner=None, tied=(), untested=(), n=0)])
+    fig = plots.winners_figure(winners)
+    shown = texts(fig)
+    assert "= rus, two-phase-ros" in shown and "ties untested (n=2)" in shown and "no winner" in shown
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
+    assert len(hatched) == 1                                    # the one point with ties
+    assert "tied with others" in shown and "pale: ties untested" in shown
+
+
+def test_many_classes_get_bars_without_a_label_each():
+    """ImageNet-sized profiles (1000 classes) stay drawable: no tick label per class."""
+    counts = [13] * 900 + [1300] * 100
+    frame = pd.DataFrame([dict(point_id="p", dataset="imagefolder", imbalance="step", rho=100, mu=0.9, method="baseline",
+                               repeat=0, class_counts=counts, roc_auc=0.9)])
+    fig = plots.study_profiles_figure(frame)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 1000 and len(ax.get_xticks()) == 0 and ax.get_yscale() == "log"

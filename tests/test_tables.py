@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
 from browser.study import all_records, make_database, point_records
 from imbalance import tables
@@ -17,13 +18,17 @@ def records():
     return tables.records_frame(all_records())
 
 
-def test_intervals_are_seaborns_and_seeded(records):
-    point = records[(records["point_id"] == records["point_id"].iloc[0]) & (records["method"] == "ros")]
-    low, high = tables.bootstrap_ci(point["roc_auc"])
-    assert low <= point["roc_auc"].mean() <= high
-    assert tables.bootstrap_ci(point["roc_auc"]) == (low, high)
-    assert tables.bootstrap_ci([0.7]) == (0.7, 0.7)
-    assert all(np.isnan(tables.bootstrap_ci([])))
+def test_mean_intervals_are_scipys_t_interval_and_none_below_three(records):
+    point = records[records["point_id"] == records["point_id"].iloc[0]]
+    intervals = tables.mean_intervals(point, metric="roc_auc").set_index("method")
+    values = point.loc[point["method"] == "ros", "roc_auc"].to_numpy()       # 3 repeats
+    low, high = st.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=st.sem(values))
+    assert (intervals.loc["ros", "ci_low"], intervals.loc["ros", "ci_high"]) == pytest.approx((low, high), abs=1e-12)
+    assert intervals.loc["ros", "interval_method"] == "student-t" and intervals.loc["ros", "n"] == 3
+    two = point[point["repeat"] < 2]
+    row = tables.mean_intervals(two, metric="roc_auc").set_index("method").loc["ros"]
+    assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"]) and row["note"] == "n=2: too few repeats"
+    assert tables.mean_intervals([], metric="roc_auc").empty
 
 
 def test_method_table_means_and_ranks():
@@ -38,6 +43,9 @@ def test_method_table_means_and_ranks():
     ordered = tables.method_table(recs, sort=False)
     assert list(ordered.index) == ["baseline", "ros", "rus", "two-phase-ros", "baseline-thresh"]  # accuracy differs
     assert {"roc_auc", "accuracy", "thresholded_accuracy"} <= set(ordered.columns)
+    assert set(table["interval"]) == {"student-t"}                                   # 3 repeats
+    few = tables.method_table(point_records(rho=100, mu=0.5, repeats=2))
+    assert few["roc_auc ci_low"].isna().all() and set(few["interval"]) == {"n=2: too few repeats"}
 
 
 def test_counts_table_from_class_counts_and_records():
@@ -87,8 +95,10 @@ def test_load_study_reads_the_database_and_creates_nothing(tmp_path):
 
 
 def test_tables_import_neither_torch_nor_matplotlib():
+    """Nor do their intervals: imbalance.stats is pandas + scipy."""
     lib = Path(__file__).resolve().parents[1] / "lib"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import imbalance.tables; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import imbalance.tables as t; "
+            "t.mean_intervals([dict(point_id='p', method='m', roc_auc=v) for v in (0.8, 0.9, 0.7)], metric='roc_auc'); "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,34 +1,44 @@
-"""The widget explorer's view of a study (notebooks/explore.ipynb): one grid point and around it.
+"""The explorer of a study (notebooks/explore.ipynb): widgets over one grid point and around it.
 
 | function            | gives                                                                        |
 |---------------------|------------------------------------------------------------------------------|
+| `explore`           | the explorer, ready: controls + the view they redraw (the notebook's call)   |
+| `explorer_widget`   | the same over records already loaded                                         |
 | `explorer_options`  | the values present (datasets, imbalance types, ρ, μ, levels, methods)        |
 | `explorer_defaults` | the first view: the main dataset, step imbalance, the point nearest (ρ, μ)   |
-| `explorer_table`    | the methods at one grid point, ranked by a metric, with 95% intervals        |
-| `explorer_figure`   | profile + the metric vs ρ and vs μ around the point + the methods ranked     |
+| `explorer_table`    | the methods at one grid point, ranked by a metric, with intervals of means   |
+| `explorer_paired`   | the paired differences to a reference method at that point, with verdicts   |
+| `explorer_figure`   | class counts (log axis) + the metric vs ρ and vs μ around the point + methods |
 
-The figure follows `imbalance.plots` (seeded intervals, '-thresh' methods left out of ROC AUC
-unless named, with a note); the table follows `imbalance.tables.method_table` and keeps them, as
-their accuracy differs.
+Intervals and verdicts are `imbalance.stats`' (via `tables.mean_intervals`): none with fewer than
+3 repeats, which the tables say ("n=2: too few repeats").  The figure leaves '-thresh' methods out
+of ROC AUC unless named, with a note; the tables keep them, as their accuracy differs.
 
 No torch here: exploring a study never imports the training stack.
 """
 from __future__ import annotations
 
+import base64
+import html
+import io
 import math
 from typing import Any
 
+import ipywidgets as widgets
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-import seaborn as sns
+from IPython.display import display
 from matplotlib.figure import Figure
 
-from imbalance.plots import (ERRORBAR, METRICS, MU, RHO, RUN, figure_title, message_figure, method_palette,
-                             profile_bars, thresh_note)
-from imbalance.profiles import profile_counts
-from imbalance.tables import (N_BOOT, SEED, close_to, format_value, method_table, methods_present, metric_records,
-                              point_label, records_frame, select_records)
+from imbalance.plots import (METRICS, MU, PALETTE, RHO, RUN, _lines, figure_title, message_figure, method_marker,
+                             method_palette, profile_bars, thresh_note)
+from imbalance.params import THRESH_SUFFIX
+from imbalance.tables import (THRESHOLD_INVARIANT, close_to, format_value, load_study, mean_intervals, method_table, methods_present,
+                              metric_records, point_label, records_frame, select_records)
+
+REFERENCE = "baseline"     # the default reference method of paired differences (issue 10)
 
 
 def explorer_options(records, *, dataset: str | None = None, imbalance: str | None = None) -> dict[str, list]:
@@ -61,25 +71,53 @@ def explorer_defaults(records, *, rho: float = 100, mu: float = 0.5) -> dict[str
     return {"dataset": dataset, "imbalance": imbalance, "rho": near_rho, "mu": near_mu, "methods": None}
 
 
+def _point(records, *, rho, mu, imbalance, dataset, methods=None, level=None) -> pd.DataFrame:
+    frame = select_records(records_frame(records), dataset=dataset, imbalance=imbalance, methods=methods,
+                           graded=None, rho=rho)
+    return frame[close_to(frame["mu"], mu) & close_to(frame["level"], level)]
+
+
 def explorer_table(records, *, rho: float, mu: float | None, imbalance: str, dataset: str | None,
                    methods=None, level: float | None = None, metric: str = "roc_auc") -> pd.DataFrame:
-    """The methods at one grid point, ranked by `metric` (best first): mean and 95% CI over repeats,
-    with accuracy with and without thresholding.  Empty if the point has no records."""
-    frame = select_records(records_frame(records), dataset=dataset, imbalance=imbalance, methods=methods,
-                    graded=None, rho=rho)
-    frame = frame[close_to(frame["mu"], mu) & close_to(frame["level"], level)]
-    return method_table(frame, rank_by=metric,
+    """The methods at one grid point, ranked by `metric` (best first): its mean, the interval of
+    that mean and which interval (or why none), with accuracy with and without thresholding.
+    Empty if the point has no records."""
+    point = _point(records, rho=rho, mu=mu, imbalance=imbalance, dataset=dataset, methods=methods, level=level)
+    return method_table(point, rank_by=metric,
                         metrics=(metric, "accuracy", "thresholded_accuracy", "balanced_accuracy"))
+
+
+def explorer_paired(records, *, rho: float, mu: float | None, imbalance: str, dataset: str | None,
+                    methods=None, level: float | None = None, metric: str = "roc_auc",
+                    reference: str = REFERENCE) -> pd.DataFrame:
+    """Each method minus `reference` at one grid point, paired by repeat: the mean difference, its
+    interval and which, the test's Holm-corrected p-value and the verdict (better / worse / tie;
+    none with too few repeats, and the note says why).  Empty if the point lacks the reference."""
+    from imbalance import stats
+    point = _point(records, rho=rho, mu=mu, imbalance=imbalance, dataset=dataset, level=level)
+    columns = ["method", "n_pairs", "mean_difference", "ci_low", "ci_high", "interval_method", "test", "p_holm",
+               "verdict", "note"]
+    if point.empty or reference not in set(point["method"]):
+        return pd.DataFrame(columns=columns)
+    compared = methods_present(point, methods)
+    if methods is None and metric in THRESHOLD_INVARIANT:      # a '-thresh' method repeats its base's ROC AUC
+        compared = [m for m in compared if not m.endswith(THRESH_SUFFIX)]
+    paired = stats.paired_differences(point, metric=metric, reference=reference,
+                                      methods=[m for m in compared if m != reference] + [reference])
+    table = paired[columns].rename(columns={"mean_difference": f"{metric} − {reference}"}).set_index("method")
+    return table.round(4)
 
 
 def explorer_figure(records, *, rho: float, mu: float | None, imbalance: str, dataset: str | None,
                     methods=None, level: float | None = None, metric: str = "roc_auc") -> Figure:
-    """The explorer's view of one grid point: (1) its class-count profile, (2) the metric vs ρ at
-    this μ, (3) the metric vs μ at this ρ (step only), (4) the methods at the point, best first.
-    The dotted lines mark the chosen ρ and μ."""
+    """The explorer's view of one grid point: (1) its class counts on a log axis (a 1-example class
+    stays visible), (2) the metric vs ρ at this μ, (3) the metric vs μ at this ρ (step only), (4)
+    the methods at the point, best first; means with their intervals (none for n < 3).  The dotted
+    lines mark the chosen ρ and μ."""
     frame = records_frame(records)
     if frame.empty:
         return message_figure(f"no records: run {RUN['any']} (or any params file), then rerun this notebook")
+    every = select_records(frame, dataset=dataset, imbalance=imbalance, graded=None)
     frame, omitted = metric_records(frame, metric, methods=methods, dataset=dataset, imbalance=imbalance,
                                     graded=None)
     frame = frame[close_to(frame["level"], level)]
@@ -89,27 +127,28 @@ def explorer_figure(records, *, rho: float, mu: float | None, imbalance: str, da
     # fixed margins, not a layout engine: constrained layout's solution varies in the last bits
     # from one process to the next, and with it the SVG's clip-path ids
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), gridspec_kw={"width_ratios": [0.8, 1, 1, 1]})
-    fig.subplots_adjust(left=0.04, right=0.9, bottom=0.16, top=0.84, wspace=0.62)
-    label = figure_title(dataset, f"{imbalance} imbalance", point_label(rho, mu, level))
-    fig.suptitle(label, fontsize=11)
+    fig.subplots_adjust(left=0.075, right=0.9, bottom=0.16, top=0.84, wspace=0.62)
+    fig.suptitle(figure_title(dataset, f"{imbalance} imbalance", point_label(rho, mu, level)), fontsize=11)
 
     point = frame[close_to(frame["rho"], rho) & close_to(frame["mu"], mu)]
-    n_classes, n_max = _profile_shape(point if not point.empty else frame)
-    try:
-        counts = profile_counts(imbalance, n_classes=n_classes, n_max=n_max, rho=rho,
-                                mu=mu if imbalance == "step" else None)
-        profile_bars(axes[0], counts, title=f"class counts (n_max = {n_max})")
-        axes[0].set_ylabel("training examples")
-    except ValueError as exc:
-        _axes_message(axes[0], str(exc))
+    shape_from = every[close_to(every["rho"], rho) & close_to(every["mu"], mu)]
+    counts, per_label = _class_counts(shape_from if not shape_from.empty else every, rho=rho, mu=mu,
+                                      imbalance=imbalance)
+    if counts is None:
+        _axes_message(axes[0], "no class counts for this point")
+    else:
+        rhos = sorted(pd.unique(every["rho"].dropna()))
+        profile_bars(axes[0], counts, log=True, rhos=rhos, labels=[str(i) for i in range(len(counts))]
+                     if per_label else None,
+                     title=f"class counts (n_max = {format_value(float(max(counts)))})")
+        axes[0].set_ylabel("training examples (log)")
 
     def lines(ax, data, x, mark, xlabel, xlog):
         if data.empty or data[x].nunique() == 0:
             _axes_message(ax, "no records along this line")
             return
-        sns.lineplot(data=data, x=x, y=metric, hue="method", hue_order=chosen, palette=palette,
-                     errorbar=ERRORBAR, seed=SEED, n_boot=N_BOOT, marker="o", markersize=5, ax=ax,
-                     legend=False)
+        span = float(data[x].max() - data[x].min()) or 1.0
+        _lines(ax, data, mean_intervals(data, metric=metric), x=x, y=metric, methods=chosen, xlog=xlog, span=span)
         if xlog:
             ax.set_xscale("log")
         ax.axvline(mark, color="0.5", ls=":", lw=1)
@@ -129,28 +168,168 @@ def explorer_figure(records, *, rho: float, mu: float | None, imbalance: str, da
         _axes_message(ax, f"no records at {point_label(rho, mu, level)}:\npick a grid point that exists")
     else:
         order = method_table(point, rank_by=metric, metrics=(metric,)).index.tolist()
-        sns.pointplot(data=point, x=metric, y="method", order=order, hue="method", hue_order=order,
-                      palette=method_palette(order), errorbar=ERRORBAR, seed=SEED, n_boot=N_BOOT, linestyle="none",
-                      capsize=0.2, legend=False, ax=ax)
+        intervals = mean_intervals(point, metric=metric).set_index("method")
+        for i, method in enumerate(order):
+            values = point.loc[point["method"] == method, metric]
+            colour = PALETTE.get(method, (0.4, 0.4, 0.4))
+            ax.scatter(values, np.full(len(values), i), color=colour, s=12, alpha=0.45, lw=0)
+            ax.plot([values.mean()], [i], marker=method_marker(method), color=colour, markersize=7)
+            if method in intervals.index and not pd.isna(intervals.loc[method, "ci_low"]):
+                low, high = intervals.loc[method, "ci_low"], intervals.loc[method, "ci_high"]
+                ax.plot([low, high], [i, i], color=colour, lw=1.5)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(order)
+        ax.set_ylim(len(order) - 0.5, -0.5)
         ax.set_xlabel(ylabel)
-        ax.set_ylabel("")
-        ax.set_title("methods here, best first", fontsize=10)
+        n = sorted(set(intervals["n"].astype(int)))
+        few = " (n < 3: no interval)" if intervals["ci_low"].isna().all() else ""
+        ax.set_title(f"methods here, best first; n = {', '.join(map(str, n))}{few}", fontsize=10)
     if chosen:
-        handles = [matplotlib.lines.Line2D([], [], color=palette[m], marker="o", label=m) for m in chosen]
+        handles = [matplotlib.lines.Line2D([], [], color=palette[m], marker=method_marker(m), label=m) for m in chosen]
         fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.905, 0.5), frameon=False, title="method")
     thresh_note(fig, omitted)
     plt.close(fig)
     return fig
 
 
-def _profile_shape(frame: pd.DataFrame) -> tuple[int, int]:
-    """(n_classes, n_max) of the records' class counts (10 and 5000 when they hold none)."""
-    counts = [c for c in frame["class_counts"] if isinstance(c, (list, tuple)) and len(c) > 1]
+def _class_counts(frame: pd.DataFrame, *, rho, mu, imbalance) -> tuple[list[int] | None, bool]:
+    """(counts, per label?): the class counts of the point's first network (per label), else the
+    profile's at (ρ, μ) in rank order, shaped like the records' (None without any)."""
+    counts = [c for c in frame.sort_values("repeat")["class_counts"] if isinstance(c, (list, tuple)) and len(c) > 1]
+    if counts and close_to(frame["rho"], rho).all():
+        return list(counts[0]), True
     if not counts:
-        return 10, 5000
-    return len(counts[0]), int(max(max(c) for c in counts))
+        return None, False
+    from imbalance.profiles import profile_counts
+    try:
+        return list(profile_counts(imbalance, n_classes=len(counts[0]), n_max=int(max(max(c) for c in counts)),
+                                   rho=rho, mu=mu if imbalance == "step" else None)), False
+    except ValueError:
+        return None, False
 
 
 def _axes_message(ax, text: str) -> None:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9, transform=ax.transAxes)
+
+
+# --- the widgets --------------------------------------------------------------------------------
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def explore(study: str = "quick", outputs_dir: str = "../outputs", *, metric: str = "roc_auc",
+            reference: str = REFERENCE, rho: float = 100, mu: float = 0.5):
+    """The explorer of `study` (outputs_dir/<study>/results.sqlite), ready to display: dropdowns for
+    dataset, imbalance type, metric and reference method, sliders for ρ and μ, a method list, and
+    below them the chosen point's ranking, its paired differences to the reference with verdicts,
+    and the figure.  First view: the point nearest (ρ, μ).  Without records, a sentence naming the
+    params file to run.  In a frontend without ipywidgets it shows that first view, static."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    records, _ = load_study(study, outputs_dir)
+    if records.empty:
+        return _Text(f"study {study!r} has no records yet under {outputs_dir}: run {RUN['any']} "
+                     "(or any params file), then rerun this notebook")
+    return explorer_widget(records, study=study, metric=metric, reference=reference, rho=rho, mu=mu)
+
+
+class _Text:
+    def __init__(self, text: str):
+        self.text = text
+
+    def _repr_mimebundle_(self, **kwargs):
+        return {"text/plain": self.text, "text/html": f"<p>{html.escape(self.text)}</p>"}
+
+
+def _labelled(values):
+    return [(f"{v:g}", v) for v in values]
+
+
+def _nearest(values, value):
+    return min(values, key=lambda v: abs(v - value)) if values and value is not None else None
+
+
+def explorer_widget(records: pd.DataFrame, *, study: str, metric: str = "roc_auc", reference: str = REFERENCE,
+                    rho: float = 100, mu: float = 0.5) -> "ExplorerBox":
+    """The explorer widget over `records` (see `explore`)."""
+
+    choice = explorer_defaults(records, rho=rho, mu=mu)
+    first = explorer_options(records, dataset=choice["dataset"], imbalance=choice["imbalance"])
+    w_dataset = widgets.Dropdown(options=first["datasets"], value=choice["dataset"], description="dataset")
+    w_imbalance = widgets.Dropdown(options=first["imbalances"], value=choice["imbalance"], description="imbalance")
+    w_rho = widgets.SelectionSlider(options=_labelled(first["rhos"]), value=choice["rho"], description="ρ")
+    w_mu = widgets.SelectionSlider(options=_labelled(first["mus"] or [0.5]), value=choice["mu"] or 0.5,
+                                   description="μ", disabled=not first["mus"])
+    w_methods = widgets.SelectMultiple(options=first["methods"], value=first["methods"], description="methods",
+                                       rows=8)
+    w_metric = widgets.Dropdown(options=list(METRICS), value=metric, description="metric")
+    w_reference = widgets.Dropdown(options=first["methods"],
+                                   value=reference if reference in first["methods"] else first["methods"][0],
+                                   description="reference")
+    out = widgets.Output()
+
+    def follow(change):
+        """Dataset or imbalance type changed: offer the values present there."""
+        now = explorer_options(records, dataset=w_dataset.value, imbalance=w_imbalance.value)
+        w_imbalance.options = now["imbalances"]
+        for slider, values in ((w_rho, now["rhos"]), (w_mu, now["mus"])):
+            slider.disabled = not values
+            if values:
+                slider.options, slider.value = _labelled(values), _nearest(values, slider.value)
+        w_methods.options, w_methods.value = now["methods"], now["methods"]
+        keep = w_reference.value
+        w_reference.options = now["methods"]
+        w_reference.value = keep if keep in now["methods"] else now["methods"][0]
+
+    def view():
+        every = set(w_methods.value) == set(w_methods.options)   # all of them: no methods named
+        return dict(dataset=w_dataset.value, imbalance=w_imbalance.value, rho=w_rho.value,
+                    mu=None if w_mu.disabled else w_mu.value, methods=None if every else list(w_methods.value),
+                    metric=w_metric.value)
+
+    def redraw(change=None):
+        kw = view()
+        with out:
+            out.clear_output(wait=True)
+            display(widgets.HTML(f"<b>{html.escape(point_label(kw['rho'], kw['mu']))}</b>: the methods ranked "
+                                 f"by {html.escape(METRICS[kw['metric']])}"))
+            display(explorer_table(records, **kw))
+            display(widgets.HTML(f"<b>paired differences to {html.escape(w_reference.value)}</b> "
+                                 "(per repeat: same subset and initial weights), with verdicts"))
+            display(explorer_paired(records, **kw, reference=w_reference.value))
+            display(explorer_figure(records, **kw))
+
+    for w in (w_dataset, w_imbalance):
+        w.observe(follow, names="value")
+    for w in (w_dataset, w_imbalance, w_rho, w_mu, w_methods, w_metric, w_reference):
+        w.observe(redraw, names="value")
+    redraw()
+    controls = widgets.HBox([widgets.VBox([w_dataset, w_imbalance, w_rho, w_mu, w_metric, w_reference]), w_methods])
+    kw = view()
+    static = (f"<p>Explorer of study <code>{html.escape(study)}</code> at "
+                       f"{html.escape(point_label(kw['rho'], kw['mu']))} (open the notebook in Jupyter for the "
+                       f"controls)</p>{explorer_table(records, **kw).to_html()}"
+                       f"{explorer_paired(records, **kw, reference=w_reference.value).to_html()}"
+                       f'<img src="data:image/png;base64,{_png(explorer_figure(records, **kw))}">')
+    return ExplorerBox([controls, out], static_html=static)
+
+
+class ExplorerBox(widgets.VBox):
+    """The explorer's widget: a VBox whose display also carries its first view as static HTML and a
+    sentence as plain text, so a frontend without the widget manager (a static notebook viewer) shows
+    results instead of 'VBox(...)'."""
+
+    def __init__(self, children, *, static_html: str = ""):
+        super().__init__(children)
+        self._static_html = static_html
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        data["text/plain"] = "the explorer's controls (they need Jupyter with ipywidgets)"
+        if self._static_html:
+            data["text/html"] = self._static_html
+        return data

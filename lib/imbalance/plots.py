@@ -1,37 +1,40 @@
-"""Figures of a study's records: the paper's figures, one grid point's methods, and saving them.
+"""Figures of a study's records: the paper's figures, new ones, one grid point's methods, saving.
 
 Every figure function takes the records (a DataFrame from `Store.records_frame`, or the list of
 record dicts a training notebook gets from `run_grid_point`) and returns a matplotlib Figure:
 
-| function                    | the paper's | shows                                                        |
-|-----------------------------|-------------|--------------------------------------------------------------|
-| `profile_figure`            | Figure 1    | class-count profiles of step and linear imbalance            |
-| `auc_vs_rho`                | Figures 3/4 | ROC AUC vs rho (log axis) per method, one panel per mu       |
-| `auc_vs_mu`                 |             | ROC AUC vs mu per method, one panel per rho                  |
-| `linear_figure`             | Figure 5    | ROC AUC vs rho under linear imbalance                        |
-| `threshold_accuracy_figure` | Figure 6    | accuracy with (dashed) and without thresholding vs rho       |
-| `graded_figure`             | Figure 7    | ROC AUC vs the ratio after graded over/undersampling         |
-| `curves_figure`             | Figure 8    | train/test accuracy vs iteration (from `Store.curves_frame`) |
-| `imagenet_table`            | Table 4     | ROC AUC per method and ImageNet subset, as a table           |
-| `method_figure`             |             | a metric per method at one grid point (training notebooks)   |
+| function                    | the paper's | shows                                                          |
+|-----------------------------|-------------|----------------------------------------------------------------|
+| `profile_figure`            | Figure 1    | class-count profiles of step and linear imbalance (schematic)  |
+| `study_profiles_figure`     | Figure 1    | this study's class counts per class name, a tick at every ρ    |
+| `auc_vs_rho`                | Figure 3    | ROC AUC vs ρ (log axis) per method at fixed μ, one panel per μ |
+| `auc_vs_mu`                 | Figure 4    | ROC AUC vs μ per method at fixed ρ, one panel per ρ            |
+| `linear_figure`             | Figure 5    | ROC AUC vs ρ under linear imbalance                            |
+| `threshold_accuracy_figure` | Figure 6    | accuracy with (dashed) and without thresholding vs ρ           |
+| `graded_figure`             | Figure 7    | ROC AUC vs the ratio after graded over/undersampling           |
+| `curves_figure`             | Figure 8    | train/test accuracy vs iteration, one panel per grid point     |
+| `imagenet_table`            | Table 4     | ROC AUC per method and ImageNet subset, as a table             |
+| `recall_figure`             |             | per-class recall vs the class's training size, per method      |
+| `winners_figure`            |             | the winning method per (ρ, μ), ties marked (`stats.point_winners`) |
+| `method_figure`             |             | a metric per method at one grid point (training notebooks)     |
 
-Lines and points are the mean over repeats with a 95% bootstrap interval (seaborn's
-errorbar=("ci", 95), seed 0: the same records always give the same figure).  Without the records a
-figure needs, a function returns a figure whose text names the params file that produces them
-(`message_figure`; `figure_message` reads it back).  A ROC AUC figure leaves the '-thresh' methods
-out unless `methods` names them, and says so under the plot: thresholding divides each class's
-scores by its prior, which cannot change one-vs-rest ROC AUC, so their lines would sit exactly on
-their base methods' (`imbalance.tables.metric_records`); the accuracy figures keep them.
-`save_figure` writes PNG + SVG that regenerate byte-identically.
-
-The records as tables are `imbalance.tables`; the widget explorer's view is `imbalance.explorer`;
-`imbalance.report.write_report` runs notebooks/figures.ipynb for a study into its report.html.
+A line is the mean over a point's repeats; its band (its bar, in a point plot) is the interval of
+that mean from `imbalance.stats.method_intervals`: Student-t for n < 10 repeats, BCa bootstrap for
+n >= 10, and none with n < 3 ("n=2: too few repeats"), never a range.  `band_caption` says which
+was drawn.  Lines that coincide stay visible: each method has its own marker, and the methods are
+dodged a little along x.  Without the records a figure needs, a function returns a figure whose text
+names the params file that produces them (`message_figure`; `figure_message` reads it back).  A ROC
+AUC figure leaves the '-thresh' methods out unless `methods` names them, and says so under the
+plot: thresholding cannot change one-vs-rest ROC AUC (`imbalance.tables.metric_records`); the
+accuracy figures keep them.  `save_figure` writes PNG + SVG that regenerate byte-identically.
 
 No torch here: plotting a study never imports the training stack.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -41,13 +44,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from imbalance.params import METHODS as METHOD_ORDER
 from imbalance.profiles import profile_counts
-from imbalance.tables import (N_BOOT, SEED, bootstrap_ci, curves_frame, format_value, methods_present,
+from imbalance.stats import RULES
+from imbalance.tables import (CONFIDENCE, curves_frame, format_value, mean_intervals, methods_present,
                               metric_records, point_label, records_frame, select_records, thresholded)
 
-ERRORBAR = ("ci", 95)          # mean and 95% bootstrap interval over repeats (tables.SEED, N_BOOT)
 RHO = "imbalance ratio ρ"
 MU = "fraction of minority classes μ"
 LEVEL = "ratio after sampling"
@@ -55,9 +59,13 @@ METRICS = {"roc_auc": "multi-class ROC AUC", "accuracy": "accuracy",
            "thresholded_accuracy": "accuracy after thresholding",
            "balanced_accuracy": "balanced accuracy"}
 PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10", len(METHOD_ORDER))))
+MARKERS = dict(zip(METHOD_ORDER, "osD^vPX*<>"))   # one marker per method: coinciding lines stay visible
+MAX_CLASS_TICKS = 20   # class-count bars get one labelled tick each up to this many classes
+DODGE = 0.025          # x offset between neighbouring methods: a fraction of a decade (log x) or of the x range
+MINORITY_COLOUR, MAJORITY_COLOUR = sns.color_palette()[3], sns.color_palette()[0]
 # under a figure that left the '-thresh' methods out (tables.metric_records)
 THRESH_NOTE = "no '-thresh' methods: thresholding leaves ROC AUC unchanged; see the accuracy figures"
-# which params file produces which records (the "no data" figures say so)
+# which params file produces which records (the "no data" figures and the report's missing line say so)
 RUN = {
     "step": "`imbalance run params/mnist/step.yaml` (MNIST) or `params/cifar10/step.yaml` (CIFAR-10); "
             "`params/quick.yaml` for a quick look",
@@ -77,6 +85,10 @@ SVG_METADATA = {"Date": None, "Creator": None}
 
 def method_palette(methods: Iterable[str]) -> dict[str, Any]:
     return {m: PALETTE.get(m, (0.4, 0.4, 0.4)) for m in methods}
+
+
+def method_marker(method: str) -> str:
+    return MARKERS.get(method, "o")
 
 
 def message_figure(text: str, *, title: str | None = None) -> Figure:
@@ -106,44 +118,6 @@ def thresh_note(fig: Figure, omitted: bool) -> None:
         fig.text(0.5, 0, THRESH_NOTE, ha="center", va="top", fontsize=9, color="0.3", wrap=True)
 
 
-def _facets(data: pd.DataFrame, name: str, symbol: str) -> tuple[str | None, list[str] | None]:
-    """A facet column '<symbol> = value' for `name`, or (None, None) when it has one value."""
-    values = sorted(pd.unique(data[name].dropna()))
-    if len(values) <= 1:
-        return None, None
-    data[symbol] = data[name].map(format_value)
-    return symbol, [format_value(v) for v in values]
-
-
-def _line_figure(data: pd.DataFrame, *, x: str, y: str, methods: list[str], xlabel: str, ylabel: str,
-                 col: tuple[str, str] | None = None, row: tuple[str, str] | None = None, style: str | None = None,
-                 style_order: list[str] | None = None, xlog: bool = False, title: str | None = None,
-                 thresh_omitted: bool = False) -> Figure:
-    """Lines of y vs x per method (mean, 95% CI over repeats), faceted by col/row (name, symbol)."""
-    data = data.copy()
-    col_var, col_order = _facets(data, *col) if col else (None, None)
-    row_var, row_order = _facets(data, *row) if row else (None, None)
-    wrap = 3 if col_var and not row_var and len(col_order) > 3 else None
-    grid = sns.relplot(data=data, kind="line", x=x, y=y, hue="method", hue_order=methods,
-                       palette=method_palette(methods), style=style, style_order=style_order,
-                       col=col_var, col_order=col_order,
-                       row=row_var, row_order=row_order, col_wrap=wrap, errorbar=ERRORBAR, seed=SEED,
-                       n_boot=N_BOOT, marker="o", markersize=5, height=3.0, aspect=1.25,
-                       facet_kws={"sharex": True, "sharey": True})
-    if xlog:
-        grid.set(xscale="log")
-    grid.set_axis_labels(xlabel, ylabel)
-    grid.set_titles(template="{col_var} = {col_name}" if col_var and not row_var else
-                    "{row_var} = {row_name} | {col_var} = {col_name}" if col_var and row_var else
-                    "{row_var} = {row_name}" if row_var else "")
-    if title:
-        grid.figure.suptitle(title, y=1.02)
-    fig = grid.figure
-    thresh_note(fig, thresh_omitted)
-    plt.close(fig)
-    return fig
-
-
 def figure_title(*parts) -> str:
     return ", ".join(p for p in parts if p)
 
@@ -152,11 +126,134 @@ def _datasets_text(data: pd.DataFrame) -> str:
     return " / ".join(sorted(pd.unique(data["dataset"].dropna())))
 
 
+def band_caption(intervals: pd.DataFrame | None) -> str:
+    """In words: which interval a figure's bands are, and the repeats n per point and method.
+
+    `intervals` is the figure's `fig.imbalance_intervals` (`tables.mean_intervals` of what it drew)."""
+    if intervals is None or intervals.empty:
+        return ""
+    n = sorted({int(v) for v in intervals["n"].dropna()})
+    n_text = f"n = {n[0]}" if len(n) == 1 else f"n = {n[0]} to {n[-1]}"
+    drawn = intervals.dropna(subset=["ci_low", "ci_high"])
+    pct = f"{CONFIDENCE:.0%}"
+    if drawn.empty:
+        return (f"Each point is the mean of {n_text} networks (repeats) per method; no interval is drawn: "
+                f"{n_text}: too few repeats (an interval needs n ≥ {RULES.min_n}).")
+    methods = sorted(set(drawn["interval_method"].dropna()))
+    band = " / ".join(methods)
+    few = intervals["ci_low"].isna() & (intervals["n"] < RULES.min_n)
+    tail = f" Points with n < {RULES.min_n} have no band (too few repeats)." if few.any() else ""
+    return (f"Each point is the mean of {n_text} networks (repeats) per method; the band is the {pct} "
+            f"{band} interval of that mean over repeats.{tail}")
+
+
+def _dodged(x: np.ndarray, offset: float, *, xlog: bool, span: float) -> np.ndarray:
+    if xlog:
+        return x * 10 ** (offset * DODGE)
+    return x + offset * DODGE * span
+
+
+def _lines(ax, frame: pd.DataFrame, intervals: pd.DataFrame, *, x: str, y: str, methods: list[str],
+           xlog: bool, linestyle: str = "-", span: float = 1.0) -> None:
+    """Mean of `y` vs `x` per method with its interval band, methods dodged along x."""
+    for i, method in enumerate(methods):
+        group = frame[frame["method"] == method]
+        if group.empty:
+            continue
+        means = group.groupby(x)[y].mean().sort_index()
+        xs = _dodged(means.index.to_numpy(dtype=float), i - (len(methods) - 1) / 2, xlog=xlog, span=span)
+        colour = PALETTE.get(method, (0.4, 0.4, 0.4))
+        ax.plot(xs, means.to_numpy(), linestyle=linestyle, marker=method_marker(method), markersize=5,
+                color=colour, lw=1.4, label=method)
+        iv = intervals.loc[intervals["method"] == method, ["point_id", "ci_low", "ci_high"]].merge(
+            group[["point_id", x]].drop_duplicates("point_id"), on="point_id").dropna(subset=["ci_low"])
+        if not iv.empty:
+            iv = iv.groupby(x)[["ci_low", "ci_high"]].mean().sort_index()
+            ivx = _dodged(iv.index.to_numpy(dtype=float), i - (len(methods) - 1) / 2, xlog=xlog, span=span)
+            ax.errorbar(ivx, (iv["ci_low"] + iv["ci_high"]).to_numpy() / 2,
+                        yerr=(iv["ci_high"] - iv["ci_low"]).to_numpy() / 2, fmt="none", ecolor=colour,
+                        elinewidth=1, capsize=2, alpha=0.8)
+            if len(iv) > 1:
+                ax.fill_between(ivx, iv["ci_low"].to_numpy(), iv["ci_high"].to_numpy(), color=colour, alpha=0.12,
+                                lw=0)
+
+
+def _panels(data: pd.DataFrame, col: tuple[str, str] | None, row: tuple[str, str] | None):
+    """[(row value, col value, title)] in grid order; a facet with one value is no facet."""
+    def values(spec):
+        if spec is None:
+            return [None]
+        present = sorted(pd.unique(data[spec[0]].dropna()))
+        return present if len(present) > 1 else [None]
+    rows, cols = values(row), values(col)
+    out = []
+    for r in rows:
+        for c in cols:
+            title = ", ".join(f"{spec[1]} = {format_value(v)}" for spec, v in ((row, r), (col, c)) if v is not None)
+            out.append((r, c, title))
+    return rows, cols, out
+
+
+def _line_figure(frame: pd.DataFrame, *, x: str, metrics: dict[str, str], methods: list[str], xlabel: str,
+                 ylabel: str, col: tuple[str, str] | None = None, row: tuple[str, str] | None = None,
+                 xlog: bool = False, title: str | None = None, thresh_omitted: bool = False) -> Figure:
+    """Mean of each metric (column -> line style name) vs x per method with its interval (stats),
+    one panel per value of col/row (column, symbol).  The intervals drawn are `fig.imbalance_intervals`."""
+    rows, cols, panels = _panels(frame, col, row)
+    ncols = len(cols) if len(cols) <= 4 or len(rows) > 1 else 3
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1.8, 3.0 * nrows + 0.6), sharex=True, sharey=True,
+                             squeeze=False)
+    styles = dict(zip(metrics, ["-", "--", ":", "-."]))
+    x_values = frame[x].dropna().to_numpy(dtype=float)
+    span = float(x_values.max() - x_values.min()) if len(x_values) else 1.0
+    drawn = []
+    for ax, (r, c, panel_title) in zip(axes.flat, panels):
+        part = frame
+        if r is not None:
+            part = part[np.isclose(part[row[0]].astype(float), r) if row[0] != "dataset" else part[row[0]] == r]
+        if c is not None:
+            part = part[np.isclose(part[col[0]].astype(float), c) if col[0] != "dataset" else part[col[0]] == c]
+        for metric, style in styles.items():
+            values = part.dropna(subset=[metric])
+            intervals = mean_intervals(values, metric=metric)
+            drawn.append(intervals)
+            _lines(ax, values, intervals, x=x, y=metric, methods=methods, xlog=xlog, linestyle=style, span=span or 1.0)
+        if xlog:
+            ax.set_xscale("log")
+        ticks = sorted(pd.unique(frame[x].dropna()))
+        if len(ticks) <= 12:
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([format_value(t) for t in ticks])
+            ax.minorticks_off()
+        ax.set_title(panel_title, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel(xlabel)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    handles = [Line2D([], [], color=PALETTE.get(m, (0.4, 0.4, 0.4)), marker=method_marker(m), label=m) for m in methods]
+    if len(metrics) > 1:
+        handles += [Line2D([], [], color="0.3", linestyle=s, label=name) for name, s in
+                    zip(metrics.values(), styles.values())]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    thresh_note(fig, thresh_omitted)
+    fig.imbalance_intervals = pd.concat(drawn, ignore_index=True) if drawn else None
+    plt.close(fig)
+    return fig
+
+
 # --- the paper's figures ----------------------------------------------------------------------
 
 def profile_figure(*, rho: float = 10, mu: float = 0.5, n_classes: int = 10, n_max: int = 5000,
                    imbalances: Iterable[str] = ("step", "linear")) -> Figure:
-    """Figure 1: class-count profiles (rank order, smallest class first) of each imbalance type."""
+    """Figure 1 as in the paper: class-count profiles (rank order, smallest class first) of each
+    imbalance type at one (ρ, μ).  `study_profiles_figure` draws a study's own."""
     imbalances = list(imbalances)
     fig, axes = plt.subplots(1, len(imbalances), figsize=(3.8 * len(imbalances), 3.0), sharey=True,
                              squeeze=False)
@@ -171,26 +268,79 @@ def profile_figure(*, rho: float = 10, mu: float = 0.5, n_classes: int = 10, n_m
     return fig
 
 
-def profile_bars(ax, counts, *, title: str) -> None:
-    counts = np.asarray(counts)
+def profile_bars(ax, counts, *, title: str, labels: Iterable[str] | None = None, log: bool = False,
+                 rhos: Iterable[float] = ()) -> None:
+    """Bars of class counts, minority classes (below the largest) in red.  With `log`, a log axis
+    (a 1-example class stays visible) with a tick at n_max and at n_max/ρ for every ρ in `rhos`."""
+    counts = np.asarray(counts, dtype=float)
     minority = counts < counts.max()
-    colors = [sns.color_palette()[3] if m else sns.color_palette()[0] for m in minority]
-    ax.bar(np.arange(1, len(counts) + 1), counts, color=colors)
-    ax.set_xticks(np.arange(1, len(counts) + 1))
-    ax.set_xlabel("class (smallest first)")
+    ax.bar(np.arange(len(counts)), counts, color=[MINORITY_COLOUR if m else MAJORITY_COLOUR for m in minority])
+    ax.set_xlabel("class" if labels is not None else "class (smallest first)")
+    if len(counts) > MAX_CLASS_TICKS:          # e.g. ImageNet's 1000 classes: no label per bar
+        ax.set_xticks([])
+    elif labels is not None:
+        ax.set_xticks(np.arange(len(counts)))
+        ax.set_xticklabels(list(labels), rotation=90 if max(len(str(s)) for s in labels) > 2 else 0, fontsize=8)
+    else:
+        ax.set_xticks(np.arange(len(counts)))
+        ax.set_xticklabels([str(i) for i in range(1, len(counts) + 1)])
+    if log:
+        ax.set_yscale("log")
+        n_max = counts.max()
+        labels_at = {n_max: f"{n_max:g} = n_max"}
+        for r in rhos:
+            labels_at.setdefault(n_max / float(r), f"{n_max / float(r):.3g} (ρ={format_value(r)})")
+        ticks = sorted(labels_at)
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([labels_at[t] for t in ticks], fontsize=8)
+        ax.minorticks_off()
+        ax.set_ylim(min(ticks + [counts.min()]) * 0.6, n_max * 1.6)
     ax.set_title(title, fontsize=10)
+
+
+def study_profiles_figure(records, *, classes: Iterable[str] | None = None, max_panels: int = 12) -> Figure:
+    """Figure 1 of this study: the training class counts of repeat 0 at each grid point, per class
+    (named by `classes`), on a log axis with a tick at n_max and at n_max/ρ for every ρ of the grid;
+    minority classes in red.  At most `max_panels` points, spread over the grid in its order."""
+    frame = records_frame(records)
+    frame = frame[frame["level"].isna() & frame["class_counts"].map(lambda c: isinstance(c, (list, tuple)))]
+    if frame.empty:
+        return _no_records("class-count", "any")
+    frame = frame.sort_values(["dataset", "imbalance", "rho", "mu", "repeat"], na_position="first")
+    points = frame.drop_duplicates("point_id")
+    if len(points) > max_panels:
+        points = points.iloc[np.unique(np.linspace(0, len(points) - 1, max_panels).round().astype(int))]
+    rhos = sorted(pd.unique(frame["rho"].dropna()))
+    ncols = min(len(points), 3)
+    nrows = math.ceil(len(points) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols, 3.0 * nrows), squeeze=False, sharey=True)
+    for ax, (_, point) in zip(axes.flat, points.iterrows()):
+        counts = list(point["class_counts"])
+        names = list(classes) if classes is not None and len(list(classes)) == len(counts) else \
+            [str(i) for i in range(len(counts))]
+        label = point_label(point["rho"], point["mu"])
+        profile_bars(ax, counts, labels=names, log=True, rhos=rhos,
+                     title=f"{point['dataset']}, {point['imbalance']}: {label}")
+    for ax in axes.flat[len(points):]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training examples (log)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def auc_vs_rho(records, *, mu: float | None = None, dataset: str | None = None, methods=None,
                metric: str = "roc_auc") -> Figure:
-    """Figures 3 (MNIST) / 4 (CIFAR-10): metric vs ρ (log axis) per method, one panel per μ
-    (or only μ = `mu`), one row per dataset."""
+    """Figure 3: metric vs ρ (log axis) per method at fixed μ, one panel per μ (or only μ = `mu`),
+    one row per dataset."""
     return _step_figure(records, x="rho", at=("mu", mu), dataset=dataset, methods=methods, metric=metric)
 
 
 def auc_vs_mu(records, *, rho: float | None = None, dataset: str | None = None, methods=None,
               metric: str = "roc_auc") -> Figure:
-    """Metric vs μ per method, one panel per ρ (or only ρ = `rho`), one row per dataset."""
+    """Figure 4: metric vs μ per method at fixed ρ, one panel per ρ (or only ρ = `rho`), one row
+    per dataset."""
     return _step_figure(records, x="mu", at=("rho", rho), dataset=dataset, methods=methods, metric=metric)
 
 
@@ -204,9 +354,12 @@ def _step_figure(records, *, x: str, at: tuple[str, float | None], dataset, meth
     if frame.empty:
         where = f" at {symbol[other]} = {format_value(value)}" if value is not None else ""
         return _no_records(f"step-imbalance{where}" + (f" {dataset}" if dataset else ""), "step")
-    return _line_figure(frame, x=x, y=metric, methods=methods_present(frame, methods), xlabel={"rho": RHO, "mu": MU}[x],
-                        ylabel=METRICS.get(metric, metric), col=(other, symbol[other]), row=("dataset", "dataset"),
-                        xlog=x == "rho", title=figure_title(_datasets_text(frame), "step imbalance"),
+    fixed = f"at fixed {symbol[other]}"
+    return _line_figure(frame, x=x, metrics={metric: metric}, methods=methods_present(frame, methods),
+                        xlabel={"rho": RHO, "mu": MU}[x], ylabel=METRICS.get(metric, metric),
+                        col=(other, symbol[other]), row=("dataset", "dataset"), xlog=x == "rho",
+                        title=figure_title(_datasets_text(frame), "step imbalance",
+                                           f"{METRICS.get(metric, metric)} vs {symbol[x]} {fixed}"),
                         thresh_omitted=omitted)
 
 
@@ -215,7 +368,7 @@ def linear_figure(records, *, dataset: str | None = None, methods=None, metric: 
     frame, omitted = metric_records(records, metric, methods=methods, dataset=dataset, imbalance="linear")
     if frame.empty:
         return _no_records("linear-imbalance" + (f" {dataset}" if dataset else ""), "linear")
-    return _line_figure(frame, x="rho", y=metric, methods=methods_present(frame, methods), xlabel=RHO,
+    return _line_figure(frame, x="rho", metrics={metric: metric}, methods=methods_present(frame, methods), xlabel=RHO,
                         ylabel=METRICS.get(metric, metric), col=("dataset", "dataset"), xlog=True,
                         title=figure_title(_datasets_text(frame), "linear imbalance"), thresh_omitted=omitted)
 
@@ -230,11 +383,9 @@ def threshold_accuracy_figure(records, *, imbalance: str = "step", mu: float | N
     if frame.empty:
         return _no_records(f"{imbalance}-imbalance (with accuracy and thresholded accuracy)",
                            imbalance if imbalance in RUN else "any")
-    long = frame.melt(id_vars=["dataset", "rho", "mu", "method", "repeat"],
-                      value_vars=["accuracy", "thresholded_accuracy"], var_name="prediction", value_name="acc")
-    long["prediction"] = long["prediction"].map({"accuracy": "argmax", "thresholded_accuracy": "thresholded"})
-    return _line_figure(long, x="rho", y="acc", methods=methods_present(frame, methods), style="prediction",
-                        xlabel=RHO, ylabel="accuracy", col=("mu", "μ"), row=("dataset", "dataset"), xlog=True,
+    return _line_figure(frame, x="rho", metrics={"accuracy": "argmax", "thresholded_accuracy": "thresholded"},
+                        methods=methods_present(frame, methods), xlabel=RHO, ylabel="accuracy", col=("mu", "μ"),
+                        row=("dataset", "dataset"), xlog=True,
                         title=figure_title(_datasets_text(frame),
                                            f"{imbalance} imbalance: with and without thresholding"))
 
@@ -247,71 +398,233 @@ def graded_figure(records, *, dataset: str | None = None, methods=("ros", "rus")
         return _no_records("graded-sampling", "graded")
     row = ("rho", "ρ") if frame["rho"].nunique() > 1 else ("dataset", "dataset")
     rhos = ", ".join(f"ρ = {format_value(r)}" for r in sorted(frame["rho"].unique()))
-    return _line_figure(frame, x="level", y=metric, methods=methods_present(frame, methods), xlabel=LEVEL,
-                        ylabel=METRICS.get(metric, metric), col=("mu", "μ"), row=row, xlog=True,
+    return _line_figure(frame, x="level", metrics={metric: metric}, methods=methods_present(frame, methods),
+                        xlabel=LEVEL, ylabel=METRICS.get(metric, metric), col=("mu", "μ"), row=row, xlog=True,
                         title=figure_title(_datasets_text(frame), "graded sampling", rhos), thresh_omitted=omitted)
 
 
-def curves_figure(curves, *, point_id: str | Iterable[str] | None = None, methods=None,
-                  max_points: int = 3) -> Figure:
-    """Figure 8: test (solid) and train (dashed) accuracy vs iteration per method, one panel per
-    grid point (`point_id`, or the first `max_points` points).  '-thresh' methods are left out:
-    they share their base method's network, so its curve."""
+def curves_figure(curves, *, records=None, point_id: str | Iterable[str] | None = None, methods=None,
+                  max_points: int = 12) -> Figure:
+    """Figure 8: test (solid) and train (dashed) accuracy vs iteration per method (thin: each
+    network; thick: their mean), one panel per grid point in grid order (ρ, then μ, then level, from
+    `records`), titled 'ρ = …, μ = …'; `point_id` picks points, else the first `max_points`.
+    '-thresh' methods are left out: they share their base method's network, so its curve."""
     frame = curves_frame(curves)
     frame = frame.dropna(subset=["iteration"])
     frame = frame[~thresholded(frame["method"])]   # the base method's network
     if methods is not None:
         frame = frame[frame["method"].isin(list(methods))]
-    points = sorted(pd.unique(frame["point_id"].dropna()))
+    titles, order = _point_titles(records, pd.unique(frame["point_id"].dropna()))
     if point_id is not None:
         chosen = [point_id] if isinstance(point_id, str) else list(point_id)
-        points = [p for p in points if p in chosen]
+        order = [p for p in order if p in chosen]
     else:
-        points = points[:max_points]
-    frame = frame[frame["point_id"].isin(points)]
+        order = order[:max_points]
+    frame = frame[frame["point_id"].isin(order)]
     if frame.empty:
         return _no_records("training-curve", "curves")
-    long = frame.melt(id_vars=["point_id", "method", "repeat", "iteration"],
-                      value_vars=["train_accuracy", "test_accuracy"], var_name="set", value_name="acc")
-    long["set"] = long["set"].map({"train_accuracy": "train", "test_accuracy": "test"})
-    for column in ("iteration", "acc"):
-        long[column] = pd.to_numeric(long[column], errors="coerce")
-    return _line_figure(long, x="iteration", y="acc", methods=methods_present(frame, methods), style="set",
-                        style_order=["test", "train"],
-                        xlabel="iteration", ylabel="accuracy", col=("point_id", "point"),
-                        title="learning curves" if len(points) > 1 else f"learning curves: {points[0]}")
+    for column in ("iteration", "train_accuracy", "test_accuracy"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    shown = methods_present(frame, methods)
+    ncols = min(len(order), 3)
+    nrows = math.ceil(len(order) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols + 1.6, 3.0 * nrows + 0.5), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, point in zip(axes.flat, order):
+        part = frame[frame["point_id"] == point]
+        for method in shown:
+            colour = PALETTE.get(method, (0.4, 0.4, 0.4))
+            of_method = part[part["method"] == method]
+            for column, style in (("test_accuracy", "-"), ("train_accuracy", "--")):
+                for _, network in of_method.groupby("repeat"):
+                    ax.plot(network["iteration"], network[column], color=colour, lw=0.6, alpha=0.35, linestyle=style)
+                mean = of_method.groupby("iteration")[column].mean()
+                ax.plot(mean.index, mean.to_numpy(), color=colour, lw=1.6, linestyle=style,
+                        marker=method_marker(method), markersize=4, markevery=max(1, len(mean) // 4))
+        ax.set_title(titles.get(point, point), fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(order):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("iteration")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    handles = [Line2D([], [], color=PALETTE.get(m, (0.4, 0.4, 0.4)), marker=method_marker(m), label=m) for m in shown]
+    handles += [Line2D([], [], color="0.3", linestyle="-", label="test"),
+                Line2D([], [], color="0.3", linestyle="--", label="train")]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
+    fig.suptitle("learning curves")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _point_titles(records, point_ids) -> tuple[dict[str, str], list[str]]:
+    """Readable titles ('mnist-sample, step: ρ=10, μ=0.5') and the grid order of these points."""
+    frame = records_frame(records)
+    frame = frame[frame["point_id"].isin(list(point_ids))].drop_duplicates("point_id")
+    frame = frame.sort_values(["dataset", "imbalance", "rho", "mu", "level"], na_position="first")
+    titles = {p: f"{d}, {i}: {point_label(r, m, lv)}" if frame["dataset"].nunique() > 1 else
+              f"{i}: {point_label(r, m, lv)}"
+              for p, d, i, r, m, lv in zip(frame.point_id, frame.dataset, frame.imbalance, frame.rho, frame.mu,
+                                           frame.level)}
+    order = list(frame["point_id"]) + sorted(p for p in point_ids if p not in set(frame["point_id"]))
+    return titles, order
 
 
 def imagenet_table(records, *, dataset: str = "imagefolder", metric: str = "roc_auc", methods=None) -> Figure:
     """Table 4: metric per method (rows) on each ImageNet subset (columns), drawn as a table;
-    cells are 'mean [95% CI]' over repeats (the mean alone for one repeat)."""
+    cells are 'mean [interval]' over repeats (`tables.mean_intervals`), or 'mean (n=…)' when the
+    repeats are too few for an interval."""
     frame, omitted = metric_records(records, metric, methods=methods, dataset=dataset, graded=None)
     if frame.empty:
         return _no_records(f"{dataset} (ImageNet)", "imagenet")
     methods = methods_present(frame, methods)
+    intervals = mean_intervals(frame, metric=metric)
     frame = frame.assign(point=[point_label(r, m, lv) for r, m, lv in zip(frame.rho, frame.mu, frame.level)])
-    points = frame.sort_values(["rho", "mu"]).drop_duplicates("point")["point"].tolist()
+    points = frame.sort_values(["rho", "mu"]).drop_duplicates("point")[["point", "point_id"]]
     cells = []
     for method in methods:
         row = []
-        for point in points:
-            values = frame.loc[(frame["method"] == method) & (frame["point"] == point), metric]
-            if values.empty:
-                row.append("")
-            elif len(values) == 1:
-                row.append(f"{values.mean():.4f}")
-            else:
-                low, high = bootstrap_ci(values)
-                row.append(f"{values.mean():.4f} [{low:.4f}, {high:.4f}]")
+        for point, pid in zip(points["point"], points["point_id"]):
+            iv = intervals[(intervals["method"] == method) & (intervals["point_id"] == pid)]
+            row.append("" if iv.empty else interval_text(iv.iloc[0]))
         cells.append(row)
-    fig = plt.figure(figsize=(2.0 + 2.2 * len(points), 0.5 + 0.32 * (len(methods) + 1)))
+    fig = plt.figure(figsize=(2.0 + 2.6 * len(points), 0.5 + 0.32 * (len(methods) + 1)))
     ax = fig.add_subplot()
     ax.axis("off")
-    table = ax.table(cellText=cells, rowLabels=methods, colLabels=points, loc="center", cellLoc="center")
+    table = ax.table(cellText=cells, rowLabels=methods, colLabels=list(points["point"]), loc="center",
+                     cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(9)
-    ax.set_title(f"{METRICS.get(metric, metric)} on {dataset} subsets (mean [95% CI] over repeats)", fontsize=10)
+    ax.set_title(f"{METRICS.get(metric, metric)} on {dataset} subsets (mean [{CONFIDENCE:.0%} interval] over repeats)",
+                 fontsize=10)
     thresh_note(fig, omitted)
+    fig.imbalance_intervals = intervals
+    plt.close(fig)
+    return fig
+
+
+def interval_text(row, digits: int = 4) -> str:
+    """'0.9520 [0.9400, 0.9640]' for a `tables.mean_intervals` row, or '0.9520 (n=2: too few repeats)'."""
+    mean = f"{row['mean']:.{digits}f}"
+    if pd.isna(row.get("ci_low")) or pd.isna(row.get("ci_high")):
+        why = row.get("note") or f"n={int(row['n'])}"
+        return f"{mean} ({why})"
+    return f"{mean} [{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]"
+
+
+# --- new figures ------------------------------------------------------------------------------
+
+def recall_figure(records, *, dataset: str | None = None, methods=None, classes: Iterable[str] | None = None) -> Figure:
+    """Per-class recall on the balanced test set against that class's training examples (log axis),
+    one panel per method: each dot is one class of one network, red if it was a minority class of
+    that network's training set, blue if a majority one; the black line is the mean recall per class
+    size.  From the records' stored `per_class_recall` and `class_counts` (grid points without
+    graded sampling)."""
+    frame = select_records(records_frame(records), dataset=dataset, methods=methods, graded=False)
+    has = frame["per_class_recall"].map(lambda v: isinstance(v, (list, tuple))) & \
+        frame["class_counts"].map(lambda v: isinstance(v, (list, tuple)))
+    frame = frame[has]
+    if frame.empty:
+        return _no_records("per-class recall", "any")
+    rows = []
+    for _, r in frame.iterrows():
+        counts = np.asarray(r["class_counts"], dtype=float)
+        for label, (count, recall) in enumerate(zip(counts, r["per_class_recall"])):
+            rows.append({"method": r["method"], "count": count, "recall": recall, "minority": count < counts.max()})
+    long = pd.DataFrame(rows).dropna(subset=["recall"])
+    shown = methods_present(frame, methods)
+    ncols = min(len(shown), 4)
+    nrows = math.ceil(len(shown) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.9 * nrows + 0.6), squeeze=False, sharex=True,
+                             sharey=True)
+    jitter = np.random.default_rng(0)        # a fixed seed: the same records draw the same figure
+    for ax, method in zip(axes.flat, shown):
+        part = long[long["method"] == method]
+        for minority, colour in ((False, MAJORITY_COLOUR), (True, MINORITY_COLOUR)):
+            dots = part[part["minority"] == minority]
+            ax.scatter(dots["count"] * 10 ** jitter.uniform(-0.04, 0.04, len(dots)), dots["recall"], s=9,
+                       color=colour, alpha=0.45, lw=0)
+        mean = part.groupby("count")["recall"].mean()
+        ax.plot(mean.index, mean.to_numpy(), color="black", lw=1.2, marker="o", markersize=3)
+        ax.set_xscale("log")
+        ax.set_title(method, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("training examples of the class")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test recall of the class")
+    handles = [Line2D([], [], color=MINORITY_COLOUR, marker="o", ls="none", label="minority class"),
+               Line2D([], [], color=MAJORITY_COLOUR, marker="o", ls="none", label="majority class"),
+               Line2D([], [], color="black", marker="o", markersize=3, label="mean per class size")]
+    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.02), ncol=3, frameon=False)
+    fig.suptitle(figure_title(_datasets_text(frame), "per-class recall vs class size"))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    plt.close(fig)
+    return fig
+
+
+def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """The winning method per (ρ, μ) as a coloured grid, from `stats.point_winners` rows of one
+    dataset and imbalance type.  Each cell names its winner (the highest mean); '= …' lists the
+    methods statistically tied with it (hatched cell); where the repeats are too few to test a tie
+    ('untested'), the cell says so and is drawn pale: the winner is only the highest mean there."""
+    if winners is None or winners.empty:
+        return message_figure("no grid points with a winner")
+    frame = winners.copy()
+    frame["mu_key"] = frame["mu"].map(lambda v: "-" if pd.isna(v) else format_value(v))
+    rhos = sorted(pd.unique(frame["rho"].dropna()))
+    mus = sorted(pd.unique(frame["mu"].dropna()), reverse=True)
+    mu_keys = [format_value(m) for m in mus] or ["-"]
+    fig, ax = plt.subplots(figsize=(2.0 * len(rhos) + 2.8, 1.0 * len(mu_keys) + 1.3))
+    present, any_tied, any_untested = [], False, False
+    for i, mu_key in enumerate(mu_keys):
+        for j, rho in enumerate(rhos):
+            cell = frame[(frame["mu_key"] == mu_key) & np.isclose(frame["rho"].astype(float), rho)]
+            row = cell.iloc[0] if not cell.empty else None
+            winner = row["winner"] if row is not None else None
+            has_winner = isinstance(winner, str) and bool(winner)
+            tied = tuple(t for t in (row["tied"] or ()) if t != winner) if has_winner else ()
+            untested = tuple(row.get("untested") or ()) if has_winner else ()
+            any_tied |= bool(tied)
+            any_untested |= bool(untested)
+            colour = PALETTE.get(winner, (0.4, 0.4, 0.4)) if has_winner else (0.88, 0.88, 0.88)
+            ax.add_patch(matplotlib.patches.Rectangle(
+                (j, i), 1, 1, facecolor=colour, alpha=(0.25 if untested else 0.6) if has_winner else 1,
+                edgecolor="white", lw=2, hatch="//" if tied else None))
+            lines = [winner] if has_winner else ["no winner"]
+            if tied:
+                lines.append("= " + ", ".join(tied))
+            if untested:
+                lines.append(f"ties untested (n={int(row['n'])})")
+            ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=8, wrap=True)
+            if has_winner:
+                present.append(winner)
+    ax.set_xlim(0, len(rhos))
+    ax.set_ylim(len(mu_keys), 0)
+    ax.set_xticks(np.arange(len(rhos)) + 0.5)
+    ax.set_xticklabels([format_value(r) for r in rhos])
+    ax.set_yticks(np.arange(len(mu_keys)) + 0.5)
+    ax.set_yticklabels(mu_keys)
+    ax.set_xlabel(RHO)
+    ax.set_ylabel(MU if mus else "")
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(length=0)
+    if title:
+        ax.set_title(title, fontsize=10)
+    handles = [matplotlib.patches.Patch(facecolor=PALETTE.get(m, (0.4, 0.4, 0.4)), alpha=0.6, label=m)
+               for m in methods_present(pd.DataFrame({"method": present}))]
+    if any_tied:
+        handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="0.3", hatch="//",
+                                                label="tied with others (= …)"))
+    if any_untested:
+        handles.append(matplotlib.patches.Patch(facecolor="0.85", label="pale: ties untested"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="winner")
+    fig.tight_layout()
     plt.close(fig)
     return fig
 
@@ -319,32 +632,56 @@ def imagenet_table(records, *, dataset: str = "imagefolder", metric: str = "roc_
 # --- one grid point: training notebooks -------------------------------------------------------
 
 def method_figure(records, *, metric: str = "roc_auc", title: str | None = None, methods=None) -> Figure:
-    """A metric per method (mean and 95% CI over repeats) at one grid point (or all points pooled)."""
+    """A metric per method (mean, and its interval from `tables.mean_intervals`) at one grid point
+    (or all points pooled: one interval per method over every network)."""
     frame, omitted = metric_records(records, metric, methods=methods, graded=None)
     if frame.empty:
         return message_figure(f"no records with {metric}: every network diverged, or none was trained")
     methods = methods_present(frame, methods)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(methods), 3.2))
-    sns.pointplot(data=frame, x="method", y=metric, order=methods, hue="method", hue_order=methods,
-                  palette=method_palette(methods), errorbar=ERRORBAR, seed=SEED, n_boot=N_BOOT, linestyle="none",
-                  capsize=0.2, legend=False, ax=ax)
-    ax.set_xlabel("")
-    ax.set_ylabel(METRICS.get(metric, metric))
-    ax.tick_params(axis="x", rotation=30)
     points = sorted(pd.unique(frame["point_id"].dropna()))
+    intervals = mean_intervals(frame.assign(point_id="pooled"), metric=metric)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(methods), 3.2))
+    for i, method in enumerate(methods):
+        values = frame.loc[frame["method"] == method, metric]
+        colour = PALETTE.get(method, (0.4, 0.4, 0.4))
+        ax.scatter(np.full(len(values), i), values, color=colour, s=10, alpha=0.4, lw=0)
+        iv = intervals[intervals["method"] == method]
+        ax.plot([i], [values.mean()], marker=method_marker(method), color=colour, markersize=7)
+        if not iv.empty and not pd.isna(iv["ci_low"].iloc[0]):
+            ax.errorbar([i], [values.mean()], yerr=[[values.mean() - iv["ci_low"].iloc[0]],
+                                                    [iv["ci_high"].iloc[0] - values.mean()]],
+                        color=colour, capsize=4)
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels(methods, rotation=30, ha="right")
+    ax.set_xlim(-0.5, len(methods) - 0.5)
+    ax.set_ylabel(METRICS.get(metric, metric))
     ax.set_title(title or (points[0] if len(points) == 1 else f"{len(points)} grid points pooled"), fontsize=10)
     fig.tight_layout()
     thresh_note(fig, omitted)
+    fig.imbalance_intervals = intervals
     plt.close(fig)
     return fig
 
 
 # --- files ------------------------------------------------------------------------------------
 
+def figure_name(*parts) -> str:
+    """A file name stem from parts: parts that are None or empty are left out (never 'None'),
+    anything but letters, digits, '.', '_' and '-' becomes '-'."""
+    kept = [re.sub(r"[^A-Za-z0-9._-]+", "-", str(p)).strip("-") for p in parts
+            if p is not None and not (isinstance(p, float) and math.isnan(p)) and str(p) != ""]
+    name = "_".join(p for p in kept if p)
+    if not name:
+        raise ValueError(f"figure name parts {parts!r} leave no name")
+    return name
+
+
 def save_figure(fig: Figure, outdir: str | os.PathLike, name: str, *, dpi: int = 120) -> tuple[Path, Path]:
     """Write outdir/name.png and outdir/name.svg; the same figure gives the same bytes every time."""
     if not name or Path(name).name != name or name.startswith("."):
         raise ValueError(f"figure name must be a plain file name without folders, got {name!r}")
+    if "None" in name:
+        raise ValueError(f"figure name {name!r} contains 'None': leave missing parts out (plots.figure_name)")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     png, svg = outdir / f"{name}.png", outdir / f"{name}.svg"

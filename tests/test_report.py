@@ -1,0 +1,195 @@
+"""imbalance.report: the reader's report is a document (no code, no cell markers, no machine paths,
+no empty sections), every figure is embedded and captioned with the interval it draws, and what is
+missing is named with the params file that produces it."""
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+from scipy import stats as st  # noqa: E402
+
+from browser.study import make_database  # noqa: E402
+from imbalance import report, tables  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "outputs" / "quick" / "results.sqlite"
+MACHINE_PATHS = ("/work/", "/home/", "/tmp/", "/root/", "/Users/", "C:\\")
+
+
+class Document(HTMLParser):
+    """The report's figures (with their captions), section titles and visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.figures, self.sections, self.text, self._in = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self._in.append(tag)
+        attrs = dict(attrs)
+        if tag == "figure":
+            self.figures.append({"id": attrs.get("id"), "img": None, "caption": ""})
+        if tag == "img" and self.figures:
+            self.figures[-1]["img"] = attrs.get("src", "")
+
+    def handle_endtag(self, tag):
+        while self._in and self._in.pop() != tag:
+            pass
+
+    def handle_data(self, data):
+        if "style" in self._in:
+            return
+        if "figcaption" in self._in:
+            self.figures[-1]["caption"] += data
+        if self._in and self._in[-1] == "h2":
+            self.sections.append(data)
+        self.text.append(data)
+
+
+def parse(html: str) -> Document:
+    doc = Document()
+    doc.feed(html)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A synthetic study of every kind (3 repeats per point: intervals exist) and its report."""
+    outputs = tmp_path_factory.mktemp("outputs")
+    make_database(outputs, "tiny", kinds=("step", "linear", "graded", "imagenet"))
+    path = report.write_report("tiny", outputs)
+    return outputs, path, path.read_text()
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The committed quick study (2 repeats), reported into a copy (never retrained)."""
+    outputs = tmp_path_factory.mktemp("quick-outputs")
+    (outputs / "quick").mkdir()
+    shutil.copy(QUICK, outputs / "quick" / "results.sqlite")
+    path = report.write_report("quick", outputs)
+    return outputs, path, path.read_text()
+
+
+@pytest.mark.parametrize("which", ["tiny", "quick"])
+def test_report_is_a_document_without_code_markers_or_machine_paths(which, request):
+    outputs, path, html = request.getfixturevalue(which)
+    assert path == outputs / which / "report.html"
+    assert html.lstrip().startswith("<!DOCTYPE html>")
+    for code in ("NBVAL", "jp-CodeCell", "jp-InputArea", "input_prompt", "In&nbsp;[", "# %%", "import imbalance",
+                 "from imbalance", "<pre"):
+        assert code not in html, f"{code!r} in the report"
+    for machine in (*MACHINE_PATHS, str(outputs)):
+        assert machine not in html, f"an absolute path {machine!r} in the report"
+    assert "<script" not in html and "http://" not in html and "https://" not in html   # readable offline
+
+
+@pytest.mark.parametrize("which", ["tiny", "quick"])
+def test_every_figure_is_embedded_captioned_and_saved_without_none(which, request):
+    outputs, _, html = request.getfixturevalue(which)
+    doc = parse(html)
+    assert len(doc.figures) >= 6
+    saved = {p.stem for p in (outputs / which / "figures").glob("*.png")}
+    for figure in doc.figures:
+        assert figure["img"].startswith("data:image/png;base64,") and len(figure["img"]) > 2000
+        assert len(figure["caption"].split()) >= 12, f"{figure['id']}: caption {figure['caption']!r}"
+        assert figure["id"] in saved and (outputs / which / "figures" / f"{figure['id']}.svg").is_file()
+    assert not any("None" in name for name in saved), sorted(saved)
+
+
+def test_report_top_says_what_was_run(quick):
+    _, _, html = quick
+    doc = parse(html)
+    assert doc.sections[0] == "What was run"
+    text = " ".join(doc.text)
+    records, _ = tables.load_study("quick", ROOT / "outputs")
+    for fact in ("10, 100, 400", "0.2, 0.5", "lenet5-mnist: 10,000", str(records["git_rev"].iloc[0]),
+                 records["versions"].iloc[0]["imbalance"], "cpu", "baseline, ros, rus"):
+        assert fact in text, fact
+    trained = records[~records["method"].str.endswith("-thresh")]
+    assert f"{len(trained)} (0 diverged)" in text
+
+
+def test_conclusions_table_comes_right_after_what_was_run(quick):
+    _, _, html = quick
+    doc = parse(html)
+    assert doc.sections[:3] == ["What was run", "The paper's conclusions, checked on this study",
+                                "Recommendations: which method, where"]
+    text = " ".join(doc.text)
+    for check in ("C1", "C4", "C7", "not enough data", "Oversampling does not overfit"):
+        assert check in text, check
+
+
+def test_two_repeats_give_no_interval_but_say_too_few(quick):
+    """The quick study has n=2 per point: no interval anywhere, and the report says why."""
+    _, _, html = quick
+    doc = parse(html)
+    text = " ".join(doc.text)
+    assert "n=2: too few repeats" in text
+    assert "student-t" not in text and "bca-bootstrap" not in text     # the interval names of imbalance.stats
+    band_captions = [f["caption"] for f in doc.figures if f["id"].startswith(("fig3", "fig4", "fig6"))]
+    assert band_captions and all("no interval is drawn" in c and "n = 2" in c for c in band_captions)
+
+
+def test_three_repeats_captions_name_the_t_interval_and_pin_it(tiny):
+    outputs, _, html = tiny
+    doc = parse(html)
+    fig3 = next(f for f in doc.figures if f["id"] == "fig3_auc_vs_rho_mnist-sample")
+    assert "95% student-t interval" in fig3["caption"] and "n = 3" in fig3["caption"]
+    # the table's interval of one method's mean is scipy's t interval of its 3 networks
+    records, _ = tables.load_study("tiny", outputs)
+    point = records[(records["point_id"] == "step_rho=100_mu=0.5")]
+    row = tables.mean_intervals(point, metric="roc_auc").set_index("method").loc["ros"]
+    values = point.loc[point["method"] == "ros", "roc_auc"].to_numpy()
+    low, high = st.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=st.sem(values))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-12)
+    assert row["interval_method"] == "student-t"
+
+
+def test_recommendations_name_the_winner_per_point(tiny):
+    _, _, html = tiny
+    doc = parse(html)
+    assert "Recommendations: which method, where" in doc.sections
+    text = " ".join(doc.text)
+    # the synthetic study's best method everywhere is ros (smallest penalty)
+    assert re.search(r"ρ=100, μ=0\.5\s*ros", text)
+    assert any(f["id"] == "winners_mnist-sample_step" for f in doc.figures)
+    assert "paired-t" in text                       # the test used with 3 repeats
+
+
+def test_sections_without_data_are_left_out_and_the_missing_line_names_params(quick):
+    _, _, html = quick
+    doc = parse(html)
+    ids = {f["id"] for f in doc.figures}
+    assert not ids & {"fig5_linear", "fig7_graded", "table4_imagenet"}       # no such records
+    for section in doc.sections:
+        assert section.strip()
+    missing = re.search(r'<p class="missing">(.*?)</p>', html, re.S).group(1)
+    for params in ("params/mnist/linear.yaml", "params/mnist/graded.yaml", "params/imagenet/subsets.yaml"):
+        assert params in missing
+    assert "confusion matri" in missing
+    assert html.count('class="missing"') == 1
+
+
+def test_every_kind_of_record_gets_its_figure(tiny):
+    _, _, html = tiny
+    ids = {f["id"] for f in parse(html).figures}
+    assert {"fig1_profiles", "fig3_auc_vs_rho_mnist-sample", "fig4_auc_vs_mu_mnist-sample", "fig5_linear",
+            "fig6_thresholding_mnist-sample", "fig7_graded", "fig8_curves", "table4_imagenet",
+            "recall_vs_class_size_mnist-sample"} <= ids
+
+
+def test_the_report_leaves_the_database_as_it_was(quick):
+    outputs, _, _ = quick
+    folder = outputs / "quick"
+    assert (folder / "results.sqlite").read_bytes() == QUICK.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["figures", "report.html", "results.sqlite"]   # no -wal/-shm
+
+
+def test_write_report_needs_a_database(tmp_path):
+    with pytest.raises(FileNotFoundError, match="imbalance run"):
+        report.write_report("nothing", tmp_path)
