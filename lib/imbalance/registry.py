@@ -262,3 +262,29 @@ def logit_adjusted_scores(scores, priors, *, tau: float = 1.0) -> np.ndarray:
     z = z - z.max(-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(-1, keepdims=True)
+
+
+# --- plugins: users' modules that register methods ----------------------------------------------
+
+def load_plugins(modules=()) -> tuple[str, ...]:
+    """Import each named module (its import registers its methods) and return the names.
+
+    The current folder is searched first, as `python -m` does, so a user file `my_methods.py` next
+    to the params works as `--plugin my_methods`.  Only explicit calls import code (the CLI's
+    `--plugin`, the training notebook's `plugins` parameter); reading a params file never does.
+    """
+    import importlib
+    import os
+    import sys
+    names = (modules,) if isinstance(modules, str) else tuple(modules or ())
+    for name in names:
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"plugin {name!r}: expected an importable module name, e.g. my_methods")
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"plugin {name!r}: cannot import it ({exc}); run from the folder that holds "
+                             f"{name.replace('.', '/')}.py or put that folder on PYTHONPATH") from None
+    return names

@@ -24,8 +24,8 @@ NETWORK_FIELDS = (
     "study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat", "seed",
     "n_train", "class_counts", "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy",
     "per_class_recall", "diverged", "diverged_at", "iterations", "train_seconds", "device",
-    "versions", "git_rev", "created_at")
-JSON_FIELDS = ("class_counts", "per_class_recall", "versions")
+    "versions", "git_rev", "created_at", "confusion_matrix")
+JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix")
 CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
 RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file
 
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS networks (
     roc_auc REAL, accuracy REAL, thresholded_accuracy REAL, balanced_accuracy REAL,
     per_class_recall TEXT, diverged INTEGER, diverged_at INTEGER, iterations INTEGER,
     train_seconds REAL, device TEXT, versions TEXT, git_rev TEXT, created_at TEXT NOT NULL,
+    confusion_matrix TEXT,
     UNIQUE (study, point_id, method, "repeat"));
 CREATE TABLE IF NOT EXISTS curves (
     network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
@@ -111,6 +112,8 @@ class Store:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
+            if "confusion_matrix" not in {row[1] for row in self.db.execute("PRAGMA table_info(networks)")}:
+                self.db.execute("ALTER TABLE networks ADD COLUMN confusion_matrix TEXT")   # a database from before it
 
     def _use_wal(self, patience: float) -> None:
         """Switch to WAL once per file. Two runners opening a brand-new database at once can get
