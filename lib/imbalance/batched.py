@@ -233,7 +233,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         logits = functional_call(base, {**p, **frozen}, (x,))
         loss = F.cross_entropy(logits, y) if t is None else class_loss(logits, y, **t)
         return loss, (loss.detach(), logits.detach())
-    step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, 0))
+    step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, None if terms is None else 0))
 
     if terms is not None:     # stacked once: (K, C) weights before / after each network's switch, (K,) scalars
         first = [lt.at(0) for lt in terms]
