@@ -224,5 +224,6 @@ def test_records_keep_their_confusion_matrix_through_the_store(tmp_path, modern)
     old.executescript(SCHEMA.replace("confusion_matrix TEXT,", ""))
     old.close()
     with Store(tmp_path / "old.sqlite") as store:
+        assert store.records_frame("")["confusion_matrix"].tolist() == []       # read as it is, not altered
         store.insert_point("", POINT["point_id"], modern.records[:1], worker="w")
         assert store.records_frame("")["confusion_matrix"].tolist() == [modern.records[0]["confusion_matrix"]]

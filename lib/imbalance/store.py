@@ -112,8 +112,6 @@ class Store:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)
-            if "confusion_matrix" not in {row[1] for row in self.db.execute("PRAGMA table_info(networks)")}:
-                self.db.execute("ALTER TABLE networks ADD COLUMN confusion_matrix TEXT")   # a database from before it
 
     def _use_wal(self, patience: float) -> None:
         """Switch to WAL once per file. Two runners opening a brand-new database at once can get
@@ -229,6 +227,8 @@ class Store:
                                   (study, point_id)).fetchone()
             if row is not None and row["status"] == "done":
                 return 0
+            if "confusion_matrix" not in {c[1] for c in self.db.execute("PRAGMA table_info(networks)")}:
+                self.db.execute("ALTER TABLE networks ADD COLUMN confusion_matrix TEXT")   # a database from before it
             columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
             marks = ", ".join("?" * len(NETWORK_FIELDS))
             for values, curve in rows:
@@ -278,6 +278,8 @@ class Store:
         frame = pd.read_sql_query(
             'SELECT * FROM networks WHERE study = ? ORDER BY point_id, method, "repeat"',
             self.db, params=(study,))
+        for col in set(NETWORK_FIELDS) - set(frame.columns):     # a database from before the column
+            frame[col] = None
         if decode_json:
             for col in JSON_FIELDS:
                 frame[col] = [None if v is None else json.loads(v) for v in frame[col]]
