@@ -99,3 +99,11 @@ def test_plugins_reach_the_training_notebook_as_a_parameter(tmp_path):
     assert expand_grid(params)[0].parameters(params)["plugins"] == []
     params = params_from_dict({**params.to_dict(), "plugins": ["my_methods"]})
     assert expand_grid(params)[0].parameters(params)["plugins"] == ["my_methods"]
+
+
+def test_readme_methods_table_lists_every_registered_method_and_suffix():
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Methods"):text.index("## Running a study")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    named = {name.strip("` ") for row in rows for name in row.split("|")[1].split(",")}
+    assert named == set(registry.METHODS) | {"<m>-thresh", "<m>-la", "<m>-tau-norm"}
