@@ -227,3 +227,23 @@ def test_records_keep_their_confusion_matrix_through_the_store(tmp_path, modern)
         assert store.records_frame("")["confusion_matrix"].tolist() == []       # read as it is, not altered
         store.insert_point("", POINT["point_id"], modern.records[:1], worker="w")
         assert store.records_frame("")["confusion_matrix"].tolist() == [modern.records[0]["confusion_matrix"]]
+
+
+def test_a_users_two_stage_loss_method_keeps_its_phase_one_network_apart(digits):
+    from imbalance import registry
+    before = dict(registry.METHODS)
+    try:
+        loss = registry.Loss(focal_gamma=1.0)
+        registry.register_method(registry.Method(name="tp-focal", loss=loss, stage2="two-phase"))
+        registry.register_method(registry.Method(name="focal-1", loss=loss))
+        recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
+        res = run_grid_point(digits, methods=["tp-focal", "focal-1"], repeats=1, recipe=recipe, progress=False,
+                             **POINT)
+    finally:
+        registry.METHODS.clear()
+        registry.METHODS.update(before)
+    tuned, pre = res.results[("tp-focal", 0)].model, res.results[("tp-focal:phase-1", 0)].model
+    assert not torch.equal(tuned.fc2.weight, pre.fc2.weight) and torch.equal(tuned.fc1.weight, pre.fc1.weight)
+    by = {r["method"]: r for r in res.records}
+    assert by["focal-1"]["curve"] == res.results[("tp-focal:phase-1", 0)].curve != by["tp-focal"]["curve"]
+    assert by["tp-focal"]["train_seconds"] > by["focal-1"]["train_seconds"]

@@ -120,12 +120,14 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
     stream_size = recipe.iterations * recipe.batch_size          # draws of a streamed sampler
 
     # the trained method behind each chosen one, and the key of its phase-1 network: one network per
-    # (sampling, loss), named by the sampling kind for cross-entropy (as the paper's methods always were)
+    # (sampling, loss), named by the sampling kind for cross-entropy (as the paper's methods always were),
+    # else by the first method that uses it (never a second stage's own key)
     trained_of = {m.name: get_method(m.base) if m.posthoc else m for m in chosen}
     trained_methods = list(dict.fromkeys(trained_of.values()))
     trunk_name: dict[tuple[str, Loss], str] = {}
     for t in trained_methods:
-        trunk_name.setdefault((t.sampling, t.loss), t.sampling if t.loss.plain else t.name)
+        trunk_name.setdefault((t.sampling, t.loss), t.sampling if t.loss.plain else
+                              f"{t.name}:phase-1" if t.stage2 else t.name)
     trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
     final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}   # the network it evaluates
 

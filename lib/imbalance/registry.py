@@ -188,6 +188,9 @@ def register_method(method: Method, *, replace_existing: bool = False) -> Method
     if _split_suffix(method.name)[1] is not None:
         raise ValueError(f"method name {method.name!r} ends in a post-hoc suffix "
                          f"({', '.join('-' + s for s in POSTHOC)}): choose another name")
+    if method.stage2 and method.name in SAMPLINGS:
+        raise ValueError(f"method name {method.name!r} with a second stage would share the key of the "
+                         f"{method.name!r} sampling's network: choose another name")
     if method.name in METHODS and not replace_existing and METHODS[method.name] != method:
         raise ValueError(f"method {method.name!r} is registered already; pass replace_existing=True to replace it")
     METHODS[method.name] = method
