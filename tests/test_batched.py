@@ -103,3 +103,66 @@ def test_unknown_layout_is_rejected(digits):
     with pytest.raises(ValueError, match=r"layout must be one of \('auto', 'single', 'threads', 'vmap'\)"):
         train_networks(_specs(1), digits.train_images, digits.train_labels, RECIPES["lenet5-mnist"],
                        n_classes=10, layout="grouped")
+
+
+def _loss_specs(size=300):
+    """Networks with different losses in one job: CE, focal + CB weights, la-loss, LDAM-DRW, and a
+    class-aware stream (shuffle=False), on one step-imbalanced set."""
+    from imbalance.losses import loss_terms
+    from imbalance.registry import get_method
+    labels = load_dataset("mnist-sample").train_labels.numpy()
+    rng = np.random.default_rng(1)
+    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), 60 if c < 5 else 6, replace=False)
+                                  for c in range(10)]))
+    counts = np.bincount(labels[idx], minlength=10)
+    terms = {m: loss_terms(get_method(m).loss, counts, iterations=40) for m in ("cb-focal", "la-loss", "ldam-drw")}
+    stream = idx[rng.integers(0, len(idx), 40 * 8)]
+    return [NetworkSpec(indices=idx, init_seed=1, batch_seed=1),
+            NetworkSpec(indices=idx, init_seed=1, batch_seed=1, loss=terms["cb-focal"]),
+            NetworkSpec(indices=idx, init_seed=2, batch_seed=3, loss=terms["la-loss"], lr_scale=0.5),
+            NetworkSpec(indices=idx, init_seed=1, batch_seed=1, loss=terms["ldam-drw"]),
+            NetworkSpec(indices=stream, init_seed=1, batch_seed=1, shuffle=False, loss=terms["la-loss"])]
+
+
+def test_threads_layout_with_different_losses_is_bit_identical_to_single_runs(digits):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=40, eval_interval=20, batch_size=8)
+    specs = _loss_specs()
+    with intra_op_threads(1):
+        single = train_networks(specs, digits.train_images, digits.train_labels, recipe, n_classes=10,
+                                layout="single", progress=False)
+    together = train_networks(specs, digits.train_images, digits.train_labels, recipe, n_classes=10,
+                              layout="threads", workers=2, progress=False)
+    assert all(torch.equal(p, q) for a, b in zip(single, together)
+               for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert [r.curve for r in single] == [r.curve for r in together]
+    assert single[0].curve != single[1].curve        # the loss terms changed the training
+
+
+def test_vmap_layout_with_different_losses_matches_single_runs_float64(digits):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=40, eval_interval=20, batch_size=8)
+    kw = dict(n_classes=10, dtype=torch.float64, progress=False)
+    specs = _loss_specs()
+    single = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout="single", **kw)
+    stacked = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout="vmap", **kw)
+    assert max(_max_rel(a, b) for a, b in zip(single, stacked)) <= 1e-10
+    for a, b in zip(single, stacked):     # curve losses are kept in float32
+        assert np.allclose([p["train_loss"] for p in a.curve], [p["train_loss"] for p in b.curve], rtol=1e-6)
+
+
+def test_crt_spec_reinitialises_and_retrains_only_the_output_layers_in_every_layout(digits):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=10, eval_interval=10)
+    pre, fresh = lenet5(seed=3), lenet5(seed=7)
+    spec = NetworkSpec(indices=np.arange(300), init_seed=7, batch_seed=5, trainable="output", init_from=pre,
+                       reinit_output=True, shuffle=False)
+    zero = recipe_with(recipe, base_lr=1e-300)      # (almost) no step: the starting point itself
+    for layout in ("single", "threads", "vmap"):
+        (start,) = train_networks([spec], digits.train_images, digits.train_labels, zero, n_classes=10,
+                                  layout=layout, progress=False)
+        (tuned,) = train_networks([spec], digits.train_images, digits.train_labels, recipe, n_classes=10,
+                                  layout=layout, progress=False)
+        for (name, p), q, f, s in zip(tuned.model.named_parameters(), pre.parameters(), fresh.parameters(),
+                                      start.model.parameters()):
+            if name.startswith("fc2"):
+                assert torch.equal(s, f) and not torch.equal(p, f), (layout, name)   # fresh start, then trained
+            else:
+                assert torch.equal(p, q), (layout, name)

@@ -5,10 +5,15 @@ import torch
 
 from imbalance.batched import intra_op_threads
 from imbalance.data import load_dataset
-from imbalance.methods import METHODS, derive_seed, get_method, method_metrics, run_grid_point
+from imbalance.methods import (PAPER_METHODS, confusion_matrix, derive_seed, get_method, method_metrics,
+                               run_grid_point, tau_normalised)
+from imbalance.models import lenet5
 from imbalance.train import RECIPES, recipe_with
 
-ALL = list(METHODS)
+ALL = list(PAPER_METHODS)
+MODERN = ["baseline", "ros", "weighted-ce", "cb-ce", "cb-focal", "focal", "la-loss", "balanced-softmax", "ldam-drw",
+          "class-aware", "sqrt-sampling", "crt", "drw", "baseline-la", "baseline-tau-norm", "baseline-thresh",
+          "crt-la"]
 POINT = dict(imbalance="step", rho=10, mu=0.5, n_max=400, seed=0, point_id="step_rho=10_mu=0.5")
 
 
@@ -83,7 +88,7 @@ def test_diverged_network_reports_no_scores():
     scores = np.full((4, 2), np.nan)
     out = method_metrics(scores, np.array([0, 1, 0, 1]), priors=np.array([0.5, 0.5]), threshold=False,
                          diverged=True)
-    assert out["roc_auc"] is None and out["accuracy"] is None
+    assert out["roc_auc"] is None and out["accuracy"] is None and out["confusion_matrix"] is None
 
 
 def test_short_training_on_mnist_sample_beats_chance(point):
@@ -122,3 +127,123 @@ def test_grid_point_on_a_streamed_image_folder(tmp_path):
     assert [r["method"] for r in res.records] == ["baseline", "ros"]
     assert [r["n_train"] for r in res.records] == [27, 36]
     assert all(0 <= r["roc_auc"] <= 1 and r["iterations"] == 4 for r in res.records)
+
+
+@pytest.fixture(scope="module")
+def modern(digits):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=30, eval_interval=15)
+    return run_grid_point(digits, methods=MODERN, repeats=1, recipe=recipe, progress=False, **POINT)
+
+
+def test_every_modern_method_trains_at_one_point_with_finite_metrics(modern):
+    assert [r["method"] for r in modern.records] == MODERN
+    for r in modern.records:
+        assert not r["diverged"] and r["iterations"] == 30, r["method"]
+        assert all(np.isfinite(r[k]) for k in ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy"))
+        assert np.array(r["confusion_matrix"]).sum(1).tolist() == [100] * 10   # mnist-sample's test set: 100 a class
+
+
+def test_posthoc_logit_adjustment_predicts_what_thresholding_predicts(modern):
+    by = {r["method"]: r for r in modern.records}
+    assert by["baseline-la"]["confusion_matrix"] == by["baseline-thresh"]["confusion_matrix"]
+    assert by["baseline-la"]["accuracy"] == by["baseline"]["thresholded_accuracy"]
+    assert by["baseline-la"]["train_seconds"] == by["baseline"]["train_seconds"]     # no extra training
+    assert by["crt-la"]["accuracy"] == by["crt"]["thresholded_accuracy"]
+
+
+def test_balanced_softmax_and_la_loss_share_one_network(modern):
+    by = {r["method"]: r for r in modern.records}
+    keys = ("roc_auc", "accuracy", "confusion_matrix", "curve")
+    assert [by["la-loss"][k] for k in keys] == [by["balanced-softmax"][k] for k in keys]
+    assert [by["la-loss"][k] for k in keys] != [by["baseline"][k] for k in keys]
+
+
+def test_loss_methods_see_the_baselines_subset_and_mini_batches(modern):
+    # the same subset and batch order: at iteration 0 (same initial weights) only the loss differs
+    by = {r["method"]: r for r in modern.records}
+    assert {by[m]["n_train"] for m in ("baseline", "weighted-ce", "focal", "ldam-drw", "class-aware", "crt")} == {2200}
+    assert by["ros"]["n_train"] == 4000
+    # drw is cross-entropy until 80% of the iterations: the same batches give the same first losses (float32
+    # round-off apart: class_loss is not F.cross_entropy's kernel); focal's differ
+    assert by["drw"]["curve"][0]["train_loss"] == pytest.approx(by["baseline"]["curve"][0]["train_loss"], rel=1e-5)
+    assert by["focal"]["curve"][0]["train_loss"] != pytest.approx(by["baseline"]["curve"][0]["train_loss"], rel=1e-2)
+
+
+def test_crt_retrains_reinitialised_output_layers_of_the_baseline_network(modern):
+    base, crt = modern.results[("none", 0)].model, modern.results[("crt", 0)].model
+    init = lenet5(seed=derive_seed(0, POINT["point_id"], 0, "init"))
+    for (name, p), q, p0 in zip(crt.named_parameters(), base.parameters(), init.parameters()):
+        if name.startswith("fc2"):
+            assert not torch.equal(p, q) and not torch.equal(p, p0), name     # retrained from a fresh start
+        else:
+            assert torch.equal(p, q), name
+    by = {r["method"]: r for r in modern.records}
+    assert by["crt"]["train_seconds"] > by["baseline"]["train_seconds"]     # includes the baseline's training
+
+
+def test_tau_norm_divides_each_class_weight_vector_by_its_norm():
+    model = lenet5(seed=0)
+    normed = tau_normalised(model, tau=1.0)
+    w, v = model.fc2.weight.detach(), normed.fc2.weight.detach()
+    assert torch.allclose(v.norm(dim=1), torch.ones(10), atol=1e-6)
+    assert torch.allclose(tau_normalised(model, tau=0.5).fc2.weight, w / w.norm(dim=1, keepdim=True).sqrt())
+    assert torch.equal(normed.fc2.bias, model.fc2.bias) and torch.equal(normed.fc1.weight, model.fc1.weight)
+    assert torch.equal(tau_normalised(model, tau=0.0).fc2.weight, w)
+
+
+def test_tau_norm_scores_come_from_the_rescaled_network(modern):
+    by = {r["method"]: r for r in modern.records}
+    assert by["baseline-tau-norm"]["roc_auc"] != by["baseline"]["roc_auc"]
+    assert by["baseline-tau-norm"]["curve"] == by["baseline"]["curve"]
+
+
+def test_modern_methods_batched_give_the_same_records_as_one_at_a_time(digits, modern):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=30, eval_interval=15)
+    with intra_op_threads(1):
+        alone = run_grid_point(digits, methods=MODERN, repeats=1, recipe=recipe, batched=False, progress=False,
+                               **POINT)
+    keys = ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "confusion_matrix", "curve")
+    assert [[a[k] for k in keys] for a in alone.records] == [[b[k] for k in keys] for b in modern.records]
+
+
+def test_confusion_matrix_matches_scikit_learn():
+    from sklearn.metrics import confusion_matrix as sk
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    assert np.array_equal(confusion_matrix(y, p, n_classes=4), sk(y, p, labels=range(4)))
+
+
+def test_records_keep_their_confusion_matrix_through_the_store(tmp_path, modern):
+    import sqlite3
+    from imbalance.store import SCHEMA, Store
+    with Store(tmp_path / "r.sqlite") as store:
+        store.insert_point("", POINT["point_id"], modern.records[:2], worker="w")
+        frame = store.records_frame("")
+    assert frame["confusion_matrix"].tolist() == [r["confusion_matrix"] for r in modern.records[:2]]
+    old = sqlite3.connect(tmp_path / "old.sqlite")          # a database from before the column
+    old.executescript(SCHEMA.replace("confusion_matrix TEXT,", ""))
+    old.close()
+    with Store(tmp_path / "old.sqlite") as store:
+        assert store.records_frame("")["confusion_matrix"].tolist() == []       # read as it is, not altered
+        store.insert_point("", POINT["point_id"], modern.records[:1], worker="w")
+        assert store.records_frame("")["confusion_matrix"].tolist() == [modern.records[0]["confusion_matrix"]]
+
+
+def test_a_users_two_stage_loss_method_keeps_its_phase_one_network_apart(digits):
+    from imbalance import registry
+    before = dict(registry.METHODS)
+    try:
+        loss = registry.Loss(focal_gamma=1.0)
+        registry.register_method(registry.Method(name="tp-focal", loss=loss, stage2="two-phase"))
+        registry.register_method(registry.Method(name="focal-1", loss=loss))
+        recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
+        res = run_grid_point(digits, methods=["tp-focal", "focal-1"], repeats=1, recipe=recipe, progress=False,
+                             **POINT)
+    finally:
+        registry.METHODS.clear()
+        registry.METHODS.update(before)
+    tuned, pre = res.results[("tp-focal", 0)].model, res.results[("tp-focal:phase-1", 0)].model
+    assert not torch.equal(tuned.fc2.weight, pre.fc2.weight) and torch.equal(tuned.fc1.weight, pre.fc1.weight)
+    by = {r["method"]: r for r in res.records}
+    assert by["focal-1"]["curve"] == res.results[("tp-focal:phase-1", 0)].curve != by["tp-focal"]["curve"]
+    assert by["tp-focal"]["train_seconds"] > by["focal-1"]["train_seconds"]

@@ -211,6 +211,7 @@ def test_missing_mnist_files_are_reported_before_training(tmp_path):
 
 
 def test_name_tuples_match_the_method_and_recipe_registries():
-    from imbalance import methods, train
+    from imbalance import methods, registry, train
     from imbalance.params import RECIPES
-    assert METHODS == tuple(methods.METHODS) and RECIPES == tuple(train.RECIPES)
+    assert METHODS == registry.PAPER_METHODS and all(registry.is_method(m) for m in METHODS)
+    assert methods.METHODS is registry.METHODS and RECIPES == tuple(train.RECIPES)

@@ -327,3 +327,10 @@ def test_resident_images_cannot_use_streamed_imagenet_preprocessing(digits):
         train_network(resnet10(n_classes=10, in_channels=1, seed=0), digits.train_images,
                       digits.train_labels, _all_train(digits), recipe, seed=0, device="cpu",
                       progress=False)
+
+
+def test_unshuffled_stream_yields_the_indices_in_order_and_cycles():
+    from imbalance.train import BatchStream
+    stream = BatchStream(np.array([5, 3, 9, 1, 7]), batch_size=2, seed=0, shuffle=False)
+    assert stream.next_many(3).tolist() == [[5, 3], [9, 1], [7, 5]]
+    assert next(stream).tolist() == [3, 9]

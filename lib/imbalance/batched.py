@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .models import build_model
 from .images import Preprocessor, ResidentImages
+from .losses import LossTerms, class_loss
 from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate,
                     lr_multipliers, resolve_device, sgd_step_, train_network)
 
@@ -49,6 +50,9 @@ class NetworkSpec:
     lr_scale: float = 1.0                # two-phase fine-tuning: 0.1
     trainable: str | tuple[str, ...] | None = None   # None = all; "output" = model.output_layers
     init_from: nn.Module | None = None   # start from a copy of this (pre-trained) network
+    reinit_output: bool = False          # cRT: with init_from, output layers re-drawn from init_seed
+    loss: LossTerms | None = None        # the method's loss terms (imbalance.losses); None = cross-entropy
+    shuffle: bool = True                 # False: stream `indices` in order (class-aware batches drawn already)
 
 
 def default_layout(device: torch.device, model: nn.Module) -> str:
@@ -74,8 +78,15 @@ def _trainable(spec: NetworkSpec, model: nn.Module):
 
 def _initial_model(spec: NetworkSpec, recipe: Recipe, *, n_classes: int, in_channels: int, device,
                    channels_last: bool, dtype: torch.dtype = torch.float32) -> nn.Module:
-    model = copy.deepcopy(spec.init_from) if spec.init_from is not None else \
-        build_model(recipe.model, n_classes=n_classes, in_channels=in_channels, seed=spec.init_seed)
+    fresh = lambda: build_model(recipe.model, n_classes=n_classes, in_channels=in_channels,  # noqa: E731
+                                seed=spec.init_seed)
+    model = copy.deepcopy(spec.init_from) if spec.init_from is not None else fresh()
+    if spec.init_from is not None and spec.reinit_output:     # cRT: the output layers start afresh
+        drawn = dict(fresh().named_parameters())
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if any(name == q or name.startswith(q + ".") for q in model.output_layers):
+                    p.copy_(drawn[name])
     model = model.to(device, dtype)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
@@ -131,7 +142,8 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
                 model = _initial_model(spec, recipe, channels_last=channels_last, **common)
                 r = train_network(model, source, ys, spec.indices, recipe, seed=spec.batch_seed, device=device,
                                   lr_scale=spec.lr_scale, trainable=_trainable(spec, model), test=test_set,
-                                  preprocessor=preprocessor, progress=False)
+                                  preprocessor=preprocessor, progress=False, loss_terms=spec.loss,
+                                  shuffle=spec.shuffle)
                 bar.update(recipe.iterations)
                 return r
             if layout == "single":
@@ -212,13 +224,30 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     velocity = [torch.zeros_like(train_p[n]) for n in train_names]
     lr_scale = torch.tensor([s.lr_scale for s in specs], dtype=dtype, device=device)
 
-    def loss_fn(p, frozen, x, y):
-        logits = functional_call(base, {**p, **frozen}, (x,))
-        loss = F.cross_entropy(logits, y)
-        return loss, (loss.detach(), logits.detach())
-    step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0))
+    # one loss function for the group: plain cross-entropy, or class_loss on per-network stacked terms
+    # (a cross-entropy network in a mixed group gets neutral terms: weights 1, no offsets or margins)
+    terms = None if all(s.loss is None for s in specs) else \
+        [(s.loss or _neutral_terms(n_classes)).to(device, dtype) for s in specs]
 
-    streams = [BatchStream(s.indices, batch_size=recipe.batch_size, seed=s.batch_seed) for s in specs]
+    def loss_fn(p, frozen, x, y, t):
+        logits = functional_call(base, {**p, **frozen}, (x,))
+        loss = F.cross_entropy(logits, y) if t is None else class_loss(logits, y, **t)
+        return loss, (loss.detach(), logits.detach())
+    step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, None if terms is None else 0))
+
+    if terms is not None:     # stacked once: (K, C) weights before / after each network's switch, (K,) scalars
+        first = [lt.at(0) for lt in terms]
+        fixed = {key: torch.stack([f[key] for f in first]) for key in first[0]}
+        early, late = torch.stack([lt.weights for lt in terms]), torch.stack([lt.late_weights for lt in terms])
+        switch = torch.tensor([lt.switch for lt in terms], device=device)
+
+    def stacked_terms(t: int):
+        if terms is None:
+            return None
+        return {**fixed, "weights": torch.where((t >= switch).unsqueeze(-1), late, early)}
+
+    streams = [BatchStream(s.indices, batch_size=recipe.batch_size, seed=s.batch_seed, shuffle=s.shuffle)
+               for s in specs]
     losses = torch.zeros(recipe.iterations, k, device=device)
     hits = torch.zeros(recipe.iterations, k, device=device)
     alive, n_alive = torch.ones(k, dtype=torch.bool, device=device), k     # n_alive: no device sync per step
@@ -230,7 +259,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         for t in range(start, start + n):
             idx = batches[t - start]
             x, y = source.batch(idx), ys[idx]                                        # one gather for K networks
-            grads, (loss, logits) = step(train_p, frozen_p, x, y)
+            grads, (loss, logits) = step(train_p, frozen_p, x, y, stacked_terms(t))
             lr = learning_rate(recipe, t) * lr_scale * alive
             sgd_step_([train_p[n] for n in train_names], [grads[n] for n in train_names], velocity, lr=lr,
                       momentum=recipe.momentum, weight_decay=recipe.weight_decay, lr_mults=mults)
@@ -267,6 +296,12 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
                 p.copy_(stacked[name][j])
         results.append(TrainResult(model, done[j], diverged_at[j], curves[j], seconds))
     return results
+
+
+def _neutral_terms(n_classes: int) -> LossTerms:
+    """Terms under which class_loss is cross-entropy (for a plain network in a mixed vmapped group)."""
+    ones, zeros = torch.ones(n_classes, dtype=torch.float64), torch.zeros(n_classes, dtype=torch.float64)
+    return LossTerms(ones, ones, 0, zeros, zeros, 1.0, 0.0)
 
 
 @torch.no_grad()

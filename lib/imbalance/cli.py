@@ -7,6 +7,7 @@ or an unreachable Dask scheduler (reported on stderr without a traceback, before
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("params", type=Path, help="params file, e.g. params/quick.yaml")
         sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a params key (value parsed as YAML), e.g. --set rho=[10,50]")
+        sub.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                         help="import MODULE first: it registers methods (imbalance.registry.register_method); "
+                              "the training notebooks import it too")
         sub.add_argument("--outputs", default="outputs", metavar="DIR",
                          help="results go to DIR/<study>/ (default: outputs)")
         return sub
@@ -53,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        params = load_params(args.params, args.overrides)
+        if args.plugins:   # the notebooks' kernels import them too: from the folder `imbalance` runs in
+            os.environ["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        params = load_params(args.params, args.overrides, plugins=args.plugins)
         if args.command == "run":
             from imbalance.runner import run_study
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,

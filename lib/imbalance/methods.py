@@ -1,7 +1,7 @@
-"""The method registry and one grid point's worth of networks.
+"""One grid point's worth of networks: every registered method, trained in one batched job.
 
-A method says how its network's training set is sampled, whether it is fine-tuned in a second
-phase, and whether its outputs are thresholded by the class priors (section 3.3 of the paper):
+The methods are data (`imbalance.registry`, re-exported here): a phase-1 sampling, loss terms, an
+optional second stage and an optional post-hoc adjustment.  The paper's methods (section 3.3):
 
 | method            | training set (phase 1)  | phase 2                          | prediction          |
 |-------------------|-------------------------|----------------------------------|---------------------|
@@ -11,59 +11,44 @@ phase, and whether its outputs are thresholded by the class priors (section 3.3 
 |                   |                         | subset, lr x 0.1, same recipe    |                     |
 | *-thresh          | as baseline / ros / rus | -                                | argmax(p / priors)  |
 
+and the ones in use today (README, "Methods"): loss-level methods (weighted-ce, cb-ce, cb-focal,
+focal, la-loss, balanced-softmax, ldam-drw, drw) as per-network loss terms; class-aware and
+sqrt-sampling as mini-batch streams; crt as a second stage (output layers re-initialised and
+retrained with class-aware batches, lr x 1); '<m>-la' and '<m>-tau-norm' as post-hoc adjustments.
+
 Graded over/undersampling is ros/rus at a grid point with a `level` (the target ratio after
 sampling, the paper's Figure 7). Networks are shared wherever the paper allows: a repeat trains
-one network per sampling kind; thresholding re-uses it (no extra training) and two-phase
-fine-tunes a copy of it (it is not trained twice).
+one phase-1 network per (sampling, loss); post-hoc methods re-use it (no extra training) and
+second stages train a copy of it (it is not trained twice).
 
 Seeds derive from (study seed, grid point, repeat, purpose) through SHA-256, so any network can
 be re-trained alone. Within a repeat all methods share the imbalanced subset and the initial
-weights (a paired comparison).
+weights (a paired comparison), and methods with the same sampling share its mini-batch order.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import platform
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import __version__
 from .batched import NetworkSpec, predict_networks, search_base_lr, train_networks
+from .losses import loss_terms
 from .metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc_ovr, threshold_scores
 from .profiles import imbalanced_subset
-from .sampling import class_priors, oversample_indices, undersample_indices
+from .registry import (CROSS_ENTROPY, METHODS, PAPER_METHODS, STREAMED, Loss, Method,  # noqa: F401 (re-exported)
+                       get_method, logit_adjusted_scores, method_names, register_method)
+from .sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
+                       undersample_indices)
 from .images import Preprocessor, StreamedImages
 from .train import Recipe, recipe_with, resolve_device
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    sampling: str              # "none" | "ros" | "rus": phase-1 training set
-    two_phase: bool = False    # fine-tune the output layers on the imbalanced subset afterwards
-    threshold: bool = False    # divide outputs by the imbalanced training set's class priors
-
-
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("baseline", "none"),
-    Method("ros", "ros"),
-    Method("rus", "rus"),
-    Method("two-phase-ros", "ros", two_phase=True),
-    Method("two-phase-rus", "rus", two_phase=True),
-    Method("baseline-thresh", "none", threshold=True),
-    Method("ros-thresh", "ros", threshold=True),
-    Method("rus-thresh", "rus", threshold=True),
-]}
-
-
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
-    return METHODS[name]
 
 
 def derive_seed(*parts) -> int:
@@ -71,8 +56,10 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
 
 
-def sampled_positions(kind: str, y: np.ndarray, *, level: float | None, random_state) -> np.ndarray:
-    """Positions into the imbalanced subset's labels y for a sampling kind (level = graded target)."""
+def sampled_positions(kind: str, y: np.ndarray, *, level: float | None, random_state,
+                      size: int | None = None) -> np.ndarray:
+    """Positions into the imbalanced subset's labels y for a sampling kind (level = graded target;
+    size = draws of a streamed kind, 'class-aware' / 'sqrt': iterations x batch size)."""
     target = 1.0 if level is None else level
     if kind == "none":
         return np.arange(len(y), dtype=np.int64)
@@ -80,7 +67,21 @@ def sampled_positions(kind: str, y: np.ndarray, *, level: float | None, random_s
         return oversample_indices(y, target_rho=target, random_state=random_state)
     if kind == "rus":
         return undersample_indices(y, target_rho=target, random_state=random_state)
-    raise ValueError(f"sampling kind must be 'none', 'ros' or 'rus', got {kind!r}")
+    if kind in STREAMED:
+        draw = class_aware_indices if kind == "class-aware" else sqrt_indices
+        return draw(y, size=size, random_state=random_state)
+    raise ValueError(f"sampling kind must be 'none', 'ros', 'rus', 'class-aware' or 'sqrt', got {kind!r}")
+
+
+def tau_normalised(model: nn.Module, *, tau: float = 1.0) -> nn.Module:
+    """A copy of `model` whose last output layer's per-class weight vectors are divided by their norm^tau
+    (Kang et al. 2020, tau-normalised classifier; biases are kept: LeNet-5's and All-CNN-C's have them)."""
+    out = copy.deepcopy(model)
+    weight = dict(out.named_parameters())[f"{out.output_layers[-1]}.weight"]     # (C, ...)
+    with torch.no_grad():
+        norms = weight.flatten(1).norm(dim=1).clamp_min(torch.finfo(weight.dtype).tiny)
+        weight /= (norms ** tau).reshape((-1,) + (1,) * (weight.ndim - 1))
+    return out
 
 
 @dataclass
@@ -116,20 +117,38 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
     labels = dataset.train_labels.numpy()
     n_classes = dataset.n_classes
     device = resolve_device(None if device in (None, "auto") else device)
+    stream_size = recipe.iterations * recipe.batch_size          # draws of a streamed sampler
 
-    subsets, priors, phase1 = {}, {}, []
-    kinds = sorted({m.sampling for m in chosen})
+    # the trained method behind each chosen one, and the key of its phase-1 network: one network per
+    # (sampling, loss), named by the sampling kind for cross-entropy (as the paper's methods always were),
+    # else by the first method that uses it (never a second stage's own key)
+    trained_of = {m.name: get_method(m.base) if m.posthoc else m for m in chosen}
+    trained_methods = list(dict.fromkeys(trained_of.values()))
+    trunk_name: dict[tuple[str, Loss], str] = {}
+    for t in trained_methods:
+        trunk_name.setdefault((t.sampling, t.loss), t.sampling if t.loss.plain else
+                              f"{t.name}:phase-1" if t.stage2 else t.name)
+    trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
+    final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}   # the network it evaluates
+
+    subsets, priors, phase1, n_train = {}, {}, [], {}
     for r in range(repeats):
         subset = imbalanced_subset(labels, profile=imbalance, rho=rho, mu=mu, n_max=n_max, minority=minority,
                                    n_classes=n_classes, random_state=derive_seed(seed, point_id, r, "subset"))
         subsets[r] = subset
         y = labels[subset.indices]
         priors[r] = class_priors(y, n_classes=n_classes)
-        for kind in kinds:
-            pos = sampled_positions(kind, y, level=level, random_state=derive_seed(seed, point_id, r, kind, "sample"))
-            phase1.append(((kind, r), NetworkSpec(indices=subset.indices[pos],
+        for (kind, loss), name in trunk_name.items():
+            pos = sampled_positions(kind, y, level=level, random_state=derive_seed(seed, point_id, r, kind, "sample"),
+                                    size=stream_size)
+            streamed = kind in STREAMED
+            counts = np.bincount(y if streamed else y[pos], minlength=n_classes)   # of the set it trains on
+            phase1.append(((name, r), NetworkSpec(indices=subset.indices[pos],
                                                   init_seed=derive_seed(seed, point_id, r, "init"),
-                                                  batch_seed=derive_seed(seed, point_id, r, kind, "batches"))))
+                                                  batch_seed=derive_seed(seed, point_id, r, kind, "batches"),
+                                                  loss=loss_terms(loss, counts, iterations=recipe.iterations),
+                                                  shuffle=not streamed)))
+            n_train[(name, r)] = len(y) if streamed else len(pos)
     if hasattr(dataset, "train_images"):     # resident: preprocessed once for both phases
         preprocessor = Preprocessor(recipe).fit(dataset.train_images.to(device))
         train_images, test_images = dataset.train_images, dataset.test_images
@@ -150,54 +169,88 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
     trained = dict(zip([k for k, _ in phase1],
                        train_networks([s for _, s in phase1], train_images, dataset.train_labels, recipe,
                                       test=test, **common)))
-    # two-phase: fine-tune the output layers of a copy of the pre-trained network, lr x 0.1
-    phase2 = [((m.name, r), NetworkSpec(indices=subsets[r].indices, init_seed=0,
-                                        batch_seed=derive_seed(seed, point_id, r, m.name, "batches"),
-                                        lr_scale=0.1, trainable="output", init_from=trained[(m.sampling, r)].model))
-              for m in chosen if m.two_phase for r in range(repeats)]
+    # second stages, on a copy of the phase-1 network: two-phase fine-tunes the output layers on the
+    # imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches
+    phase2 = []
+    for t in trained_methods:
+        for r in range(repeats) if t.stage2 else ():
+            pre = trained[(trunk[t.name], r)].model
+            if t.stage2 == "two-phase":
+                spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1, trainable="output",
+                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches"), init_from=pre)
+                n_train[(t.name, r)] = len(subsets[r].indices)
+            else:
+                y = labels[subsets[r].indices]
+                pos = class_aware_indices(y, size=stream_size, random_state=derive_seed(seed, point_id, r, t.name,
+                                                                                         "sample"))
+                spec = NetworkSpec(indices=subsets[r].indices[pos], init_seed=derive_seed(seed, point_id, r, "init"),
+                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches"), trainable="output",
+                                   init_from=pre, reinit_output=True, shuffle=False)
+                n_train[(t.name, r)] = len(y)
+            phase2.append(((t.name, r), spec))
     if phase2:
         trained.update(zip([k for k, _ in phase2],
                            train_networks([s for _, s in phase2], train_images, dataset.train_labels, recipe,
                                           test=test, **common)))
 
-    networks = list(trained)                       # evaluate every trained network once, batched
-    logits = predict_networks([trained[k].model for k in networks], test_images if preprocessor is None
+    # tau-norm: the output weights of a trained network, rescaled (no training)
+    adjusted = {(m.name, r): tau_normalised(trained[(final[m.base], r)].model, tau=m.posthoc_tau)
+                for m in chosen if m.posthoc == "tau-norm" for r in range(repeats)}
+    models = {**{k: v.model for k, v in trained.items()}, **adjusted}
+    networks = list(models)                        # evaluate every network once, batched
+    logits = predict_networks([models[k] for k in networks], test_images if preprocessor is None
                               else preprocessor.transform(test_images.to(device)), device=device)
     scores = dict(zip(networks, torch.softmax(logits.double(), -1).cpu().numpy()))
-    n_train = {key: len(spec.indices) for key, spec in phase1 + phase2}
 
     versions = {"imbalance": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "python": platform.python_version()}
     git_rev, records = _git_rev(), []
     y_test = dataset.test_labels.numpy()
     for m in chosen:
+        t = trained_of[m.name]
         for r in range(repeats):
-            key = (m.name, r) if m.two_phase else (m.sampling, r)
-            result = trained[key]
-            spent = sum(trained[k].seconds for k in {key, (m.sampling, r)})    # two-phase includes pre-training
+            net = (final[t.name], r)
+            result = trained[net]
+            spent = sum(trained[k].seconds for k in {net, (trunk[t.name], r)})    # a second stage includes phase 1
             record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance, rho=rho, mu=mu,
-                          level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[key],
+                          level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[net],
                           class_counts=subsets[r].counts.tolist(), diverged=result.diverged,
                           diverged_at=result.diverged_at, iterations=result.iterations_done, train_seconds=spent,
                           device=str(device), versions=versions, git_rev=git_rev, curve=result.curve)
-            record.update(method_metrics(scores[key], y_test, priors=priors[r], threshold=m.threshold,
-                                         diverged=result.diverged))
+            record.update(method_metrics(scores[(m.name, r) if m.posthoc == "tau-norm" else net], y_test,
+                                         priors=priors[r], diverged=result.diverged,
+                                         posthoc=m.posthoc if m.posthoc in ("thresh", "la") else None,
+                                         tau=m.posthoc_tau))
             records.append(record)
     return PointResult(records=records, class_counts={r: s.counts.tolist() for r, s in subsets.items()},
-                       base_lr=recipe.base_lr, lr_search=lr_scores, results=trained)
+                       base_lr=recipe.base_lr, lr_search=lr_scores, results={**trained, **{
+                           (name, r): replace(trained[(final[get_method(name).base], r)], model=model, seconds=0.0)
+                           for (name, r), model in adjusted.items()}})
 
 
-def method_metrics(scores: np.ndarray, y_test: np.ndarray, *, priors: np.ndarray, threshold: bool,
-                   diverged: bool) -> dict:
-    """A network's test metrics; thresholding divides its scores by the training priors first.
-    A diverged (or non-finite) network gets no metrics (None), never a score that looks fine."""
+def confusion_matrix(y_true, y_pred, *, n_classes: int) -> np.ndarray:
+    """Counts (n_classes, n_classes): row = true class, column = predicted class (as scikit-learn's)."""
+    y, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def method_metrics(scores: np.ndarray, y_test: np.ndarray, *, priors: np.ndarray, diverged: bool,
+                   threshold: bool = False, posthoc: str | None = None, tau: float = 1.0) -> dict:
+    """A network's test metrics, after its method's post-hoc adjustment of the scores: 'thresh' divides
+    them by the training priors (threshold=True says the same), 'la' subtracts tau log(prior) from
+    their logits.  A diverged (or non-finite) network gets no metrics (None), never a score that looks fine."""
     n_classes = scores.shape[1]
     if diverged or not np.isfinite(scores).all():
         return dict(roc_auc=None, accuracy=None, thresholded_accuracy=None, balanced_accuracy=None,
-                    per_class_recall=None)
-    used = threshold_scores(scores, priors) if threshold else scores
+                    per_class_recall=None, confusion_matrix=None)
+    posthoc = "thresh" if threshold else posthoc
+    if posthoc not in (None, "thresh", "la"):
+        raise ValueError(f"posthoc must be None, 'thresh' or 'la' (tau-norm adjusts the network), got {posthoc!r}")
+    used = threshold_scores(scores, priors) if posthoc == "thresh" else \
+        logit_adjusted_scores(scores, priors, tau=tau) if posthoc == "la" else scores
     pred = used.argmax(1)
     return dict(roc_auc=roc_auc_ovr(y_test, used), accuracy=accuracy(y_test, used),
                 thresholded_accuracy=accuracy(y_test, threshold_scores(scores, priors)),
                 balanced_accuracy=balanced_accuracy(y_test, pred, n_classes=n_classes),
-                per_class_recall=per_class_recall(y_test, pred, n_classes=n_classes).tolist())
+                per_class_recall=per_class_recall(y_test, pred, n_classes=n_classes).tolist(),
+                confusion_matrix=confusion_matrix(y_test, pred, n_classes=n_classes).tolist())

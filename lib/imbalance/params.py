@@ -17,13 +17,14 @@ from typing import Any
 
 import yaml
 
+from imbalance import registry
 from imbalance.profiles import MINORITY_RULES, PROFILES, n_minority_classes
 
-# Valid names.  Lead: point METHODS at methods.METHODS and RECIPES at train.RECIPES (as tuples of
-# their keys), or keep these copies, which spare `imbalance status` a torch import and which
-# tests/test_params.py checks against the registries.
-METHODS = ("baseline", "ros", "rus", "two-phase-ros", "two-phase-rus",
-           "baseline-thresh", "ros-thresh", "rus-thresh")
+# Valid names.  Method names come from the method registry (imbalance.registry, torch-free), which
+# also resolves '<m>-thresh' / '<m>-la' / '<m>-tau-norm'; METHODS is the default list (the paper's).
+# RECIPES is a copy of train.RECIPES' keys, which spares `imbalance status` a torch import and which
+# tests/test_params.py checks against that registry.
+METHODS = registry.PAPER_METHODS
 RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet")
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
 THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
@@ -56,6 +57,8 @@ class StudyParams:
     cell_timeout: float | None = None  # seconds one notebook cell may run before its point fails
                                        # (papermill's per-cell timeout; guards against hung kernels); null: no limit
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
+    plugins: tuple[str, ...] = ()    # modules that register methods; only `imbalance run --plugin MODULE`
+                                     # sets it (a params file is data and never imports code)
     source: str = field(default="<dict>", compare=False)  # the file it came from (not a key)
 
     @property
@@ -74,7 +77,7 @@ class StudyParams:
     def to_dict(self) -> dict[str, Any]:
         """The params as plain YAML/JSON-able data (what a params file would hold)."""
         out = {k: v for k, v in asdict(self).items() if k != "source"}
-        for key in ("rho", "mu", "levels", "methods"):
+        for key in ("rho", "mu", "levels", "methods", "plugins"):
             out[key] = None if out[key] is None else list(out[key])
         if out["points"] is not None:
             out["points"] = [{"rho": r} if m is None else {"rho": r, "mu": m} for r, m in out["points"]]
@@ -86,14 +89,17 @@ REQUIRED = ("study", "dataset", "notebook", "imbalance", "recipe")  # plus rho, 
 
 
 def base_method(method: str) -> str:
-    return method[: -len(THRESH_SUFFIX)] if method.endswith(THRESH_SUFFIX) else method
+    """The method whose network `method` uses: a post-hoc method's ('<m>-thresh', '-la', '-tau-norm') base."""
+    return registry.trained_method(method) if registry.is_method(method) else method
 
 
 # --- loading ----------------------------------------------------------------------------------
 
-def load_params(path: str | os.PathLike, overrides=()) -> StudyParams:
-    """Read, override (`key=value` strings, values parsed as YAML) and validate a params file."""
+def load_params(path: str | os.PathLike, overrides=(), *, plugins=()) -> StudyParams:
+    """Read, override (`key=value` strings, values parsed as YAML) and validate a params file.
+    plugins: importable modules that register methods (`--plugin`), imported before validation."""
     path = Path(path)
+    plugins = registry.load_plugins(plugins)
     if not path.is_file():
         raise FileNotFoundError(f"params file {path} not found")
     try:
@@ -108,7 +114,10 @@ def load_params(path: str | os.PathLike, overrides=()) -> StudyParams:
         key, value = _parse_override(path, text)
         _apply_override(raw, path, text, key, value)
         origins[key.split(".")[0]] = text
-    return params_from_dict(raw, source=str(path), origins=origins)
+    if "plugins" in raw:
+        raise ValueError(f"{path}: key 'plugins' is set on the command line only (imbalance run --plugin "
+                         f"MODULE): a params file is data and never imports code")
+    return params_from_dict({**raw, "plugins": list(plugins)} if plugins else raw, source=str(path), origins=origins)
 
 
 def _parse_override(path, text: str) -> tuple[str, Any]:
@@ -174,7 +183,11 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
     for key in ("rho", "mu", "levels"):
         v[key] = _numbers(v, key, err)
     if v.get("methods") is not None:
-        v["methods"] = _names(v, "methods", METHODS, err)
+        v["methods"] = _names(v, "methods", registry.method_names(), err, known=registry.is_method)
+    if v.get("plugins") is not None:
+        if not isinstance(v["plugins"], list) or not all(isinstance(m, str) and m for m in v["plugins"]):
+            raise err("plugins", "a list of importable module names (imbalance run --plugin MODULE)")
+        v["plugins"] = tuple(v["plugins"])
     for key, low in (("repeats", 1), ("seed", 0), ("n_max", 1)):
         if v.get(key) is not None and (not _is_int(v[key]) or v[key] < low):
             raise err(key, f"an integer >= {low}")
@@ -214,15 +227,17 @@ def _choice_re(v, key, pattern, err, what):
     return v[key]
 
 
-def _names(v, key, valid, err) -> tuple[str, ...]:
+def _names(v, key, valid, err, known=None) -> tuple[str, ...]:
+    """Names from `valid` (or any name `known` accepts, e.g. the registry's '<m>-thresh')."""
     items = v[key] if isinstance(v[key], list) else [v[key]]
+    known = known or (lambda item: item in valid)
     if not items:
         raise err(key, "a non-empty list of " + ", ".join(valid))
     for item in items:
-        if item not in valid:
+        if not isinstance(item, str) or not known(item):
             near = difflib.get_close_matches(str(item), valid, n=1)
-            raise err(key, f"names from {', '.join(valid)}; {item!r} is unknown"
-                      + (f" (did you mean {near[0]!r}?)" if near else ""))
+            raise err(key, f"names from {', '.join(valid)} (or '<m>-thresh', '<m>-la', '<m>-tau-norm' of one); "
+                      f"{item!r} is unknown" + (f" (did you mean {near[0]!r}?)" if near else ""))
     if len(set(items)) != len(items):
         raise err(key, "each name once")
     return tuple(items)
@@ -368,7 +383,7 @@ class GridPoint:
             "methods": list(params.methods), "repeats": params.repeats, "seed": params.seed,
             "recipe": params.recipe, "recipe_overrides": dict(params.recipe_overrides),
             "device": params.device, "batched": params.batched, "point_id": self.point_id,
-            **params.notebook_parameters,
+            "plugins": list(params.plugins), **params.notebook_parameters,
         }
 
 

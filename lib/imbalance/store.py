@@ -24,8 +24,8 @@ NETWORK_FIELDS = (
     "study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat", "seed",
     "n_train", "class_counts", "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy",
     "per_class_recall", "diverged", "diverged_at", "iterations", "train_seconds", "device",
-    "versions", "git_rev", "created_at")
-JSON_FIELDS = ("class_counts", "per_class_recall", "versions")
+    "versions", "git_rev", "created_at", "confusion_matrix")
+JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix")
 CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
 RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file
 
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS networks (
     roc_auc REAL, accuracy REAL, thresholded_accuracy REAL, balanced_accuracy REAL,
     per_class_recall TEXT, diverged INTEGER, diverged_at INTEGER, iterations INTEGER,
     train_seconds REAL, device TEXT, versions TEXT, git_rev TEXT, created_at TEXT NOT NULL,
+    confusion_matrix TEXT,
     UNIQUE (study, point_id, method, "repeat"));
 CREATE TABLE IF NOT EXISTS curves (
     network_id INTEGER NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
@@ -226,6 +227,8 @@ class Store:
                                   (study, point_id)).fetchone()
             if row is not None and row["status"] == "done":
                 return 0
+            if "confusion_matrix" not in {c[1] for c in self.db.execute("PRAGMA table_info(networks)")}:
+                self.db.execute("ALTER TABLE networks ADD COLUMN confusion_matrix TEXT")   # a database from before it
             columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
             marks = ", ".join("?" * len(NETWORK_FIELDS))
             for values, curve in rows:
@@ -275,6 +278,8 @@ class Store:
         frame = pd.read_sql_query(
             'SELECT * FROM networks WHERE study = ? ORDER BY point_id, method, "repeat"',
             self.db, params=(study,))
+        for col in set(NETWORK_FIELDS) - set(frame.columns):     # a database from before the column
+            frame[col] = None
         if decode_json:
             for col in JSON_FIELDS:
                 frame[col] = [None if v is None else json.loads(v) for v in frame[col]]

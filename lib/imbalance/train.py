@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from . import metrics
 from .images import ImageSource, Preprocessor, ResidentImages, check_uint8
+from .losses import LossTerms, network_loss
 from .models import MODELS
 
 POLICIES = ("inv", "multistep", "linear")
@@ -185,10 +185,11 @@ class BatchStream:
 
     Epoch e visits `indices[torch.randperm(len(indices), generator=g)]`, g seeded once by `seed`;
     a batch that reaches an epoch's end continues into the next permutation, so every batch
-    has exactly batch_size entries.  Batches are int64 CPU tensors.
+    has exactly batch_size entries.  Batches are int64 CPU tensors.  shuffle=False streams
+    `indices` in their order (cycling), for samplers that drew every batch already (class-aware).
     """
 
-    def __init__(self, indices, *, batch_size: int, seed: int):
+    def __init__(self, indices, *, batch_size: int, seed: int, shuffle: bool = True):
         indices = np.asarray(indices)
         if indices.ndim != 1 or indices.size == 0 or not np.issubdtype(indices.dtype, np.integer):
             raise ValueError(f"indices must be a non-empty 1-D integer array, got dtype "
@@ -200,6 +201,7 @@ class BatchStream:
         self.indices = torch.from_numpy(indices.astype(np.int64))
         self.batch_size = int(batch_size)
         self._generator = torch.Generator().manual_seed(seed)
+        self._shuffle = bool(shuffle)
         self._rest = torch.empty(0, dtype=torch.int64)  # unvisited positions of the current epoch
 
     def __iter__(self):
@@ -213,7 +215,8 @@ class BatchStream:
         need = n * self.batch_size
         parts, have = [self._rest], len(self._rest)
         while have < need:
-            parts.append(torch.randperm(len(self.indices), generator=self._generator))
+            parts.append(torch.randperm(len(self.indices), generator=self._generator) if self._shuffle
+                         else torch.arange(len(self.indices)))
             have += len(self.indices)
         order = torch.cat(parts)
         self._rest = order[need:]
@@ -267,7 +270,8 @@ class TrainResult:
 
 def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recipe: Recipe, *,
                   seed: int, device=None, lr_scale: float = 1.0, trainable=None, test=None,
-                  preprocessor: Preprocessor | None = None, progress: bool = True) -> TrainResult:
+                  preprocessor: Preprocessor | None = None, progress: bool = True,
+                  loss_terms: LossTerms | None = None, shuffle: bool = True) -> TrainResult:
     """Train `model` in place for recipe.iterations SGD steps on mini-batches of `indices`.
 
     images: uint8 (N, C, H, W) tensor (preprocessed once, resident on `device`; the preprocessor
@@ -275,7 +279,8 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
     indices: positions into images (the resampled training set).  trainable: parameter-name
     prefixes to train (others frozen, their batch norms in eval mode); lr_scale multiplies every
     rate.  test=(images, labels) adds test accuracy to the curve.  A NaN/inf loss stops training
-    at the next curve point and sets diverged_at; nothing is raised.
+    at the next curve point and sets diverged_at; nothing is raised.  loss_terms: the method's
+    loss (imbalance.losses; None = cross-entropy).  shuffle=False streams `indices` in order.
     """
     device = resolve_device(device)
     if not _is_real(lr_scale) or lr_scale <= 0:
@@ -314,7 +319,8 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
     mults = [m for m in mults if m != 0]
     velocity = [torch.zeros_like(p) for p in params]
 
-    stream = BatchStream(indices, batch_size=recipe.batch_size, seed=seed)
+    stream = BatchStream(indices, batch_size=recipe.batch_size, seed=seed, shuffle=shuffle)
+    terms = None if loss_terms is None else loss_terms.to(device, params[0].dtype)
     losses = torch.zeros(recipe.iterations, device=device)
     hits = torch.zeros(recipe.iterations, device=device)
     curve, diverged_at, done, lr = [], None, 0, 0.0
@@ -327,7 +333,7 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
             idx = batches[t - start]
             x, y = source.batch(idx).to(device, non_blocking=True), ys[idx]
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = network_loss(logits, y, terms, t)
             grads = torch.autograd.grad(loss, params)
             lr = learning_rate(recipe, t) * lr_scale
             sgd_step_(params, grads, velocity, lr=lr, momentum=recipe.momentum,

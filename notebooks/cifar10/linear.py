@@ -34,7 +34,8 @@ mu = None  # fraction of minority classes in (0, 1) for step imbalance; None for
 level = None  # graded sampling: target ratio after ros/rus (1 <= level <= rho); None = fully balanced
 n_max = None  # examples per majority class; None = the most the data allows
 minority = "lowest"  # random | lowest | scarcity: which classes are minority
-methods = ["baseline", "ros", "rus", "baseline-thresh"]  # names from imbalance.methods.METHODS ("<m>-thresh" reuses <m>'s network)
+methods = ["baseline", "ros", "rus", "baseline-thresh"]  # names from the method registry (README, "Methods"); "<m>-thresh", "<m>-la", "<m>-tau-norm" reuse <m>'s network
+plugins = []  # modules that register more methods (imbalance run --plugin MODULE), imported before training
 repeats = 1  # networks per method (each repeat: new subset, sampling and initial weights)
 seed = 0  # study seed; every network's seed derives from it
 recipe = "lenet5-mnist"  # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
@@ -59,9 +60,11 @@ from imbalance import plots, tables
 from imbalance.data import data_root as find_data_root
 from imbalance.data import load_dataset, load_imagefolder
 from imbalance.methods import run_grid_point
+from imbalance.registry import load_plugins
 from imbalance.store import write_records
 from imbalance.train import RECIPES, recipe_with
 
+load_plugins(plugins)  # users' methods (imbalance.registry.register_method), before the names are used
 if threads:
     torch.set_num_threads(threads)
 if dataset == "imagefolder":  # ImageNet-style folders: labels resident, images decoded on demand
