@@ -18,11 +18,13 @@ from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, done_points, fake_params, rows
 from imbalance import executors, runner
 from imbalance.cli import main
-from imbalance.params import load_params
+from imbalance.params import load_params, params_from_dict
 from imbalance.runner import run_study
 from imbalance.store import Store
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
+BASE = {"study": "t", "dataset": "mnist-sample", "notebook": "fake/step", "imbalance": "step",
+        "rho": [10], "mu": [0.5], "recipe": "lenet5-mnist"}
 POINTS = 6  # the fake study: rho in {10, 100, 1000} x mu in {0.3, 0.7}
 NETWORKS = POINTS * 8 * 2
 
@@ -93,7 +95,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path, reference):
     assert 2 <= len(done) < POINTS, "the kill must land mid-grid"
     assert {r[0] for r in rows(db)} == done  # the point killed half-way left no rows
 
-    second = subprocess.run(cli(path, tmp_path / "out", "--workers", "2", "--set", "notebook_parameters.sleep_s=0"),
+    second = subprocess.run(cli(path, tmp_path / "out", "--workers", "2"),   # the same settings: resumed
                             env=env(), capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert f"{POINTS - len(done)} trained" in second.stdout and f"{len(done)} skipped" in second.stdout
@@ -198,11 +200,20 @@ def test_bad_params_exit_2_with_the_message_and_no_traceback(tmp_path, capsys, a
 
 
 def test_records_must_hold_one_network_per_method_and_repeat():
-    expected = Counter({("baseline", 0): 1, ("baseline", 1): 1})
+    expected = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 2})
     ok = [{"method": "baseline", "repeat": 1}, {"method": "baseline", "repeat": 0}]
     assert runner._coverage_error(ok, expected, Path("nb.ipynb")) is None
     message = runner._coverage_error(ok[:1] * 2, expected, Path("nb.ipynb"))
     assert "missing [\"('baseline', 0)\"]" in message and "repeated [\"('baseline', 1)\"]" in message
+    assert "unexpected or repeated [\"('baseline', 2)\"]" in runner._coverage_error(
+        ok[:1] + [{"method": "baseline", "repeat": 2}], expected, Path("nb.ipynb"))
+
+
+def test_a_billion_repeats_builds_nothing_per_repeat():
+    # records are checked against (methods, repeats) without a Counter of methods x repeats entries
+    huge = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 100_000})
+    message = runner._coverage_error([{"method": "baseline", "repeat": 0}], huge, Path("nb.ipynb"))
+    assert message.startswith("nb.ipynb wrote records that are not one per (method, repeat)")
 
 
 @pytest.mark.parametrize("executor, expected", [

@@ -477,11 +477,23 @@ class GridPoint:
         }
 
 
+MAX_GRID_POINTS = 1_000_000  # expand_grid refuses more (a grid of this size would not finish anyway)
+
+
+def grid_size(params: StudyParams) -> int:
+    """An upper bound on len(expand_grid(params)), counted without expanding the grid."""
+    pairs = len(params.points) if params.points else len(params.rho) * len(params.mu or (None,))
+    return pairs * len(params.levels or (None,))
+
+
 def expand_grid(params: StudyParams) -> list[GridPoint]:
     """Grid points in a stable order: rho, then mu, then level.
 
     With `levels`, a level above a point's rho is left out (sampling cannot add imbalance).
     """
+    if grid_size(params) > MAX_GRID_POINTS:
+        raise ValueError(f"{params.source}: the grid has {grid_size(params):,} points (rho x mu x levels); "
+                         f"expected at most {MAX_GRID_POINTS:,}")
     pairs = params.points or list(itertools.product(params.rho, params.mu or (None,)))
     return [GridPoint(params.dataset, params.imbalance, rho, mu, level)
             for rho, mu in pairs for level in (params.levels or (None,))
