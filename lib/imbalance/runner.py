@@ -40,6 +40,7 @@ class RunSummary:
     elsewhere: int = 0           # points left to another runner's live claim
     records: int = 0             # network records inserted by this run
     wall_seconds: float = 0.0
+    grid_seconds: float = 0.0    # of which in the grid loop (claims, waiting, inserts, copies): the rest is checks
     errors: dict[str, str] = field(default_factory=dict)   # point_id -> error text
     stopped: str | None = None   # why the grid was stopped early (the same error at its first points)
     first_success: bool = False  # a point succeeded in this run (repeated failures stop the grid until then)
@@ -130,7 +131,11 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         context = dict(params=params, store=store, pool=pool, slots=slots, study_dir=study_dir,
                        notebook=notebook, kernel_name=kernel_name, threads=threads,
                        max_attempts=max_attempts, summary=summary, quiet=quiet, settings=settings)
-        _run(pending, **context)
+        loop_start = time.monotonic()
+        try:
+            _run(pending, **context)
+        finally:
+            summary.grid_seconds = time.monotonic() - loop_start
     finally:
         store.close()
     summary.wall_seconds = time.monotonic() - start
