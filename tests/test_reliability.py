@@ -326,3 +326,24 @@ def test_a_normal_run_logs_no_unknown_parameter_but_a_misspelled_one_does(done_s
     with caplog.at_level("WARNING", logger="papermill"):   # in this process, pytest holds papermill's log
         assert executors.execute_point(task)["ok"]
     assert "Passed unknown parameter: sleeps_s" in caplog.text and "point_id" not in caplog.text
+
+
+def test_a_grid_projected_to_take_over_a_week_needs_yes(tmp_path, capsys):
+    path = fake_params(tmp_path, rho=[i + 1 for i in range(200)], mu=(0.5,))
+    run_study(load_params(path, ["rho=[1]"]), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True,
+              pool=StubPool())
+    with sqlite3.connect(tmp_path / "out" / "fake" / "results.sqlite") as con:   # that point took an hour
+        con.execute("UPDATE points SET started_at = '2026-01-01T00:00:00+00:00', finished_at = '2026-01-01T01:00:00+00:00'")
+    code, err = cli(capsys, "run", path, "--outputs", tmp_path / "out", "--notebooks", NOTEBOOKS, "--workers", "1")
+    assert code == 2 and "projected to take 199.0 h on 1 worker(s)" in err and "--yes" in err
+
+
+def test_a_database_registered_before_notebook_parameters_was_a_setting_still_matches(tmp_path):
+    from imbalance.runner import SAME_STUDY_KEYS
+    params = load_params(fake_params(tmp_path, rho=(10,), mu=(0.5,)))
+    old = {k: v for k, v in params.to_dict().items() if k in SAME_STUDY_KEYS and k != "notebook_parameters"}
+    with Store(tmp_path / "r.sqlite") as store:
+        store.insert_point("fake", "p", [{"method": "m", "repeat": 0}], settings=old)
+        assert store.check_study("fake", {**old, "notebook_parameters": {}}) == {}
+        assert store.check_study("fake", {**old, "notebook_parameters": {"x": 1}}) == {
+            "notebook_parameters": (None, {"x": 1})}

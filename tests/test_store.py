@@ -223,3 +223,40 @@ def test_runners_opening_a_new_database_at_once_never_see_it_locked(tmp_path):
             p.join(60)
         failures += [r for r in (results.get(timeout=10) for _ in procs) if r != "ok"]
     assert failures == []
+
+
+# --- registration, copies, damage ---------------------------------------------------------------
+
+def test_a_study_registered_by_another_run_with_other_settings_refuses_the_insert(tmp_path):
+    path = tmp_path / "results.sqlite"
+    with Store(path) as first, Store(path) as second:
+        assert first.check_study("s", {"repeats": 2}) == second.check_study("s", {"repeats": 3}) == {}  # none yet
+        first.insert_point("s", "p", records(), settings={"repeats": 2})
+        with pytest.raises(store_module.StudyChanged, match="repeats: 2 then, 3 now"):
+            second.insert_point("s", "q", records(), settings={"repeats": 3})
+        assert counts(second) == (4, 12) and second.done_points("s") == {"p"}   # q left no rows
+
+
+def test_point_copies_rebuild_the_database_row_for_row(tmp_path):
+    study_dir = tmp_path / "s"
+    with Store(study_dir / "results.sqlite") as s:
+        for p in ("p1", "p2", "p3"):
+            s.insert_point("s", p, records(versions={"torch": "2"}, accuracy=np.float32(0.25)), settings={"k": 1})
+            store_module.write_copy(s.point_copy("s", p), study_dir)
+        s.claim("s", "p4", worker_id())
+        s.mark_failed("s", "p4", "boom")              # not done: not in a copy, not rebuilt
+        dump = lambda: [s.db.execute(f"SELECT * FROM {t} {o}").fetchall() for t, o in
+                        (("networks", "ORDER BY id"), ("curves", "ORDER BY network_id, iteration"), ("studies", ""))]
+        before = [[tuple(r) for r in rows] for rows in dump()]
+    result = store_module.rebuild_database(study_dir, "s")
+    assert (result.points, result.networks, result.kept.name.startswith("results.sqlite.replaced-")) == (3, 12, True)
+    with Store(study_dir / "results.sqlite") as s:
+        assert [[tuple(r) for r in rows] for rows in dump()] == before
+        assert s.done_points("s") == {"p1", "p2", "p3"} and s.point_status("s", "p4") is None
+
+
+def test_opening_a_database_that_is_not_one_names_the_file(tmp_path):
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(store_module.DatabaseError, match=f"{path} is damaged .*imbalance rebuild PARAMS"):
+        Store(path)

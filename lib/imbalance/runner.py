@@ -89,7 +89,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     explicit_workers, workers = workers is not None, workers or default_workers(params)
-    huge = _huge_grid(params)
+    huge = _huge_grid(params, Path(outputs_dir).resolve() / params.study, workers)
     if huge and not (yes or dry_run):
         raise ValueError(f"{params.source}: {huge}; run it anyway with --yes (yes=True), or shrink the grid")
     points = expand_grid(params)
@@ -260,11 +260,20 @@ def _restore_copies(store: Store, study: str, done: set[str], study_dir: Path) -
             write_copy(store.point_copy(study, point_id), study_dir)
 
 
-def _huge_grid(params: StudyParams) -> str | None:
-    """Why a grid needs --yes (None if it does not), counted without expanding it."""
+def _huge_grid(params: StudyParams, study_dir: Path, workers: int) -> str | None:
+    """Why a grid needs --yes (None if it does not): its network count, counted without expanding
+    it, or its projected time, where finished points of the study time it."""
     networks = grid_size(params) * params.trained_per_point
     if networks > HUGE_NETWORKS:
         return f"the grid trains {networks:,} networks, more than {HUGE_NETWORKS:,}"
+    done = point_seconds(study_dir / "results.sqlite", params.study)
+    timed = [s for s in done.values() if s is not None]
+    if timed:
+        projected = statistics.median(timed) * max(0, grid_size(params) - len(done)) / workers
+        if projected > HUGE_SECONDS:
+            return (f"the grid's remaining points are projected to take {_duration(projected)} on {workers} "
+                    f"worker(s) (the median point of this study took {_duration(statistics.median(timed))}), "
+                    f"more than {_duration(HUGE_SECONDS)}")
     return None
 
 

@@ -451,9 +451,14 @@ def _what_to_do(path: Path) -> str:
             f"copies ({path.parent / 'records'}) with `imbalance rebuild PARAMS`")
 
 
+EMPTY = (None, {}, [])  # a setting registered before it became one, e.g. notebook_parameters: its default
+
+
 def _differences(then: dict[str, Any], settings: dict[str, Any]) -> dict[str, tuple]:
+    """Settings that differ, as {key: (then, now)}; a key the registration lacks matches an empty value."""
     now = json.loads(json.dumps(settings))
-    return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)}
+    return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now))
+            if then.get(k) != now.get(k) and not (k not in then and now.get(k) in EMPTY)}
 
 
 def _describe(changed: dict[str, tuple]) -> str:
