@@ -368,7 +368,10 @@ class Store:
             if importlib.util.find_spec("pyarrow") is None:
                 raise ValueError(f"cannot export to {path}: .parquet needs pyarrow, which is not "
                                  f"installed; export to {path.with_suffix('.csv')} instead")
-        frame = self.records_frame(study, decode_json=suffix == ".parquet")
+        frame = readable(self.records_frame(study))
+        if suffix == ".csv":   # lists and mappings as JSON text
+            for col in [*JSON_FIELDS, *LIST_COLUMNS]:
+                frame[col] = [None if v is None else json.dumps(v) for v in frame[col]]
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             frame.to_csv(path, index=False)
@@ -420,6 +423,51 @@ class Store:
                 f"INSERT INTO curves (network_id, {', '.join(CURVE_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?)",
                 [(network["id"], *(c.get(f) for f in CURVE_FIELDS)) for c in network.get("curve") or []])
         return len(copy["networks"])
+
+
+# Export columns added to the database's (docs/export-columns.md describes every column).
+LIST_COLUMNS = ("classes", "is_minority")
+
+
+def readable(frame):
+    """The networks frame (JSON decoded) with what a reader needs beside it: class names, a per-class
+    minority flag (step imbalance), each network's own seeds (as methods.run_grid_point derives
+    them), and which trained network a row reuses, with its own training seconds (so that summing
+    `own_train_seconds` counts every network once: '-thresh' rows reuse their base method's)."""
+    from imbalance.data import CLASSES
+    from imbalance.methods import METHODS, derive_seed
+    names = {"mnist-sample": CLASSES["mnist"], "cifar10-jpg": CLASSES["cifar10"], **CLASSES}
+    frame = frame.copy()
+    frame["classes"] = [list(names[d]) if d in names else None for d in frame["dataset"]]
+    frame["is_minority"] = [[c < max(counts) for c in counts] if kind == "step" and counts else None
+                            for kind, counts in zip(frame["imbalance"], frame["class_counts"])]
+    methods = [METHODS.get(m) for m in frame["method"]]
+    keys = [(None if s is None or s != s else int(s), p, int(r))    # s != s: NaN, a record without a seed
+            for s, p, r in zip(frame["seed"], frame["point_id"], frame["repeat"])]
+
+    def seeds(purpose):
+        return [None if s is None or m is None else derive_seed(s, p, r, *purpose(m)) for (s, p, r), m in zip(keys, methods)]
+    frame["subset_seed"] = seeds(lambda m: ("subset",))
+    frame["init_seed"] = seeds(lambda m: ("init",))
+    frame["batch_seed"] = seeds(lambda m: (m.name if m.two_phase else m.sampling, "batches"))
+    base = {"none": "baseline", "ros": "ros", "rus": "rus"}
+    present = set(zip(frame["point_id"], frame["method"], frame["repeat"]))
+    seconds = dict(zip(zip(frame["point_id"], frame["method"], frame["repeat"]), frame["train_seconds"]))
+    shares, own = [], []
+    for (point, method, repeat, spent), m in zip(zip(frame["point_id"], frame["method"], frame["repeat"],
+                                                     frame["train_seconds"]), methods):
+        reused = base[m.sampling] if m is not None and (m.threshold or m.two_phase) else None
+        if reused is not None and (point, reused, repeat) not in present:
+            reused = None                         # its base method is not in the study: trained for this row
+        shares.append(reused)
+        if reused is None or spent is None:
+            own.append(spent)
+        elif m.threshold:
+            own.append(0.0)                       # the same network as `reused`: no training of its own
+        else:                                     # two-phase: its fine-tuning only (train_seconds includes pre-training)
+            own.append(max(0.0, spent - (seconds[(point, reused, repeat)] or 0.0)))
+    frame["shares_network_with"], frame["own_train_seconds"] = shares, own
+    return frame
 
 
 def _create_database(path: Path) -> None:
