@@ -264,7 +264,7 @@ def test_a_huge_grid_needs_yes_and_the_dry_run_warns(tmp_path, capsys, monkeypat
     path = fake_params(tmp_path, rho=[i + 1 for i in range(500)], mu=(0.5,), repeats=50)
     code, err = cli(capsys, "run", path, "--outputs", tmp_path / "out", "--notebooks", NOTEBOOKS)
     assert code == 2 and "the grid trains 125,000 networks, more than 100,000; run it anyway with --yes" in err
-    monkeypatch.setattr(runner, "probe_seconds_per_iteration", lambda params, **kw: 0.01)
+    monkeypatch.setattr(runner, "time_point", lambda params, point, **kw: None)
     code, _ = cli(capsys, "run", path, "--outputs", tmp_path / "out", "--notebooks", NOTEBOOKS, "--dry-run")
     assert code == 0 and "warning: the grid trains 125,000 networks" in cli.out
     assert not (tmp_path / "out").exists()

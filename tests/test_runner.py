@@ -164,7 +164,8 @@ def test_a_worker_that_dies_has_its_point_retried(tmp_path):
 
 
 def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "probe_seconds_per_iteration", lambda params, **kw: 0.01)
+    timing = runner.PointTiming("step_rho=10_mu=0.3", fixed=2.0, per_iteration=0.05, iterations=100, lengths=(10, 20))
+    monkeypatch.setattr(runner, "time_point", lambda params, point, **kw: timing)
     path = fake_params(tmp_path)
     summary = run_study(load_params(path, ["recipe_overrides.iterations=100"]), dry_run=True, workers=2,
                         outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS)
@@ -172,8 +173,33 @@ def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, ca
     assert "  step_rho=1000_mu=0.7\n" in out and f"{POINTS} grid points (0 done, {POINTS} to train)" in out
     assert f"records: {POINTS} points x 8 methods x 2 repeats = {NETWORKS}" in out
     assert f"trained networks: {POINTS} points x 5 trained methods x 2 repeats = {POINTS * 10}" in out
-    assert "about 30.0 s: 60 networks x 100 iterations x 10.0 ms per iteration" in out
+    assert ("about 21.0 s: 6 points on 2 worker(s), 7.0 s per point (step_rho=10_mu=0.3's real batched job timed "
+            "here at 10 and 20 iterations: 2.0 s + 50.0 ms per iteration x 100 iterations)") in out
     assert summary.trained == 0 and not (tmp_path / "out").exists()
+
+
+def test_dry_run_refuses_a_changed_study_as_run_does(reference, capsys):
+    folder, path, _, _ = reference
+    code = main(["run", str(path), "--set", "repeats=3", "--outputs", str(folder / "out"),
+                 "--notebooks", str(NOTEBOOKS), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "repeats: 2 then, 3 now" in err
+
+
+def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5(tmp_path):
+    from imbalance import methods, train
+    from imbalance.data import load_dataset
+    params = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 1, "device": "cpu",
+                               "recipe_overrides": {"iterations": 300, "eval_interval": 100}})
+    point = runner.expand_grid(params)[0]
+    timing = runner.time_point(params, point, threads=runner._cores())
+    data = load_dataset("mnist-sample")
+    started = time.perf_counter()
+    methods.run_grid_point(data, imbalance="step", rho=10, mu=0.5, methods=["baseline"], repeats=1,
+                           recipe=train.recipe_with(train.RECIPES["lenet5-mnist"], iterations=300, eval_interval=100),
+                           device="cpu", point_id=point.point_id, progress=False)
+    actual = time.perf_counter() - started
+    assert actual / 1.5 < timing.seconds < actual * 1.5, (timing, actual)
 
 
 def test_status_and_export_commands(reference, tmp_path, capsys):

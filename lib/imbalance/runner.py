@@ -384,7 +384,7 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
               f"records: {n} points x {m} methods x {r} repeats = {n * m * r}",
               f"trained networks: {n} points x {len(params.trained_methods)} trained methods x {r} repeats"
               f" = {n * params.trained_per_point} (thresholding methods reuse a trained network)",
-              "estimate: " + _estimate(params, done, len(todo), workers)]
+              "estimate: " + _estimate(params, done, todo, workers)]
     try:
         check_data(params)
     except FileNotFoundError as exc:
@@ -392,66 +392,78 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
     return "\n".join(lines)
 
 
-PROBE_SHAPES = {"mnist-sample": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
-                "cifar10": (3, 32, 32), "cifar10-jpg": (3, 32, 32)}  # (C, H, W) of resident datasets
+@dataclass(frozen=True)
+class PointTiming:
+    """One grid point's real job, timed short and extrapolated: seconds = fixed + per_iteration x iterations."""
+    point_id: str
+    fixed: float           # seconds that do not grow with iterations (data, preprocessing, evaluation, metrics)
+    per_iteration: float   # seconds per iteration of the point's whole batched job (all its networks)
+    iterations: int        # the recipe's
+    lengths: tuple[int, int]   # the two short runs' iterations
+
+    @property
+    def seconds(self) -> float:
+        return self.fixed + self.per_iteration * self.iterations
 
 
-def probe_seconds_per_iteration(params: StudyParams, *, threads: int, iterations: int = 20) -> float | None:
-    """Time the recipe's model training on random images of the dataset's shape, on this machine.
-
-    None when it cannot be timed (train/models not importable, or a streamed dataset).
-    """
-    shape = PROBE_SHAPES.get(params.dataset)
-    try:
-        import numpy as np
-        import torch
-        from imbalance import models, train
-    except ImportError:
+def time_point(params: StudyParams, point: GridPoint, *, threads: int) -> PointTiming | None:
+    """Time the real job of one grid point: `methods.run_grid_point` with the study's methods,
+    repeats, batching and layout, its evaluations and learning-rate search, at two short lengths
+    k and 2k (after a 2-iteration warm-up, excluded) with the recipe's number of evaluations, k
+    doubled until training time outweighs the fixed costs (at most about one point's iterations
+    in all); extrapolate linearly to the recipe's iterations.  None for streamed datasets."""
+    if params.dataset == "imagefolder":
         return None
-    if shape is None:
-        return None
+    import torch
+    from imbalance import methods, train
+    from imbalance.data import load_dataset
+    data = load_dataset(params.dataset, root=params.data_root)
     recipe = train.recipe_with(train.RECIPES[params.recipe], **params.recipe_overrides)
-    n = 4 * recipe.batch_size
-    images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    labels, device = torch.arange(n) % 10, None if params.device == "auto" else params.device
-    old_threads, prep = torch.get_num_threads(), None
-    torch.set_num_threads(threads)  # as a worker would
+    evaluations = max(1, recipe.iterations // recipe.eval_interval)
+
+    def run(k: int) -> float:
+        short = train.recipe_with(recipe, iterations=k, eval_interval=max(1, k // evaluations), milestones=())
+        started = time.perf_counter()
+        methods.run_grid_point(data, imbalance=point.imbalance, rho=point.rho, mu=point.mu, level=point.level,
+                               n_max=params.n_max, minority=params.minority, methods=list(params.methods),
+                               repeats=params.repeats, seed=params.seed, recipe=short, device=params.device,
+                               batched=params.batched, study=params.study, point_id=point.point_id, progress=False)
+        return time.perf_counter() - started
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)   # as a worker would
     try:
-        def timed(k: int) -> float:
-            nonlocal prep
-            model = models.build_model(recipe.model, n_classes=10, in_channels=shape[0], seed=0)
-            result = train.train_network(model, images, labels, np.arange(n), train.recipe_with(
-                recipe, iterations=k, eval_interval=k), seed=0, device=device, preprocessor=prep, progress=False)
-            prep = result.preprocessor
-            return result.seconds / k
-        first = timed(1)  # warm-up; on a slow machine, the estimate
-        return first if first * iterations > 30 else timed(iterations)
+        run(2)                       # warm-up: imports, caches, kernels' first calls
+        k = max(10, 2 * evaluations)
+        t1, t2 = run(k), run(2 * k)
+        # lengthen until the iterations, not the fixed costs and the machine's noise, make the difference
+        while t2 - t1 < 0.5 * t1 and 4 * k <= recipe.iterations:
+            k, t1, t2 = 2 * k, t2, run(4 * k)
     finally:
         torch.set_num_threads(old_threads)
+    per_iteration = max(0.0, (t2 - t1) / k)
+    return PointTiming(point.point_id, max(0.0, t1 - per_iteration * k), per_iteration, recipe.iterations, (k, 2 * k))
 
 
-def _estimate(params: StudyParams, done: dict[str, float | None], todo: int, workers: int) -> str:
-    if todo == 0:
+def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[GridPoint], workers: int) -> str:
+    if not todo:
         return "nothing left to train"
     timed = [s for s in done.values() if s is not None]
     if timed:
         per_point = statistics.median(timed)
-        return (f"about {_duration(per_point * todo / workers)} for {todo} points on {workers} "
+        return (f"about {_duration(per_point * len(todo) / workers)} for {len(todo)} points on {workers} "
                 f"worker(s), from the median {_duration(per_point)} per point of {len(timed)} finished "
                 "points of this study (points differ in size: a rough figure)")
-    per_iteration = probe_seconds_per_iteration(params, threads=max(1, _cores() // workers))
-    if per_iteration is None:
+    timing = time_point(params, todo[0], threads=max(1, _cores() // workers))
+    if timing is None:
         return (f"unavailable (no finished points of this study to time from, and {params.dataset} "
-                "with this recipe cannot be timed here)")
-    iterations = params.recipe_overrides.get("iterations")
-    if iterations is None:
-        from imbalance import train
-        iterations = train.RECIPES[params.recipe].iterations
-    networks = todo * params.trained_per_point
-    total = per_iteration * iterations * networks / workers
-    return (f"about {_duration(total)}: {networks} networks x {iterations} iterations x "
-            f"{per_iteration * 1000:.1f} ms per iteration (timed here on random images) / {workers} "
-            "worker(s); one network at a time, without evaluation or learning-rate search")
+                "is streamed from an image folder, which is not timed here)")
+    rounds = -(-len(todo) // workers)   # points run `workers` at a time
+    return (f"about {_duration(timing.seconds * rounds)}: {len(todo)} points on {workers} worker(s), "
+            f"{_duration(timing.seconds)} per point ({timing.point_id}'s real batched job timed here at "
+            f"{timing.lengths[0]} and {timing.lengths[1]} iterations: {timing.fixed:.1f} s + "
+            f"{timing.per_iteration * 1000:.1f} ms per iteration x {timing.iterations} iterations), "
+            "plus each notebook's start-up (a few seconds)")
 
 
 def _duration(seconds: float) -> str:
