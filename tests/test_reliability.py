@@ -5,7 +5,6 @@ Runs use the fake notebook (tests/fixtures/notebooks/fake/step.ipynb) or the stu
 """
 import shutil
 import sqlite3
-import sys
 import time
 from pathlib import Path
 

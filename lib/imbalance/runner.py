@@ -454,7 +454,12 @@ def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[Gri
         return (f"about {_duration(per_point * len(todo) / workers)} for {len(todo)} points on {workers} "
                 f"worker(s), from the median {_duration(per_point)} per point of {len(timed)} finished "
                 "points of this study (points differ in size: a rough figure)")
-    timing = time_point(params, todo[0], threads=max(1, _cores() // workers))
+    try:
+        if params.device.startswith("cuda"):
+            check_device(params)
+        timing = time_point(params, todo[0], threads=max(1, _cores() // workers))
+    except (ValueError, RuntimeError, OSError) as exc:   # no GPU or no data here: say so, plan anyway
+        return f"unavailable (the point could not be timed here: {' '.join(str(exc).split())[:300]})"
     if timing is None:
         return (f"unavailable (no finished points of this study to time from, and {params.dataset} "
                 "is streamed from an image folder, which is not timed here)")
