@@ -650,7 +650,7 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
-        raise DatabaseError(f"{path} cannot be read ({exc}); " + _what_to_do(path)) from None
+        raise DatabaseError(f"{path} is damaged ({exc}); " + _what_to_do(path)) from None
     return {p: (datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() if s and f else None
             for p, s, f in rows}
 
