@@ -186,6 +186,16 @@ def test_the_same_error_at_the_first_points_stops_the_grid(tmp_path, capsys):
         assert store.status("fake") == dict(done=0, running=0, failed=2, pending=0)   # nothing left claimed
 
 
+def test_a_stop_with_two_workers_marks_both_points_failed_and_leaves_no_claim(tmp_path):
+    path = fake_params(tmp_path, rho=(10, 20, 30, 40), mu=(0.5,))
+    pool = StubPool(lambda task, n: {"ok": False, "error": "KeyError: 'x'"})
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True,
+                        pool=pool, workers=2, max_attempts=2)
+    assert summary.stopped and summary.failed == 2 and len(pool.submitted) == 2
+    with Store(tmp_path / "out" / "fake" / "results.sqlite") as store:
+        assert [p["status"] for p in store.points("fake")] == ["failed", "failed"]
+
+
 def test_transient_failures_are_retried_and_never_stop_the_grid(tmp_path):
     path = fake_params(tmp_path, rho=(10, 20, 30), mu=(0.5,))
     died = {"ok": False, "transient": True, "error": "worker died while running the point: BrokenProcessPool: x"}

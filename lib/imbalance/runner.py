@@ -151,6 +151,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
     bar = tqdm(total=summary.points, initial=summary.skipped, desc=params.study, unit="point",
                disable=quiet, dynamic_ncols=True)
     clean, last_beat = False, time.monotonic()
+    claimed: set[str] = set()   # claims of ours not finished yet (in flight, or queued for a retry)
     try:
         while queue or inflight:
             while queue and len(inflight) < slots:
@@ -162,6 +163,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                     bar.update(done)
                     continue
                 attempts[point.point_id] = attempts.get(point.point_id, 0) + 1
+                claimed.add(point.point_id)
                 task = Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.ipynb"),
                             str(study_dir / "incoming" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
                             point.parameters(params), kernel_name, str(notebook.parent), threads,
@@ -184,6 +186,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                             if n:
                                 write_copy(store.point_copy(params.study, point.point_id), study_dir)
                             del inflight[handle]
+                            claimed.discard(point.point_id)
                             summary.trained += 1
                             summary.records += n
                             bar.update(1)
@@ -195,7 +198,9 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                     alike = first_errors.setdefault(line, set())
                     alike.add(point.point_id)
                     if len(alike) >= STOP_AFTER_SAME_FAILURES:
-                        _fail(store, params, point.point_id, error, summary)
+                        for point_id in sorted(alike - set(summary.errors)):   # each failing point: failed
+                            _fail(store, params, point_id, error, summary)
+                            claimed.discard(point_id)
                         del inflight[handle]
                         summary.stopped = (f"stopped early: grid points {', '.join(sorted(alike))} failed with the "
                                            f"same error before any point succeeded, so it would fail everywhere: "
@@ -206,6 +211,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                     queue.appendleft(point)  # retry it next (our own claim is re-taken)
                 else:
                     _fail(store, params, point.point_id, error, summary)
+                    claimed.discard(point.point_id)
                     bar.update(1)
                     if not quiet:
                         tqdm.write(f"{point.point_id} failed after {max_attempts} attempt(s): {line}")
@@ -215,8 +221,8 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
         clean = True
     finally:
         bar.close()
-        for point in inflight.values():  # interrupted or stopped: give running points back
-            store.release(params.study, point.point_id, me)
+        for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
+            store.release(params.study, point_id, me)
         pool.close(wait=clean)
 
 
