@@ -97,28 +97,50 @@ TRAINING = {
 
 PARAMETER_KEYS = ("dataset", "imbalance", "rho", "mu", "level", "minority", "methods", "recipe", "recipe_overrides",
                   "device", "batched")  # the values a TRAINING entry may set
+# Each value's comment is the line above it: papermill's parameter parser skips a line with a second
+# '=' (as in an inline comment "None = ..."), then warns "Passed unknown parameter" on every run.
 TRAINING_PARAMETERS = '''\
 # %% tags=["parameters"]
-study = "scratch"  # study name (the runner passes the params file's `study`)
-dataset = {dataset}  # mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
-data_root = None  # dataset folder; None = $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
-imbalance = {imbalance}  # step | linear | exponential
-rho = {rho}  # majority/minority size ratio, >= 1
-mu = {mu}  # fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
-level = {level}  # graded sampling: target ratio after ros/rus (1 <= level <= rho); None = fully balanced
-n_max = None  # examples per majority class; None = the most the data allows
-minority = {minority}  # random | lowest | scarcity: which classes are minority
-methods = {methods}  # names from the method registry (README, "Methods"); "<m>-thresh", "<m>-la", "<m>-tau-norm" reuse <m>'s network
-plugins = []  # modules that register more methods (imbalance run --plugin MODULE), imported before training
-repeats = 1  # networks per method (each repeat: new subset, sampling and initial weights)
-seed = 0  # study seed; every network's seed derives from it
-recipe = {recipe}  # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
-recipe_overrides = {recipe_overrides}  # any Recipe field (lib/imbalance/train.py); {{}} = the paper's recipe
-device = {device}  # auto | cpu | cuda | cuda:N
-batched = {batched}  # train the point's networks as one batched job
-point_id = None  # the grid point's id (the runner passes e.g. step_rho=10_mu=0.5); None = derived
-records_path = None  # the runner's records file; None = don't write records
-threads = None  # torch threads; None = torch's default
+# study name (the runner passes the params file's `study`)
+study = "scratch"
+# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
+dataset = {dataset}
+# dataset folder; None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
+data_root = None
+# step | linear | exponential
+imbalance = {imbalance}
+# majority/minority size ratio, at least 1
+rho = {rho}
+# fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
+mu = {mu}
+# graded sampling: target ratio after ros/rus (from 1 up to rho); None: fully balanced
+level = {level}
+# examples per majority class; None: the most the data allows
+n_max = None
+# random | lowest | scarcity: which classes are minority
+minority = {minority}
+# names from the method registry (README, "Methods"); "<m>-thresh", "<m>-la", "<m>-tau-norm" reuse <m>'s network
+methods = {methods}
+# modules that register more methods (imbalance run --plugin MODULE), imported before training
+plugins = []
+# networks per method (each repeat: new subset, sampling and initial weights)
+repeats = 1
+# study seed; every network's seed derives from it
+seed = 0
+# lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
+recipe = {recipe}
+# any Recipe field (lib/imbalance/train.py); {{}}: the paper's recipe
+recipe_overrides = {recipe_overrides}
+# auto | cpu | cuda | cuda:N
+device = {device}
+# train the point's networks as one batched job
+batched = {batched}
+# the grid point's id (the runner passes one, e.g. step_rho=10_mu=0.5); None: derived
+point_id = None
+# the runner's records file; None: don't write records
+records_path = None
+# torch threads; None: torch's default
+threads = None
 '''
 
 TRAINING_BODY = '''\

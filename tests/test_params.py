@@ -171,7 +171,7 @@ def test_bad_overrides_are_named(tmp_path, override, expected):
     ({"levels": [500]}, "key 'levels': value [500] is not valid; expected target ratios <= the largest rho (100)"),
     ({"recipe_overrides": [1]}, "key 'recipe_overrides': value [1] is not valid; expected a mapping"),
     ({"points": [{"rho": 10, "mu": 0.5}]}, "key 'points'"),
-    ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 0.5, "mu": 0.5}]}, "with rho >= 1; {'rho': 0.5, 'mu': 0.5} is not one"),
+    ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 0.5, "mu": 0.5}]}, "with rho >= 1 and <= 1e+12; {'rho': 0.5, 'mu': 0.5} is not one"),
     ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 10}]}, "with mu in (0, 1); {'rho': 10} is not one"),
     ({"rho": "<drop>", "mu": "<drop>", "points": [{"rho": 10, "nu": 0.5}]}, "{'rho': 10, 'nu': 0.5} is not one"),
     ({"rho": "<drop>"}, "missing required key 'rho' (or an explicit 'points' list)"),
@@ -215,3 +215,78 @@ def test_name_tuples_match_the_method_and_recipe_registries():
     from imbalance.params import RECIPES
     assert METHODS == registry.PAPER_METHODS and all(registry.is_method(m) for m in METHODS)
     assert methods.METHODS is registry.METHODS and RECIPES == tuple(train.RECIPES)
+
+
+# --- a params file is data (issue 16) ---------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["import os; os.system('touch pwned'); x", "class", "a-b", "1x", "x y", "ünï"])
+def test_notebook_parameter_keys_must_be_identifiers(tmp_path, key):
+    message = error(tmp_path, notebook_parameters={key: 1})
+    assert "key 'notebook_parameters'" in message and f"{key!r} is not one" in message
+
+
+@pytest.mark.parametrize("key", ["rho", "mu", "seed", "recipe_overrides", "point_id", "records_path", "threads", "plugins"])
+def test_notebook_parameters_may_not_override_the_grid_point(tmp_path, key):
+    message = error(tmp_path, notebook_parameters={key: 100})
+    assert f"{key!r} is one" in message and "would override the grid point" in message
+
+
+def test_notebook_parameters_override_is_checked_like_the_file(tmp_path):
+    assert "'rho' is one" in error(tmp_path, ["notebook_parameters.rho=100"])
+
+
+def test_notebook_parameter_values_must_be_plain_data(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(BASE) + "notebook_parameters: {when: 2020-01-01}\n")
+    with pytest.raises(ValueError, match="plain values .* 'when' is datetime.date"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("notebook", ["/etc/passwd", "../outside", "mnist/../../outside", "~/x"])
+def test_notebook_must_resolve_inside_the_notebooks_folder(tmp_path, notebook):
+    message = error(tmp_path, notebook=notebook)
+    assert "key 'notebook'" in message and "--notebooks DIR" in message
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "study.yaml"
+    text = "".join(f"{k}: {json.dumps(v)}\n" for k, v in BASE.items())    # one line per key: repeats on 7
+    path.write_text(text + "seed: 1\nrepeats: 5\n")
+    with pytest.raises(ValueError, match=r"duplicate key 'repeats' on lines 7 and 10; give each key once"):
+        load_params(path)
+    path.write_text(text + "recipe_overrides:\n  iterations: 5\n  iterations: 6\n")
+    with pytest.raises(ValueError, match=r"duplicate key 'iterations' on lines 10 and 11"):
+        load_params(path)
+
+
+def test_yaml_anchors_and_aliases_are_refused(tmp_path):
+    laughs = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(BASE) + "notebook_parameters:\n  l0: &l0 [lol]\n"
+                    + "".join("  " + line for line in laughs.splitlines(True)))
+    with pytest.raises(ValueError, match="line 13: anchors and aliases .* are not allowed"):
+        load_params(path)
+
+
+def test_an_oversized_params_file_or_override_is_refused(tmp_path):
+    from imbalance.params import MAX_DOCUMENT_BYTES
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(BASE) + "# padding\n" * (MAX_DOCUMENT_BYTES // 10))
+    with pytest.raises(ValueError, match="expected a params file of at most 1,048,576 bytes"):
+        load_params(path)
+    huge = "rho=[" + ",".join(["1000"] * (MAX_DOCUMENT_BYTES // 4)) + "]"
+    message = error(tmp_path, [huge])
+    assert "override 'rho': 1,310,721 bytes; expected at most 1,048,576" in message and len(message) < 400
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"repeats": 10**9}, "key 'repeats': value 1000000000 is not valid; expected an integer >= 1 and <= 100,000"),
+    ({"seed": 10**23}, "key 'seed': value 100000000000000000000000 is not valid; expected an integer >= 0 and <= 9,223"),
+    ({"seed": 2**63}, "key 'seed'"),
+    ({"rho": [10**400]}, "key 'rho'"),
+    ({"rho": [1e13]}, "numbers >= 1 and <= 1e+12"),
+    ({"study": "s" * 300}, "expected a name of at most 100 characters (it is a folder name), not 300"),
+])
+def test_out_of_range_values_are_one_line_errors(tmp_path, changes, expected):
+    message = error(tmp_path, **changes)
+    assert expected in message and "\n" not in message

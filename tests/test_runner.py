@@ -18,11 +18,13 @@ from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, done_points, fake_params, rows
 from imbalance import executors, runner
 from imbalance.cli import main
-from imbalance.params import load_params
+from imbalance.params import load_params, params_from_dict
 from imbalance.runner import run_study
 from imbalance.store import Store
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
+BASE = {"study": "t", "dataset": "mnist-sample", "notebook": "fake/step", "imbalance": "step",
+        "rho": [10], "mu": [0.5], "recipe": "lenet5-mnist"}
 POINTS = 6  # the fake study: rho in {10, 100, 1000} x mu in {0.3, 0.7}
 NETWORKS = POINTS * 8 * 2
 
@@ -93,7 +95,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path, reference):
     assert 2 <= len(done) < POINTS, "the kill must land mid-grid"
     assert {r[0] for r in rows(db)} == done  # the point killed half-way left no rows
 
-    second = subprocess.run(cli(path, tmp_path / "out", "--workers", "2", "--set", "notebook_parameters.sleep_s=0"),
+    second = subprocess.run(cli(path, tmp_path / "out", "--workers", "2"),   # the same settings: resumed
                             env=env(), capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert f"{POINTS - len(done)} trained" in second.stdout and f"{len(done)} skipped" in second.stdout
@@ -162,7 +164,8 @@ def test_a_worker_that_dies_has_its_point_retried(tmp_path):
 
 
 def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "probe_seconds_per_iteration", lambda params, **kw: 0.01)
+    timing = runner.PointTiming("step_rho=10_mu=0.3", fixed=2.0, per_iteration=0.05, iterations=100, lengths=(10, 20))
+    monkeypatch.setattr(runner, "time_point", lambda params, point, **kw: timing)
     path = fake_params(tmp_path)
     summary = run_study(load_params(path, ["recipe_overrides.iterations=100"]), dry_run=True, workers=2,
                         outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS)
@@ -170,8 +173,42 @@ def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, ca
     assert "  step_rho=1000_mu=0.7\n" in out and f"{POINTS} grid points (0 done, {POINTS} to train)" in out
     assert f"records: {POINTS} points x 8 methods x 2 repeats = {NETWORKS}" in out
     assert f"trained networks: {POINTS} points x 5 trained methods x 2 repeats = {POINTS * 10}" in out
-    assert "about 30.0 s: 60 networks x 100 iterations x 10.0 ms per iteration" in out
+    assert ("about 21.0 s: 6 points on 2 worker(s), 7.0 s per point (step_rho=10_mu=0.3's real batched job timed "
+            "here at 10 and 20 iterations: 2.0 s + 50.0 ms per iteration x 100 iterations)") in out
     assert summary.trained == 0 and not (tmp_path / "out").exists()
+
+
+def test_dry_run_refuses_a_changed_study_as_run_does(reference, capsys):
+    folder, path, _, _ = reference
+    code = main(["run", str(path), "--set", "repeats=3", "--outputs", str(folder / "out"),
+                 "--notebooks", str(NOTEBOOKS), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "repeats: 2 then, 3 now" in err
+
+
+def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5():
+    """The dry run's figure against the job itself, on one thread.  The machine is shared, so the
+    job is timed twice and the prediction must land within x1.5 of one of the two."""
+    import torch
+    from imbalance import methods, train
+    from imbalance.data import load_dataset
+    params = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 1, "device": "cpu",
+                               "recipe_overrides": {"iterations": 300, "eval_interval": 100}})
+    point = runner.expand_grid(params)[0]
+    timing = runner.time_point(params, point, threads=1)
+    data, actual, threads = load_dataset("mnist-sample"), [], torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(2):
+            started = time.perf_counter()
+            methods.run_grid_point(data, imbalance="step", rho=10, mu=0.5, methods=["baseline"], repeats=1,
+                                   recipe=train.recipe_with(train.RECIPES["lenet5-mnist"], iterations=300,
+                                                            eval_interval=100),
+                                   device="cpu", point_id=point.point_id, progress=False)
+            actual.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    assert any(a / 1.5 < timing.seconds < a * 1.5 for a in actual), (timing, actual)
 
 
 def test_status_and_export_commands(reference, tmp_path, capsys):
@@ -198,11 +235,20 @@ def test_bad_params_exit_2_with_the_message_and_no_traceback(tmp_path, capsys, a
 
 
 def test_records_must_hold_one_network_per_method_and_repeat():
-    expected = Counter({("baseline", 0): 1, ("baseline", 1): 1})
+    expected = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 2})
     ok = [{"method": "baseline", "repeat": 1}, {"method": "baseline", "repeat": 0}]
     assert runner._coverage_error(ok, expected, Path("nb.ipynb")) is None
     message = runner._coverage_error(ok[:1] * 2, expected, Path("nb.ipynb"))
     assert "missing [\"('baseline', 0)\"]" in message and "repeated [\"('baseline', 1)\"]" in message
+    assert "unexpected or repeated [\"('baseline', 2)\"]" in runner._coverage_error(
+        ok[:1] + [{"method": "baseline", "repeat": 2}], expected, Path("nb.ipynb"))
+
+
+def test_a_billion_repeats_builds_nothing_per_repeat():
+    # records are checked against (methods, repeats) without a Counter of methods x repeats entries
+    huge = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 100_000})
+    message = runner._coverage_error([{"method": "baseline", "repeat": 0}], huge, Path("nb.ipynb"))
+    assert message.startswith("nb.ipynb wrote records that are not one per (method, repeat)")
 
 
 @pytest.mark.parametrize("executor, expected", [

@@ -2,11 +2,14 @@
 import json
 import os
 import multiprocessing
+import re
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +226,97 @@ def test_runners_opening_a_new_database_at_once_never_see_it_locked(tmp_path):
             p.join(60)
         failures += [r for r in (results.get(timeout=10) for _ in procs) if r != "ok"]
     assert failures == []
+
+
+# --- registration, copies, damage ---------------------------------------------------------------
+
+def test_a_study_registered_by_another_run_with_other_settings_refuses_the_insert(tmp_path):
+    path = tmp_path / "results.sqlite"
+    with Store(path) as first, Store(path) as second:
+        assert first.check_study("s", {"repeats": 2}) == second.check_study("s", {"repeats": 3}) == {}  # none yet
+        first.insert_point("s", "p", records(), settings={"repeats": 2})
+        with pytest.raises(store_module.StudyChanged, match="repeats: 2 then, 3 now"):
+            second.insert_point("s", "q", records(), settings={"repeats": 3})
+        assert counts(second) == (4, 12) and second.done_points("s") == {"p"}   # q left no rows
+
+
+def test_point_copies_rebuild_the_database_row_for_row(tmp_path):
+    study_dir = tmp_path / "s"
+    with Store(study_dir / "results.sqlite") as s:
+        for p in ("p1", "p2", "p3"):
+            s.insert_point("s", p, records(versions={"torch": "2"}, accuracy=np.float32(0.25)), settings={"k": 1})
+            store_module.write_copy(s.point_copy("s", p), study_dir)
+        s.claim("s", "p4", worker_id())
+        s.mark_failed("s", "p4", "boom")              # not done: not in a copy, not rebuilt
+        dump = lambda: [s.db.execute(f"SELECT * FROM {t} {o}").fetchall() for t, o in
+                        (("networks", "ORDER BY id"), ("curves", "ORDER BY network_id, iteration"), ("studies", ""))]
+        before = [[tuple(r) for r in rows] for rows in dump()]
+    result = store_module.rebuild_database(study_dir, "s")
+    assert (result.points, result.networks, result.kept.name.startswith("results.sqlite.replaced-")) == (3, 12, True)
+    with Store(study_dir / "results.sqlite") as s:
+        assert [[tuple(r) for r in rows] for rows in dump()] == before
+        assert s.done_points("s") == {"p1", "p2", "p3"} and s.point_status("s", "p4") is None
+
+
+def test_opening_a_database_that_is_not_one_names_the_file(tmp_path):
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(store_module.DatabaseError, match=f"{path} is damaged .*imbalance rebuild PARAMS"):
+        Store(path)
+
+
+# --- readable exports (issue 10) --------------------------------------------------------------------
+
+QUICK_DB = Path(__file__).resolve().parents[1] / "outputs" / "quick" / "results.sqlite"
+
+
+@pytest.fixture(scope="module")
+def quick_export(tmp_path_factory):
+    """The committed quick study's export, read back from CSV."""
+    import pandas as pd
+    folder = tmp_path_factory.mktemp("quick")
+    shutil.copy(QUICK_DB, folder / "results.sqlite")
+    with Store(folder / "results.sqlite") as s:
+        s.export("quick", folder / "quick.csv")
+    frame = pd.read_csv(folder / "quick.csv", keep_default_na=False, na_values=[""])
+    for col in ("class_counts", "classes", "is_minority"):
+        frame[col] = [json.loads(v) for v in frame[col]]
+    return frame
+
+
+def test_exported_subset_seeds_reproduce_each_networks_class_counts(quick_export):
+    from imbalance.data import load_dataset
+    from imbalance.profiles import imbalanced_subset
+    labels = load_dataset("mnist-sample").train_labels.numpy()
+    for row in quick_export.drop_duplicates(["point_id", "repeat"]).itertuples():
+        subset = imbalanced_subset(labels, profile=row.imbalance, rho=row.rho, mu=row.mu, minority="random",
+                                   random_state=int(row.subset_seed))
+        assert subset.counts.tolist() == row.class_counts, row.point_id
+
+
+def test_exported_minority_flags_and_class_names(quick_export):
+    for row in quick_export.itertuples():
+        assert row.classes == list("0123456789")
+        assert row.is_minority == [c < max(row.class_counts) for c in row.class_counts]
+        assert sum(row.is_minority) == round(row.mu * 10)
+
+
+def test_thresh_rows_share_their_base_network_and_are_not_counted_twice(quick_export):
+    thresh = quick_export[quick_export["method"].str.endswith("-thresh")]
+    assert len(thresh) and (thresh["shares_network_with"] == thresh["method"].str.removesuffix("-thresh")).all()
+    assert (thresh["own_train_seconds"] == 0).all()
+    one_phase = quick_export[quick_export["method"].isin(["baseline", "ros", "rus"])]
+    assert (one_phase["own_train_seconds"] == one_phase["train_seconds"]).all()
+    assert one_phase["shares_network_with"].isna().all()
+    seconds = quick_export.set_index(["point_id", "method", "repeat"])["train_seconds"]
+    two_phase = quick_export[quick_export["method"].str.startswith("two-phase-")]
+    assert len(two_phase) and (two_phase["shares_network_with"] == two_phase["method"].str.removeprefix("two-phase-")).all()
+    for row in two_phase.itertuples():   # its train_seconds = its base network's pre-training + its own fine-tuning
+        base = seconds[(row.point_id, row.shares_network_with, row.repeat)]
+        assert row.own_train_seconds + base == pytest.approx(row.train_seconds) and row.own_train_seconds > 0
+
+
+def test_the_column_dictionary_describes_every_exported_column(quick_export):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "export-columns.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", text, flags=re.M))
+    assert documented == set(quick_export.columns)

@@ -1,17 +1,21 @@
-"""`imbalance run | status | export | report | conclusions`: the command line.
+"""`imbalance run | status | export | report | rebuild | conclusions`: the command line.
 
-Exit codes: 0 success; 1 some grid points failed; 2 bad params, missing data, notebook or kernel,
-or an unreachable Dask scheduler (reported on stderr without a traceback, before any training);
-130 interrupted (Ctrl-C: running points are given back, finished ones kept).
+Exit codes: 0 success; 1 some grid points failed (or the grid was stopped because its first points
+failed alike); 2 a user error: bad params, missing or damaged data, notebook or kernel, an
+unwritable outputs folder, a damaged or unreadable database, an unreachable Dask scheduler
+(one line on stderr, no traceback, before any training); 130 interrupted (Ctrl-C: running points
+are given back, finished ones kept).  Tracebacks are for bugs.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from imbalance.params import expand_grid, load_params
+from imbalance.store import error_line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
     run.add_argument("--max-attempts", type=int, default=2, metavar="N",
                      help="tries per grid point before it is marked failed (default: 2)")
+    run.add_argument("--yes", action="store_true",
+                     help="run a huge grid (over 100,000 trained networks) without asking")
     study_command("status", "count done / running / failed / pending grid points")
     export = study_command("export", "write the study's records to a .csv (or .parquet) file")
     export.add_argument("out", type=Path, help="output file, e.g. results.csv")
@@ -51,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     conclusions.add_argument("--with", dest="others", type=Path, nargs="+", action="extend", default=[],
                              metavar="OTHER_PARAMS", help="further studies (their databases under --outputs) "
                              "for the checks that compare datasets or imbalance types")
+    study_command("rebuild", "recreate outputs/<study>/results.sqlite from its records copies "
+                             "(outputs/<study>/records/*.json); the old database is moved aside")
     return parser
 
 
@@ -65,32 +73,39 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
                                 outputs_dir=args.outputs, notebooks_dir=args.notebooks,
                                 kernel_name=args.kernel, max_attempts=args.max_attempts,
-                                dry_run=args.dry_run)
+                                dry_run=args.dry_run, yes=args.yes)
             return 1 if summary.failed else 0
+        from imbalance.store import Store, rebuild_database
+        db = Path(args.outputs) / params.study / "results.sqlite"
+        if args.command == "rebuild":
+            result = rebuild_database(db.parent, params.study)
+            print(f"rebuilt {result.path}: {result.points} done grid points, {result.networks} networks, from "
+                  f"{db.parent / 'records'}" + (f"; the replaced database is kept as {result.kept}" if result.kept else ""))
+            return 0
         if args.command == "report":
             from imbalance.report import write_report
+            if db.is_file():
+                Store(db, create=False).close()   # quick_check: a damaged database stops here
             html = write_report(params.study, args.outputs, kernel_name=args.kernel)
             print(f"figures in {html.parent / 'figures'}; report: {html}")
             return 0
         if args.command == "conclusions":
             return _conclusions(params, args)
-        from imbalance.store import Store
-        db = Path(args.outputs) / params.study / "results.sqlite"
-        if args.command == "status" and not db.is_file():
+        if args.command == "status" and not db.exists():
             n = len(expand_grid(params))
             print(f"{params.study}: {n} grid points: 0 done, 0 running, 0 failed, {n} pending (not run yet)")
             return 0
-        if not db.is_file():
+        if not db.exists():
             raise FileNotFoundError(f"{db} not found: study {params.study!r} has not run yet "
                                     f"(imbalance run {args.params})")
-        with Store(db) as store:
+        with Store(db, create=False) as store:
             if args.command == "status":
                 return _status(store, params)
             n = store.export(params.study, args.out)
             print(f"wrote {n} records of study {params.study} to {args.out}")
             return 0
-    except (ValueError, FileNotFoundError, ConnectionError) as exc:
-        print(f"imbalance: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError, sqlite3.DatabaseError) as exc:  # user errors: one line, no traceback
+        print(f"imbalance: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("imbalance: interrupted; finished points are kept, run again to resume", file=sys.stderr)
@@ -111,14 +126,20 @@ def _conclusions(params, args) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, ConnectionError)) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror or text}"   # e.g. PermissionError: name the path
+    return text
+
+
 def _status(store, params) -> int:
     ids = [p.point_id for p in expand_grid(params)]
     counts = store.status(params.study, ids)
     print(f"{params.study}: {len(ids)} grid points: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     for row in store.points(params.study):
         if row["status"] == "failed" and row["point_id"] in ids:
-            last = (row["error"] or "").strip().splitlines()
-            print(f"  failed {row['point_id']} ({row['attempts']} attempts): {last[0] if last else ''}")
+            print(f"  failed {row['point_id']} ({row['attempts']} attempts): {error_line(row['error'])}")
     return 0
 
 

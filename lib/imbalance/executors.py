@@ -96,14 +96,21 @@ def _output_to(log: Path):
             os.close(copy)
 
 
+# Faults that can pass on a retry (the kernel or its machine, not the notebook's code): they are
+# retried and never count towards stopping a grid whose first points fail alike.
+TRANSIENT_ERRORS = ("DeadKernelError", "CellTimeoutError")
+
+
 def _error_text(exc: BaseException) -> str:
+    """The error, its first line always 'Type: message' (what `imbalance status` shows), then detail."""
     from papermill.exceptions import PapermillExecutionError
     if isinstance(exc, PapermillExecutionError):
         text = f"{exc.ename}: {exc.evalue}\n{exc}"
     elif type(exc).__name__ == "CellTimeoutError":   # nbclient: a cell outran cell_timeout
         text = f"CellTimeoutError: a cell ran longer than the params key cell_timeout allows\n{exc}"
     else:
-        text = "".join(traceback.format_exception(exc)).strip()
+        first = f"{type(exc).__name__}: " + " ".join(str(exc).split())
+        text = first + "\n" + "".join(traceback.format_exception(exc)).strip()
     return ANSI.sub("", text)[:MAX_ERROR_CHARS]
 
 
@@ -124,7 +131,8 @@ def execute_point(task: Task) -> dict[str, Any]:
                                "imbalance.store.write_records(records, records_path)")
         records = read_records(task.records_path)
     except Exception as exc:  # the runner decides: retry, or mark failed with this text
-        return {"ok": False, "error": _error_text(exc) + f"\n(executed notebook: {task.output}; log: {task.log})"}
+        return {"ok": False, "transient": type(exc).__name__ in TRANSIENT_ERRORS,
+                "error": _error_text(exc) + f"\n(executed notebook: {task.output}; log: {task.log})"}
     finally:
         Path(task.records_path).unlink(missing_ok=True)
     return {"ok": True, "records": records, "seconds": time.monotonic() - start}
@@ -211,7 +219,8 @@ class DaskPool:
 
 def _crash(exc: BaseException | None) -> dict[str, Any]:
     """A worker died (BrokenProcessPool, KilledWorker, ...) while running the point."""
-    return {"ok": False, "error": f"worker died while running the point: {type(exc).__name__}: {exc}"}
+    return {"ok": False, "transient": True,
+            "error": f"worker died while running the point: {type(exc).__name__}: {exc}"}
 
 
 def parse_executor(executor: str) -> tuple[str, str | None]:

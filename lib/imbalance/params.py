@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import keyword
 import math
 import os
 import re
@@ -32,6 +33,16 @@ N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name under outputs/
 MAPPING_KEYS = ("recipe_overrides", "notebook_parameters")  # the keys `--set a.b=v` may reach into
+STUDY_MAX_CHARS = 100          # a study name is a folder name (file systems allow 255 bytes)
+MAX_DOCUMENT_BYTES = 1 << 20   # a params file (or one --set value) above 1 MiB is refused: no study needs it
+MAX_REPEATS = 100_000          # networks per (grid point, method); beyond this no grid is sensible
+MAX_SEED = 2**63 - 1           # seeds are stored in SQLite's signed 64-bit INTEGER
+MAX_RHO = 1e12                 # rho above this gives minority classes of no examples on any dataset
+# The notebook parameters the runner sets itself (GridPoint.parameters, plus executors.execute_point's
+# records_path and threads): a `notebook_parameters` key may not override them.
+RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
+                     "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
+                     "point_id", "records_path", "threads", "plugins")
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,43 @@ def base_method(method: str) -> str:
 
 # --- loading ----------------------------------------------------------------------------------
 
+class _DataLoader(yaml.SafeLoader):
+    """yaml.SafeLoader for params files: a file is data, so no duplicate keys (the last one would
+    win silently) and no anchors or aliases (their expansion can blow up memory: "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None) is not None:
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: anchors and aliases (&name, *name) are not "
+                                 "allowed in a params file; write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:   # an unhashable key: let SafeLoader report it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.YAMLError(f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1}; "
+                                     "give each key once")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, where: str):
+    """Parse params data (a file, or one --set value) with _DataLoader, size capped."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{where}: {len(text.encode('utf-8', 'surrogatepass')):,} bytes; expected at most "
+                         f"{MAX_DOCUMENT_BYTES:,} (a params file holds a study's settings, not data)")
+    loader = _DataLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_params(path: str | os.PathLike, overrides=(), *, plugins=()) -> StudyParams:
     """Read, override (`key=value` strings, values parsed as YAML) and validate a params file.
     plugins: importable modules that register methods (`--plugin`), imported before validation."""
@@ -102,10 +150,15 @@ def load_params(path: str | os.PathLike, overrides=(), *, plugins=()) -> StudyPa
     plugins = registry.load_plugins(plugins)
     if not path.is_file():
         raise FileNotFoundError(f"params file {path} not found")
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size:,} bytes; expected a params file of at most "
+                         f"{MAX_DOCUMENT_BYTES:,} bytes")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _load_yaml(path.read_text(), str(path))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise ValueError(f"{path}: not valid YAML: {_one_line(exc)}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of keys (study: ..., dataset: ...), "
                          f"got {type(raw).__name__}")
@@ -124,12 +177,22 @@ def _parse_override(path, text: str) -> tuple[str, Any]:
     key, sep, value = str(text).partition("=")
     key = key.strip()
     if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key):
-        raise ValueError(f"{path}: override {text!r}: expected key=value, e.g. repeats=3, rho=[10,50] "
+        raise ValueError(f"{path}: override {_short(text)}: expected key=value, e.g. repeats=3, rho=[10,50] "
                          "or recipe_overrides.iterations=50")
     try:
-        return key, yaml.safe_load(value)
+        return key, _load_yaml(value, f"{path}: override {key!r}")
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: override {text!r}: the value is not valid YAML: {exc}") from None
+        raise ValueError(f"{path}: override {_short(text)}: the value is not valid YAML: {_one_line(exc)}") from None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """repr(value), cut to `limit` characters: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-12:]} ({len(text):,} characters)"
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _apply_override(raw: dict, path, text: str, key: str, value: Any) -> None:
@@ -168,11 +231,14 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         raise ValueError(f"{source}: missing required key(s) {', '.join(missing)}")
 
     def err(key: str, what: str) -> ValueError:
-        by = f" (set by override {origins[key]!r})" if key in origins else ""
-        return ValueError(f"{source}{by}: key {key!r}: value {raw.get(key)!r} is not valid; expected {what}")
+        by = f" (set by override {_short(origins[key])})" if key in origins else ""
+        return ValueError(f"{source}{by}: key {key!r}: value {_short(raw.get(key))} is not valid; expected {what}")
 
     v = dict(raw)
     v["study"] = _choice_re(v, "study", STUDY_RE, err, "a name of letters, digits, '.', '_' or '-'")
+    if len(v["study"]) > STUDY_MAX_CHARS:
+        raise err("study", f"a name of at most {STUDY_MAX_CHARS} characters (it is a folder name), "
+                           f"not {len(v['study'])}")
     v["dataset"] = _choice(v, "dataset", DATASETS, err)
     v["imbalance"] = _choice(v, "imbalance", PROFILES, err)
     v["recipe"] = _choice(v, "recipe", RECIPES, err)
@@ -180,6 +246,9 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         v["minority"] = _choice(v, "minority", MINORITY_RULES, err)
     if not isinstance(v["notebook"], str) or not v["notebook"].strip() or v["notebook"].endswith(".ipynb"):
         raise err("notebook", "a notebook path under notebooks/ without '.ipynb', e.g. mnist/step")
+    if os.path.isabs(v["notebook"]) or v["notebook"].startswith("~") or ".." in Path(v["notebook"]).parts:
+        raise err("notebook", "a path relative to the notebooks folder, without '..' (e.g. mnist/step); "
+                              "to run notebooks from another folder, pass it with --notebooks DIR")
     for key in ("rho", "mu", "levels"):
         v[key] = _numbers(v, key, err)
     if v.get("methods") is not None:
@@ -188,9 +257,9 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         if not isinstance(v["plugins"], list) or not all(isinstance(m, str) and m for m in v["plugins"]):
             raise err("plugins", "a list of importable module names (imbalance run --plugin MODULE)")
         v["plugins"] = tuple(v["plugins"])
-    for key, low in (("repeats", 1), ("seed", 0), ("n_max", 1)):
-        if v.get(key) is not None and (not _is_int(v[key]) or v[key] < low):
-            raise err(key, f"an integer >= {low}")
+    for key, low, high in (("repeats", 1, MAX_REPEATS), ("seed", 0, MAX_SEED), ("n_max", 1, MAX_SEED)):
+        if v.get(key) is not None and (not _is_int(v[key]) or not low <= v[key] <= high):
+            raise err(key, f"an integer >= {low}" + (f" and <= {high:,}" if key != "n_max" else ""))
     if v.get("batched") is not None and not isinstance(v["batched"], bool):
         raise err("batched", "true or false")
     if v.get("cell_timeout") is not None and not (_is_number(v["cell_timeout"]) and v["cell_timeout"] > 0):
@@ -201,6 +270,7 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         raise err("data_root", "a folder path, or null")
     for key in MAPPING_KEYS:
         v[key] = _mapping(v, key, err)
+    _check_notebook_parameters(v["notebook_parameters"], err)
     _check_grid(v, raw, source, err)
     # null means "the default" for every key (for most keys the default is null anyway)
     return StudyParams(**{k: x for k, x in v.items() if x is not None}, source=source)
@@ -211,7 +281,13 @@ def _is_int(x) -> bool:
 
 
 def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite int or float (an int too large for a float, e.g. 10**400, is not one)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _choice(v, key, valid, err):
@@ -243,7 +319,7 @@ def _names(v, key, valid, err, known=None) -> tuple[str, ...]:
     return tuple(items)
 
 
-RANGES = {"rho": ("numbers >= 1 (majority/minority size ratio)", lambda x: x >= 1),
+RANGES = {"rho": (f"numbers >= 1 and <= {MAX_RHO:g} (majority/minority size ratio)", lambda x: 1 <= x <= MAX_RHO),
           "mu": ("numbers in the open interval (0, 1) (fraction of minority classes)", lambda x: 0 < x < 1),
           "levels": ("numbers >= 1 (target majority/minority ratio after sampling)", lambda x: x >= 1)}
 
@@ -267,6 +343,35 @@ def _mapping(v, key, err) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise err(key, "a mapping of names to values, e.g. {iterations: 300}")
     return dict(value)
+
+
+def _plain_data(x, depth: int = 0) -> bool:
+    """JSON-like data: what papermill can write into the kernel as a literal."""
+    if depth > 20:
+        return False
+    if x is None or isinstance(x, (str, bool, int)) or (isinstance(x, float) and math.isfinite(x)):
+        return True
+    if isinstance(x, list):
+        return all(_plain_data(i, depth + 1) for i in x)
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _plain_data(i, depth + 1) for k, i in x.items())
+    return False
+
+
+def _check_notebook_parameters(values: dict[str, Any], err) -> None:
+    """Its keys become variables in the kernel (papermill writes `key = value` source): each must be
+    a Python identifier that is not a keyword, and none may override what the runner sets per point."""
+    for key in values:
+        if not key.isidentifier() or keyword.iskeyword(key) or not key.isascii():
+            raise err("notebook_parameters", f"keys that are Python names (letters, digits, '_'; not a "
+                                             f"keyword); {key!r} is not one")
+        if not _plain_data(values[key]):
+            raise err("notebook_parameters", f"plain values (strings, finite numbers, true/false, null, lists "
+                                             f"and mappings of them); {key!r} is {values[key]!r}")
+        if key in RUNNER_PARAMETERS:
+            where = " (a params key of its own)" if key in KEYS else " (set by the runner per grid point)"
+            raise err("notebook_parameters", f"keys other than the runner's own parameters; {key!r} is one"
+                                             f"{where}, so it would override the grid point")
 
 
 def _check_grid(v, raw, source, err) -> None:
@@ -305,8 +410,8 @@ def _points(items, step: bool, err) -> tuple[tuple[float, float | None], ...]:
         if not isinstance(item, dict) or set(item) - {"rho", "mu"} or "rho" not in item:
             raise err("points", f"{want}; {item!r} is not one")
         rho, mu = item["rho"], item.get("mu")
-        if not (_is_number(rho) and rho >= 1):
-            raise err("points", f"{want} with rho >= 1; {item!r} is not one")
+        if not (_is_number(rho) and 1 <= rho <= MAX_RHO):
+            raise err("points", f"{want} with rho >= 1 and <= {MAX_RHO:g}; {item!r} is not one")
         if step and not (_is_number(mu) and 0 < mu < 1):
             raise err("points", f"{want} with mu in (0, 1); {item!r} is not one")
         if not step and mu is not None:
@@ -387,11 +492,23 @@ class GridPoint:
         }
 
 
+MAX_GRID_POINTS = 1_000_000  # expand_grid refuses more (a grid of this size would not finish anyway)
+
+
+def grid_size(params: StudyParams) -> int:
+    """An upper bound on len(expand_grid(params)), counted without expanding the grid."""
+    pairs = len(params.points) if params.points else len(params.rho) * len(params.mu or (None,))
+    return pairs * len(params.levels or (None,))
+
+
 def expand_grid(params: StudyParams) -> list[GridPoint]:
     """Grid points in a stable order: rho, then mu, then level.
 
     With `levels`, a level above a point's rho is left out (sampling cannot add imbalance).
     """
+    if grid_size(params) > MAX_GRID_POINTS:
+        raise ValueError(f"{params.source}: the grid has {grid_size(params):,} points (rho x mu x levels); "
+                         f"expected at most {MAX_GRID_POINTS:,}")
     pairs = params.points or list(itertools.product(params.rho, params.mu or (None,)))
     return [GridPoint(params.dataset, params.imbalance, rho, mu, level)
             for rho, mu in pairs for level in (params.levels or (None,))

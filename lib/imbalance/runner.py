@@ -9,19 +9,22 @@ Executors (local processes, a Dask LocalCluster, or an existing Dask scheduler):
 """
 from __future__ import annotations
 
+import difflib
 import os
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imbalance.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid
+from imbalance.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.executors import DaskPool, LocalPool, Task, parse_executor
-from imbalance.store import Store, point_seconds, worker_id
+from imbalance.store import (Store, StudyChanged, copy_path, error_line, point_seconds, worker_id,
+                             write_copy)
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
 HEARTBEAT_SECONDS = 30   # how often the runner refreshes its claims while points run
@@ -37,12 +40,16 @@ class RunSummary:
     elsewhere: int = 0           # points left to another runner's live claim
     records: int = 0             # network records inserted by this run
     wall_seconds: float = 0.0
+    grid_seconds: float = 0.0    # of which in the grid loop (claims, waiting, inserts, copies): the rest is checks
     errors: dict[str, str] = field(default_factory=dict)   # point_id -> error text
+    stopped: str | None = None   # why the grid was stopped early (the same error at its first points)
+    first_success: bool = False  # a point succeeded in this run (repeated failures stop the grid until then)
 
     def line(self) -> str:
         parts = [f"{self.trained} trained ({self.records} records)", f"{self.skipped} skipped",
                  f"{self.failed} failed"] + ([f"{self.elsewhere} running elsewhere"] if self.elsewhere else [])
-        return f"{self.study}: {self.points} grid points: {', '.join(parts)}; wall {_duration(self.wall_seconds)}"
+        line = f"{self.study}: {self.points} grid points: {', '.join(parts)}; wall {_duration(self.wall_seconds)}"
+        return line + (f"\n{self.stopped}" if self.stopped else "")
 
 
 def default_workers(params: StudyParams, *, cores: int | None = None) -> int:
@@ -57,10 +64,24 @@ def _cores() -> int:
 
 # --- the run ---------------------------------------------------------------------------------
 
+# A grid above this many trained networks, or projected to take longer than this, runs only with
+# --yes (yes=True): the paper's MNIST step grid is 81 x 5 x 50 = 20,250 networks.
+HUGE_NETWORKS = 100_000
+HUGE_SECONDS = 7 * 24 * 3600
+STOP_AFTER_SAME_FAILURES = 2  # distinct points failing alike, before any success: stop the grid
+
+
 def run_study(params: StudyParams, *, executor: str = "local", workers: int | None = None,
               quiet: bool = False, outputs_dir="outputs", notebooks_dir="notebooks",
-              kernel_name: str = "imbalance", max_attempts: int = 2, dry_run: bool = False) -> RunSummary:
-    """Train every grid point not yet done; see the module docstring for executors."""
+              kernel_name: str = "imbalance", max_attempts: int = 2, dry_run: bool = False,
+              yes: bool = False, pool=None) -> RunSummary:
+    """Train every grid point not yet done; see the module docstring for executors.
+
+    Everything that can be checked is checked before any notebook starts (the notebook and its
+    parameters, the kernel, the data files' hashes and class sizes, the device, the outputs folder,
+    the database and the study's settings).  `pool`: an object with submit / wait / close (as in
+    executors.py) to run the Tasks instead of `executor` (tests, embedding).
+    """
     start = time.monotonic()
     kind, address = parse_executor(executor)
     if workers is not None and workers < 1:
@@ -68,29 +89,35 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     explicit_workers, workers = workers is not None, workers or default_workers(params)
+    huge = _huge_grid(params, Path(outputs_dir).resolve() / params.study, workers)
+    if huge and not (yes or dry_run):
+        raise ValueError(f"{params.source}: {huge}; run it anyway with --yes (yes=True), or shrink the grid")
     points = expand_grid(params)
     study_dir = Path(outputs_dir).resolve() / params.study
-    notebook = Path(notebooks_dir).resolve() / f"{params.notebook}.ipynb"
-    missing = None if notebook.is_file() else (
-        f"{params.source}: key 'notebook': {notebook} not found; expected the training notebook "
-        f"<notebooks_dir>/{params.notebook}.ipynb")
+    notebook, missing = _notebook_path(params, notebooks_dir)
     check_recipe(params)
     summary = RunSummary(params.study, len(points))
     if dry_run:
+        _check_same_study(params, study_dir / "results.sqlite")
         print(plan(params, points, study_dir=study_dir, workers=workers))
-        if missing:
-            print(f"warning: {missing}")
+        for warning in ([missing] if missing else []) + ([huge + "; `run` needs --yes"] if huge else []):
+            print(f"warning: {warning}")
         return summary
     if missing:
         raise FileNotFoundError(missing)
-    if address is None:
+    check_notebook_parameters(params, notebook)
+    if address is None and pool is None:
         _check_kernel(kernel_name)
+        check_device(params)
     check_data(params)
+    verify_data(params)
+    _check_writable(study_dir)
 
     store = Store(study_dir / "results.sqlite")
     try:
-        _check_same_study(params, store)
+        settings = _check_same_study(params, store)
         done = store.done_points(params.study)
+        _restore_copies(store, params.study, done, study_dir)
         pending = [p for p in points if p.point_id not in done]
         summary.skipped = len(points) - len(pending)
         if not pending:
@@ -98,12 +125,17 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
             return summary
         threads = max(1, _cores() // workers) if address is None else None
         resources = {"GPU": 1} if address and params.device.startswith("cuda") else None
-        pool = LocalPool(workers) if kind == "local" else DaskPool(address, workers, resources)
+        if pool is None:
+            pool = LocalPool(workers) if kind == "local" else DaskPool(address, workers, resources)
         slots = workers if address is None or explicit_workers else len(pending)  # a cluster queues
         context = dict(params=params, store=store, pool=pool, slots=slots, study_dir=study_dir,
                        notebook=notebook, kernel_name=kernel_name, threads=threads,
-                       max_attempts=max_attempts, summary=summary, quiet=quiet)
-        _run(pending, **context)
+                       max_attempts=max_attempts, summary=summary, quiet=quiet, settings=settings)
+        loop_start = time.monotonic()
+        try:
+            _run(pending, **context)
+        finally:
+            summary.grid_seconds = time.monotonic() - loop_start
     finally:
         store.close()
     summary.wall_seconds = time.monotonic() - start
@@ -112,88 +144,228 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
 
 
 def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, notebook, kernel_name,
-         threads, max_attempts, summary, quiet) -> None:
+         threads, max_attempts, summary, quiet, settings) -> None:
     from tqdm import tqdm
-    me, queue, attempts, inflight = worker_id(), list(pending), {}, {}
-    expected = Counter((m, r) for m in params.methods for r in range(params.repeats))
+    me, queue, attempts, inflight = worker_id(), deque(pending), {}, {}
+    first_errors: dict[str, set] = {}   # error line -> the points failing with it, until a success
     bar = tqdm(total=summary.points, initial=summary.skipped, desc=params.study, unit="point",
                disable=quiet, dynamic_ncols=True)
-    clean = False
+    clean, last_beat = False, time.monotonic()
+    claimed: set[str] = set()   # claims of ours not finished yet (in flight, or queued for a retry)
     try:
         while queue or inflight:
             while queue and len(inflight) < slots:
-                point = queue.pop(0)
+                point = queue.popleft()
                 if not store.claim(params.study, point.point_id, me):
-                    done = point.point_id in store.done_points(params.study)
+                    done = store.point_status(params.study, point.point_id) == "done"
                     summary.skipped += done
                     summary.elsewhere += not done
                     bar.update(done)
                     continue
                 attempts[point.point_id] = attempts.get(point.point_id, 0) + 1
+                claimed.add(point.point_id)
                 task = Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.ipynb"),
-                             str(study_dir / "records" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
-                             point.parameters(params), kernel_name, str(notebook.parent), threads,
-                             str(study_dir / "logs" / f"{point.point_id}.log"), params.cell_timeout)
+                            str(study_dir / "incoming" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
+                            point.parameters(params), kernel_name, str(notebook.parent), threads,
+                            str(study_dir / "logs" / f"{point.point_id}.log"), params.cell_timeout)
                 inflight[pool.submit(task)] = point
             for handle, outcome in pool.wait(list(inflight), timeout=HEARTBEAT_SECONDS):
-                point = inflight.pop(handle)
+                point = inflight[handle]   # removed once handled: an exception here gives it back
                 error = outcome.get("error")
                 if outcome["ok"]:
-                    error = _coverage_error(outcome["records"], expected, notebook)
+                    error = _coverage_error(outcome["records"], params, notebook)
                     if error is None:
                         try:
-                            n = store.insert_point(params.study, point.point_id, outcome["records"], worker=me)
-                        except (ValueError, TypeError, sqlite3.IntegrityError) as exc:  # bad record fields
+                            n = store.insert_point(params.study, point.point_id, outcome["records"], worker=me,
+                                                   settings=settings)
+                        except StudyChanged:
+                            raise
+                        except (ValueError, TypeError, OverflowError, sqlite3.IntegrityError) as exc:  # bad fields
                             error = f"inserting the records failed: {type(exc).__name__}: {exc}"
                         else:
+                            if n:
+                                write_copy(store.point_copy(params.study, point.point_id), study_dir)
+                            del inflight[handle]
+                            claimed.discard(point.point_id)
                             summary.trained += 1
                             summary.records += n
                             bar.update(1)
                             bar.set_postfix(networks=summary.records)
+                            summary.first_success = True
                             continue
+                line = error_line(error)
+                if not outcome.get("transient") and not summary.first_success:
+                    alike = first_errors.setdefault(line, set())
+                    alike.add(point.point_id)
+                    if len(alike) >= STOP_AFTER_SAME_FAILURES:
+                        for point_id in sorted(alike - set(summary.errors)):   # each failing point: failed
+                            _fail(store, params, point_id, error, summary)
+                            claimed.discard(point_id)
+                        del inflight[handle]
+                        summary.stopped = (f"stopped early: grid points {', '.join(sorted(alike))} failed with the "
+                                           f"same error before any point succeeded, so it would fail everywhere: "
+                                           f"{line}")
+                        return
+                del inflight[handle]
                 if attempts[point.point_id] < max_attempts:
-                    queue.insert(0, point)  # retry it next (our own claim is re-taken)
+                    queue.appendleft(point)  # retry it next (our own claim is re-taken)
                 else:
-                    store.mark_failed(params.study, point.point_id, error)
-                    summary.failed += 1
-                    summary.errors[point.point_id] = error
+                    _fail(store, params, point.point_id, error, summary)
+                    claimed.discard(point.point_id)
                     bar.update(1)
                     if not quiet:
-                        tqdm.write(f"{point.point_id} failed after {max_attempts} attempt(s): "
-                                   f"{error.splitlines()[0] if error else ''}")
-            if inflight:
+                        tqdm.write(f"{point.point_id} failed after {max_attempts} attempt(s): {line}")
+            if inflight and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 store.heartbeat(params.study, [p.point_id for p in inflight.values()], me)
+                last_beat = time.monotonic()
         clean = True
     finally:
         bar.close()
-        for point in inflight.values():  # interrupted: give running points back
-            store.release(params.study, point.point_id, me)
+        for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
+            store.release(params.study, point_id, me)
         pool.close(wait=clean)
+
+
+def _fail(store, params, point_id: str, error: str | None, summary) -> None:
+    store.mark_failed(params.study, point_id, error or "")
+    summary.failed += 1
+    summary.errors[point_id] = error or ""
 
 
 # What shapes a point's records: rerunning a study with other values would mix results.  The
 # grid's extent (rho, mu, points, levels) may grow, and where or how it runs may change.
 SAME_STUDY_KEYS = ("dataset", "notebook", "imbalance", "n_max", "minority", "methods", "repeats",
-                   "seed", "recipe", "recipe_overrides")
+                   "seed", "recipe", "recipe_overrides", "notebook_parameters")
 
 
-def _check_same_study(params: StudyParams, store: Store) -> None:
+def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
+    """Refuse a study whose registered settings differ; return the settings to register it with
+    on its first success.  `store` may be a database path (dry run: read only, never created)."""
     settings = {k: v for k, v in params.to_dict().items() if k in SAME_STUDY_KEYS}
+    if isinstance(store, Path):
+        if not store.exists():
+            return settings
+        with Store(store, create=False) as opened:
+            return _check_same_study(params, opened)
     changed = store.check_study(params.study, settings)
     if changed:
         diffs = "; ".join(f"{k}: {then!r} then, {now!r} now" for k, (then, now) in changed.items())
         raise ValueError(f"{params.source}: study {params.study!r} in {store.path} was run with other "
                          f"settings ({diffs}), so its results would mix; use a new study name, or move "
                          f"{store.path.parent} away")
+    return settings
 
 
-def _coverage_error(records: list, expected: Counter, notebook: Path) -> str | None:
-    """None if the records hold exactly one network per (method, repeat), else what is wrong."""
+def _restore_copies(store: Store, study: str, done: set[str], study_dir: Path) -> None:
+    """Write the records copy of any done point that lacks one (a runner killed between the
+    commit and the copy, or a database from before copies were kept)."""
+    folder = study_dir / "records"
+    have = {p.name for p in folder.glob("*.json")} if folder.is_dir() else set()
+    for point_id in sorted(done):
+        if copy_path(study_dir, point_id).name not in have:
+            write_copy(store.point_copy(study, point_id), study_dir)
+
+
+def _huge_grid(params: StudyParams, study_dir: Path, workers: int) -> str | None:
+    """Why a grid needs --yes (None if it does not): its network count, counted without expanding
+    it, or its projected time, where finished points of the study time it."""
+    networks = grid_size(params) * params.trained_per_point
+    if networks > HUGE_NETWORKS:
+        return f"the grid trains {networks:,} networks, more than {HUGE_NETWORKS:,}"
+    done = point_seconds(study_dir / "results.sqlite", params.study)
+    timed = [s for s in done.values() if s is not None]
+    if timed:
+        projected = statistics.median(timed) * max(0, grid_size(params) - len(done)) / workers
+        if projected > HUGE_SECONDS:
+            return (f"the grid's remaining points are projected to take {_duration(projected)} on {workers} "
+                    f"worker(s) (the median point of this study took {_duration(statistics.median(timed))}), "
+                    f"more than {_duration(HUGE_SECONDS)}")
+    return None
+
+
+def _notebook_path(params: StudyParams, notebooks_dir) -> tuple[Path, str | None]:
+    """The training notebook, which must lie inside notebooks_dir; and why it is missing, if it is."""
+    root = Path(notebooks_dir).resolve()
+    notebook = (root / f"{params.notebook}.ipynb").resolve()
+    if not notebook.is_relative_to(root):
+        raise ValueError(f"{params.source}: key 'notebook': {params.notebook!r} resolves to {notebook}, outside "
+                         f"the notebooks folder {root}; pass another folder with --notebooks DIR")
+    missing = None if notebook.is_file() else (
+        f"{params.source}: key 'notebook': {notebook} not found; expected the training notebook "
+        f"<notebooks_dir>/{params.notebook}.ipynb")
+    return notebook, missing
+
+
+def _check_writable(study_dir: Path) -> None:
+    try:
+        study_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=study_dir):
+            pass
+    except OSError as exc:
+        raise ValueError(f"outputs folder {study_dir}: cannot write there ({exc.strerror or exc}); "
+                         "choose another with --outputs DIR") from None
+
+
+# --- pre-flight checks ----------------------------------------------------------------------------
+
+def check_notebook_parameters(params: StudyParams, notebook: Path) -> None:
+    """Each notebook_parameters key must be a parameter of the notebook's parameters cell (a
+    misspelled one would be ignored by papermill with a warning in a log nobody reads)."""
+    if not params.notebook_parameters:
+        return
+    import papermill as pm
+    known = set(pm.inspect_notebook(str(notebook)))
+    unknown = [k for k in params.notebook_parameters if k not in known]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], known, n=1)
+        raise ValueError(f"{params.source}: key 'notebook_parameters': {unknown[0]!r} is not a parameter of "
+                         f"{notebook}" + (f"; did you mean {near[0]!r}?" if near else
+                                          f"; its parameters: {', '.join(sorted(known))}"))
+
+
+def check_device(params: StudyParams) -> None:
+    """device: cuda[:N] needs a CUDA device on this machine (local workers run here)."""
+    if not params.device.startswith("cuda"):
+        return
+    import torch
+    index = int(params.device.partition(":")[2] or 0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        raise ValueError(f"{params.source}: key 'device': value {params.device!r} is not valid here; this machine "
+                         f"has {count} CUDA device(s) (torch {torch.__version__}); use device: auto or cpu, or run "
+                         "on a machine or Dask cluster with GPUs")
+
+
+def verify_data(params: StudyParams) -> None:
+    """Load a resident dataset once here, so its files' hashes are checked (data.py), and check
+    n_max against the examples each class has: a damaged file or too large an n_max fails now,
+    not in every kernel.  Streamed image folders are only located (check_data)."""
+    if params.dataset == "imagefolder":
+        return
+    import numpy as np
+    from imbalance.data import load_dataset
+    data = load_dataset(params.dataset, root=params.data_root)
+    available = np.bincount(data.train_labels.numpy(), minlength=len(data.classes))
+    if params.n_max is not None and params.minority != "scarcity" and params.n_max > available.min():
+        c = int(available.argmin())
+        raise ValueError(f"{params.source}: key 'n_max': value {params.n_max} is not valid; expected at most "
+                         f"{int(available.min())}: class {c} ({data.classes[c]}) of {params.dataset} has "
+                         f"{int(available[c])} training examples (or use minority: scarcity)")
+
+
+def _coverage_error(records: list, params: StudyParams, notebook: Path) -> str | None:
+    """None if the records hold exactly one network per (method, repeat), else what is wrong
+    (checked in O(records): nothing per repeat is built)."""
+    methods = set(params.methods)
     got = Counter((r.get("method"), r.get("repeat")) if isinstance(r, dict) else repr(r) for r in records)
-    if got == expected:
+    unexpected = sorted(str(k) for k, n in got.items() if n > 1 or not (
+        isinstance(k, tuple) and k[0] in methods and isinstance(k[1], int) and 0 <= k[1] < params.repeats))
+    if not unexpected and len(got) == params.records_per_point:
         return None
+    missing = ([str((m, r)) for m in params.methods for r in range(params.repeats) if (m, r) not in got][:10]
+               if params.records_per_point <= 100_000 else ["(too many to list)"])
     return (f"{notebook} wrote records that are not one per (method, repeat): missing "
-            f"{sorted(map(str, expected - got))}, unexpected or repeated {sorted(map(str, got - expected))}")
+            f"{missing}, unexpected or repeated {unexpected[:10]}")
 
 
 def _check_kernel(kernel_name: str) -> None:
@@ -218,7 +390,7 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
               f"records: {n} points x {m} methods x {r} repeats = {n * m * r}",
               f"trained networks: {n} points x {len(params.trained_methods)} trained methods x {r} repeats"
               f" = {n * params.trained_per_point} (thresholding methods reuse a trained network)",
-              "estimate: " + _estimate(params, done, len(todo), workers)]
+              "estimate: " + _estimate(params, done, todo, workers)]
     try:
         check_data(params)
     except FileNotFoundError as exc:
@@ -226,66 +398,83 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
     return "\n".join(lines)
 
 
-PROBE_SHAPES = {"mnist-sample": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
-                "cifar10": (3, 32, 32), "cifar10-jpg": (3, 32, 32)}  # (C, H, W) of resident datasets
+@dataclass(frozen=True)
+class PointTiming:
+    """One grid point's real job, timed short and extrapolated: seconds = fixed + per_iteration x iterations."""
+    point_id: str
+    fixed: float           # seconds that do not grow with iterations (data, preprocessing, evaluation, metrics)
+    per_iteration: float   # seconds per iteration of the point's whole batched job (all its networks)
+    iterations: int        # the recipe's
+    lengths: tuple[int, int]   # the two short runs' iterations
+
+    @property
+    def seconds(self) -> float:
+        return self.fixed + self.per_iteration * self.iterations
 
 
-def probe_seconds_per_iteration(params: StudyParams, *, threads: int, iterations: int = 20) -> float | None:
-    """Time the recipe's model training on random images of the dataset's shape, on this machine.
-
-    None when it cannot be timed (train/models not importable, or a streamed dataset).
-    """
-    shape = PROBE_SHAPES.get(params.dataset)
-    try:
-        import numpy as np
-        import torch
-        from imbalance import models, train
-    except ImportError:
+def time_point(params: StudyParams, point: GridPoint, *, threads: int) -> PointTiming | None:
+    """Time the real job of one grid point: `methods.run_grid_point` with the study's methods,
+    repeats, batching and layout, its evaluations and learning-rate search, at two short lengths
+    k and 2k (after a 2-iteration warm-up, excluded) with the recipe's number of evaluations, k
+    doubled until training time outweighs the fixed costs (at most about one point's iterations
+    in all); extrapolate linearly to the recipe's iterations.  None for streamed datasets."""
+    if params.dataset == "imagefolder":
         return None
-    if shape is None:
-        return None
+    import torch
+    from imbalance import methods, train
+    from imbalance.data import load_dataset
+    data = load_dataset(params.dataset, root=params.data_root)
     recipe = train.recipe_with(train.RECIPES[params.recipe], **params.recipe_overrides)
-    n = 4 * recipe.batch_size
-    images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    labels, device = torch.arange(n) % 10, None if params.device == "auto" else params.device
-    old_threads, prep = torch.get_num_threads(), None
-    torch.set_num_threads(threads)  # as a worker would
+    evaluations = max(1, recipe.iterations // recipe.eval_interval)
+
+    def run(k: int) -> float:
+        short = train.recipe_with(recipe, iterations=k, eval_interval=max(1, k // evaluations), milestones=())
+        started = time.perf_counter()
+        methods.run_grid_point(data, imbalance=point.imbalance, rho=point.rho, mu=point.mu, level=point.level,
+                               n_max=params.n_max, minority=params.minority, methods=list(params.methods),
+                               repeats=params.repeats, seed=params.seed, recipe=short, device=params.device,
+                               batched=params.batched, study=params.study, point_id=point.point_id, progress=False)
+        return time.perf_counter() - started
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)   # as a worker would
     try:
-        def timed(k: int) -> float:
-            nonlocal prep
-            model = models.build_model(recipe.model, n_classes=10, in_channels=shape[0], seed=0)
-            result = train.train_network(model, images, labels, np.arange(n), train.recipe_with(
-                recipe, iterations=k, eval_interval=k), seed=0, device=device, preprocessor=prep, progress=False)
-            prep = result.preprocessor
-            return result.seconds / k
-        first = timed(1)  # warm-up; on a slow machine, the estimate
-        return first if first * iterations > 30 else timed(iterations)
+        run(2)                       # warm-up: imports, caches, kernels' first calls
+        k = max(10, 2 * evaluations)
+        t1, t2 = run(k), run(2 * k)
+        # lengthen until the iterations, not the fixed costs and the machine's noise, make the difference
+        while t2 - t1 < 0.5 * t1 and 4 * k <= recipe.iterations:
+            k, t1, t2 = 2 * k, t2, run(4 * k)
     finally:
         torch.set_num_threads(old_threads)
+    per_iteration = max(0.0, (t2 - t1) / k)
+    return PointTiming(point.point_id, max(0.0, t1 - per_iteration * k), per_iteration, recipe.iterations, (k, 2 * k))
 
 
-def _estimate(params: StudyParams, done: dict[str, float | None], todo: int, workers: int) -> str:
-    if todo == 0:
+def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[GridPoint], workers: int) -> str:
+    if not todo:
         return "nothing left to train"
     timed = [s for s in done.values() if s is not None]
     if timed:
         per_point = statistics.median(timed)
-        return (f"about {_duration(per_point * todo / workers)} for {todo} points on {workers} "
+        return (f"about {_duration(per_point * len(todo) / workers)} for {len(todo)} points on {workers} "
                 f"worker(s), from the median {_duration(per_point)} per point of {len(timed)} finished "
                 "points of this study (points differ in size: a rough figure)")
-    per_iteration = probe_seconds_per_iteration(params, threads=max(1, _cores() // workers))
-    if per_iteration is None:
+    try:
+        if params.device.startswith("cuda"):
+            check_device(params)
+        timing = time_point(params, todo[0], threads=max(1, _cores() // workers))
+    except (ValueError, RuntimeError, OSError) as exc:   # no GPU or no data here: say so, plan anyway
+        return f"unavailable (the point could not be timed here: {' '.join(str(exc).split())[:300]})"
+    if timing is None:
         return (f"unavailable (no finished points of this study to time from, and {params.dataset} "
-                "with this recipe cannot be timed here)")
-    iterations = params.recipe_overrides.get("iterations")
-    if iterations is None:
-        from imbalance import train
-        iterations = train.RECIPES[params.recipe].iterations
-    networks = todo * params.trained_per_point
-    total = per_iteration * iterations * networks / workers
-    return (f"about {_duration(total)}: {networks} networks x {iterations} iterations x "
-            f"{per_iteration * 1000:.1f} ms per iteration (timed here on random images) / {workers} "
-            "worker(s); one network at a time, without evaluation or learning-rate search")
+                "is streamed from an image folder, which is not timed here)")
+    rounds = -(-len(todo) // workers)   # points run `workers` at a time
+    return (f"about {_duration(timing.seconds * rounds)}: {len(todo)} points on {workers} worker(s), "
+            f"{_duration(timing.seconds)} per point ({timing.point_id}'s real batched job timed here at "
+            f"{timing.lengths[0]} and {timing.lengths[1]} iterations: {timing.fixed:.1f} s + "
+            f"{timing.per_iteration * 1000:.1f} ms per iteration x {timing.iterations} iterations), "
+            "plus each notebook's start-up (a few seconds)")
 
 
 def _duration(seconds: float) -> str:

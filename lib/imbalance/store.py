@@ -4,17 +4,24 @@ Only the runner process opens the database.  A training notebook writes its grid
 to a JSON file (`write_records`); the runner reads them and inserts the whole point in one
 transaction (`insert_point`), so a point killed half-way leaves no rows and is redone whole.
 Claims (`claim`) keep two runners on one study from training the same point twice.
+
+Every open runs `PRAGMA quick_check`: a damaged (or emptied) database stops everything with
+`DatabaseError` instead of passing for "nothing done" or "all done".  A second copy of each done
+point (`point_copy`, kept by the runner as outputs/<study>/records/<point_id>.json) lets
+`rebuild_database` recreate the database, row for row.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,6 +35,15 @@ NETWORK_FIELDS = (
 JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix")
 CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
 RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file
+COPY_FORMAT = "imbalance-point/1"       # a done point's copy: its networks (with ids), curves, points row
+
+
+class DatabaseError(ValueError):
+    """The results database cannot be used as it is (damaged, emptied, unreadable)."""
+
+
+class StudyChanged(ValueError):
+    """A study's result-shaping settings differ from those it was registered with."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -99,19 +115,54 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike, *, claim_timeout: float = 600.0,
-                 busy_timeout: float = 60.0):
+                 busy_timeout: float = 60.0, create: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.claim_timeout = claim_timeout
-        self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self._use_wal(busy_timeout)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        with self._transaction():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(f"{self.path} not found")
+            _create_database(self.path)
+        elif self.path.is_file() and self.path.stat().st_size == 0:
+            raise DatabaseError(f"{self.path} is empty (0 bytes), so its results are lost, not pending; "
+                                + _what_to_do(self.path))
+        try:
+            self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.path}: cannot open the results database ({exc})") from None
+        try:
+            self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._use_wal(busy_timeout)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            check = [r[0] for r in self.db.execute("PRAGMA quick_check(5)")]
+            if check != ["ok"]:
+                raise DatabaseError(f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(check)[:300]}); "
+                                    + _what_to_do(self.path))
+            with self._transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self._add_missing_columns()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in str(exc) or "readonly" in str(exc)):
+                raise DatabaseError(f"{self.path}: cannot use the results database ({exc}); check the "
+                                    "permissions of the file and its folder") from None
+            raise DatabaseError(f"{self.path} is damaged ({exc}); " + _what_to_do(self.path)) from None
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _add_missing_columns(self) -> None:
+        """Migrate a database made by an older version: add each NETWORK_FIELDS column it lacks
+        (committed databases exist; a new field must not make them unreadable)."""
+        have = {r["name"] for r in self.db.execute("PRAGMA table_info(networks)")}
+        for name in NETWORK_FIELDS:
+            if name not in have:
+                kind = " TEXT" if name in JSON_FIELDS else ""
+                self.db.execute(f'ALTER TABLE networks ADD COLUMN "{name}"{kind}')
 
     def _use_wal(self, patience: float) -> None:
         """Switch to WAL once per file. Two runners opening a brand-new database at once can get
@@ -148,17 +199,25 @@ class Store:
         self.db.execute("COMMIT")
 
     def check_study(self, study: str, settings: dict[str, Any]) -> dict[str, tuple]:
-        """Record a study's result-shaping settings on its first run; later, return the ones
-        that differ from the first run's as {key: (then, now)} (empty: same study)."""
-        with self._transaction():
-            row = self.db.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO studies VALUES (?, ?, ?)",
-                                (study, json.dumps(settings, sort_keys=True), _now()))
-                return {}
-        then = json.loads(row["params"])
-        now = json.loads(json.dumps(settings))
-        return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)}
+        """The result-shaping settings that differ from those the study was registered with, as
+        {key: (then, now)}; empty for the same settings, or a study not registered yet.  A study is
+        registered by its first successful point (`insert_point(..., settings=)`), so a run that
+        trained nothing (a typo, a missing file) locks nothing."""
+        row = self.db.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
+        return {} if row is None else _differences(json.loads(row["params"]), settings)
+
+    def _register(self, study: str, settings: dict[str, Any]) -> None:
+        """Inside a transaction: register the study, or raise StudyChanged if it was registered
+        with other settings (another runner, with other settings, got there first)."""
+        row = self.db.execute("SELECT params FROM studies WHERE study = ?", (study,)).fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO studies VALUES (?, ?, ?)",
+                            (study, json.dumps(settings, sort_keys=True), _now()))
+            return
+        changed = _differences(json.loads(row["params"]), settings)
+        if changed:
+            raise StudyChanged(f"study {study!r} in {self.path} was registered with other settings "
+                               f"({_describe(changed)}) by another run, so its results would mix")
 
     # --- claims -----------------------------------------------------------------------------
 
@@ -216,10 +275,12 @@ class Store:
     # --- records ----------------------------------------------------------------------------
 
     def insert_point(self, study: str, point_id: str, records: list[dict[str, Any]],
-                     *, worker: str | None = None) -> int:
+                     *, worker: str | None = None, settings: dict[str, Any] | None = None) -> int:
         """Insert all of a point's records and curves and mark it done, in one transaction.
 
-        Returns the number of networks inserted: 0 when the point was already done (a no-op).
+        With `settings`, the study is registered with them if it is not yet (see check_study), or
+        StudyChanged is raised if it was registered with others.  Returns the number of networks
+        inserted: 0 when the point was already done (a no-op).
         """
         rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
         with self._transaction():
@@ -227,8 +288,8 @@ class Store:
                                   (study, point_id)).fetchone()
             if row is not None and row["status"] == "done":
                 return 0
-            if "confusion_matrix" not in {c[1] for c in self.db.execute("PRAGMA table_info(networks)")}:
-                self.db.execute("ALTER TABLE networks ADD COLUMN confusion_matrix TEXT")   # a database from before it
+            if settings is not None:
+                self._register(study, settings)
             columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
             marks = ", ".join("?" * len(NETWORK_FIELDS))
             for values, curve in rows:
@@ -244,6 +305,12 @@ class Store:
                 " status = 'done', error = NULL, finished_at = excluded.finished_at",
                 (study, point_id, worker, now, now))
         return len(rows)
+
+    def point_status(self, study: str, point_id: str) -> str | None:
+        """'done', 'running', 'failed', or None (never claimed)."""
+        row = self.db.execute("SELECT status FROM points WHERE study = ? AND point_id = ?",
+                              (study, point_id)).fetchone()
+        return None if row is None else row["status"]
 
     def done_points(self, study: str) -> set[str]:
         return {r[0] for r in self.db.execute(
@@ -304,13 +371,234 @@ class Store:
             if importlib.util.find_spec("pyarrow") is None:
                 raise ValueError(f"cannot export to {path}: .parquet needs pyarrow, which is not "
                                  f"installed; export to {path.with_suffix('.csv')} instead")
-        frame = self.records_frame(study, decode_json=suffix == ".parquet")
+        frame = readable(self.records_frame(study))
+        if suffix == ".csv":   # lists and mappings as JSON text
+            for col in [*JSON_FIELDS, *LIST_COLUMNS]:
+                frame[col] = [None if v is None else json.dumps(v) for v in frame[col]]
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             frame.to_csv(path, index=False)
         else:
             frame.to_parquet(path, index=False)
         return len(frame)
+
+
+    # --- a second copy of every done point ---------------------------------------------------------
+
+    def point_copy(self, study: str, point_id: str) -> dict[str, Any]:
+        """A done point as stored: its networks (ids and JSON fields decoded), their curves, its
+        points row and the study's registration; `rebuild_database` inserts it back identically."""
+        point = self.db.execute("SELECT * FROM points WHERE study = ? AND point_id = ?", (study, point_id)).fetchone()
+        if point is None or point["status"] != "done":
+            raise ValueError(f"point {point_id!r} of study {study!r} is not done in {self.path}")
+        registered = self.db.execute("SELECT * FROM studies WHERE study = ?", (study,)).fetchone()
+        networks = []
+        for row in self.db.execute('SELECT * FROM networks WHERE study = ? AND point_id = ? ORDER BY id',
+                                   (study, point_id)).fetchall():
+            network = {k: row[k] for k in ("id", *NETWORK_FIELDS)}
+            for key in JSON_FIELDS:
+                network[key] = None if network[key] is None else json.loads(network[key])
+            network["curve"] = [dict(zip(CURVE_FIELDS, c)) for c in self.db.execute(
+                f"SELECT {', '.join(CURVE_FIELDS)} FROM curves WHERE network_id = ? ORDER BY rowid", (row["id"],))]
+            networks.append(network)
+        return {"format": COPY_FORMAT, "study": study, "point_id": point_id, "point": dict(point),
+                "registered": None if registered is None else dict(registered), "networks": networks}
+
+    def _insert_copy(self, copy: dict[str, Any]) -> int:
+        """Inside a transaction: insert a point's copy as it was (ids included)."""
+        if copy.get("registered"):
+            reg = copy["registered"]
+            self.db.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?)",
+                            (reg["study"], reg["params"], reg["created_at"]))
+        point = copy["point"]
+        self.db.execute(f"INSERT INTO points ({', '.join(point)}) VALUES ({', '.join('?' * len(point))})",
+                        tuple(point.values()))
+        columns = ", ".join(f'"{f}"' for f in ("id", *NETWORK_FIELDS))
+        marks = ", ".join("?" * (len(NETWORK_FIELDS) + 1))
+        for network in copy["networks"]:
+            values = dict(network)
+            for key in JSON_FIELDS:
+                if values.get(key) is not None:
+                    values[key] = json.dumps(values[key])
+            self.db.execute(f"INSERT INTO networks ({columns}) VALUES ({marks})",
+                            [values.get(f) for f in ("id", *NETWORK_FIELDS)])
+            self.db.executemany(
+                f"INSERT INTO curves (network_id, {', '.join(CURVE_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                [(network["id"], *(c.get(f) for f in CURVE_FIELDS)) for c in network.get("curve") or []])
+        return len(copy["networks"])
+
+
+# Export columns added to the database's (docs/export-columns.md describes every column).
+LIST_COLUMNS = ("classes", "is_minority")
+
+
+def readable(frame):
+    """The networks frame (JSON decoded) with what a reader needs beside it: class names, a per-class
+    minority flag (step imbalance), each network's own seeds (as methods.run_grid_point derives
+    them), and which trained network a row reuses, with its own training seconds (so that summing
+    `own_train_seconds` counts every network once: '-thresh' rows reuse their base method's)."""
+    from imbalance.data import CLASSES
+    from imbalance.methods import derive_seed
+    from imbalance.registry import get_method, is_method
+    names = {"mnist-sample": CLASSES["mnist"], "cifar10-jpg": CLASSES["cifar10"], **CLASSES}
+    frame = frame.copy()
+    frame["classes"] = [list(names[d]) if d in names else None for d in frame["dataset"]]
+    frame["is_minority"] = [[c < max(counts) for c in counts] if kind == "step" and counts else None
+                            for kind, counts in zip(frame["imbalance"], frame["class_counts"])]
+    methods = [get_method(m) if is_method(m) else None for m in frame["method"]]
+    trained = [None if m is None else get_method(m.base) if m.posthoc else m for m in methods]
+    keys = [(None if s is None or s != s else int(s), p, int(r))    # s != s: NaN, a record without a seed
+            for s, p, r in zip(frame["seed"], frame["point_id"], frame["repeat"])]
+
+    def stream(t) -> str:   # as run_grid_point names a trained network's batch stream
+        return t.name if t.stage2 or not t.loss.plain else t.sampling
+
+    def seeds(purpose):
+        return [None if s is None or t is None else derive_seed(s, p, r, *purpose(t)) for (s, p, r), t in zip(keys, trained)]
+    frame["subset_seed"] = seeds(lambda t: ("subset",))
+    frame["init_seed"] = seeds(lambda t: ("init",))
+    frame["batch_seed"] = seeds(lambda t: (stream(t), "batches"))
+    trunk = {"none": "baseline", "ros": "ros", "rus": "rus"}   # plain cross-entropy networks, shared
+    present = set(zip(frame["point_id"], frame["method"], frame["repeat"]))
+    seconds = dict(zip(zip(frame["point_id"], frame["method"], frame["repeat"]), frame["train_seconds"]))
+    shares, own = [], []
+    for (point, method, repeat, spent), m in zip(zip(frame["point_id"], frame["method"], frame["repeat"],
+                                                     frame["train_seconds"]), methods):
+        reused = None if m is None else m.base if m.posthoc else \
+            trunk.get(m.sampling) if m.stage2 and m.loss.plain else None
+        if reused is not None and (point, reused, repeat) not in present:
+            reused = None                         # its base method is not in the study: trained for this row
+        shares.append(reused)
+        if reused is None or spent is None:
+            own.append(spent)
+        elif m.posthoc:
+            own.append(0.0)                       # the same network as `reused`: no training of its own
+        else:                                     # a second stage: its own training only (train_seconds includes the first)
+            own.append(max(0.0, spent - (seconds[(point, reused, repeat)] or 0.0)))
+    frame["shares_network_with"], frame["own_train_seconds"] = shares, own
+    return frame
+
+
+def _create_database(path: Path) -> None:
+    """Create an empty results database atomically (built aside, then linked into place), so that
+    a results.sqlite that exists is never a half-made one and a 0-byte file can only mean damage."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            con.executescript(SCHEMA)
+        finally:
+            con.close()
+        try:
+            os.link(tmp, path)         # fails if another runner created it first: use theirs
+        except FileExistsError:
+            pass
+        except OSError:                # a file system without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _what_to_do(path: Path) -> str:
+    return (f"nothing was changed. Restore {path.name} from a backup, or recreate it from the study's records "
+            f"copies ({path.parent / 'records'}) with `imbalance rebuild PARAMS`")
+
+
+EMPTY = (None, {}, [])  # a setting registered before it became one, e.g. notebook_parameters: its default
+
+
+def _differences(then: dict[str, Any], settings: dict[str, Any]) -> dict[str, tuple]:
+    """Settings that differ, as {key: (then, now)}; a key the registration lacks matches an empty value."""
+    now = json.loads(json.dumps(settings))
+    return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now))
+            if then.get(k) != now.get(k) and not (k not in then and now.get(k) in EMPTY)}
+
+
+def _describe(changed: dict[str, tuple]) -> str:
+    return "; ".join(f"{k}: {then!r} then, {now!r} now" for k, (then, now) in changed.items())
+
+
+ERROR_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Timeout|Warning|Failure)\b.*")
+
+
+def error_line(text: str | None) -> str:
+    """The line of an error text that says what went wrong, e.g. 'ValueError: n_max=6000 is larger ...':
+    the first line naming an exception, else the last non-empty one ('Traceback ...' never)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    named = [line for line in lines if ERROR_LINE.match(line)]
+    if named:
+        return named[0]
+    rest = [line for line in lines if not line.startswith("Traceback")]
+    return rest[-1] if rest else ""
+
+
+def copy_path(study_dir: str | os.PathLike, point_id: str) -> Path:
+    """Where the runner keeps a done point's copy: outputs/<study>/records/<point_id>.json."""
+    return Path(study_dir) / "records" / f"{point_id}.json"
+
+
+def write_copy(copy: dict[str, Any], study_dir: str | os.PathLike) -> Path:
+    return _write_json_atomic(copy, copy_path(study_dir, copy["point_id"]))
+
+
+def read_copy(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        copy = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable point copy ({exc})") from None
+    if not isinstance(copy, dict) or copy.get("format") != COPY_FORMAT or not isinstance(copy.get("networks"), list) \
+            or not isinstance(copy.get("point"), dict):
+        raise ValueError(f"{path}: not a point copy; expected a JSON object with format {COPY_FORMAT!r}")
+    return copy
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    path: Path                  # the rebuilt database
+    points: int                 # done points recreated (one per records copy)
+    networks: int
+    kept: Path | None           # the replaced database, moved aside (None: there was none)
+
+
+def rebuild_database(study_dir: str | os.PathLike, study: str) -> RebuildResult:
+    """Recreate study_dir/results.sqlite from the copies in study_dir/records/: every done point's
+    networks, curves and points row as they were (failed and pending points are not kept: run the
+    study again to redo them).  The replaced database is moved aside, never deleted.  Stop the
+    study's runners first."""
+    study_dir = Path(study_dir)
+    db = study_dir / "results.sqlite"
+    files = sorted(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"no point copies in {study_dir / 'records'}: nothing to rebuild "
+                                f"{db} from (copies are kept by runs of this version on)")
+    copies = [read_copy(f) for f in files]
+    other = [f for f, c in zip(files, copies) if c.get("study") != study]
+    if other:
+        raise ValueError(f"{other[0]}: a copy of study {copies[files.index(other[0])].get('study')!r}, not {study!r}")
+    fresh = study_dir / f".results.rebuild-{os.getpid()}.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+    networks = 0
+    with Store(fresh) as store:
+        with store._transaction():
+            for copy in sorted(copies, key=lambda c: min((n["id"] for n in c["networks"]), default=0)):
+                networks += store._insert_copy(copy)
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    kept = None
+    if db.exists():
+        kept = study_dir / f"results.sqlite.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+        for suffix in ("", "-wal", "-shm"):
+            if Path(f"{db}{suffix}").exists():
+                os.replace(f"{db}{suffix}", f"{kept}{suffix}")
+    os.replace(fresh, db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+    return RebuildResult(db, len(copies), networks, kept)
 
 
 def _network_row(study: str, point_id: str, record: dict[str, Any], index: int):
@@ -357,12 +645,21 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
     path = Path(path)
     if not path.is_file():
         return {}
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    if path.stat().st_size == 0:
+        raise DatabaseError(f"{path} is empty (0 bytes), so its results are lost, not pending; " + _what_to_do(path))
     try:
-        rows = con.execute("SELECT point_id, started_at, finished_at FROM points "
-                           "WHERE study = ? AND status = 'done'", (study,)).fetchall()
-    finally:
-        con.close()
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
+            if check != ["ok"]:
+                raise DatabaseError(f"{path} is damaged (PRAGMA quick_check: {'; '.join(check)[:300]}); "
+                                    + _what_to_do(path))
+            rows = con.execute("SELECT point_id, started_at, finished_at FROM points "
+                               "WHERE study = ? AND status = 'done'", (study,)).fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path} is damaged ({exc}); " + _what_to_do(path)) from None
     return {p: (datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() if s and f else None
             for p, s, f in rows}
 
@@ -371,9 +668,13 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
 
 def write_records(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write a grid point's records for the runner, atomically (temp file + os.replace)."""
+    return _write_json_atomic({"format": RECORDS_FORMAT, "records": list(records)}, path)
+
+
+def _write_json_atomic(payload: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"format": RECORDS_FORMAT, "records": list(records)}, default=_plain)
+    text = json.dumps(payload, default=_plain)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -25,26 +25,46 @@
 # run of under a minute on a CPU.
 
 # %% tags=["parameters"]
-study = "scratch"  # study name (the runner passes the params file's `study`)
-dataset = "mnist-sample"  # mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
-data_root = None  # dataset folder; None = $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
-imbalance = "linear"  # step | linear | exponential
-rho = 10  # majority/minority size ratio, >= 1
-mu = None  # fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
-level = None  # graded sampling: target ratio after ros/rus (1 <= level <= rho); None = fully balanced
-n_max = None  # examples per majority class; None = the most the data allows
-minority = "lowest"  # random | lowest | scarcity: which classes are minority
-methods = ["baseline", "ros", "rus", "baseline-thresh"]  # names from the method registry (README, "Methods"); "<m>-thresh", "<m>-la", "<m>-tau-norm" reuse <m>'s network
-plugins = []  # modules that register more methods (imbalance run --plugin MODULE), imported before training
-repeats = 1  # networks per method (each repeat: new subset, sampling and initial weights)
-seed = 0  # study seed; every network's seed derives from it
-recipe = "lenet5-mnist"  # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
-recipe_overrides = {"iterations": 100, "eval_interval": 50}  # any Recipe field (lib/imbalance/train.py); {} = the paper's recipe
-device = "auto"  # auto | cpu | cuda | cuda:N
-batched = True  # train the point's networks as one batched job
-point_id = None  # the grid point's id (the runner passes e.g. step_rho=10_mu=0.5); None = derived
-records_path = None  # the runner's records file; None = don't write records
-threads = None  # torch threads; None = torch's default
+# study name (the runner passes the params file's `study`)
+study = "scratch"
+# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
+dataset = "mnist-sample"
+# dataset folder; None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
+data_root = None
+# step | linear | exponential
+imbalance = "linear"
+# majority/minority size ratio, at least 1
+rho = 10
+# fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
+mu = None
+# graded sampling: target ratio after ros/rus (from 1 up to rho); None: fully balanced
+level = None
+# examples per majority class; None: the most the data allows
+n_max = None
+# random | lowest | scarcity: which classes are minority
+minority = "lowest"
+# names from the method registry (README, "Methods"); "<m>-thresh", "<m>-la", "<m>-tau-norm" reuse <m>'s network
+methods = ["baseline", "ros", "rus", "baseline-thresh"]
+# modules that register more methods (imbalance run --plugin MODULE), imported before training
+plugins = []
+# networks per method (each repeat: new subset, sampling and initial weights)
+repeats = 1
+# study seed; every network's seed derives from it
+seed = 0
+# lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
+recipe = "lenet5-mnist"
+# any Recipe field (lib/imbalance/train.py); {}: the paper's recipe
+recipe_overrides = {"iterations": 100, "eval_interval": 50}
+# auto | cpu | cuda | cuda:N
+device = "auto"
+# train the point's networks as one batched job
+batched = True
+# the grid point's id (the runner passes one, e.g. step_rho=10_mu=0.5); None: derived
+point_id = None
+# the runner's records file; None: don't write records
+records_path = None
+# torch threads; None: torch's default
+threads = None
 
 # %% [markdown]
 # ## Train the grid point
