@@ -46,7 +46,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from imbalance.params import METHODS as METHOD_ORDER
+from imbalance.registry import display_order
 from imbalance.profiles import profile_counts
 from imbalance.stats import RULES
 from imbalance.tables import (CONFIDENCE, curves_frame, format_value, mean_intervals, methods_present,
@@ -58,8 +58,10 @@ LEVEL = "ratio after sampling"
 METRICS = {"roc_auc": "multi-class ROC AUC", "accuracy": "accuracy",
            "thresholded_accuracy": "accuracy after thresholding",
            "balanced_accuracy": "balanced accuracy"}
-PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10", len(METHOD_ORDER))))
-MARKERS = dict(zip(METHOD_ORDER, "osD^vPX*<>"))   # one marker per method: coinciding lines stay visible
+METHOD_ORDER = display_order()   # the registry's methods: the paper's first, then today's
+# one colour and one marker per registered method (27 colours; markers cycle): coinciding lines stay visible
+PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set1")))
+MARKERS = {m: "osD^vPX*<>ph8Hd"[i % 15] for i, m in enumerate(METHOD_ORDER)}
 MAX_CLASS_TICKS = 20   # class-count bars get one labelled tick each up to this many classes
 DODGE = 0.025          # x offset between neighbouring methods: a fraction of a decade (log x) or of the x range
 MINORITY_COLOUR, MAJORITY_COLOUR = sns.color_palette()[3], sns.color_palette()[0]

@@ -31,8 +31,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from imbalance.params import METHODS as METHOD_ORDER
 from imbalance.params import THRESH_SUFFIX
+from imbalance.registry import display_order
 
 CONFIDENCE = 0.95              # confidence level of every interval of a mean (imbalance.stats)
 INTERVAL_COLUMNS = ("point_id", "method", "n", "mean", "ci_low", "ci_high", "interval_method", "note")
@@ -45,6 +45,7 @@ CURVE_COLUMNS = ("point_id", "method", "repeat", "iteration", "train_accuracy", 
 # metrics that thresholding (dividing each class's scores by its prior) cannot change: one-vs-rest
 # ROC AUC ranks each class's scores alone, and a positive factor per class keeps that order
 THRESHOLD_INVARIANT = ("roc_auc",)
+METHOD_ORDER = display_order()   # tables list methods in the registry's order: the paper's first
 
 
 # --- records ----------------------------------------------------------------------------------
