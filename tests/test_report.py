@@ -66,8 +66,17 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """A synthetic step study with 2 repeats per point (no interval can exist) and its report."""
+    outputs = tmp_path_factory.mktemp("two")
+    make_database(outputs, "two", kinds=("step",), repeats=2)
+    path = report.write_report("two", outputs)
+    return outputs, path, path.read_text()
+
+
+@pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """The committed quick study (2 repeats), reported into a copy (never retrained)."""
+    """The committed quick study (3 repeats, confusion matrices stored), reported into a copy (never retrained)."""
     outputs = tmp_path_factory.mktemp("quick-outputs")
     (outputs / "quick").mkdir()
     shutil.copy(QUICK, outputs / "quick" / "results.sqlite")
@@ -124,9 +133,9 @@ def test_conclusions_table_comes_right_after_what_was_run(quick):
         assert check in text, check
 
 
-def test_two_repeats_give_no_interval_but_say_too_few(quick):
-    """The quick study has n=2 per point: no interval anywhere, and the report says why."""
-    _, _, html = quick
+def test_two_repeats_give_no_interval_but_say_too_few(two):
+    """n=2 per point: no interval anywhere, and the report says why."""
+    _, _, html = two
     doc = parse(html)
     text = " ".join(doc.text)
     assert "n=2: too few repeats" in text
@@ -161,8 +170,8 @@ def test_recommendations_name_the_winner_per_point(tiny):
     assert "paired-t" in text                       # the test used with 3 repeats
 
 
-def test_sections_without_data_are_left_out_and_the_missing_line_names_params(quick):
-    _, _, html = quick
+def test_sections_without_data_are_left_out_and_the_missing_line_names_params(two):
+    _, _, html = two
     doc = parse(html)
     ids = {f["id"] for f in doc.figures}
     assert not ids & {"fig5_linear", "fig7_graded", "table4_imagenet"}       # no such records
@@ -173,6 +182,19 @@ def test_sections_without_data_are_left_out_and_the_missing_line_names_params(qu
         assert params in missing
     assert "confusion matri" in missing
     assert html.count('class="missing"') == 1
+
+
+def test_the_hardest_point_gets_a_confusion_matrix_per_method(quick):
+    """The quick study's records store confusion matrices: one figure at the point where baseline's mean ROC AUC
+    is lowest, one panel per method, and no 'confusion' entry in the missing line."""
+    outputs, _, html = quick
+    records, _ = tables.load_study("quick", outputs)
+    hardest = records[records["method"] == "baseline"].groupby("point_id")["roc_auc"].mean().idxmin()
+    figures = [f for f in parse(html).figures if f["id"].startswith("confusion")]
+    assert [f["id"] for f in figures] == [f"confusion_mnist-sample_{hardest.replace('=', '-')}"]
+    assert hardest in figures[0]["caption"] and "the diagonal is per-class recall" in figures[0]["caption"]
+    missing = re.search(r'<p class="missing">(.*?)</p>', html, re.S)
+    assert missing is None or "confusion" not in missing.group(1)
 
 
 def test_every_kind_of_record_gets_its_figure(tiny):

@@ -691,3 +691,49 @@ def save_figure(fig: Figure, outdir: str | os.PathLike, name: str, *, dpi: int =
         fig.savefig(png, dpi=dpi, bbox_inches="tight", metadata=PNG_METADATA)
         fig.savefig(svg, bbox_inches="tight", metadata=SVG_METADATA)
     return png, svg
+
+
+def confusion_figure(records, *, point_id: str, repeat: int = 0, dataset: str | None = None, methods=None,
+                     classes: Iterable[str] | None = None) -> Figure:
+    """The test confusion matrix of one network per method (repeat `repeat` at grid point `point_id`),
+    row-normalised: row = true class, each cell the share of that class's test images predicted as the
+    column's class, so the diagonal is per-class recall.  Tick labels of the network's minority classes
+    are red.  From the records' stored `confusion_matrix` (counts)."""
+    frame = select_records(records_frame(records), dataset=dataset, methods=methods, graded=None)
+    frame = frame[(frame["point_id"] == point_id) & (frame["repeat"] == repeat)]
+    if "confusion_matrix" in frame:
+        frame = frame[frame["confusion_matrix"].map(lambda v: isinstance(v, (list, tuple)) and len(v) > 0)]
+    else:
+        frame = frame.iloc[0:0]
+    if frame.empty:
+        return message_figure(f"no confusion matrices stored for {point_id}, repeat {repeat}")
+    shown = [m for m in methods_present(frame, methods) if (frame["method"] == m).any()]
+    ncols = min(len(shown), 4)
+    nrows = math.ceil(len(shown) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.3 * nrows + 0.5), squeeze=False)
+    for ax, method in zip(axes.flat, shown):
+        row = frame[frame["method"] == method].iloc[0]
+        counts = np.asarray(row["confusion_matrix"], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares = counts / counts.sum(1, keepdims=True)
+        ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+        n = len(counts)
+        names = list(classes)[:n] if classes is not None else [str(i) for i in range(n)]
+        train = row["class_counts"] if isinstance(row["class_counts"], (list, tuple)) else None
+        minority = [c < max(train) for c in train] if train else [False] * n
+        ax.set_xticks(range(n), names, fontsize=7, rotation=90 if max(map(len, names)) > 2 else 0)
+        ax.set_yticks(range(n), names, fontsize=7)
+        for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+            for label, is_minority in zip(ticks, minority):
+                label.set_color(MINORITY_COLOUR if is_minority else "black")
+        ax.set_title(method, fontsize=10)
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("predicted class")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("true class")
+    fig.suptitle(figure_title(_datasets_text(frame), f"confusion matrices at {point_id}, repeat {repeat}"))
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

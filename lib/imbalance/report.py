@@ -49,8 +49,8 @@ DATASET_NAMES = {"mnist-sample": "MNIST (the 5,000-digit sample shipped with mlx
                  "imagefolder": "ImageNet-style image folder"}
 CLASS_NAMES_OF = {"mnist-sample": "mnist", "cifar10-jpg": "cifar10"}   # datasets sharing another's classes
 CURVE_POINTS = 12   # learning-curve panels at most (Figure 8), the first grid points in grid order
-CONFUSION_MISSING = ("confusion matrices: no record stores one yet (the training notebooks do not save them), "
-                     "so the confusion matrix per method at the hardest point is left out")
+CONFUSION_MISSING = ("confusion matrices of {dataset}: its records store none (studies run before records held "
+                     "them), so the confusion matrix per method at the hardest point is left out")
 
 
 @dataclass
@@ -476,9 +476,36 @@ def _new_figures(b: _Builder) -> None:
                  f"network (red: a minority class of its training set; blue: a majority class), the black line the "
                  f"mean recall per class size; {', '.join(map(str, sorted(set(networks))))} networks per method, "
                  f"{len(counts) if counts else '?'} classes each.", label="Per-class recall")
-    b.report.missing.append(CONFUSION_MISSING)
+        _confusion(b, section, of, dataset)
     if section.blocks:
         b.report.sections.append(section)
+
+
+def _confusion(b: _Builder, section: Section, of: pd.DataFrame, dataset: str) -> None:
+    """The confusion matrix per method of repeat 0 at the dataset's hardest grid point: the one where the
+    reference method (else every method) has the lowest mean of the ranking metric."""
+    s = b.settings
+    stored = of[of["confusion_matrix"].map(lambda v: isinstance(v, (list, tuple)) and len(v) > 0)] \
+        if "confusion_matrix" in of else of.iloc[0:0]
+    if stored.empty:
+        b.report.missing.append(CONFUSION_MISSING.format(dataset=dataset))
+        return
+    judged = stored[stored["method"] == s.reference] if (stored["method"] == s.reference).any() else stored
+    means = judged.groupby("point_id")[s.metric].mean().dropna()
+    if means.empty:
+        b.report.missing.append(CONFUSION_MISSING.format(dataset=dataset))
+        return
+    hardest = means.idxmin()
+    repeat = int(stored[stored["point_id"] == hardest]["repeat"].min())
+    first = stored[stored["point_id"] == hardest].iloc[0]
+    names = class_names(dataset, len(first["confusion_matrix"]))
+    fig = plots.confusion_figure(stored, point_id=hardest, repeat=repeat, dataset=dataset, classes=names)
+    whose = s.reference if judged is not stored else "every method"
+    b.figure(section, fig, plots.figure_name("confusion", dataset, hardest),
+             f"Test confusion matrices of one network per method (repeat {repeat}) at {dataset}'s hardest grid point, "
+             f"{hardest} (the lowest mean {plots.METRICS[s.metric]} of {whose}): rows are true classes, each cell the "
+             f"share of that class's test images predicted as the column's class (the diagonal is per-class recall); "
+             f"red tick labels mark the network's minority classes.", label="Confusion matrices")
 
 
 def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,

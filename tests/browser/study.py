@@ -67,14 +67,15 @@ def all_records(kinds=("step", "linear", "graded", "imagenet"), **kw) -> list[di
     return [r for kind in kinds for p in study_points(kind) for r in point_records(**{**p, **kw})]
 
 
-def make_database(outputs_dir: Path, study: str = "quick", kinds=("step",)) -> Path:
-    """outputs_dir/<study>/results.sqlite holding the synthetic points of `kinds`."""
+def make_database(outputs_dir: Path, study: str = "quick", kinds=("step",), **point) -> Path:
+    """outputs_dir/<study>/results.sqlite holding the synthetic points of `kinds` (`point`: point_records
+    keywords for every point, e.g. repeats=2)."""
     from imbalance.store import Store
     path = Path(outputs_dir) / study / "results.sqlite"
     with Store(path) as store:
         for kind in kinds:
             for p in study_points(kind):
-                records = point_records(**p)
+                records = point_records(**{**p, **point})
                 pid = point_id(p["imbalance"], p["rho"], p["mu"], p.get("level"))
                 store.insert_point(study, pid, [{**r, "study": study} for r in records])
     return path
