@@ -247,3 +247,36 @@ def test_a_users_two_stage_loss_method_keeps_its_phase_one_network_apart(digits)
     by = {r["method"]: r for r in res.records}
     assert by["focal-1"]["curve"] == res.results[("tp-focal:phase-1", 0)].curve != by["tp-focal"]["curve"]
     assert by["tp-focal"]["train_seconds"] > by["focal-1"]["train_seconds"]
+
+
+def test_record_metrics_match_scikit_learn_after_the_methods_adjustment():
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, roc_auc_score
+    from imbalance.metrics import threshold_scores
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 60)
+    scores = rng.dirichlet(np.ones(3), 60)
+    priors = np.array([0.7, 0.2, 0.1])
+    for posthoc in (None, "thresh"):
+        out = method_metrics(scores, y, priors=priors, diverged=False, posthoc=posthoc)
+        used = threshold_scores(scores, priors) if posthoc else scores
+        pred = used.argmax(1)
+        assert out["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+        assert out["roc_auc"] == pytest.approx(np.mean([roc_auc_score(y == c, used[:, c]) for c in range(3)]))
+        assert out["macro_average_precision"] == pytest.approx(
+            np.mean([average_precision_score(y == c, used[:, c]) for c in range(3)]))
+        assert out["per_class_precision"] == pytest.approx(precision_score(y, pred, average=None, zero_division=0))
+        assert out["thresholded_accuracy"] == pytest.approx(np.mean(threshold_scores(scores, priors).argmax(1) == y))
+
+
+def test_diverged_network_has_none_for_every_metric_the_record_stores():
+    from imbalance.methods import PER_CLASS_METRICS, SCALAR_METRICS
+    out = method_metrics(np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), priors=np.array([0.5, 0.5]),
+                         diverged=False)
+    assert set(out) == {*SCALAR_METRICS, *PER_CLASS_METRICS, "confusion_matrix"} and set(out.values()) == {None}
+
+
+def test_records_carry_class_names_and_the_new_metrics(point, digits):
+    record = point.records[0]
+    assert record["classes"] == list(digits.classes)
+    assert 0 <= record["macro_f1"] <= 1 and 0 <= record["g_mean"] <= 1 and 0 <= record["ece"] <= 1
+    assert len(record["per_class_precision"]) == 10

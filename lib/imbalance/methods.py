@@ -41,7 +41,7 @@ from torch import nn
 from . import __version__
 from .batched import NetworkSpec, predict_networks, search_base_lr, train_networks
 from .losses import loss_terms
-from .metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc_ovr, threshold_scores
+from .metrics import accuracy, all_metrics, threshold_scores
 from .profiles import imbalanced_subset
 from .registry import (CROSS_ENTROPY, METHODS, PAPER_METHODS, STREAMED, Loss, Method,  # noqa: F401 (re-exported)
                        get_method, logit_adjusted_scores, method_names, register_method)
@@ -214,7 +214,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
             spent = sum(trained[k].seconds for k in {net, (trunk[t.name], r)})    # a second stage includes phase 1
             record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance, rho=rho, mu=mu,
                           level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[net],
-                          class_counts=subsets[r].counts.tolist(), diverged=result.diverged,
+                          class_counts=subsets[r].counts.tolist(), classes=list(dataset.classes), diverged=result.diverged,
                           diverged_at=result.diverged_at, iterations=result.iterations_done, train_seconds=spent,
                           device=str(device), versions=versions, git_rev=git_rev, curve=result.curve)
             record.update(method_metrics(scores[(m.name, r) if m.posthoc == "tau-norm" else net], y_test,
@@ -234,23 +234,30 @@ def confusion_matrix(y_true, y_pred, *, n_classes: int) -> np.ndarray:
     return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+# a record's test metrics (metrics.all_metrics' names; per-class lists in label order) and, with a
+# validation split, the same prefixed `val_` (store.NETWORK_FIELDS lists both)
+SCALAR_METRICS = ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "macro_f1",
+                  "macro_average_precision", "g_mean", "ece")
+PER_CLASS_METRICS = ("per_class_recall", "per_class_precision")
+
+
 def method_metrics(scores: np.ndarray, y_test: np.ndarray, *, priors: np.ndarray, diverged: bool,
                    threshold: bool = False, posthoc: str | None = None, tau: float = 1.0) -> dict:
-    """A network's test metrics, after its method's post-hoc adjustment of the scores: 'thresh' divides
-    them by the training priors (threshold=True says the same), 'la' subtracts tau log(prior) from
-    their logits.  A diverged (or non-finite) network gets no metrics (None), never a score that looks fine."""
+    """A network's test metrics (`metrics.all_metrics`, plus its confusion matrix), after its method's
+    post-hoc adjustment of the scores: 'thresh' divides them by the training priors (threshold=True says
+    the same), 'la' subtracts tau log(prior) from their logits; `thresholded_accuracy` always thresholds
+    the unadjusted scores.  A diverged (or non-finite) network gets no metrics (None), never a score that
+    looks fine.  A per-class precision of a class never predicted is None (JSON has no NaN)."""
     n_classes = scores.shape[1]
     if diverged or not np.isfinite(scores).all():
-        return dict(roc_auc=None, accuracy=None, thresholded_accuracy=None, balanced_accuracy=None,
-                    per_class_recall=None, confusion_matrix=None)
+        return dict.fromkeys((*SCALAR_METRICS, *PER_CLASS_METRICS, "confusion_matrix"))
     posthoc = "thresh" if threshold else posthoc
     if posthoc not in (None, "thresh", "la"):
         raise ValueError(f"posthoc must be None, 'thresh' or 'la' (tau-norm adjusts the network), got {posthoc!r}")
     used = threshold_scores(scores, priors) if posthoc == "thresh" else \
         logit_adjusted_scores(scores, priors, tau=tau) if posthoc == "la" else scores
-    pred = used.argmax(1)
-    return dict(roc_auc=roc_auc_ovr(y_test, used), accuracy=accuracy(y_test, used),
-                thresholded_accuracy=accuracy(y_test, threshold_scores(scores, priors)),
-                balanced_accuracy=balanced_accuracy(y_test, pred, n_classes=n_classes),
-                per_class_recall=per_class_recall(y_test, pred, n_classes=n_classes).tolist(),
-                confusion_matrix=confusion_matrix(y_test, pred, n_classes=n_classes).tolist())
+    out = all_metrics(y_test, used)
+    out["thresholded_accuracy"] = accuracy(y_test, threshold_scores(scores, priors))
+    out["per_class_precision"] = [None if v != v else v for v in out["per_class_precision"]]   # NaN -> None
+    out["confusion_matrix"] = confusion_matrix(y_test, used.argmax(1), n_classes=n_classes).tolist()
+    return out
