@@ -8,6 +8,7 @@ from imbalance.data import load_dataset
 from imbalance.methods import (PAPER_METHODS, confusion_matrix, derive_seed, get_method, method_metrics,
                                run_grid_point, tau_normalised)
 from imbalance.models import lenet5
+from imbalance.registry import TAU_GRID
 from imbalance.train import RECIPES, recipe_with
 
 ALL = list(PAPER_METHODS)
@@ -247,3 +248,87 @@ def test_a_users_two_stage_loss_method_keeps_its_phase_one_network_apart(digits)
     by = {r["method"]: r for r in res.records}
     assert by["focal-1"]["curve"] == res.results[("tp-focal:phase-1", 0)].curve != by["tp-focal"]["curve"]
     assert by["tp-focal"]["train_seconds"] > by["focal-1"]["train_seconds"]
+
+
+def test_record_metrics_match_scikit_learn_after_the_methods_adjustment():
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, roc_auc_score
+    from imbalance.metrics import threshold_scores
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 60)
+    scores = rng.dirichlet(np.ones(3), 60)
+    priors = np.array([0.7, 0.2, 0.1])
+    for posthoc in (None, "thresh"):
+        out = method_metrics(scores, y, priors=priors, diverged=False, posthoc=posthoc)
+        used = threshold_scores(scores, priors) if posthoc else scores
+        pred = used.argmax(1)
+        assert out["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+        assert out["roc_auc"] == pytest.approx(np.mean([roc_auc_score(y == c, used[:, c]) for c in range(3)]))
+        assert out["macro_average_precision"] == pytest.approx(
+            np.mean([average_precision_score(y == c, used[:, c]) for c in range(3)]))
+        assert out["per_class_precision"] == pytest.approx(precision_score(y, pred, average=None, zero_division=0))
+        assert out["thresholded_accuracy"] == pytest.approx(np.mean(threshold_scores(scores, priors).argmax(1) == y))
+
+
+def test_diverged_network_has_none_for_every_metric_the_record_stores():
+    from imbalance.methods import PER_CLASS_METRICS, SCALAR_METRICS
+    out = method_metrics(np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), priors=np.array([0.5, 0.5]),
+                         diverged=False)
+    assert set(out) == {*SCALAR_METRICS, *PER_CLASS_METRICS, "confusion_matrix"} and set(out.values()) == {None}
+
+
+def test_records_carry_class_names_and_the_new_metrics(point, digits):
+    record = point.records[0]
+    assert record["classes"] == list(digits.classes)
+    assert 0 <= record["macro_f1"] <= 1 and 0 <= record["g_mean"] <= 1 and 0 <= record["ece"] <= 1
+    assert len(record["per_class_precision"]) == 10
+
+
+@pytest.fixture(scope="module")
+def skewed(digits):
+    """Three digit classes at their natural (skewed) counts 300 / 120 / 15, named."""
+    from imbalance.data import ImageDataset
+    y, yt = digits.train_labels.numpy(), digits.test_labels.numpy()
+    keep = np.concatenate([np.flatnonzero(y == c)[:n] for c, n in zip(range(3), (300, 120, 15))])
+    test = np.flatnonzero(yt < 3)
+    return ImageDataset("npz", ("zero", "one", "two"), digits.train_images[keep], digits.train_labels[keep],
+                        digits.test_images[test], digits.test_labels[test], source="test")
+
+
+def test_natural_imbalance_keeps_the_datas_counts_and_validates_on_a_held_out_split(skewed):
+    from imbalance.profiles import validation_split
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
+    res = run_grid_point(skewed, imbalance="natural", methods=["baseline", "baseline-la"], recipe=recipe,
+                         validation=0.1, seed=3, progress=False, device="cpu")
+    split = validation_split(skewed.train_labels.numpy(), fraction=0.1,
+                             random_state=derive_seed(3, "natural", 0, "validation"))
+    base, la = res.records
+    assert base["point_id"] == "natural" and base["mu"] is None
+    assert base["class_counts"] == [270, 108, 13] == np.bincount(skewed.train_labels.numpy()[split.train]).tolist()
+    assert base["rho"] == pytest.approx(270 / 13) and base["n_validation"] == 44 and base["classes"] == ["zero", "one", "two"]
+    assert all(0 <= r["val_roc_auc"] <= 1 and r["validation"] == 0.1 for r in res.records)
+    assert la["tau_source"] == "validation" and la["posthoc_tau"] in TAU_GRID and base["tau_source"] is None
+
+
+def test_tau_is_chosen_without_looking_at_the_test_set(skewed):
+    from imbalance.data import ImageDataset
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
+    shuffled = ImageDataset("npz", skewed.classes, skewed.train_images, skewed.train_labels, skewed.test_images,
+                            skewed.test_labels[torch.randperm(len(skewed.test_labels), generator=torch.Generator().manual_seed(0))],
+                            source="test")
+    taus = [run_grid_point(d, imbalance="natural", methods=["baseline-la"], recipe=recipe, validation=0.2,
+                           progress=False, device="cpu").records[0] for d in (skewed, shuffled)]
+    assert taus[0]["posthoc_tau"] == taus[1]["posthoc_tau"] and taus[0]["val_accuracy"] == taus[1]["val_accuracy"]
+    assert taus[0]["accuracy"] != taus[1]["accuracy"]          # the test labels did change
+
+
+def test_without_validation_la_keeps_its_fixed_tau_and_a_train_prior_test_set_is_measured(skewed):
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
+    both = run_grid_point(skewed, imbalance="natural", methods=["baseline-la"], recipe=recipe, test_prior="both",
+                          progress=False, device="cpu").records[0]
+    train = run_grid_point(skewed, imbalance="natural", methods=["baseline-la"], recipe=recipe, test_prior="train",
+                           progress=False, device="cpu").records[0]
+    assert both["tau_source"] == "fixed" and both["posthoc_tau"] == 1.0 and both["val_roc_auc"] is None
+    assert both["test_prior"] == "balanced" and train["test_prior"] == "train"
+    assert train["accuracy"] == pytest.approx(both["prior_accuracy"]) and train["roc_auc"] == pytest.approx(both["prior_roc_auc"])
+    with pytest.raises(ValueError, match="test_prior must be one of balanced, train, both"):
+        run_grid_point(skewed, imbalance="natural", recipe=recipe, test_prior="skewed", progress=False)

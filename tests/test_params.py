@@ -157,7 +157,7 @@ def test_bad_overrides_are_named(tmp_path, override, expected):
     ({"mu": 0.01}, "key 'mu': value 0.01 is not valid; expected mu giving 1..9 minority classes"),
     ({"mu": "<drop>"}, "key 'mu': value None is not valid; expected a number or list of numbers in (0, 1): the step imbalance needs mu"),
     ({"imbalance": "linear"}, "key 'mu': value [0.5] is not valid; expected null: mu applies to the step imbalance only, not 'linear'"),
-    ({"imbalance": "stepp"}, "key 'imbalance': value 'stepp' is not valid; expected one of step, linear, exponential (did you mean 'step'?)"),
+    ({"imbalance": "stepp"}, "key 'imbalance': value 'stepp' is not valid; expected one of step, linear, exponential, natural (did you mean 'step'?)"),
     ({"dataset": "mnist2"}, "key 'dataset': value 'mnist2' is not valid; expected one of mnist-sample, mnist,"),
     ({"recipe": "lenet"}, "key 'recipe': value 'lenet' is not valid; expected one of lenet5-mnist"),
     ({"methods": ["baseline", "ross"]}, "key 'methods': value ['baseline', 'ross'] is not valid; expected names from baseline"),
@@ -290,3 +290,33 @@ def test_an_oversized_params_file_or_override_is_refused(tmp_path):
 def test_out_of_range_values_are_one_line_errors(tmp_path, changes, expected):
     message = error(tmp_path, **changes)
     assert expected in message and "\n" not in message
+
+
+# --- natural imbalance (your own skewed data) ---------------------------------------------------
+
+def test_natural_imbalance_is_one_grid_point_or_one_per_level(tmp_path):
+    natural = dict(imbalance="natural", rho="<drop>", mu="<drop>")
+    points = expand_grid(load_params(write(tmp_path, **natural)))
+    assert [p.point_id for p in points] == ["natural"] and points[0].rho is None and points[0].mu is None
+    graded = expand_grid(load_params(write(tmp_path, **natural, levels=[1, 5])))
+    assert [p.point_id for p in graded] == ["natural_level=1", "natural_level=5"]
+    assert graded[0].parameters(load_params(write(tmp_path, **natural, levels=[1, 5])))["rho"] is None
+
+
+@pytest.mark.parametrize("key, value", [("rho", [10]), ("mu", [0.5]), ("n_max", 100)])
+def test_rho_mu_or_n_max_with_natural_imbalance_is_an_error_saying_why(tmp_path, key, value):
+    changes = dict(imbalance="natural", rho="<drop>", mu="<drop>")
+    message = error(tmp_path, **{**changes, key: value})
+    assert f"key {key!r}" in message and "keeps the data's own class counts" in message
+
+
+def test_validation_and_test_prior_reach_the_notebook_and_bad_values_are_named(tmp_path):
+    from imbalance import methods
+    from imbalance.params import TEST_PRIORS
+    assert TEST_PRIORS == methods.TEST_PRIORS
+    params = load_params(write(tmp_path, validation=0.1, test_prior="both"))
+    parameters = expand_grid(params)[0].parameters(params)
+    assert parameters["validation"] == 0.1 and parameters["test_prior"] == "both"
+    assert load_params(write(tmp_path)).test_prior == "balanced" and load_params(write(tmp_path)).validation is None
+    assert "key 'validation'" in error(tmp_path, validation=1.5) and "(0, 1)" in error(tmp_path, validation=1.5)
+    assert "key 'test_prior'" in error(tmp_path, test_prior="skewed")

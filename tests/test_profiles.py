@@ -160,3 +160,42 @@ def test_scarcity_with_more_scarce_classes_than_minority_ranks_keeps_what_the_ex
     s = subset_counts(available, profile="step", mu=0.2, rho=10, n_max=100, minority="scarcity", random_state=0)
     assert s.counts.tolist() == [100, 10, 100, 80, 100, 10, 100, 100, 100, 100]
     assert s.minority_classes == (1, 3, 5) and s.class_order[:3].tolist() == [1, 5, 3]
+
+
+def test_natural_profile_keeps_every_example_and_its_ratio():
+    from imbalance.profiles import natural_rho
+    labels = np.repeat([0, 1, 2], [300, 120, 15])
+    subset = imbalanced_subset(labels, profile="natural", random_state=0)
+    assert subset.counts.tolist() == [300, 120, 15] and len(subset.indices) == 435
+    assert subset.minority_classes == (1, 2) and subset.class_order.tolist() == [2, 1, 0]
+    assert natural_rho(subset.counts) == 20.0
+
+
+def test_natural_profile_refuses_rho_with_the_reason():
+    with pytest.raises(ValueError, match="rho must be None for the 'natural' profile .*own class counts"):
+        imbalanced_subset(np.repeat([0, 1], [5, 3]), profile="natural", rho=10, random_state=0)
+
+
+def test_validation_split_is_stratified_seeded_and_keeps_every_class_in_training():
+    from imbalance.profiles import validation_split
+    labels = np.repeat([0, 1, 2], [300, 120, 15])
+    split = validation_split(labels, fraction=0.1, random_state=7)
+    assert np.bincount(labels[split.validation]).tolist() == [30, 12, 2]          # round half up, >= 1
+    assert np.bincount(labels[split.train]).tolist() == [270, 108, 13]
+    assert np.intersect1d(split.train, split.validation).size == 0 and len(split.train) + len(split.validation) == 435
+    again = validation_split(labels, fraction=0.1, random_state=7)
+    assert np.array_equal(split.validation, again.validation)
+    assert not np.array_equal(split.validation, validation_split(labels, fraction=0.1, random_state=8).validation)
+
+
+def test_validation_split_that_would_empty_a_class_names_it():
+    from imbalance.profiles import validation_split
+    with pytest.raises(ValueError, match="class 1 has 1 training example"):
+        validation_split(np.repeat([0, 1], [10, 1]), fraction=0.1, random_state=0)
+
+
+def test_train_prior_test_subset_follows_the_training_prior():
+    from imbalance.profiles import prior_test_subset
+    labels = np.repeat([0, 1, 2], 100)
+    where = prior_test_subset(labels, priors=np.array([300, 120, 15]) / 435, random_state=0)
+    assert np.bincount(labels[where]).tolist() == [100, 40, 5]      # the largest class keeps all its examples

@@ -41,14 +41,18 @@ from torch import nn
 from . import __version__
 from .batched import NetworkSpec, predict_networks, search_base_lr, train_networks
 from .losses import loss_terms
-from .metrics import accuracy, balanced_accuracy, per_class_recall, roc_auc_ovr, threshold_scores
-from .profiles import imbalanced_subset
-from .registry import (CROSS_ENTROPY, METHODS, PAPER_METHODS, STREAMED, Loss, Method,  # noqa: F401 (re-exported)
-                       get_method, logit_adjusted_scores, method_names, register_method)
+from .metrics import accuracy, all_metrics, threshold_scores
+from .profiles import NATURAL, imbalanced_subset, natural_rho, prior_test_subset, validation_split
+from .registry import (CROSS_ENTROPY, METHODS, PAPER_METHODS, STREAMED, TAU_GRID, TAU_SELECTED_BY, Loss,  # noqa: F401
+                       Method, get_method, logit_adjusted_scores, method_names, register_method)
+from .store import VALIDATION_METRICS
 from .sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
                        undersample_indices)
 from .images import Preprocessor, StreamedImages
 from .train import Recipe, recipe_with, resolve_device
+
+
+TEST_PRIORS = ("balanced", "train", "both")    # params `test_prior`: which test set(s) the records measure on
 
 
 def derive_seed(*parts) -> int:
@@ -102,18 +106,27 @@ def _git_rev() -> str | None:
         return None
 
 
-def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = None, level: float | None = None,
+def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: float | None = None, level: float | None = None,
                    n_max: int | None = None, minority: str = "random", methods=("baseline",), repeats: int = 1,
                    seed: int = 0, recipe: Recipe, device=None, batched: bool = True, layout: str = "auto",
-                   study: str = "", point_id: str | None = None, progress: bool = True) -> PointResult:
-    """Train and evaluate one grid point's networks (repeats x methods) and return their records."""
+                   study: str = "", point_id: str | None = None, progress: bool = True,
+                   validation: float | None = None, test_prior: str = "balanced") -> PointResult:
+    """Train and evaluate one grid point's networks (repeats x methods) and return their records.
+
+    validation: a fraction of each repeat's imbalanced subset held out, stratified (profiles.validation_split,
+    seeded per repeat): records get `val_*` metrics and '-la' methods their tau chosen on it (registry.TAU_GRID).
+    test_prior: 'balanced' (the data's test set), 'train' (a seeded test subsample following each repeat's
+    training prior) or 'both' (balanced, and the other as `prior_*` metrics)."""
     chosen = [get_method(m) for m in methods]
     if not chosen:
         raise ValueError("methods must name at least one method")
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    point_id = point_id or f"{imbalance}_rho={rho}" + (f"_mu={mu}" if mu is not None else "") + \
-        (f"_level={level}" if level is not None else "")
+    if test_prior not in TEST_PRIORS:
+        raise ValueError(f"test_prior must be one of {', '.join(TEST_PRIORS)}, got {test_prior!r}")
+    natural = imbalance == NATURAL      # the data's own counts: records get rho = its max/min ratio, mu None
+    point_id = point_id or (imbalance if natural else f"{imbalance}_rho={rho}") + \
+        (f"_mu={mu}" if mu is not None else "") + (f"_level={level}" if level is not None else "")
     labels = dataset.train_labels.numpy()
     n_classes = dataset.n_classes
     device = resolve_device(None if device in (None, "auto") else device)
@@ -131,10 +144,16 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
     trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
     final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}   # the network it evaluates
 
-    subsets, priors, phase1, n_train = {}, {}, [], {}
+    subsets, priors, phase1, n_train, held_out = {}, {}, [], {}, {}
     for r in range(repeats):
         subset = imbalanced_subset(labels, profile=imbalance, rho=rho, mu=mu, n_max=n_max, minority=minority,
                                    n_classes=n_classes, random_state=derive_seed(seed, point_id, r, "subset"))
+        if validation is not None:     # held out of this repeat's subset; training keeps the rest
+            split = validation_split(labels[subset.indices], fraction=validation, n_classes=n_classes,
+                                     random_state=derive_seed(seed, point_id, r, "validation"))
+            held_out[r] = subset.indices[split.validation]
+            kept = subset.indices[split.train]
+            subset = replace(subset, indices=kept, counts=np.bincount(labels[kept], minlength=n_classes))
         subsets[r] = subset
         y = labels[subset.indices]
         priors[r] = class_priors(y, n_classes=n_classes)
@@ -202,30 +221,65 @@ def run_grid_point(dataset, *, imbalance: str, rho: float, mu: float | None = No
                               else preprocessor.transform(test_images.to(device)), device=device)
     scores = dict(zip(networks, torch.softmax(logits.double(), -1).cpu().numpy()))
 
+    # validation scores: each repeat's networks on its own held-out examples (never the test set)
+    val_scores = {}
+    for r, where in held_out.items():
+        keys = [k for k in networks if k[1] == r]
+        images = (StreamedImages(torch.utils.data.Subset(dataset.train, where.tolist()), train=False, recipe=recipe)
+                  if preprocessor is None else preprocessor.transform(dataset.train_images[where].to(device)))
+        val_logits = predict_networks([models[k] for k in keys], images, device=device)
+        val_scores.update(zip(keys, torch.softmax(val_logits.double(), -1).cpu().numpy()))
+    y_test = dataset.test_labels.numpy()
+    prior_test = {r: prior_test_subset(y_test, priors=priors[r], random_state=derive_seed(seed, point_id, r,
+                                                                                          "test-prior"))
+                  for r in range(repeats)} if test_prior != "balanced" else {}
+
     versions = {"imbalance": __version__, "torch": torch.__version__, "numpy": np.__version__,
                 "python": platform.python_version()}
     git_rev, records = _git_rev(), []
-    y_test = dataset.test_labels.numpy()
     for m in chosen:
         t = trained_of[m.name]
         for r in range(repeats):
             net = (final[t.name], r)
             result = trained[net]
             spent = sum(trained[k].seconds for k in {net, (trunk[t.name], r)})    # a second stage includes phase 1
-            record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance, rho=rho, mu=mu,
+            record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance,
+                          rho=natural_rho(subsets[r].counts) if natural else rho, mu=mu,
                           level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[net],
-                          class_counts=subsets[r].counts.tolist(), diverged=result.diverged,
+                          class_counts=subsets[r].counts.tolist(), classes=list(dataset.classes), diverged=result.diverged,
                           diverged_at=result.diverged_at, iterations=result.iterations_done, train_seconds=spent,
                           device=str(device), versions=versions, git_rev=git_rev, curve=result.curve)
-            record.update(method_metrics(scores[(m.name, r) if m.posthoc == "tau-norm" else net], y_test,
-                                         priors=priors[r], diverged=result.diverged,
-                                         posthoc=m.posthoc if m.posthoc in ("thresh", "la") else None,
-                                         tau=m.posthoc_tau))
+            key = (m.name, r) if m.posthoc == "tau-norm" else net
+            posthoc = m.posthoc if m.posthoc in ("thresh", "la") else None
+            tau, tau_source = (m.posthoc_tau, "fixed") if m.posthoc in ("la", "tau-norm") else (None, None)
+            y_val = labels[held_out[r]] if r in held_out else None
+            if m.posthoc == "la" and y_val is not None and not result.diverged:
+                tau, tau_source = _tau_on_validation(val_scores[key], y_val, priors=priors[r]), "validation"
+            metric = dict(priors=priors[r], diverged=result.diverged, posthoc=posthoc, tau=1.0 if tau is None else tau)
+            main = prior_test[r] if test_prior == "train" else slice(None)
+            record.update(method_metrics(scores[key][main], y_test[main], **metric))
+            record.update(test_prior="train" if test_prior == "train" else "balanced", posthoc_tau=tau,
+                          tau_source=tau_source, validation=validation,
+                          n_validation=None if y_val is None else len(y_val))
+            val = method_metrics(val_scores[key], y_val, **metric) if y_val is not None else {}
+            record.update({f"val_{k}": val.get(k) for k in VALIDATION_METRICS})       # None without a split
+            other = method_metrics(scores[key][prior_test[r]], y_test[prior_test[r]], **metric) \
+                if test_prior == "both" else {}
+            record.update({f"prior_{k}": other.get(k) for k in VALIDATION_METRICS})   # None unless 'both'
             records.append(record)
     return PointResult(records=records, class_counts={r: s.counts.tolist() for r, s in subsets.items()},
                        base_lr=recipe.base_lr, lr_search=lr_scores, results={**trained, **{
                            (name, r): replace(trained[(final[get_method(name).base], r)], model=model, seconds=0.0)
                            for (name, r), model in adjusted.items()}})
+
+
+def _tau_on_validation(val_scores: np.ndarray, y_val: np.ndarray, *, priors: np.ndarray) -> float:
+    """The '-la' tau of TAU_GRID with the best validation TAU_SELECTED_BY (ties: the first)."""
+    if not np.isfinite(val_scores).all():
+        return 1.0
+    value = {tau: method_metrics(val_scores, y_val, priors=priors, diverged=False, posthoc="la",
+                                 tau=tau)[TAU_SELECTED_BY] for tau in TAU_GRID}
+    return max(TAU_GRID, key=lambda tau: (value[tau], -TAU_GRID.index(tau)))
 
 
 def confusion_matrix(y_true, y_pred, *, n_classes: int) -> np.ndarray:
@@ -234,23 +288,30 @@ def confusion_matrix(y_true, y_pred, *, n_classes: int) -> np.ndarray:
     return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+# a record's test metrics (metrics.all_metrics' names; per-class lists in label order) and, with a
+# validation split, the same prefixed `val_` (store.NETWORK_FIELDS lists both)
+SCALAR_METRICS = ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "macro_f1",
+                  "macro_average_precision", "g_mean", "ece")
+PER_CLASS_METRICS = ("per_class_recall", "per_class_precision")
+
+
 def method_metrics(scores: np.ndarray, y_test: np.ndarray, *, priors: np.ndarray, diverged: bool,
                    threshold: bool = False, posthoc: str | None = None, tau: float = 1.0) -> dict:
-    """A network's test metrics, after its method's post-hoc adjustment of the scores: 'thresh' divides
-    them by the training priors (threshold=True says the same), 'la' subtracts tau log(prior) from
-    their logits.  A diverged (or non-finite) network gets no metrics (None), never a score that looks fine."""
+    """A network's test metrics (`metrics.all_metrics`, plus its confusion matrix), after its method's
+    post-hoc adjustment of the scores: 'thresh' divides them by the training priors (threshold=True says
+    the same), 'la' subtracts tau log(prior) from their logits; `thresholded_accuracy` always thresholds
+    the unadjusted scores.  A diverged (or non-finite) network gets no metrics (None), never a score that
+    looks fine.  A per-class precision of a class never predicted is None (JSON has no NaN)."""
     n_classes = scores.shape[1]
     if diverged or not np.isfinite(scores).all():
-        return dict(roc_auc=None, accuracy=None, thresholded_accuracy=None, balanced_accuracy=None,
-                    per_class_recall=None, confusion_matrix=None)
+        return dict.fromkeys((*SCALAR_METRICS, *PER_CLASS_METRICS, "confusion_matrix"))
     posthoc = "thresh" if threshold else posthoc
     if posthoc not in (None, "thresh", "la"):
         raise ValueError(f"posthoc must be None, 'thresh' or 'la' (tau-norm adjusts the network), got {posthoc!r}")
     used = threshold_scores(scores, priors) if posthoc == "thresh" else \
         logit_adjusted_scores(scores, priors, tau=tau) if posthoc == "la" else scores
-    pred = used.argmax(1)
-    return dict(roc_auc=roc_auc_ovr(y_test, used), accuracy=accuracy(y_test, used),
-                thresholded_accuracy=accuracy(y_test, threshold_scores(scores, priors)),
-                balanced_accuracy=balanced_accuracy(y_test, pred, n_classes=n_classes),
-                per_class_recall=per_class_recall(y_test, pred, n_classes=n_classes).tolist(),
-                confusion_matrix=confusion_matrix(y_test, pred, n_classes=n_classes).tolist())
+    out = all_metrics(y_test, used)
+    out["thresholded_accuracy"] = accuracy(y_test, threshold_scores(scores, priors))
+    out["per_class_precision"] = [None if v != v else v for v in out["per_class_precision"]]   # NaN -> None
+    out["confusion_matrix"] = confusion_matrix(y_test, used.argmax(1), n_classes=n_classes).tolist()
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from imbalance import registry
-from imbalance.profiles import MINORITY_RULES, PROFILES, n_minority_classes
+from imbalance.profiles import MINORITY_RULES, NATURAL, PROFILES, n_minority_classes
 
 # Valid names.  Method names come from the method registry (imbalance.registry, torch-free), which
 # also resolves '<m>-thresh' / '<m>-la' / '<m>-tau-norm'; METHODS is the default list (the paper's).
@@ -30,6 +30,7 @@ RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet")
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
 THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar10-jpg": 10}
+TEST_PRIORS = ("balanced", "train", "both")   # a copy of methods.TEST_PRIORS (torch-free; a test checks them)
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name under outputs/
 MAPPING_KEYS = ("recipe_overrides", "notebook_parameters")  # the keys `--set a.b=v` may reach into
@@ -42,7 +43,7 @@ MAX_RHO = 1e12                 # rho above this gives minority classes of no exa
 # records_path and threads): a `notebook_parameters` key may not override them.
 RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
                      "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
-                     "point_id", "records_path", "threads", "plugins")
+                     "point_id", "records_path", "threads", "plugins", "validation", "test_prior")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class StudyParams:
     study: str                       # name; results go to outputs/<study>/
     dataset: str                     # one of DATASETS
     notebook: str                    # training notebook notebooks/<notebook>.ipynb, once per grid point
-    imbalance: str                   # step | linear | exponential
+    imbalance: str                   # step | linear | exponential | natural (the data's own class counts)
     recipe: str                      # one of RECIPES
     rho: tuple[float, ...] | None = None     # majority/minority ratio(s) >= 1; or use `points`
     mu: tuple[float, ...] | None = None      # minority fraction(s) in (0, 1); step only
@@ -67,6 +68,10 @@ class StudyParams:
     batched: bool = True             # train a grid point's networks as one batched job
     cell_timeout: float | None = None  # seconds one notebook cell may run before its point fails
                                        # (papermill's per-cell timeout; guards against hung kernels); null: no limit
+    validation: float | None = None  # fraction of each repeat's imbalanced training subset held out, stratified,
+                                     # for val_* metrics and the '-la' tau; null: no validation split
+    test_prior: str = "balanced"     # balanced | train | both: test on the data's test set, on a subsample that
+                                     # follows the training prior, or both (prior_* metrics)
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
     plugins: tuple[str, ...] = ()    # modules that register methods; only `imbalance run --plugin MODULE`
                                      # sets it (a params file is data and never imports code)
@@ -260,6 +265,10 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
     for key, low, high in (("repeats", 1, MAX_REPEATS), ("seed", 0, MAX_SEED), ("n_max", 1, MAX_SEED)):
         if v.get(key) is not None and (not _is_int(v[key]) or not low <= v[key] <= high):
             raise err(key, f"an integer >= {low}" + (f" and <= {high:,}" if key != "n_max" else ""))
+    if v.get("validation") is not None and not (_is_number(v["validation"]) and 0 < v["validation"] < 1):
+        raise err("validation", "a fraction in the open interval (0, 1), e.g. 0.1, or null for no validation split")
+    if v.get("test_prior") is not None:
+        v["test_prior"] = _choice(v, "test_prior", TEST_PRIORS, err)
     if v.get("batched") is not None and not isinstance(v["batched"], bool):
         raise err("batched", "true or false")
     if v.get("cell_timeout") is not None and not (_is_number(v["cell_timeout"]) and v["cell_timeout"] > 0):
@@ -376,6 +385,13 @@ def _check_notebook_parameters(values: dict[str, Any], err) -> None:
 
 def _check_grid(v, raw, source, err) -> None:
     step = v["imbalance"] == "step"
+    if v["imbalance"] == NATURAL:     # the data's own class counts: one grid point (or one per level)
+        why = "natural imbalance keeps the data's own class counts, so there is no rho/mu grid and no subsampling"
+        for key in ("rho", "mu", "points", "n_max"):
+            if v.get(key) is not None:
+                raise err(key, f"no {key!r} with imbalance: natural ({why}); remove it, or choose step, "
+                               f"linear or exponential to subsample the data to a profile")
+        return
     if v.get("points") is not None:
         if v.get("rho") is not None or v.get("mu") is not None:
             raise err("points", "points alone: give either points or rho/mu, not both")
@@ -467,14 +483,14 @@ def _plain(x):
 class GridPoint:
     dataset: str
     imbalance: str
-    rho: float
-    mu: float | None = None      # None for linear / exponential
+    rho: float | None            # None for natural imbalance (the records say the data's own ratio)
+    mu: float | None = None      # None for linear / exponential / natural
     level: float | None = None   # None unless the study grades its sampling
 
     @property
     def point_id(self) -> str:
         """Stable readable id, e.g. step_rho=10_mu=0.5 or linear_rho=10; the executed notebook's name."""
-        parts = [self.imbalance, f"rho={_fmt(self.rho)}"]
+        parts = [self.imbalance] + ([f"rho={_fmt(self.rho)}"] if self.rho is not None else [])
         parts += [f"mu={_fmt(self.mu)}"] if self.mu is not None else []
         parts += [f"level={_fmt(self.level)}"] if self.level is not None else []
         return "_".join(parts)
@@ -488,7 +504,8 @@ class GridPoint:
             "methods": list(params.methods), "repeats": params.repeats, "seed": params.seed,
             "recipe": params.recipe, "recipe_overrides": dict(params.recipe_overrides),
             "device": params.device, "batched": params.batched, "point_id": self.point_id,
-            "plugins": list(params.plugins), **params.notebook_parameters,
+            "plugins": list(params.plugins), "validation": params.validation, "test_prior": params.test_prior,
+            **params.notebook_parameters,
         }
 
 
@@ -497,7 +514,8 @@ MAX_GRID_POINTS = 1_000_000  # expand_grid refuses more (a grid of this size wou
 
 def grid_size(params: StudyParams) -> int:
     """An upper bound on len(expand_grid(params)), counted without expanding the grid."""
-    pairs = len(params.points) if params.points else len(params.rho) * len(params.mu or (None,))
+    pairs = 1 if params.imbalance == NATURAL else \
+        len(params.points) if params.points else len(params.rho) * len(params.mu or (None,))
     return pairs * len(params.levels or (None,))
 
 
@@ -509,6 +527,8 @@ def expand_grid(params: StudyParams) -> list[GridPoint]:
     if grid_size(params) > MAX_GRID_POINTS:
         raise ValueError(f"{params.source}: the grid has {grid_size(params):,} points (rho x mu x levels); "
                          f"expected at most {MAX_GRID_POINTS:,}")
+    if params.imbalance == NATURAL:   # one point: 'natural' (or 'natural_level=L' per graded level)
+        return [GridPoint(params.dataset, NATURAL, None, None, level) for level in (params.levels or (None,))]
     pairs = params.points or list(itertools.product(params.rho, params.mu or (None,)))
     return [GridPoint(params.dataset, params.imbalance, rho, mu, level)
             for rho, mu in pairs for level in (params.levels or (None,))

@@ -57,7 +57,10 @@ MU = "fraction of minority classes μ"
 LEVEL = "ratio after sampling"
 METRICS = {"roc_auc": "multi-class ROC AUC", "accuracy": "accuracy",
            "thresholded_accuracy": "accuracy after thresholding",
-           "balanced_accuracy": "balanced accuracy"}
+           "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
+           "macro_average_precision": "macro average precision (PR-AUC)", "g_mean": "G-mean of the recalls"}
+# (ece is stored and tabled but not offered for ranking: winners and verdicts take higher as better)
+METRICS.update({f"val_{k}": f"{v} (validation)" for k, v in list(METRICS.items()) if k != "thresholded_accuracy"})
 METHOD_ORDER = display_order()   # the registry's methods: the paper's first, then today's
 # one colour and one marker per registered method (27 colours; markers cycle): coinciding lines stay visible
 PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set1")))

@@ -5,6 +5,7 @@ n_max examples:
 - step(mu, rho): round(mu * N) minority classes of n_max / rho examples, the rest n_max.
 - linear(rho): sizes interpolated linearly from n_max / rho (smallest) to n_max (largest).
 - exponential(rho) (long-tailed, not in the paper): n_i = n_max * rho^(-i / (N - 1)).
+- natural (not in the paper): every example the data has; its rho is the data's own max/min ratio.
 Rounding: every count is rounded half up (floor(x + 0.5)) and never drops below 1 example.
 Profiles return counts in *rank order*: index 0 is the smallest class.
 """
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PROFILES = ("step", "linear", "exponential")
+SHAPED = ("step", "linear", "exponential")      # profiles with counts of their own (profile_counts)
+PROFILES = (*SHAPED, "natural")
+NATURAL = "natural"   # the data's own class counts: no subsampling, no rho/mu (your own skewed data, issue 12)
 MINORITY_RULES = ("random", "lowest", "scarcity")
 # random:   minority classes drawn at random per repeat (the paper's MNIST rule)
 # lowest:   the lowest labels are minority, nested as mu grows (the paper's CIFAR-10 rule)
@@ -84,7 +87,9 @@ def profile_counts(profile: str, *, n_classes: int, n_max: int, rho: float, mu: 
         return linear_profile(n_classes=n_classes, n_max=n_max, rho=rho)
     if profile == "exponential":
         return exponential_profile(n_classes=n_classes, n_max=n_max, rho=rho)
-    raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    raise ValueError(f"profile must be one of {SHAPED}, got {profile!r}"
+                     + (" ('natural' keeps the data's own counts: it has no profile of its own)"
+                        if profile == NATURAL else ""))
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def _class_order(available: np.ndarray, *, minority: str, n_max: int, rng: np.ra
     return np.concatenate([scarce, rng.permutation(rest)]).astype(np.int64)
 
 
-def subset_counts(available, *, profile: str, rho: float, mu: float | None = None, n_max: int | None = None,
+def subset_counts(available, *, profile: str, rho: float | None = None, mu: float | None = None, n_max: int | None = None,
                   minority: str = "random", random_state=None) -> SubsetCounts:
     """Per-class counts of an imbalanced subset, from the available count per label alone.
 
@@ -134,9 +139,13 @@ def subset_counts(available, *, profile: str, rho: float, mu: float | None = Non
     if minority not in MINORITY_RULES:
         raise ValueError(f"minority must be one of {MINORITY_RULES}, got {minority!r}")
     if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+        raise ValueError(f"profile must be one of {SHAPED}, got {profile!r}"
+                     + (" ('natural' keeps the data's own counts: it has no profile of its own)"
+                        if profile == NATURAL else ""))
     available = available.astype(np.int64)
     n_classes = len(available)
+    if profile == NATURAL:
+        return _natural_counts(available, rho=rho, mu=mu, n_max=n_max)
     if n_max is None:
         n_max = int(available.max() if minority == "scarcity" else available.min())
     rng = np.random.default_rng(random_state)
@@ -154,7 +163,26 @@ def subset_counts(available, *, profile: str, rho: float, mu: float | None = Non
     return SubsetCounts(counts=counts, minority_classes=minority_classes, class_order=order)
 
 
-def imbalanced_subset(labels, *, profile: str, rho: float, mu: float | None = None, n_max: int | None = None,
+def natural_rho(counts) -> float:
+    """The data's own imbalance ratio: largest class over smallest (inf if a class has no example)."""
+    counts = np.asarray(counts)
+    return float(counts.max() / counts.min()) if counts.min() > 0 else math.inf
+
+
+def _natural_counts(available: np.ndarray, *, rho, mu, n_max) -> SubsetCounts:
+    for key, value in (("rho", rho), ("mu", mu), ("n_max", n_max)):
+        if value is not None:
+            raise ValueError(f"{key} must be None for the 'natural' profile (it keeps the data's own class counts: "
+                             f"no subsampling, no rho/mu grid), got {value!r}")
+    empty = np.flatnonzero(available == 0)
+    if empty.size:
+        raise ValueError(f"class {int(empty[0])} has no training example; the 'natural' profile needs every class")
+    order = np.argsort(available, kind="stable").astype(np.int64)
+    minority_classes = tuple(int(c) for c in np.flatnonzero(available < available.max()))
+    return SubsetCounts(counts=available.copy(), minority_classes=minority_classes, class_order=order)
+
+
+def imbalanced_subset(labels, *, profile: str, rho: float | None = None, mu: float | None = None, n_max: int | None = None,
                       minority: str = "random", n_classes: int | None = None, random_state=None) -> Subset:
     """Subsample a (balanced) labelled training set to an imbalance profile.
 
@@ -178,3 +206,49 @@ def imbalanced_subset(labels, *, profile: str, rho: float, mu: float | None = No
     indices = np.sort(np.concatenate(chosen)).astype(np.int64)
     return Subset(indices=indices, counts=planned.counts, minority_classes=planned.minority_classes,
                   class_order=planned.class_order)
+
+
+# --- honest evaluation: a validation split, and a test set that follows the training prior ------
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray            # positions into the labels given, sorted
+    validation: np.ndarray       # positions into the labels given, sorted
+
+
+def validation_split(labels, *, fraction: float, n_classes: int | None = None, random_state=None) -> Split:
+    """A stratified hold-out: max(1, round(fraction x n_c)) examples of each class c go to validation,
+    drawn without replacement, so every class is validated; at least one stays in training, or the split
+    is an error naming the class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"validation must be a fraction in the open interval (0, 1), got {fraction!r}")
+    n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+    rng = np.random.default_rng(random_state)
+    held = []
+    for c in range(n_classes):
+        where = np.flatnonzero(labels == c)
+        n_val = max(1, _round(fraction * len(where)) if len(where) else 0)
+        if len(where) - n_val < 1:
+            raise ValueError(f"validation={fraction}: class {c} has {len(where)} training example(s), too few to "
+                             f"hold one out and keep one to train on; use fewer classes or more data")
+        held.append(rng.choice(where, size=n_val, replace=False))
+    validation = np.sort(np.concatenate(held)).astype(np.int64)
+    return Split(train=np.setdiff1d(np.arange(len(labels)), validation).astype(np.int64), validation=validation)
+
+
+def prior_test_subset(labels, *, priors, random_state=None) -> np.ndarray:
+    """Positions of a test subsample whose class frequencies follow `priors` (the training prior): the
+    largest test subsample with n_c proportional to prior_c that the classes' test examples allow, at
+    least one per class, drawn without replacement; sorted."""
+    labels = np.asarray(labels, dtype=np.int64)
+    priors = np.asarray(priors, dtype=np.float64)
+    available = np.bincount(labels, minlength=len(priors))
+    if (priors <= 0).any() or (available == 0).any():
+        raise ValueError("priors must be positive and every class must have a test example for a "
+                         f"train-prior test set; test counts {available.tolist()}")
+    scale = np.min(available / priors)
+    counts = np.minimum(available, np.maximum(1, np.floor(scale * priors + 1e-9).astype(np.int64)))
+    rng = np.random.default_rng(random_state)
+    chosen = [rng.choice(np.flatnonzero(labels == c), size=counts[c], replace=False) for c in range(len(priors))]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)

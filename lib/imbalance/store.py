@@ -26,13 +26,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+# Scalar metrics also measured on the validation split (`val_<m>`) and, with test_prior: both, on the
+# test subsample that follows the training prior (`prior_<m>`); methods.SCALAR_METRICS holds the test ones.
+VALIDATION_METRICS = ("roc_auc", "accuracy", "balanced_accuracy", "macro_f1", "macro_average_precision", "g_mean",
+                      "ece")
 # One row per network.  JSON_FIELDS hold lists/dicts, stored as JSON text.
 NETWORK_FIELDS = (
     "study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat", "seed",
     "n_train", "class_counts", "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy",
     "per_class_recall", "diverged", "diverged_at", "iterations", "train_seconds", "device",
-    "versions", "git_rev", "created_at", "confusion_matrix")
-JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix")
+    "versions", "git_rev", "created_at", "confusion_matrix",
+    # added for your own data (issue 12); older databases gain them on open (_add_missing_columns)
+    "classes", "macro_f1", "macro_average_precision", "g_mean", "ece", "per_class_precision",
+    "validation", "n_validation", *(f"val_{m}" for m in VALIDATION_METRICS), "posthoc_tau", "tau_source",
+    "test_prior", *(f"prior_{m}" for m in VALIDATION_METRICS))
+JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix", "classes", "per_class_precision")
 CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
 RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file
 COPY_FORMAT = "imbalance-point/1"       # a done point's copy: its networks (with ids), curves, points row
@@ -429,7 +437,7 @@ class Store:
 
 
 # Export columns added to the database's (docs/export-columns.md describes every column).
-LIST_COLUMNS = ("classes", "is_minority")
+LIST_COLUMNS = ("is_minority",)          # "classes" is a stored field now (JSON_FIELDS), filled here when absent
 
 
 def readable(frame):
@@ -442,7 +450,8 @@ def readable(frame):
     from imbalance.registry import get_method, is_method
     names = {"mnist-sample": CLASSES["mnist"], "cifar10-jpg": CLASSES["cifar10"], **CLASSES}
     frame = frame.copy()
-    frame["classes"] = [list(names[d]) if d in names else None for d in frame["dataset"]]
+    frame["classes"] = [stored if isinstance(stored, list) else list(names[d]) if d in names else None
+                        for stored, d in zip(frame["classes"], frame["dataset"])]   # records carry them since 12
     frame["is_minority"] = [[c < max(counts) for c in counts] if kind == "step" and counts else None
                             for kind, counts in zip(frame["imbalance"], frame["class_counts"])]
     methods = [get_method(m) if is_method(m) else None for m in frame["method"]]

@@ -36,11 +36,13 @@ from imbalance.registry import display_order
 
 CONFIDENCE = 0.95              # confidence level of every interval of a mean (imbalance.stats)
 INTERVAL_COLUMNS = ("point_id", "method", "n", "mean", "ci_low", "ci_high", "interval_method", "note")
-NUMERIC = ("rho", "mu", "level", "repeat", "roc_auc", "accuracy", "thresholded_accuracy",
-           "balanced_accuracy", "diverged")
+# the metrics a table or figure may rank by: the test set's, and (issue 12) the validation split's
+RANKABLE = ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "macro_f1", "macro_average_precision",
+            "g_mean", "ece", "val_roc_auc", "val_accuracy", "val_balanced_accuracy", "val_macro_f1",
+            "val_macro_average_precision", "val_g_mean", "val_ece")
+NUMERIC = ("rho", "mu", "level", "repeat", *RANKABLE, "diverged")
 COLUMNS = ("study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat",
-           "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "class_counts", "per_class_recall",
-           "diverged")
+           *RANKABLE, "class_counts", "per_class_recall", "diverged")
 CURVE_COLUMNS = ("point_id", "method", "repeat", "iteration", "train_accuracy", "test_accuracy")
 # metrics that thresholding (dividing each class's scores by its prior) cannot change: one-vs-rest
 # ROC AUC ranks each class's scores alone, and a positive factor per class keeps that order
