@@ -92,6 +92,17 @@ def test_numpy_values_and_json_fields_round_trip(db):
     assert db.curves_frame("s").empty
 
 
+def test_a_null_json_field_reads_as_none(db):
+    """A diverged network stores NULL lists; pandas may read a NULL beside JSON text as NaN: decoding
+    must give None, not fail (as the quick study's one diverged network showed)."""
+    rows = records(per_class_precision=[0.5] * 10)
+    rows[1].update(per_class_recall=None, per_class_precision=None, roc_auc=None, diverged=True)
+    db.insert_point("s", "p", rows)
+    frame = db.records_frame("s").sort_values(["method", "repeat"])
+    assert frame["per_class_precision"].tolist() == [[0.5] * 10, None, [0.5] * 10, [0.5] * 10]
+    assert frame["per_class_recall"].tolist() == [[0.5] * 10, None, [0.5] * 10, [0.5] * 10]
+
+
 def test_database_passes_integrity_check_after_inserts(db):
     for p in range(5):
         db.insert_point("s", f"p{p}", records())

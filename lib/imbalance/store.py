@@ -357,7 +357,8 @@ class Store:
             frame[col] = None
         if decode_json:
             for col in JSON_FIELDS:
-                frame[col] = [None if v is None else json.loads(v) for v in frame[col]]
+                # a NULL reads as None, or as NaN in a column that is NULL throughout (pandas)
+                frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
         return frame
 
     def curves_frame(self, study: str):
