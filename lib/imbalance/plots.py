@@ -62,8 +62,8 @@ METRICS = {"roc_auc": "multi-class ROC AUC", "accuracy": "accuracy",
 # (ece is stored and tabled but not offered for ranking: winners and verdicts take higher as better)
 METRICS.update({f"val_{k}": f"{v} (validation)" for k, v in list(METRICS.items()) if k != "thresholded_accuracy"})
 METHOD_ORDER = display_order()   # the registry's methods: the paper's first, then today's
-# one colour and one marker per registered method (27 colours; markers cycle): coinciding lines stay visible
-PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set1")))
+# one colour and one marker per registered method (26 colours; markers cycle): coinciding lines stay visible
+PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set2")))
 MARKERS = {m: "osD^vPX*<>ph8Hd"[i % 15] for i, m in enumerate(METHOD_ORDER)}
 MAX_CLASS_TICKS = 20   # class-count bars get one labelled tick each up to this many classes
 DODGE = 0.025          # x offset between neighbouring methods: a fraction of a decade (log x) or of the x range
@@ -574,7 +574,7 @@ def recall_figure(records, *, dataset: str | None = None, methods=None, classes:
 
 def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure:
     """The winning method per (ρ, μ) as a coloured grid, from `stats.point_winners` rows of one
-    dataset and imbalance type.  Each cell names its winner (the highest mean); '= …' lists the
+    dataset and imbalance type.  Each cell names its winner (the highest mean); '= …' lists the (or, past two, counts the)
     methods statistically tied with it (hatched cell); where the repeats are too few to test a tie
     ('untested'), the cell says so and is drawn pale: the winner is only the highest mean there."""
     if winners is None or winners.empty:
@@ -601,8 +601,8 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
                 (j, i), 1, 1, facecolor=colour, alpha=(0.25 if untested else 0.6) if has_winner else 1,
                 edgecolor="white", lw=2, hatch="//" if tied else None))
             lines = [winner] if has_winner else ["no winner"]
-            if tied:
-                lines.append("= " + ", ".join(tied))
+            if tied:   # a cell holds two names at most; the table beside the map lists every one
+                lines.append("= " + ", ".join(tied) if len(tied) <= 2 else f"= {len(tied)} others")
             if untested:
                 lines.append(f"ties untested (n={int(row['n'])})")
             ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=8, wrap=True)

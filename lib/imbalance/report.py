@@ -319,7 +319,7 @@ def _recommendations(b: _Builder) -> None:
         b.figure(section, plots.winners_figure(winners, title=where),
                  plots.figure_name("winners", dataset, imbalance),
                  f"The winning method (highest mean {plots.METRICS.get(s.metric, s.metric)}) at each grid point of "
-                 f"{where}; '= …' names the methods statistically tied with it (hatched); a pale cell's ties "
+                 f"{where}; '= …' names the methods statistically tied with it, or counts them when more than two (hatched; the table below names them all); a pale cell's ties "
                  f"could not be tested. n = {', '.join(map(str, n))} networks per method and point.",
                  label="Winners")
         section.add(table_html(_point_table(winners, paired, s)))
@@ -352,18 +352,23 @@ def _point_table(winners: pd.DataFrame, paired: pd.DataFrame | None, s: ReportSe
             difference, interval, verdict = "", "", ""
         elif pd.isna(diff["ci_low"]):
             difference = f"{diff['mean_difference']:+.4f}"
-            interval, verdict = diff["note"] or f"n={int(diff['n_pairs'])}: too few repeats", ""
+            interval, verdict = _text(diff["note"]) or f"n={int(diff['n_pairs'])}: too few repeats", ""
         else:
             difference = f"{diff['mean_difference']:+.4f} [{diff['ci_low']:+.4f}, {diff['ci_high']:+.4f}]"
             interval = f"{s.confidence:.0%} {diff['interval_method']}; {diff['test']} p (Holm) = {diff['p_holm']:.3g}"
-            verdict = diff["verdict"] or ""
+            verdict = _text(diff["verdict"])
         untested = tuple(w.get("untested") or ())
         rows.append({"point": point_label(w["rho"], w["mu"], w["level"]), "winner": w["winner"] or "none",
                      f"mean {s.metric}": w["mean"], "tied with": ", ".join(w["tied"] or ()) or
                      ("untested" if untested else "none"),
                      f"winner − {s.reference}": difference, "interval": interval, "verdict": verdict,
-                     "n": int(w["n"]), "note": "" if (w["note"] or "").startswith(interval) else (w["note"] or "")})
+                     "n": int(w["n"]), "note": "" if _text(w["note"]).startswith(interval) else _text(w["note"])})
     return pd.DataFrame(rows)
+
+
+def _text(value) -> str:
+    """A table cell's text: '' for None and NaN (pandas' missing value in a column of strings)."""
+    return value if isinstance(value, str) else ""
 
 
 def _caption(fig, what: str) -> str:
