@@ -87,7 +87,7 @@ def test_plugin_flag_registers_a_users_method_for_the_dry_run(tmp_path):
     assert without.returncode == 2 and "'focal-half' is unknown" in without.stderr
     ok = subprocess.run(run + ["--plugin", "my_methods"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
-    assert "records: 6 points x 3 methods x 2 repeats = 36" in ok.stdout
+    assert "records: 6 points x 3 methods x 3 repeats = 54" in ok.stdout
     missing = subprocess.run(run + ["--plugin", "no_such_module"], cwd=tmp_path, capture_output=True, text=True,
                              env=env)
     assert missing.returncode == 2 and "plugin 'no_such_module': cannot import it" in missing.stderr

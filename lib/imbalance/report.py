@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance import plots, stats, tables
+from imbalance import plots, registry, stats, tables
 from imbalance.params import THRESH_SUFFIX
 from imbalance.tables import format_value, point_label
 
@@ -176,7 +176,7 @@ def duration(seconds: float) -> str:
 
 def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.DataFrame:
     """What was run, as (item, value) rows, from the records and the study's stored settings."""
-    trained = records[~tables.thresholded(records["method"])]        # a '-thresh' row reuses its base network
+    trained = records[~records["method"].map(_post_hoc)]             # a post-hoc row reuses its base network
     grid = tables.grid_table(records)
 
     def values(column):
@@ -204,7 +204,8 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
         ("methods", ", ".join(tables.methods_present(records))),
         ("repeats per point and method", ", ".join(map(str, repeats)) or "—"),
         ("networks trained", f"{len(trained)} ({int(trained['diverged'].fillna(0).sum())} diverged); "
-                             f"{len(records) - len(trained)} '-thresh' rows reuse their base method's network"),
+                             f"{len(records) - len(trained)} post-hoc rows ('-thresh', '-la', '-tau-norm') reuse "
+                             "their base method's network"),
         ("iterations per network", iteration_text),
         ("recipe changes", ", ".join(f"{k} = {v}" for k, v in sorted((settings.get("recipe_overrides") or {}).items()))
          or "none"),
@@ -364,6 +365,11 @@ def _point_table(winners: pd.DataFrame, paired: pd.DataFrame | None, s: ReportSe
                      f"winner − {s.reference}": difference, "interval": interval, "verdict": verdict,
                      "n": int(w["n"]), "note": "" if _text(w["note"]).startswith(interval) else _text(w["note"])})
     return pd.DataFrame(rows)
+
+
+def _post_hoc(method) -> bool:
+    """A post-hoc method ('<m>-thresh', '<m>-la', '<m>-tau-norm') trains no network of its own."""
+    return isinstance(method, str) and registry.is_method(method) and registry.get_method(method).posthoc is not None
 
 
 def _text(value) -> str:
