@@ -49,6 +49,7 @@ from .store import VALIDATION_METRICS
 from .sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
                        undersample_indices)
 from .images import Preprocessor, StreamedImages
+from .models import sized_model
 from .train import Recipe, recipe_with, resolve_device
 
 
@@ -86,6 +87,16 @@ def tau_normalised(model: nn.Module, *, tau: float = 1.0) -> nn.Module:
         norms = weight.flatten(1).norm(dim=1).clamp_min(torch.finfo(weight.dtype).tiny)
         weight /= (norms ** tau).reshape((-1,) + (1,) * (weight.ndim - 1))
     return out
+
+
+class AlreadyScaled:
+    """The preprocessing of float32 images given already scaled (an .npz of floats): values left as they are."""
+
+    def fit(self, images: torch.Tensor) -> "AlreadyScaled":
+        return self
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float()
 
 
 @dataclass
@@ -129,6 +140,10 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
         (f"_mu={mu}" if mu is not None else "") + (f"_level={level}" if level is not None else "")
     labels = dataset.train_labels.numpy()
     n_classes = dataset.n_classes
+    # the recipe's model fitted to the images' size (LeNet-5's fc1; All-CNN-C and ResNet-10 pool globally)
+    side = tuple(dataset.train_images.shape[-2:]) if hasattr(dataset, "train_images") else \
+        (recipe.crop_size, recipe.crop_size)
+    recipe = recipe_with(recipe, model=sized_model(recipe.model, side))
     device = resolve_device(None if device in (None, "auto") else device)
     stream_size = recipe.iterations * recipe.batch_size          # draws of a streamed sampler
 
@@ -169,7 +184,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                                                   shuffle=not streamed)))
             n_train[(name, r)] = len(y) if streamed else len(pos)
     if hasattr(dataset, "train_images"):     # resident: preprocessed once for both phases
-        preprocessor = Preprocessor(recipe).fit(dataset.train_images.to(device))
+        preprocessor = (AlreadyScaled() if dataset.train_images.is_floating_point() else
+                        Preprocessor(recipe).fit(dataset.train_images.to(device)))
         train_images, test_images = dataset.train_images, dataset.test_images
     else:                                    # an image folder (ILSVRC-2012 layout), decoded on demand
         preprocessor = None
