@@ -89,3 +89,16 @@ def test_an_npz_runs_the_same_way_with_its_class_names(skewed):
     # the .npz keeps the maker's label order: zero (300), three (120), eight (15)
     assert record["classes"] == ["zero", "three", "eight"] and record["class_counts"] == [270, 108, 13]
     assert record["val_accuracy"] is not None and record["point_id"] == "natural"
+
+
+@pytest.mark.parametrize("metric", ["macro_f1", "val_g_mean"])
+def test_the_report_ranks_by_the_imbalanced_data_metrics(folder_study, metric):
+    from imbalance import report, tables
+    study_dir, records = folder_study
+    frame = tables.records_frame(records)
+    best = frame.groupby("method")[metric].mean().idxmax()
+    html = report.study_report("skewed-digits", study_dir.parent, save_figures=False,
+                               settings=report.ReportSettings(metric=metric)).html()
+    assert f"rank methods by {report.plots.METRICS[metric]}" in html
+    winner = re.search(r"<td>ρ=20.7692</td><td>([\w-]+)</td>", html)
+    assert winner and winner.group(1) == best
