@@ -510,7 +510,8 @@ def load_imagefolder_resident(root: str | os.PathLike, *, image_size: int | None
                 first = (path, image.size)
             elif image.size != first[1]:
                 raise ValueError(f"imagefolder: {path} is {image.size[0]}x{image.size[1]} pixels but {first[0]} is "
-                                 f"{first[1][0]}x{first[1][1]}; set image_size (and image_fit) to bring them to one size")
+                                 f"{first[1][0]}x{first[1][1]}; set image_size (and image_fit) to bring them to one "
+                                 "size")
             array = np.asarray(image, dtype=np.uint8)
             pixels.append(array[None] if gray else array.transpose(2, 0, 1))
         if not pixels:

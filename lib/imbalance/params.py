@@ -44,7 +44,8 @@ MAX_RHO = 1e12                 # rho above this gives minority classes of no exa
 # records_path and threads): a `notebook_parameters` key may not override them.
 RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
                      "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
-                     "point_id", "records_path", "threads", "plugins", "validation", "test_prior", "image_size", "image_fit")
+                     "point_id", "records_path", "threads", "plugins", "validation", "test_prior", "image_size",
+                     "image_fit")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class StudyParams:
     cell_timeout: float | None = None  # seconds one notebook cell may run before its point fails
                                        # (papermill's per-cell timeout; guards against hung kernels); null: no limit
     validation: float | None = None  # fraction of each repeat's imbalanced training subset held out, stratified,
-                                     # for val_* metrics and the '-la' tau; null: no validation split
+                                     # for val_* metrics and the '-la' / '-tau-norm' tau; null: none
     image_size: int | None = None    # imagefolder: square side in pixels the images are fitted to; null: their own
     image_fit: str = "crop"          # imagefolder with image_size: crop (shorter side, centre crop) | stretch
     test_prior: str = "balanced"     # balanced | train | both: test on the data's test set, on a subsample that

@@ -57,7 +57,7 @@ plugins = []
 repeats = 1
 # study seed; every network's seed derives from it
 seed = 0
-# fraction of each repeat's training subset held out (stratified) for val_* metrics and the '-la' tau; None: none
+# fraction of each repeat's training subset held out (stratified) for val_* metrics and the '-la' / '-tau-norm' tau; None: none
 validation = 0.1
 # balanced | train | both: the test set, a subsample following the training prior, or both (prior_* metrics)
 test_prior = "balanced"
