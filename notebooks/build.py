@@ -93,9 +93,17 @@ TRAINING = {
         methods=ALL_METHODS, dataset="imagefolder", recipe="resnet10-imagenet", recipe_overrides={},
         device="cuda", batched=False, execute=False,
         defaults="Its defaults are the study's first grid point, on a GPU."),
+    "own/study": dict(
+        title="Your own data: one grid point of any dataset",
+        about="The training notebook of a params file without `notebook:` (README, \"Your own data\"): any "
+              "dataset (an image folder, an `.npz`, or a built-in one), any imbalance, `natural` included (the "
+              "data's own class counts, one grid point), with a validation split for `val_*` metrics and the "
+              "τ of `-la` methods.  The defaults run LeNet-5 briefly on `mnist-sample` at its own class counts.",
+        params="examples/skewed.yaml", imbalance="natural", rho=None, mu=None, level=None, minority="random",
+        methods=["baseline", "ros", "weighted-ce", "baseline-la"], validation=0.1),
 }
 
-PARAMETER_KEYS = ("dataset", "imbalance", "rho", "mu", "level", "minority", "methods", "recipe", "recipe_overrides",
+PARAMETER_KEYS = ("dataset", "validation", "imbalance", "rho", "mu", "level", "minority", "methods", "recipe", "recipe_overrides",
                   "device", "batched")  # the values a TRAINING entry may set
 # Each value's comment is the line above it: papermill's parameter parser skips a line with a second
 # '=' (as in an inline comment "None = ..."), then warns "Passed unknown parameter" on every run.
@@ -103,13 +111,18 @@ TRAINING_PARAMETERS = '''\
 # %% tags=["parameters"]
 # study name (the runner passes the params file's `study`)
 study = "scratch"
-# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
+# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder | npz
 dataset = {dataset}
-# dataset folder; None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
+# dataset folder (imagefolder: <data_root>/train/<class>/*, <data_root>/val/<class>/*) or .npz file;
+# None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
 data_root = None
-# step | linear | exponential
+# imagefolder: square side in pixels the images are fitted to; None: their own size
+image_size = None
+# imagefolder with image_size: crop (shorter side, centre crop) | stretch
+image_fit = "crop"
+# step | linear | exponential | natural (the data's own class counts: rho and mu None)
 imbalance = {imbalance}
-# majority/minority size ratio, at least 1
+# majority/minority size ratio, at least 1; None for natural imbalance
 rho = {rho}
 # fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
 mu = {mu}
@@ -127,6 +140,10 @@ plugins = []
 repeats = 1
 # study seed; every network's seed derives from it
 seed = 0
+# fraction of each repeat's training subset held out (stratified) for val_* metrics and the '-la' / '-tau-norm' tau; None: none
+validation = {validation}
+# balanced | train | both: the test set, a subsample following the training prior, or both (prior_* metrics)
+test_prior = "balanced"
 # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
 recipe = {recipe}
 # any Recipe field (lib/imbalance/train.py); {{}}: the paper's recipe
@@ -155,8 +172,7 @@ import time
 import torch
 
 from imbalance import plots, tables
-from imbalance.data import data_root as find_data_root
-from imbalance.data import load_dataset, load_imagefolder
+from imbalance.data import load_study_data
 from imbalance.methods import run_grid_point
 from imbalance.registry import load_plugins
 from imbalance.store import write_records
@@ -165,18 +181,19 @@ from imbalance.train import RECIPES, recipe_with
 load_plugins(plugins)  # users' methods (imbalance.registry.register_method), before the names are used
 if threads:
     torch.set_num_threads(threads)
-if dataset == "imagefolder":  # ImageNet-style folders: labels resident, images decoded on demand
-    data = load_imagefolder(find_data_root(data_root))
-else:
-    data = load_dataset(dataset, root=data_root)
+# an image folder is loaded resident when it fits in memory, else streamed (decoded on demand)
+data = load_study_data(dataset, root=data_root, image_size=image_size, image_fit=image_fit)
 training_recipe = recipe_with(RECIPES[recipe], **recipe_overrides)
+if image_size and not hasattr(data, "train_images"):  # streamed: crops of image_size
+    training_recipe = recipe_with(training_recipe, crop_size=image_size, resize_size=round(image_size * 8 / 7))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 start = time.perf_counter()
 result = run_grid_point(data, imbalance=imbalance, rho=rho, mu=mu, level=level, n_max=n_max, minority=minority,
                         methods=methods, repeats=repeats, seed=seed, recipe=training_recipe, device=device,
-                        batched=batched, study=study, point_id=point_id, progress=False)
+                        batched=batched, study=study, point_id=point_id, progress=False, validation=validation,
+                        test_prior=test_prior)
 print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeats) "
       f"in {time.perf_counter() - start:.1f} s")
 
@@ -230,7 +247,7 @@ def markdown(text: str) -> str:
 
 def training_source(name: str) -> str:
     spec = TRAINING[name]
-    values = dict(dataset="mnist-sample", recipe="lenet5-mnist", device="auto", batched=True,
+    values = dict(dataset="mnist-sample", recipe="lenet5-mnist", device="auto", batched=True, validation=None,
                   recipe_overrides={"iterations": 100, "eval_interval": 50})
     values.update({k: v for k, v in spec.items() if k in PARAMETER_KEYS})
     values = {k: Literal.of(v) for k, v in values.items()}
@@ -279,7 +296,7 @@ EXPLORE = '''\
 # %% tags=["parameters"]
 study = "quick"  # the study: outputs/<study>/results.sqlite
 outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
-metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accuracy
+metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accuracy | macro_f1 | g_mean | val_* ...
 reference = "baseline"  # paired differences are each method minus this one
 rho = 100  # the first view: the grid point nearest this imbalance ratio ...
 mu = 0.5  # ... and this fraction of minority classes

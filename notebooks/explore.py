@@ -26,7 +26,7 @@
 # %% tags=["parameters"]
 study = "quick"  # the study: outputs/<study>/results.sqlite
 outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
-metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accuracy
+metric = "roc_auc"  # roc_auc | accuracy | thresholded_accuracy | balanced_accuracy | macro_f1 | g_mean | val_* ...
 reference = "baseline"  # paired differences are each method minus this one
 rho = 100  # the first view: the grid point nearest this imbalance ratio ...
 mu = 0.5  # ... and this fraction of minority classes

@@ -487,3 +487,42 @@ def test_npz_params_file_is_checked_before_training(tmp_path):
     bad = _save(tmp_path, _bad(y_train=np.zeros(19, np.int64)), name="bad.npz")
     with pytest.raises(ValueError, match=r"bad.npz: y_train has no example of class 1 \('scratch'\)"):
         check_data(params_from_dict({**raw, "data_root": str(bad)}))
+
+
+# --- any image folder --------------------------------------------------------------------------
+
+def _folder(root, sizes, *, mode="L", per_class=2):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c, (name, size) in enumerate(zip(("cat", "ant", "bee"), sizes)):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class + c):
+                shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(
+                    root / split / name / f"{i}.png")
+    return root
+
+
+def test_a_small_image_folder_loads_resident_with_folder_names_as_classes(tmp_path):
+    from imbalance.data import load_imagefolder_resident, load_study_data
+    root = _folder(tmp_path, [(20, 16)] * 3)
+    data = load_imagefolder_resident(root)
+    assert data.classes == ("ant", "bee", "cat")                   # sorted, as ImageFolder numbers them
+    assert data.train_images.dtype == torch.uint8 and data.train_images.shape == (9, 1, 16, 20)
+    assert torch.bincount(data.train_labels).tolist() == [3, 4, 2]   # ant 3, bee 4, cat 2
+    assert hasattr(load_study_data("imagefolder", root=root), "train_images")
+    streamed = load_study_data("imagefolder", root=root, max_resident_bytes=100)
+    assert not hasattr(streamed, "train_images") and streamed.classes == data.classes
+
+
+def test_mixed_sizes_need_image_size_and_then_fit_it(tmp_path):
+    from imbalance.data import load_imagefolder_resident
+    root = _folder(tmp_path, [(20, 16), (30, 40), (20, 16)], mode="RGB")
+    with pytest.raises(ValueError, match="bee.0.png is 20x16 pixels but .*ant.0.png is 30x40; set image_size"):
+        load_imagefolder_resident(root)
+    for fit in ("crop", "stretch"):
+        data = load_imagefolder_resident(root, image_size=12, image_fit=fit)
+        assert data.train_images.shape[1:] == (3, 12, 12) and data.test_images.shape[1:] == (3, 12, 12)
+    with pytest.raises(ValueError, match="image_fit must be one of crop, stretch"):
+        load_imagefolder_resident(root, image_size=12, image_fit="pad")

@@ -309,6 +309,22 @@ def test_natural_imbalance_keeps_the_datas_counts_and_validates_on_a_held_out_sp
     assert la["tau_source"] == "validation" and la["posthoc_tau"] in TAU_GRID and base["tau_source"] is None
 
 
+def test_tau_norm_takes_the_tau_that_validates_best_and_its_scores_are_that_networks(skewed):
+    from imbalance.metrics import balanced_accuracy
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=6, eval_interval=3)
+    res = run_grid_point(skewed, imbalance="natural", methods=["baseline", "baseline-tau-norm"], recipe=recipe,
+                         validation=0.2, seed=1, progress=False, device="cpu")
+    record = res.records[1]
+    assert record["tau_source"] == "validation" and record["posthoc_tau"] in TAU_GRID
+    # the test metrics are those of the baseline network normalised with the chosen tau (the single-network path)
+    model = tau_normalised(res.results[("none", 0)].model, tau=record["posthoc_tau"])   # baseline's network
+    from imbalance.images import Preprocessor
+    x = Preprocessor(recipe).fit(skewed.train_images).transform(skewed.test_images)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    assert record["balanced_accuracy"] == pytest.approx(balanced_accuracy(skewed.test_labels, pred, n_classes=3))
+
+
 def test_tau_is_chosen_without_looking_at_the_test_set(skewed):
     from imbalance.data import ImageDataset
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)

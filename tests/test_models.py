@@ -137,3 +137,15 @@ def test_build_model_rejects_unknown_names_listing_the_valid_ones():
 def test_builders_reject_bad_arguments_naming_them(kwargs, word):
     with pytest.raises(ValueError, match=word):
         lenet5(**kwargs)
+
+
+def test_lenet_fits_its_input_layer_to_the_image_size_and_the_28_pixel_default_is_unchanged():
+    from imbalance.models import MODELS, build_model, sized_model
+    assert sized_model("lenet5", (28, 28)) == "lenet5" and sized_model("allcnn", (50, 70)) == "allcnn"
+    key = sized_model("lenet5", (32, 40))
+    assert key == "lenet5@32x40" and key in MODELS
+    net = build_model(key, n_classes=3, in_channels=3, seed=0)
+    assert net(torch.zeros(2, 3, 32, 40)).shape == (2, 3)
+    assert net.fc1.in_features == 50 * 5 * 7           # ((32-4)//2-4)//2 = 5, ((40-4)//2-4)//2 = 7
+    default, same = build_model("lenet5", n_classes=10, in_channels=1, seed=4), lenet5(seed=4)
+    assert all(torch.equal(a, b) for a, b in zip(default.parameters(), same.parameters()))

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 LIB = ROOT / "lib"
 TRAINING = ["mnist/step", "mnist/linear", "mnist/graded", "cifar10/step", "cifar10/linear", "cifar10/convergence",
-            "imagenet/subsets"]
+            "imagenet/subsets", "own/study"]
 ALL = TRAINING + ["figures", "explore"]
 UNEXECUTED = {"imagenet/subsets"}   # needs an ILSVRC-2012 folder
 CELL_TIMEOUT = 300   # s per cell: papermill/nbclient can hang on a lost kernel reply (nteract/papermill#711)

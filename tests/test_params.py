@@ -321,3 +321,24 @@ def test_validation_and_test_prior_reach_the_notebook_and_bad_values_are_named(t
     assert load_params(write(tmp_path)).test_prior == "balanced" and load_params(write(tmp_path)).validation is None
     assert "key 'validation'" in error(tmp_path, validation=1.5) and "(0, 1)" in error(tmp_path, validation=1.5)
     assert "key 'test_prior'" in error(tmp_path, test_prior="skewed")
+
+
+def test_a_short_params_file_defaults_its_notebook_from_dataset_and_imbalance(tmp_path):
+    assert load_params(write(tmp_path, notebook="<drop>")).notebook == "mnist/step"
+    assert load_params(write(tmp_path, notebook="<drop>", levels=[1, 10])).notebook == "mnist/graded"
+    own = dict(notebook="<drop>", dataset="npz", imbalance="natural", rho="<drop>", mu="<drop>")
+    assert load_params(write(tmp_path, **own)).notebook == "own/study"
+    assert load_params(write(tmp_path, **{**own, "notebook": "mnist/step"})).notebook == "mnist/step"   # given: kept
+    assert (PARAMS.parent / "notebooks" / "own" / "study.ipynb").is_file()
+
+
+def test_image_size_is_for_image_folders_and_a_side_of_8_or_more(tmp_path):
+    from imbalance.data import IMAGE_FITS
+    from imbalance.params import IMAGE_FITS as COPY
+    assert COPY == IMAGE_FITS
+    folder = dict(dataset="imagefolder", imbalance="natural", rho="<drop>", mu="<drop>")
+    params = load_params(write(tmp_path, **folder, image_size=64, image_fit="stretch"))
+    assert expand_grid(params)[0].parameters(params)["image_size"] == 64
+    assert "applies to dataset imagefolder only" in error(tmp_path, image_size=64)
+    assert "an integer >= 8" in error(tmp_path, **folder, image_size=4)
+    assert "one of crop, stretch" in error(tmp_path, **folder, image_fit="pad")

@@ -458,6 +458,92 @@ def load_imagefolder(root: str | os.PathLike, *, transform=None,
         torch.as_tensor(test.targets, dtype=torch.int64), source=str(root))
 
 
+# --- any image folder: resident when it fits (fast path), else streamed -------------------------
+
+IMAGE_FITS = ("crop", "stretch")   # image_size given: resize the shorter side and centre-crop, or squash
+RESIDENT_MAX_BYTES = 2 << 30       # decoded uint8 pixels up to this are loaded resident (2 GiB); more: streamed
+GRAY_MODES = ("1", "L", "I", "I;16")  # PIL modes read as one channel; a folder with any other is read as RGB
+
+
+def _fit_image(image, size: int | None, fit: str):
+    import torchvision.transforms.functional as TF
+    if size is None:
+        return image
+    if fit == "stretch":
+        return TF.resize(image, [size, size])
+    return TF.center_crop(TF.resize(image, size), [size, size])
+
+
+def _check_image_options(image_size, image_fit) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8):
+        raise ValueError(f"image_size must be an integer >= 8 (pixels of the square side), or None for the "
+                         f"images' own size; got {image_size!r}")
+    if image_fit not in IMAGE_FITS:
+        raise ValueError(f"image_fit must be one of {', '.join(IMAGE_FITS)}, got {image_fit!r}")
+
+
+def load_imagefolder_resident(root: str | os.PathLike, *, image_size: int | None = None,
+                              image_fit: str = "crop") -> ImageDataset:
+    """Decode every image of `<root>/train/<class>/*` and `<root>/val/<class>/*` into uint8 (N, C, H, W).
+
+    Class names are the folder names (sorted, as ImageFolder numbers them).  One channel if every image is
+    grayscale, else RGB.  Without image_size all images must share one size (the first's), or the error
+    names the file and asks for image_size; with it each is fitted to a square of that side (image_fit).
+    """
+    from PIL import Image
+    _check_image_options(image_size, image_fit)
+    streamed = load_imagefolder(root)
+    splits = {}
+    for split, folder in (("train", streamed.train), ("test", streamed.test)):
+        splits[split] = []
+        for path, _ in folder.samples:
+            with Image.open(path) as image:
+                image.load()
+                splits[split].append((path, image))
+    gray = all(image.mode in GRAY_MODES for images in splits.values() for _, image in images)
+    arrays, first = {}, None
+    for split, images in splits.items():
+        pixels = []
+        for path, image in images:
+            image = _fit_image(image.convert("L" if gray else "RGB"), image_size, image_fit)
+            if first is None:
+                first = (path, image.size)
+            elif image.size != first[1]:
+                raise ValueError(f"imagefolder: {path} is {image.size[0]}x{image.size[1]} pixels but {first[0]} is "
+                                 f"{first[1][0]}x{first[1][1]}; set image_size (and image_fit) to bring them to one "
+                                 "size")
+            array = np.asarray(image, dtype=np.uint8)
+            pixels.append(array[None] if gray else array.transpose(2, 0, 1))
+        if not pixels:
+            raise ValueError(f"imagefolder: no images under {root}/{'train' if split == 'train' else 'val'}")
+        arrays[split] = torch.from_numpy(np.stack(pixels))
+    return ImageDataset("imagefolder", streamed.classes, arrays["train"], streamed.train_labels, arrays["test"],
+                        streamed.test_labels, source=streamed.source)
+
+
+def load_study_data(dataset: str, *, root: str | os.PathLike | None = None, image_size: int | None = None,
+                    image_fit: str = "crop", max_resident_bytes: int = RESIDENT_MAX_BYTES):
+    """What a training notebook loads: a resident dataset by name, or an image folder, resident when its
+    decoded pixels (estimated from its first image) fit in max_resident_bytes, else streamed (decoded on
+    demand at the recipe's crop size)."""
+    if dataset != "imagefolder":
+        if image_size is not None:
+            raise ValueError(f"image_size applies to dataset 'imagefolder' only (the images of {dataset!r} "
+                             f"keep their size), got {image_size!r}")
+        return load_dataset(dataset, root=root)
+    from PIL import Image
+    _check_image_options(image_size, image_fit)
+    streamed = load_imagefolder(data_root(root))
+    n = len(streamed.train_labels) + len(streamed.test_labels)
+    if n == 0:
+        raise ValueError(f"imagefolder: no images under {streamed.source}/train and /val")
+    with Image.open(streamed.train.samples[0][0]) as image:
+        channels = 1 if image.mode in GRAY_MODES else 3
+        pixels = image_size * image_size if image_size else image.size[0] * image.size[1]
+    return (load_imagefolder_resident(data_root(root), image_size=image_size, image_fit=image_fit)
+            if n * channels * pixels <= max_resident_bytes else streamed)
+
+
 # --- npz: your own arrays ---------------------------------------------------------------------
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")   # required

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import platform
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -49,6 +50,7 @@ from .store import VALIDATION_METRICS
 from .sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
                        undersample_indices)
 from .images import Preprocessor, StreamedImages
+from .models import sized_model
 from .train import Recipe, recipe_with, resolve_device
 
 
@@ -88,6 +90,16 @@ def tau_normalised(model: nn.Module, *, tau: float = 1.0) -> nn.Module:
     return out
 
 
+class AlreadyScaled:
+    """The preprocessing of float32 images given already scaled (an .npz of floats): values left as they are."""
+
+    def fit(self, images: torch.Tensor) -> "AlreadyScaled":
+        return self
+
+    def transform(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float()
+
+
 @dataclass
 class PointResult:
     records: list[dict]                         # one per (method, repeat): see store.py for fields
@@ -106,15 +118,17 @@ def _git_rev() -> str | None:
         return None
 
 
-def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: float | None = None, level: float | None = None,
-                   n_max: int | None = None, minority: str = "random", methods=("baseline",), repeats: int = 1,
+def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: float | None = None,
+                   level: float | None = None, n_max: int | None = None, minority: str = "random",
+                   methods=("baseline",), repeats: int = 1,
                    seed: int = 0, recipe: Recipe, device=None, batched: bool = True, layout: str = "auto",
                    study: str = "", point_id: str | None = None, progress: bool = True,
                    validation: float | None = None, test_prior: str = "balanced") -> PointResult:
     """Train and evaluate one grid point's networks (repeats x methods) and return their records.
 
     validation: a fraction of each repeat's imbalanced subset held out, stratified (profiles.validation_split,
-    seeded per repeat): records get `val_*` metrics and '-la' methods their tau chosen on it (registry.TAU_GRID).
+    seeded per repeat): records get `val_*` metrics and '-la' / '-tau-norm' methods their tau chosen on it
+    (registry.TAU_GRID).
     test_prior: 'balanced' (the data's test set), 'train' (a seeded test subsample following each repeat's
     training prior) or 'both' (balanced, and the other as `prior_*` metrics)."""
     chosen = [get_method(m) for m in methods]
@@ -129,6 +143,10 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
         (f"_mu={mu}" if mu is not None else "") + (f"_level={level}" if level is not None else "")
     labels = dataset.train_labels.numpy()
     n_classes = dataset.n_classes
+    # the recipe's model fitted to the images' size (LeNet-5's fc1; All-CNN-C and ResNet-10 pool globally)
+    side = tuple(dataset.train_images.shape[-2:]) if hasattr(dataset, "train_images") else \
+        (recipe.crop_size, recipe.crop_size)
+    recipe = recipe_with(recipe, model=sized_model(recipe.model, side))
     device = resolve_device(None if device in (None, "auto") else device)
     stream_size = recipe.iterations * recipe.batch_size          # draws of a streamed sampler
 
@@ -169,7 +187,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                                                   shuffle=not streamed)))
             n_train[(name, r)] = len(y) if streamed else len(pos)
     if hasattr(dataset, "train_images"):     # resident: preprocessed once for both phases
-        preprocessor = Preprocessor(recipe).fit(dataset.train_images.to(device))
+        preprocessor = (AlreadyScaled() if dataset.train_images.is_floating_point() else
+                        Preprocessor(recipe).fit(dataset.train_images.to(device)))
         train_images, test_images = dataset.train_images, dataset.test_images
     else:                                    # an image folder (ILSVRC-2012 layout), decoded on demand
         preprocessor = None
@@ -212,9 +231,26 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                            train_networks([s for _, s in phase2], train_images, dataset.train_labels, recipe,
                                           test=test, **common)))
 
-    # tau-norm: the output weights of a trained network, rescaled (no training)
-    adjusted = {(m.name, r): tau_normalised(trained[(final[m.base], r)].model, tau=m.posthoc_tau)
-                for m in chosen if m.posthoc == "tau-norm" for r in range(repeats)}
+    # each repeat's held-out examples, as the networks take them (never the test set)
+    val_images = {r: StreamedImages(torch.utils.data.Subset(dataset.train, where.tolist()), train=False, recipe=recipe)
+                  if preprocessor is None else preprocessor.transform(dataset.train_images[where].to(device))
+                  for r, where in held_out.items()}
+    # tau-norm: the output weights of a trained network, rescaled (no training); tau chosen on the validation
+    # split where there is one (as '-la's), else the method's fixed tau
+    adjusted, chosen_tau = {}, {}
+    for m in chosen:
+        for r in range(repeats) if m.posthoc == "tau-norm" else ():
+            base = trained[(final[m.base], r)]
+            if r in val_images and not base.diverged:
+                candidates = [tau_normalised(base.model, tau=tau) for tau in TAU_GRID]
+                val = torch.softmax(predict_networks(candidates, val_images[r], device=device).double(), -1).cpu()
+                value = [method_metrics(v.numpy(), labels[held_out[r]], priors=priors[r], diverged=False)[
+                    TAU_SELECTED_BY] for v in val]
+                value = [-math.inf if v is None else v for v in value]      # a non-finite candidate loses
+                best = max(range(len(TAU_GRID)), key=lambda i: (value[i], -i))   # ties: the first
+                adjusted[(m.name, r)], chosen_tau[(m.name, r)] = candidates[best], TAU_GRID[best]
+            else:
+                adjusted[(m.name, r)] = tau_normalised(base.model, tau=m.posthoc_tau)
     models = {**{k: v.model for k, v in trained.items()}, **adjusted}
     networks = list(models)                        # evaluate every network once, batched
     logits = predict_networks([models[k] for k in networks], test_images if preprocessor is None
@@ -223,10 +259,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
 
     # validation scores: each repeat's networks on its own held-out examples (never the test set)
     val_scores = {}
-    for r, where in held_out.items():
+    for r, images in val_images.items():
         keys = [k for k in networks if k[1] == r]
-        images = (StreamedImages(torch.utils.data.Subset(dataset.train, where.tolist()), train=False, recipe=recipe)
-                  if preprocessor is None else preprocessor.transform(dataset.train_images[where].to(device)))
         val_logits = predict_networks([models[k] for k in keys], images, device=device)
         val_scores.update(zip(keys, torch.softmax(val_logits.double(), -1).cpu().numpy()))
     y_test = dataset.test_labels.numpy()
@@ -246,7 +280,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
             record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance,
                           rho=natural_rho(subsets[r].counts) if natural else rho, mu=mu,
                           level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[net],
-                          class_counts=subsets[r].counts.tolist(), classes=list(dataset.classes), diverged=result.diverged,
+                          class_counts=subsets[r].counts.tolist(), classes=list(dataset.classes),
+                          diverged=result.diverged,
                           diverged_at=result.diverged_at, iterations=result.iterations_done, train_seconds=spent,
                           device=str(device), versions=versions, git_rev=git_rev, curve=result.curve)
             key = (m.name, r) if m.posthoc == "tau-norm" else net
@@ -255,6 +290,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
             y_val = labels[held_out[r]] if r in held_out else None
             if m.posthoc == "la" and y_val is not None and not result.diverged:
                 tau, tau_source = _tau_on_validation(val_scores[key], y_val, priors=priors[r]), "validation"
+            if (m.name, r) in chosen_tau:
+                tau, tau_source = chosen_tau[(m.name, r)], "validation"
             metric = dict(priors=priors[r], diverged=result.diverged, posthoc=posthoc, tau=1.0 if tau is None else tau)
             main = prior_test[r] if test_prior == "train" else slice(None)
             record.update(method_metrics(scores[key][main], y_test[main], **metric))

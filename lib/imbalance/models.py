@@ -13,6 +13,7 @@ networks train in parallel threads.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections import OrderedDict
 
@@ -134,22 +135,25 @@ class ResNet10(ResNet):
     output_layers: tuple[str, ...] = ("fc",)
 
 
-def lenet5(*, n_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+def lenet5(*, n_classes: int = 10, in_channels: int = 1, image_size: int | tuple[int, int] = 28,
            seed: int) -> LeNet5:
     """conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, fc 500, ReLU, fc n_classes.
+
+    image_size: the input's side (or (height, width)); fc1 takes what the convolutions leave of it.
 
     As in Caffe's prototxt there is no nonlinearity after the convolutions.  Weights come from
     Caffe's "xavier" filler, U(+-sqrt(3 / fan_in)), biases are 0 (see `_xavier_`).
     """
-    _check(n_classes=n_classes, in_channels=in_channels, image_size=image_size, seed=seed)
-    side = ((image_size - 4) // 2 - 4) // 2  # two valid 5x5 convolutions, two 2x2 pools
-    if side < 1:
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    _check(n_classes=n_classes, in_channels=in_channels, image_height=height, image_width=width, seed=seed)
+    side_h, side_w = (((x - 4) // 2 - 4) // 2 for x in (height, width))  # two valid 5x5 convolutions, two 2x2 pools
+    if min(side_h, side_w) < 1:
         raise ValueError(f"image_size must be at least 16 for LeNet-5, got {image_size}")
     with torch.device("meta"):
         model = LeNet5(OrderedDict(
             conv1=nn.Conv2d(in_channels, 20, 5), pool1=nn.MaxPool2d(2),
             conv2=nn.Conv2d(20, 50, 5), pool2=nn.MaxPool2d(2), flatten=nn.Flatten(),
-            fc1=nn.Linear(50 * side * side, 500), relu=nn.ReLU(), fc2=nn.Linear(500, n_classes)))
+            fc1=nn.Linear(50 * side_h * side_w, 500), relu=nn.ReLU(), fc2=nn.Linear(500, n_classes)))
     return _init_(model, seed)
 
 
@@ -202,11 +206,33 @@ def resnet10(*, n_classes: int = 1000, in_channels: int = 3, seed: int) -> ResNe
 MODELS = {"lenet5": lenet5, "allcnn": allcnn, "resnet10": resnet10}
 
 
-def build_model(name: str, *, n_classes: int, in_channels: int, seed: int) -> nn.Module:
-    """The network registered as `name` in `MODELS`."""
+# models whose input layer fixes the image size (the others end in global pooling, so any size works)
+SIZED = {"lenet5": (28, 28)}     # name -> the (height, width) its registered entry takes
+
+
+def build_model(name: str, *, n_classes: int, in_channels: int, seed: int,
+                image_size: tuple[int, int] | None = None) -> nn.Module:
+    """The network registered as `name` in `MODELS`; image_size (height, width) adapts a sized model's
+    input layer (LeNet-5's fc1), and is ignored by those that pool globally (All-CNN-C, ResNet-10)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    if image_size is not None and name in SIZED:
+        return MODELS[name](n_classes=n_classes, in_channels=in_channels, seed=seed, image_size=tuple(image_size))
     return MODELS[name](n_classes=n_classes, in_channels=in_channels, seed=seed)
+
+
+def sized_model(name: str, image_size: tuple[int, int]) -> str:
+    """The MODELS key of `name` for inputs of image_size (height, width): `name` itself where it fits already
+    (or pools globally), else a variant `<name>@<h>x<w>` registered in MODELS once (a recipe names it as
+    `model`, so every trainer builds it without being told the size)."""
+    height, width = (int(x) for x in image_size)
+    if name not in SIZED or SIZED[name] == (height, width):
+        return name
+    key = f"{name}@{height}x{width}"
+    if key not in MODELS:
+        MODELS[key] = functools.partial(MODELS[name], image_size=(height, width))
+        SIZED[key] = (height, width)
+    return key
 
 
 def _check(*, seed, **positive) -> None:

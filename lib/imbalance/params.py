@@ -30,6 +30,7 @@ RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet")
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
 THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar10-jpg": 10}
+IMAGE_FITS = ("crop", "stretch")               # a copy of data.IMAGE_FITS (torch-free; a test checks them)
 TEST_PRIORS = ("balanced", "train", "both")   # a copy of methods.TEST_PRIORS (torch-free; a test checks them)
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name under outputs/
@@ -43,16 +44,18 @@ MAX_RHO = 1e12                 # rho above this gives minority classes of no exa
 # records_path and threads): a `notebook_parameters` key may not override them.
 RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
                      "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
-                     "point_id", "records_path", "threads", "plugins", "validation", "test_prior")
+                     "point_id", "records_path", "threads", "plugins", "validation", "test_prior", "image_size",
+                     "image_fit")
 
 
 @dataclass(frozen=True)
 class StudyParams:
     study: str                       # name; results go to outputs/<study>/
     dataset: str                     # one of DATASETS
-    notebook: str                    # training notebook notebooks/<notebook>.ipynb, once per grid point
     imbalance: str                   # step | linear | exponential | natural (the data's own class counts)
     recipe: str                      # one of RECIPES
+    notebook: str = ""               # training notebook notebooks/<notebook>.ipynb, once per grid point;
+                                     # omitted: default_notebook(dataset, imbalance)
     rho: tuple[float, ...] | None = None     # majority/minority ratio(s) >= 1; or use `points`
     mu: tuple[float, ...] | None = None      # minority fraction(s) in (0, 1); step only
     points: tuple[tuple[float, float | None], ...] | None = None  # explicit (rho, mu) pairs, instead of rho x mu
@@ -69,7 +72,9 @@ class StudyParams:
     cell_timeout: float | None = None  # seconds one notebook cell may run before its point fails
                                        # (papermill's per-cell timeout; guards against hung kernels); null: no limit
     validation: float | None = None  # fraction of each repeat's imbalanced training subset held out, stratified,
-                                     # for val_* metrics and the '-la' tau; null: no validation split
+                                     # for val_* metrics and the '-la' / '-tau-norm' tau; null: none
+    image_size: int | None = None    # imagefolder: square side in pixels the images are fitted to; null: their own
+    image_fit: str = "crop"          # imagefolder with image_size: crop (shorter side, centre crop) | stretch
     test_prior: str = "balanced"     # balanced | train | both: test on the data's test set, on a subsample that
                                      # follows the training prior, or both (prior_* metrics)
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
@@ -101,7 +106,19 @@ class StudyParams:
 
 
 KEYS = tuple(f.name for f in fields(StudyParams) if f.name != "source")
-REQUIRED = ("study", "dataset", "notebook", "imbalance", "recipe")  # plus rho, or points
+REQUIRED = ("study", "dataset", "imbalance", "recipe")  # plus rho, or points (not for natural imbalance)
+# the training notebook a params file without `notebook` runs: the paper's section notebook where one fits the
+# dataset and imbalance, else the generic one (notebooks/own/study: any dataset, any imbalance)
+PAPER_NOTEBOOKS = {("mnist", "step"): "mnist/step", ("mnist", "linear"): "mnist/linear",
+                   ("cifar10", "step"): "cifar10/step", ("cifar10", "linear"): "cifar10/linear"}
+GENERIC_NOTEBOOK = "own/study"
+
+
+def default_notebook(dataset: str, imbalance: str, levels=None) -> str:
+    family = {"mnist-sample": "mnist", "fashion-mnist": "mnist", "cifar10-jpg": "cifar10"}.get(dataset, dataset)
+    if levels and family == "mnist" and imbalance == "step":
+        return "mnist/graded"
+    return PAPER_NOTEBOOKS.get((family, imbalance), GENERIC_NOTEBOOK)
 
 
 def base_method(method: str) -> str:
@@ -249,6 +266,8 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
     v["recipe"] = _choice(v, "recipe", RECIPES, err)
     if v.get("minority") is not None:
         v["minority"] = _choice(v, "minority", MINORITY_RULES, err)
+    if v.get("notebook") is None:
+        v["notebook"] = default_notebook(v["dataset"], v["imbalance"], v.get("levels"))
     if not isinstance(v["notebook"], str) or not v["notebook"].strip() or v["notebook"].endswith(".ipynb"):
         raise err("notebook", "a notebook path under notebooks/ without '.ipynb', e.g. mnist/step")
     if os.path.isabs(v["notebook"]) or v["notebook"].startswith("~") or ".." in Path(v["notebook"]).parts:
@@ -267,6 +286,14 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
             raise err(key, f"an integer >= {low}" + (f" and <= {high:,}" if key != "n_max" else ""))
     if v.get("validation") is not None and not (_is_number(v["validation"]) and 0 < v["validation"] < 1):
         raise err("validation", "a fraction in the open interval (0, 1), e.g. 0.1, or null for no validation split")
+    if v.get("image_size") is not None:
+        if v["dataset"] != "imagefolder":
+            raise err("image_size", f"null: image_size applies to dataset imagefolder only ({v['dataset']!r} "
+                                    f"images keep their size)")
+        if not _is_int(v["image_size"]) or v["image_size"] < 8:
+            raise err("image_size", "an integer >= 8 (the square side in pixels), or null for the images' own size")
+    if v.get("image_fit") is not None:
+        v["image_fit"] = _choice(v, "image_fit", IMAGE_FITS, err)
     if v.get("test_prior") is not None:
         v["test_prior"] = _choice(v, "test_prior", TEST_PRIORS, err)
     if v.get("batched") is not None and not isinstance(v["batched"], bool):
@@ -505,6 +532,7 @@ class GridPoint:
             "recipe": params.recipe, "recipe_overrides": dict(params.recipe_overrides),
             "device": params.device, "batched": params.batched, "point_id": self.point_id,
             "plugins": list(params.plugins), "validation": params.validation, "test_prior": params.test_prior,
+            "image_size": params.image_size, "image_fit": params.image_fit,
             **params.notebook_parameters,
         }
 

@@ -122,8 +122,8 @@ def _class_order(available: np.ndarray, *, minority: str, n_max: int, rng: np.ra
     return np.concatenate([scarce, rng.permutation(rest)]).astype(np.int64)
 
 
-def subset_counts(available, *, profile: str, rho: float | None = None, mu: float | None = None, n_max: int | None = None,
-                  minority: str = "random", random_state=None) -> SubsetCounts:
+def subset_counts(available, *, profile: str, rho: float | None = None, mu: float | None = None,
+                  n_max: int | None = None, minority: str = "random", random_state=None) -> SubsetCounts:
     """Per-class counts of an imbalanced subset, from the available count per label alone.
 
     A dataset's count table (e.g. an image folder's files per class, ILSVRC-2012: 732-1,300)
@@ -182,8 +182,9 @@ def _natural_counts(available: np.ndarray, *, rho, mu, n_max) -> SubsetCounts:
     return SubsetCounts(counts=available.copy(), minority_classes=minority_classes, class_order=order)
 
 
-def imbalanced_subset(labels, *, profile: str, rho: float | None = None, mu: float | None = None, n_max: int | None = None,
-                      minority: str = "random", n_classes: int | None = None, random_state=None) -> Subset:
+def imbalanced_subset(labels, *, profile: str, rho: float | None = None, mu: float | None = None,
+                      n_max: int | None = None, minority: str = "random", n_classes: int | None = None,
+                      random_state=None) -> Subset:
     """Subsample a (balanced) labelled training set to an imbalance profile.
 
     labels: int labels of the full training set (numpy or torch). n_max: examples of the largest

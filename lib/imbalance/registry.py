@@ -30,7 +30,7 @@ STREAMED = ("class-aware", "sqrt")          # drawn batch by batch, not a resamp
 WEIGHTINGS = ("none", "inverse", "class-balanced")
 STAGES = (None, "two-phase", "crt")
 POSTHOC = ("thresh", "la", "tau-norm")      # suffixes '-thresh', '-la', '-tau-norm'
-# '-la' with a validation split (params `validation`): tau chosen on it from this grid by the validation
+# '-la' and '-tau-norm' with a validation split (params `validation`): tau chosen on it from this grid by the validation
 # balanced accuracy (logit adjustment targets the balanced error, Menon et al. 2021, eq. 10), ties to the
 # first; without one, Method.posthoc_tau (1.0).  The test set is never used to choose.
 TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)

