@@ -265,3 +265,25 @@ def test_rerunning_a_study_with_other_settings_is_refused(reference, capsys):
                  "--notebooks", str(NOTEBOOKS), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "study 'fake'" in err and "repeats: 2 then, 3 now" in err
+
+
+RECORD = {"method": "baseline", "repeat": 0, "roc_auc": 0.9, "curve": []}
+
+
+def test_settings_added_later_keep_older_studies_running_and_refuse_other_values(tmp_path):
+    """validation, test_prior, image_size and image_fit shape results: a study registered before they
+    existed still matches at their defaults, and a study registered at one value refuses another."""
+    from imbalance.params import load_params as load
+    path = fake_params(tmp_path)
+    params = load(path)
+    with Store(tmp_path / "old.sqlite") as store:
+        older = {k: v for k, v in runner._check_same_study(params, store).items() if k not in runner.LATER_KEYS}
+        store.insert_point(params.study, "p", [RECORD], settings=older)      # registered before the keys
+        assert runner._check_same_study(params, store) == older
+        with pytest.raises(ValueError, match=r"validation: None then, 0.1 now"):
+            runner._check_same_study(load(path, ["validation=0.1"]), store)
+    with Store(tmp_path / "new.sqlite") as store:
+        store.insert_point(params.study, "p", [RECORD],
+                           settings=runner._check_same_study(load(path, ["test_prior=both"]), store))
+        with pytest.raises(ValueError, match=r"test_prior: 'both' then, None now"):
+            runner._check_same_study(params, store)

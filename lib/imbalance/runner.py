@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imbalance.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
@@ -235,13 +235,20 @@ def _fail(store, params, point_id: str, error: str | None, summary) -> None:
 # What shapes a point's records: rerunning a study with other values would mix results.  The
 # grid's extent (rho, mu, points, levels) may grow, and where or how it runs may change.
 SAME_STUDY_KEYS = ("dataset", "notebook", "imbalance", "n_max", "minority", "methods", "repeats",
-                   "seed", "recipe", "recipe_overrides", "notebook_parameters")
+                   "seed", "recipe", "recipe_overrides", "notebook_parameters", "validation", "test_prior",
+                   "image_size", "image_fit")
+# Keys that became result-shaping after studies had been registered without them: at their default
+# they are left out of a registration, so an older study (which never set them) still matches, while
+# any other value, then or now, differs.
+LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit")
 
 
 def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
     """Refuse a study whose registered settings differ; return the settings to register it with
     on its first success.  `store` may be a database path (dry run: read only, never created)."""
-    settings = {k: v for k, v in params.to_dict().items() if k in SAME_STUDY_KEYS}
+    defaults = {f.name: f.default for f in fields(StudyParams) if f.name in LATER_KEYS}
+    settings = {k: v for k, v in params.to_dict().items()
+                if k in SAME_STUDY_KEYS and not (k in LATER_KEYS and v == defaults[k])}
     if isinstance(store, Path):
         if not store.exists():
             return settings
@@ -433,7 +440,8 @@ def time_point(params: StudyParams, point: GridPoint, *, threads: int) -> PointT
         methods.run_grid_point(data, imbalance=point.imbalance, rho=point.rho, mu=point.mu, level=point.level,
                                n_max=params.n_max, minority=params.minority, methods=list(params.methods),
                                repeats=params.repeats, seed=params.seed, recipe=short, device=params.device,
-                               batched=params.batched, study=params.study, point_id=point.point_id, progress=False)
+                               batched=params.batched, study=params.study, point_id=point.point_id, progress=False,
+                               validation=params.validation, test_prior=params.test_prior)
         return time.perf_counter() - started
 
     old_threads = torch.get_num_threads()
