@@ -33,7 +33,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
-from .models import build_model
+from .models import build_model, dropout_masks, dropout_shapes, reseed_dropout
 from .images import Preprocessor, ResidentImages
 from .losses import LossTerms, class_loss
 from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate,
@@ -81,6 +81,8 @@ def _initial_model(spec: NetworkSpec, recipe: Recipe, *, n_classes: int, in_chan
     fresh = lambda: build_model(recipe.model, n_classes=n_classes, in_channels=in_channels,  # noqa: E731
                                 seed=spec.init_seed)
     model = copy.deepcopy(spec.init_from) if spec.init_from is not None else fresh()
+    if spec.init_from is not None:     # a second stage's dropout streams restart from its own seed
+        reseed_dropout(model, spec.init_seed)
     if spec.init_from is not None and spec.reinit_output:     # cRT: the output layers start afresh
         drawn = dict(fresh().named_parameters())
         with torch.no_grad():
@@ -212,7 +214,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         raise ValueError(f"layout 'vmap' needs models without buffers (batch norm); {recipe.model} has some: "
                          f"use layout='single' or 'threads'")
     k = len(models)
-    base = copy.deepcopy(models[0]).to("meta")
+    base = copy.deepcopy(models[0]).to("meta").train()
     trainable = _trainable(specs[0], models[0])
     mults = lr_multipliers(models[0], recipe, trainable)        # same for the group (grouped by trainable)
     names = [n for n, _ in models[0].named_parameters()]
@@ -228,6 +230,10 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     # (a cross-entropy network in a mixed group gets neutral terms: weights 1, no offsets or margins)
     terms = None if all(s.loss is None for s in specs) else \
         [(s.loss or _neutral_terms(n_classes)).to(device, dtype) for s in specs]
+
+    # dropout (All-CNN-C): each step's masks drawn from every network's own streams, outside vmap,
+    # and passed in with the frozen parameters (models.dropout_masks); evaluation runs in eval mode
+    shapes = dropout_shapes(models[0], (recipe.batch_size,) + tuple(source.images.shape[1:]))
 
     def loss_fn(p, frozen, x, y, t):
         logits = functional_call(base, {**p, **frozen}, (x,))
@@ -259,7 +265,8 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         for t in range(start, start + n):
             idx = batches[t - start]
             x, y = source.batch(idx), ys[idx]                                        # one gather for K networks
-            grads, (loss, logits) = step(train_p, frozen_p, x, y, stacked_terms(t))
+            masks = dropout_masks(models, shapes, device=device, dtype=dtype) if shapes else {}
+            grads, (loss, logits) = step(train_p, {**frozen_p, **masks}, x, y, stacked_terms(t))
             lr = learning_rate(recipe, t) * lr_scale * alive
             sgd_step_([train_p[n] for n in train_names], [grads[n] for n in train_names], velocity, lr=lr,
                       momentum=recipe.momentum, weight_decay=recipe.weight_decay, lr_mults=mults)
@@ -313,7 +320,9 @@ def _vmap_test_accuracy(base: nn.Module, params: dict, test_set, batch_size: int
 
 @torch.no_grad()
 def vmap_predict(base: nn.Module, params: dict, source, *, batch_size: int = 1000) -> torch.Tensor:
-    """Logits (K, N, C) of K stacked networks on every image of `source` (shared across networks)."""
+    """Logits (K, N, C) of K stacked networks on every image of `source` (shared across networks), in
+    eval mode (no dropout; `base` itself is left as it is)."""
+    base = copy.deepcopy(base).eval()          # a meta-device module: nothing is copied but its structure
     call = vmap(lambda p, x: functional_call(base, p, (x,)), in_dims=(0, None))
     device = next(iter(params.values())).device
     return torch.cat([call(params, source.batch(torch.arange(i, min(i + batch_size, len(source)), device=device)))
@@ -330,4 +339,4 @@ def predict_networks(models: list[nn.Module], images, *, device=None, batch_size
     base = copy.deepcopy(models[0]).to("meta")
     params = {n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
               for n, _ in models[0].named_parameters()}
-    return vmap_predict(base.eval(), params, source, batch_size=batch_size)
+    return vmap_predict(base, params, source, batch_size=batch_size)
