@@ -21,6 +21,7 @@ buffers); they use "threads" on CPU and "single" on CUDA.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -72,6 +73,26 @@ def intra_op_threads(n: int):
         torch.set_num_threads(before)
 
 
+class _Progress:
+    """A job's networks x iterations done, shown on a tqdm bar and passed to progress_callback(done,
+    total); thread-safe (the threads layout reports from every worker thread)."""
+
+    def __init__(self, bar, callback=None):
+        self.bar, self.callback, self.done, self._lock = bar, callback, 0, threading.Lock()
+
+    def update(self, n: int) -> None:
+        if n == 0:
+            return
+        with self._lock:          # n < 0: a group given back (out of memory, retried smaller)
+            self.done += n
+            self.bar.update(n)
+            if self.callback is not None:
+                self.callback(self.done, self.bar.total)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _trainable(spec: NetworkSpec, model: nn.Module):
     return tuple(model.output_layers) if spec.trainable == "output" else spec.trainable
 
@@ -96,7 +117,8 @@ def _initial_model(spec: NetworkSpec, recipe: Recipe, *, n_classes: int, in_chan
 def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Recipe, *, n_classes: int,
                    device=None, batched: bool = True, layout: str = "auto", workers: int | None = None,
                    group_size: int | None = None, dtype: torch.dtype = torch.float32, test=None,
-                   preprocessor: Preprocessor | None = None, progress: bool = True) -> list[TrainResult]:
+                   preprocessor: Preprocessor | None = None, progress: bool = True,
+                   progress_callback=None) -> list[TrainResult]:
     """Train every spec's network for recipe.iterations steps; results in the order of `specs`.
 
     images: uint8 (N, C, H, W), preprocessed once (by `preprocessor`, else one fitted on all of
@@ -104,7 +126,9 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     (image folders: trained one network at a time). batched=False forces the "single" layout.
     workers: threads of the "threads" layout (default: torch's thread budget). group_size: networks per vmapped group (default:
     all; on a CUDA out-of-memory error a group is halved and retrained). dtype: of weights and
-    preprocessed images (float64 serves exactness checks).
+    preprocessed images (float64 serves exactness checks).  progress_callback(done_iterations,
+    total_iterations), if given, is called as the job's networks x iterations advance (from any
+    thread; a diverged network's skipped iterations count as done when it stops).
     """
     specs = list(specs)
     if not specs:
@@ -132,8 +156,8 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
         test_set = None if test is None else (ResidentImages(preprocessor.transform(test[0].to(device)).to(dtype)),
                                               test[1].to(device))
     ys = labels.to(device)
-    bar = tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.model} ({layout})",
-               unit="it", disable=not progress, leave=False)
+    bar = _Progress(tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.model} ({layout})",
+                         unit="it", disable=not progress, leave=False), progress_callback)
     common = dict(n_classes=n_classes, in_channels=in_channels, device=device, dtype=dtype)
     try:
         if layout == "vmap":
@@ -142,11 +166,16 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
         else:
             def one(spec):
                 model = _initial_model(spec, recipe, channels_last=channels_last, **common)
+                reported = [0]
+
+                def advance(done, _total):
+                    bar.update(done - reported[0])
+                    reported[0] = done
                 r = train_network(model, source, ys, spec.indices, recipe, seed=spec.batch_seed, device=device,
                                   lr_scale=spec.lr_scale, trainable=_trainable(spec, model), test=test_set,
                                   preprocessor=preprocessor, progress=False, loss_terms=spec.loss,
-                                  shuffle=spec.shuffle)
-                bar.update(recipe.iterations)
+                                  shuffle=spec.shuffle, progress_callback=advance)
+                bar.update(recipe.iterations - reported[0])     # a diverged network's rest
                 return r
             if layout == "single":
                 results = [one(s) for s in specs]
@@ -190,7 +219,7 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
         todo = [i for i, k in enumerate(keys) if k == key]
         size = group_size or len(todo)
         while todo:
-            group = todo[:size]
+            group, shown = todo[:size], bar.done
             try:
                 out = _train_vmap([specs[i] for i in group], source, ys, recipe, test_set=test_set, bar=bar,
                                   **common)
@@ -198,6 +227,7 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
                 if size == 1:
                     raise
                 size = max(1, size // 2)
+                bar.update(shown - bar.done)       # the group's progress is given back: retried in halves
                 torch.cuda.empty_cache()
                 continue
             for i, r in zip(group, out):
@@ -258,6 +288,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     hits = torch.zeros(recipe.iterations, k, device=device)
     alive, n_alive = torch.ones(k, dtype=torch.bool, device=device), k     # n_alive: no device sync per step
     curves, diverged_at, done = [[] for _ in specs], [None] * k, [0] * k
+    reported = 0                                                             # network-iterations shown
     started = time.perf_counter()
     for start in range(0, recipe.iterations, recipe.eval_interval):
         n = min(recipe.eval_interval, recipe.iterations - start)
@@ -273,6 +304,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
             losses[t] = loss
             hits[t] = (logits.argmax(-1) == y).sum(1)
             bar.update(n_alive)
+            reported += n_alive
         end = start + n
         bad = ~torch.isfinite(losses[start:end])                                    # (n, K)
         test_acc = _vmap_test_accuracy(base, {**train_p, **frozen_p}, test_set) if test_set else None
@@ -293,6 +325,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
             curves[j].append(point)
         if not n_alive:
             break
+    bar.update(k * recipe.iterations - reported)                              # diverged networks' rest
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - started) / k          # the group's time, shared equally

@@ -271,7 +271,8 @@ class TrainResult:
 def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recipe: Recipe, *,
                   seed: int, device=None, lr_scale: float = 1.0, trainable=None, test=None,
                   preprocessor: Preprocessor | None = None, progress: bool = True,
-                  loss_terms: LossTerms | None = None, shuffle: bool = True) -> TrainResult:
+                  loss_terms: LossTerms | None = None, shuffle: bool = True,
+                  progress_callback=None) -> TrainResult:
     """Train `model` in place for recipe.iterations SGD steps on mini-batches of `indices`.
 
     images: uint8 (N, C, H, W) tensor (preprocessed once, resident on `device`; the preprocessor
@@ -281,6 +282,7 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
     rate.  test=(images, labels) adds test accuracy to the curve.  A NaN/inf loss stops training
     at the next curve point and sets diverged_at; nothing is raised.  loss_terms: the method's
     loss (imbalance.losses; None = cross-entropy).  shuffle=False streams `indices` in order.
+    progress_callback(done_iterations, total_iterations), if given, is called after every step.
     """
     device = resolve_device(device)
     if not _is_real(lr_scale) or lr_scale <= 0:
@@ -341,6 +343,8 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
             losses[t] = loss.detach()
             hits[t] = (logits.detach().argmax(1) == y).sum()
             bar.update()
+            if progress_callback is not None:
+                progress_callback(t + 1, recipe.iterations)
         done = start + n
         bad = torch.nonzero(~torch.isfinite(losses[start:done])).flatten()
         if len(bad):  # the one host sync per interval
