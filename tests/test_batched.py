@@ -100,7 +100,7 @@ def test_layout_defaults_follow_the_device_and_batch_norm():
 
 
 def test_unknown_layout_is_rejected(digits):
-    with pytest.raises(ValueError, match=r"layout must be one of \('auto', 'single', 'threads', 'vmap'\)"):
+    with pytest.raises(ValueError, match=r"layout must be one of \(.auto., .single., .threads., .vmap., .gemm.\)"):
         train_networks(_specs(1), digits.train_images, digits.train_labels, RECIPES["lenet5-mnist"],
                        n_classes=10, layout="grouped")
 
@@ -166,3 +166,43 @@ def test_crt_spec_reinitialises_and_retrains_only_the_output_layers_in_every_lay
                 assert torch.equal(s, f) and not torch.equal(p, f), (layout, name)   # fresh start, then trained
             else:
                 assert torch.equal(p, q), (layout, name)
+
+
+def test_gemm_layout_matches_single_runs_float64_with_losses_and_a_two_phase_network(digits):
+    # the bmm-over-im2col layout (issue 14): each network on its own mini-batches, as "single"
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=40, eval_interval=20, batch_size=8)
+    kw = dict(n_classes=10, dtype=torch.float64, progress=False, test=(digits.test_images[:200],
+                                                                       digits.test_labels[:200]))
+    specs = _loss_specs() + [NetworkSpec(indices=np.arange(50), init_seed=9, batch_seed=9, lr_scale=0.1,
+                                         trainable="output", init_from=lenet5(seed=3).double())]
+    single = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout="single", **kw)
+    gemm = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout="gemm", **kw)
+    assert max(_max_rel(a, b) for a, b in zip(single, gemm)) <= 1e-10
+    for a, b in zip(single, gemm):
+        assert [p["test_accuracy"] for p in a.curve] == [p["test_accuracy"] for p in b.curve]
+        assert np.allclose([p["train_loss"] for p in a.curve], [p["train_loss"] for p in b.curve], rtol=1e-6)
+
+
+def test_stacked_forward_equals_each_all_cnn_c_s_own_forward_with_its_dropout_masks():
+    from imbalance.batched import stacked_forward
+    from imbalance.models import allcnn, dropout_masks, dropout_shapes
+    models = [allcnn(seed=s).double() for s in (0, 1)]
+    alone = [allcnn(seed=s).double() for s in (0, 1)]
+    x = torch.randn((2, 3, 3, 16, 16), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+              for n, _ in models[0].named_parameters()}
+    masks = dropout_masks(models, dropout_shapes(models[0], x.shape[1:]), device="cpu", dtype=torch.float64)
+    together = stacked_forward(models[0], {**params, **masks}, x)
+    assert torch.allclose(together, torch.stack([m.train()(x[j]) for j, m in enumerate(alone)]), rtol=0, atol=1e-12)
+    assert torch.allclose(stacked_forward(models[0], params, x),           # no masks: eval mode
+                          torch.stack([m.eval()(x[j]) for j, m in enumerate(alone)]), rtol=0, atol=1e-12)
+
+
+def test_gemm_layout_refuses_a_model_it_cannot_stack_naming_the_layout(digits):
+    from imbalance.models import resnet10
+    specs = [NetworkSpec(indices=np.arange(20), init_seed=0, batch_seed=0, init_from=resnet10(n_classes=10,
+                                                                                            in_channels=1, seed=0))]
+    with pytest.raises(ValueError, match="layout 'gemm' needs models without buffers \\(batch norm\\)"):
+        train_networks(specs, digits.train_images, digits.train_labels,
+                       recipe_with(RECIPES["lenet5-mnist"], iterations=1, eval_interval=1), n_classes=10,
+                       layout="gemm", progress=False)

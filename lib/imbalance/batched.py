@@ -15,6 +15,14 @@ hardware, so `train_networks` runs them in one of three layouts:
              fill the GPU. Same update rule (`train.sgd_step_`), same batch streams; float32
              results differ from "single" only by round-off (which SGD amplifies: see the README).
 
+- "gemm":    the vmap layout's step with a hand-stacked forward instead of vmap: every convolution
+             of the K networks is one batched GEMM (`torch.bmm`) over im2col patches (`F.unfold`),
+             each network keeping its own mini-batch (the study's independent batches), every
+             linear layer one `torch.baddbmm`; backward by autograd.  Dense GEMMs instead of the
+             grouped convolutions vmap lowers to (issue 14); costs the patch copies.  Models built
+             of Conv2d / Linear / ReLU / MaxPool2d / AdaptiveAvgPool2d / Flatten / SeededDropout
+             (LeNet-5, All-CNN-C).
+
 Models with batch norm (ResNet-10) are not vmapped (their running statistics are per-network
 buffers); they use "threads" on CPU and "single" on CUDA.
 """
@@ -34,13 +42,13 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
-from .models import build_model, dropout_masks, dropout_shapes, reseed_dropout
+from .models import SeededDropout, build_model, dropout_masks, dropout_shapes, reseed_dropout
 from .images import Preprocessor, ResidentImages
 from .losses import LossTerms, class_loss
 from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate,
                     lr_multipliers, resolve_device, sgd_step_, train_network)
 
-LAYOUTS = ("auto", "single", "threads", "vmap")
+LAYOUTS = ("auto", "single", "threads", "vmap", "gemm")
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
         test_set = None if test is None else (test[0], test[1].to(device))
     else:
         preprocessor = preprocessor or Preprocessor(recipe).fit(images.to(device))
-        channels_last = device.type == "cpu" and layout != "vmap"     # oneDNN is fastest channels-last
+        channels_last = device.type == "cpu" and layout in ("single", "threads")  # oneDNN: fastest channels-last
         train_x = preprocessor.transform(images.to(device)).to(dtype)
         if channels_last:
             train_x = train_x.contiguous(memory_format=torch.channels_last)
@@ -160,9 +168,9 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
                          unit="it", disable=not progress, leave=False), progress_callback)
     common = dict(n_classes=n_classes, in_channels=in_channels, device=device, dtype=dtype)
     try:
-        if layout == "vmap":
+        if layout in ("vmap", "gemm"):
             results = _train_vmap_groups(specs, source, ys, recipe, test_set=test_set, group_size=group_size,
-                                         bar=bar, **common)
+                                         bar=bar, forward=layout, **common)
         else:
             def one(spec):
                 model = _initial_model(spec, recipe, channels_last=channels_last, **common)
@@ -211,7 +219,7 @@ def search_base_lr(indices: list[np.ndarray], images: torch.Tensor, labels: torc
     return min(scores, key=scores.get), scores
 
 
-def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, **common) -> list[TrainResult]:
+def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, forward, **common) -> list[TrainResult]:
     """vmap groups of networks that share their trainable layers; CUDA OOM halves a group."""
     results: list[TrainResult | None] = [None] * len(specs)
     keys = [(s.trainable if isinstance(s.trainable, (str, type(None))) else tuple(s.trainable)) for s in specs]
@@ -222,7 +230,7 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
             group, shown = todo[:size], bar.done
             try:
                 out = _train_vmap([specs[i] for i in group], source, ys, recipe, test_set=test_set, bar=bar,
-                                  **common)
+                                  forward=forward, **common)
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise
@@ -237,11 +245,13 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
 
 
 def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes, in_channels, device, dtype,
-                test_set, bar) -> list[TrainResult]:
+                test_set, bar, forward: str = "vmap") -> list[TrainResult]:
+    """K networks in lockstep: stacked parameters, one gather, one step for all.  forward: "vmap"
+    (torch.func.vmap of grad) or "gemm" (stacked_forward and autograd)."""
     models = [_initial_model(s, recipe, n_classes=n_classes, in_channels=in_channels, device=device,
                              channels_last=False, dtype=dtype) for s in specs]
     if any(buf.numel() for m in models for buf in m.buffers()):
-        raise ValueError(f"layout 'vmap' needs models without buffers (batch norm); {recipe.model} has some: "
+        raise ValueError(f"layout {forward!r} needs models without buffers (batch norm); {recipe.model} has some: "
                          f"use layout='single' or 'threads'")
     k = len(models)
     base = copy.deepcopy(models[0]).to("meta").train()
@@ -270,6 +280,11 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         loss = F.cross_entropy(logits, y) if t is None else class_loss(logits, y, **t)
         return loss, (loss.detach(), logits.detach())
     step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, None if terms is None else 0))
+    if forward == "gemm":
+        if not gemm_supported(models[0]):
+            raise ValueError(f"layout 'gemm' runs flat nn.Sequential models of {', '.join(t.__name__ for t in GEMM_MODULES)}; "
+                             f"{recipe.model} is not one: use layout='vmap'")
+        step = _gemm_step(base, terms is not None)
 
     if terms is not None:     # stacked once: (K, C) weights before / after each network's switch, (K,) scalars
         first = [lt.at(0) for lt in terms]
@@ -338,6 +353,22 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     return results
 
 
+def _gemm_step(base: nn.Module, with_terms: bool):
+    """The "gemm" layout's step, with the vmap step's signature and results: per-network gradients
+    of each network's own loss (their sum's gradient: the networks share no parameter)."""
+    per_network = vmap(F.cross_entropy) if not with_terms else \
+        vmap(lambda logits, y, t: class_loss(logits, y, **t))
+
+    def step(train_p, frozen, x, y, t):
+        p = {n: v.detach().requires_grad_() for n, v in train_p.items()}
+        with torch.enable_grad():
+            logits = stacked_forward(base, {**p, **frozen}, x)
+            loss = per_network(logits, y) if t is None else per_network(logits, y, t)
+            grads = torch.autograd.grad(loss.sum(), list(p.values()))
+        return dict(zip(p, grads)), (loss.detach(), logits.detach())
+    return step
+
+
 def _neutral_terms(n_classes: int) -> LossTerms:
     """Terms under which class_loss is cross-entropy (for a plain network in a mixed vmapped group)."""
     ones, zeros = torch.ones(n_classes, dtype=torch.float64), torch.zeros(n_classes, dtype=torch.float64)
@@ -373,3 +404,62 @@ def predict_networks(models: list[nn.Module], images, *, device=None, batch_size
     params = {n: torch.stack([dict(m.named_parameters())[n].detach().to(device) for m in models])
               for n, _ in models[0].named_parameters()}
     return vmap_predict(base, params, source, batch_size=batch_size)
+
+
+# --- the "gemm" layout: K networks' layers as batched GEMMs ---------------------------------------
+
+GEMM_MODULES = (nn.Conv2d, nn.Linear, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, SeededDropout)
+
+
+def gemm_supported(model: nn.Module) -> bool:
+    """Whether `stacked_forward` can run the model: a flat nn.Sequential of GEMM_MODULES."""
+    return isinstance(model, nn.Sequential) and all(isinstance(m, GEMM_MODULES) and not list(m.children())
+                                                    for m in model.children())
+
+
+def _stacked_conv2d(m: nn.Conv2d, weight, bias, x):
+    """K convolutions, each on its own batch, as one batched GEMM over im2col patches.
+
+    x (K, B, C, H, W), weight (K, O, C, kh, kw), bias (K, O) -> (K, B, O, H', W')."""
+    k, b, c, h, w = x.shape
+    kh, kw = m.kernel_size
+    (sh, sw), (ph, pw), (dh, dw) = m.stride, m.padding, m.dilation
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    patches = F.unfold(x.reshape(k * b, c, h, w), m.kernel_size, dilation=m.dilation, padding=m.padding,
+                       stride=m.stride)                                    # (K B, C kh kw, L)
+    patches = patches.view(k, b, c * kh * kw, ho * wo).transpose(2, 3).reshape(k, b * ho * wo, c * kh * kw)
+    w2 = weight.reshape(k, weight.shape[1], -1).transpose(1, 2)            # (K, C kh kw, O)
+    out = torch.bmm(patches, w2) if bias is None else torch.baddbmm(bias.unsqueeze(1), patches, w2)
+    return out.view(k, b, ho * wo, -1).transpose(2, 3).reshape(k, b, -1, ho, wo)
+
+
+def _flat(fn, x):
+    """Apply a per-image op to (K, B, ...) by folding K into the batch."""
+    y = fn(x.reshape((-1,) + x.shape[2:]))
+    return y.view(x.shape[:2] + y.shape[1:])
+
+
+def stacked_forward(model: nn.Module, params: dict, x: torch.Tensor) -> torch.Tensor:
+    """Logits (K, B, classes) of K networks of `model`'s architecture with stacked `params`
+    ({name: (K, ...)}), each on its own batch x (K, B, C, H, W).  Dropout masks ride in `params`
+    as "<layer>.mask": (K, B, ...) (models.dropout_masks); a layer without one is the identity (eval)."""
+    for name, m in model.named_children():
+        if isinstance(m, nn.Conv2d):
+            x = _stacked_conv2d(m, params[f"{name}.weight"], params.get(f"{name}.bias"), x)
+        elif isinstance(m, nn.Linear):
+            w, bias = params[f"{name}.weight"].transpose(1, 2), params.get(f"{name}.bias")
+            x = torch.bmm(x, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, w)
+        elif isinstance(m, nn.ReLU):
+            x = torch.relu(x)
+        elif isinstance(m, nn.Flatten):
+            x = x.flatten(2)
+        elif isinstance(m, SeededDropout):
+            mask = params.get(f"{name}.mask")
+            x = x if mask is None else x * mask
+        elif isinstance(m, (nn.MaxPool2d, nn.AdaptiveAvgPool2d)):
+            x = _flat(m, x)
+        else:
+            raise ValueError(f"layout 'gemm' cannot run layer {name!r} ({type(m).__name__}); it runs "
+                             f"{', '.join(t.__name__ for t in GEMM_MODULES)}: use layout='vmap'")
+    return x
