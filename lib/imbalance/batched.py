@@ -45,8 +45,8 @@ from tqdm import tqdm
 from .models import SeededDropout, build_model, dropout_masks, dropout_shapes, reseed_dropout
 from .images import Preprocessor, ResidentImages
 from .losses import LossTerms, class_loss
-from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate,
-                    lr_multipliers, resolve_device, sgd_step_, train_network)
+from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate, lr_multipliers,
+                    precision_context, resolve_device, sgd_step_, train_network)
 
 LAYOUTS = ("auto", "single", "threads", "vmap", "gemm")
 
@@ -276,7 +276,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     shapes = dropout_shapes(models[0], (recipe.batch_size,) + tuple(source.images.shape[1:]))
 
     def loss_fn(p, frozen, x, y, t):
-        logits = functional_call(base, {**p, **frozen}, (x,))
+        logits = functional_call(base, {**p, **frozen}, (x,)).to(dtype)      # bf16 autocast: the loss in fp32
         loss = F.cross_entropy(logits, y) if t is None else class_loss(logits, y, **t)
         return loss, (loss.detach(), logits.detach())
     step = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, None if terms is None else 0))
@@ -284,7 +284,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         if not gemm_supported(models[0]):
             raise ValueError(f"layout 'gemm' runs flat nn.Sequential models of {', '.join(t.__name__ for t in GEMM_MODULES)}; "
                              f"{recipe.model} is not one: use layout='vmap'")
-        step = _gemm_step(base, terms is not None)
+        step = _gemm_step(base, terms is not None, dtype)
 
     if terms is not None:     # stacked once: (K, C) weights before / after each network's switch, (K,) scalars
         first = [lt.at(0) for lt in terms]
@@ -312,7 +312,8 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
             idx = batches[t - start]
             x, y = source.batch(idx), ys[idx]                                        # one gather for K networks
             masks = dropout_masks(models, shapes, device=device, dtype=dtype) if shapes else {}
-            grads, (loss, logits) = step(train_p, {**frozen_p, **masks}, x, y, stacked_terms(t))
+            with precision_context(recipe.precision, device):
+                grads, (loss, logits) = step(train_p, {**frozen_p, **masks}, x, y, stacked_terms(t))
             lr = learning_rate(recipe, t) * lr_scale * alive
             sgd_step_([train_p[n] for n in train_names], [grads[n] for n in train_names], velocity, lr=lr,
                       momentum=recipe.momentum, weight_decay=recipe.weight_decay, lr_mults=mults)
@@ -353,7 +354,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     return results
 
 
-def _gemm_step(base: nn.Module, with_terms: bool):
+def _gemm_step(base: nn.Module, with_terms: bool, dtype: torch.dtype):
     """The "gemm" layout's step, with the vmap step's signature and results: per-network gradients
     of each network's own loss (their sum's gradient: the networks share no parameter)."""
     per_network = vmap(F.cross_entropy) if not with_terms else \
@@ -362,7 +363,7 @@ def _gemm_step(base: nn.Module, with_terms: bool):
     def step(train_p, frozen, x, y, t):
         p = {n: v.detach().requires_grad_() for n, v in train_p.items()}
         with torch.enable_grad():
-            logits = stacked_forward(base, {**p, **frozen}, x)
+            logits = stacked_forward(base, {**p, **frozen}, x).to(dtype)
             loss = per_network(logits, y) if t is None else per_network(logits, y, t)
             grads = torch.autograd.grad(loss.sum(), list(p.values()))
         return dict(zip(p, grads)), (loss.detach(), logits.detach())
