@@ -97,6 +97,9 @@ def test_layout_defaults_follow_the_device_and_batch_norm():
     assert default_layout(torch.device("cpu"), lenet5(seed=0)) == "threads"
     assert default_layout(torch.device("cuda"), lenet5(seed=0)) == "vmap"
     assert default_layout(torch.device("cuda"), resnet10(n_classes=10, seed=0)) == "single"
+    assert default_layout(torch.device("cpu"), resnet10(n_classes=10, seed=0), 4) == "threads"
+    assert default_layout(torch.device("cuda"), lenet5(seed=0), 1) == "single"     # one network: nothing to batch
+    assert default_layout(torch.device("mps"), lenet5(seed=0), 8) == "single"      # a device with no measured rule
 
 
 def test_unknown_layout_is_rejected(digits):
@@ -206,3 +209,29 @@ def test_gemm_layout_refuses_a_model_it_cannot_stack_naming_the_layout(digits):
         train_networks(specs, digits.train_images, digits.train_labels,
                        recipe_with(RECIPES["lenet5-mnist"], iterations=1, eval_interval=1), n_classes=10,
                        layout="gemm", progress=False)
+
+
+def test_an_out_of_memory_group_is_halved_retrained_and_recorded(digits, monkeypatch):
+    # CPU stand-in for CUDA: a group above 2 networks "does not fit"
+    from imbalance import batched
+    real = batched._train_vmap
+
+    def small_memory(specs, *args, **kw):
+        if len(specs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(specs, *args, **kw)
+    monkeypatch.setattr(batched, "_train_vmap", small_memory)
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2, batch_size=8)
+    specs = _specs(5, size=100)
+    calls = []
+    with pytest.warns(RuntimeWarning, match="CUDA out of memory training 5 networks in lockstep: retrying in groups of 2"):
+        halved = train_networks(specs, digits.train_images, digits.train_labels, recipe, n_classes=10, layout="vmap",
+                                progress=False, progress_callback=lambda d, t: calls.append(d))
+    monkeypatch.setattr(batched, "_train_vmap", real)
+    whole = train_networks(specs, digits.train_images, digits.train_labels, recipe, n_classes=10, layout="vmap",
+                           progress=False)
+    assert [r.group_size for r in halved] == [2, 2, 2, 2, 1] and {r.oom_halvings for r in halved} == {1}
+    assert [r.group_size for r in whole] == [5] * 5 and {r.oom_halvings for r in whole} == {0}
+    for a, b in zip(halved, whole):        # each network trains as it would in any group
+        assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-6) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert calls[-1] == 5 * 4

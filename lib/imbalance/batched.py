@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,11 +65,21 @@ class NetworkSpec:
     shuffle: bool = True                 # False: stream `indices` in order (class-aware batches drawn already)
 
 
-def default_layout(device: torch.device, model: nn.Module) -> str:
+# The layout "auto" picks for K >= 2 networks without batch norm, per device type (override: layout=...).
+# cpu: threads, measured ~1.9x one network on 2 cores (README); cuda: vmap, measured 20x the plain loop
+# at K = 256 on an H200 (benchmarks/results/h200-gpu_check.log).  gemm and the CUDA graph are not
+# measured on a GPU yet: benchmarks/gpu_check.sh prints the table that should set these.
+AUTO_LAYOUT = {"cpu": "threads", "cuda": "vmap"}
+
+
+def default_layout(device: torch.device, model: nn.Module, n_networks: int | None = None) -> str:
+    """The layout "auto" means for `n_networks` networks of `model` on `device` (None: many)."""
     has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if device.type == "cpu":
-        return "threads"
-    return "single" if has_batch_norm else "vmap"
+    if n_networks == 1:
+        return "single"
+    if has_batch_norm:
+        return "threads" if device.type == "cpu" else "single"
+    return AUTO_LAYOUT.get(device.type, "single")
 
 
 @contextmanager
@@ -148,7 +159,7 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
     in_channels = 3 if streamed else images.shape[1]
     probe = _initial_model(specs[0], recipe, n_classes=n_classes, in_channels=in_channels, device="meta",
                            channels_last=False) if specs[0].init_from is None else specs[0].init_from
-    layout = "single" if not batched else default_layout(device, probe) if layout == "auto" else layout
+    layout = "single" if not batched else default_layout(device, probe, len(specs)) if layout == "auto" else layout
     if streamed:
         # one decoding stream (its crops) serves the networks in turn: one network at a time
         layout, channels_last = "single", False
@@ -220,12 +231,13 @@ def search_base_lr(indices: list[np.ndarray], images: torch.Tensor, labels: torc
 
 
 def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, forward, **common) -> list[TrainResult]:
-    """vmap groups of networks that share their trainable layers; CUDA OOM halves a group."""
+    """vmap groups of networks that share their trainable layers; a CUDA out-of-memory error halves
+    the group and retrains it (warned, and recorded in each result's group_size / oom_halvings)."""
     results: list[TrainResult | None] = [None] * len(specs)
     keys = [(s.trainable if isinstance(s.trainable, (str, type(None))) else tuple(s.trainable)) for s in specs]
     for key in dict.fromkeys(keys):
         todo = [i for i, k in enumerate(keys) if k == key]
-        size = group_size or len(todo)
+        size, halvings = group_size or len(todo), 0
         while todo:
             group, shown = todo[:size], bar.done
             try:
@@ -234,11 +246,15 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise
-                size = max(1, size // 2)
+                size, halvings = max(1, size // 2), halvings + 1
                 bar.update(shown - bar.done)       # the group's progress is given back: retried in halves
-                torch.cuda.empty_cache()
+                warnings.warn(f"CUDA out of memory training {len(group)} networks in lockstep: retrying in groups "
+                              f"of {size}", RuntimeWarning, stacklevel=2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
                 continue
             for i, r in zip(group, out):
+                r.group_size, r.oom_halvings = len(group), halvings
                 results[i] = r
             todo = todo[len(group):]
     return results

@@ -293,6 +293,8 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)  # one point per eval_interval
     seconds: float = 0.0
     preprocessor: Preprocessor | None = None  # to apply to test images (evaluate)
+    group_size: int | None = None           # vmap/gemm layouts: networks trained in lockstep with it
+    oom_halvings: int = 0                   # times its group was halved after a CUDA out-of-memory error
 
     @property
     def diverged(self) -> bool:
