@@ -103,7 +103,7 @@ def test_layout_defaults_follow_the_device_and_batch_norm():
 
 
 def test_unknown_layout_is_rejected(digits):
-    with pytest.raises(ValueError, match=r"layout must be one of \(.auto., .single., .threads., .vmap., .gemm.\)"):
+    with pytest.raises(ValueError, match=r"layout must be one of \(.auto., .single., .threads., .vmap., .gemm., .vmap-graph., .gemm-graph.\)"):
         train_networks(_specs(1), digits.train_images, digits.train_labels, RECIPES["lenet5-mnist"],
                        n_classes=10, layout="grouped")
 
@@ -235,3 +235,35 @@ def test_an_out_of_memory_group_is_halved_retrained_and_recorded(digits, monkeyp
     for a, b in zip(halved, whole):        # each network trains as it would in any group
         assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-6) for p, q in zip(a.model.parameters(), b.model.parameters()))
     assert calls[-1] == 5 * 4
+
+
+@pytest.mark.parametrize("forward", ["vmap", "gemm"])
+def test_graph_layouts_static_buffer_step_is_bit_identical_to_the_eager_step_on_cpu(digits, forward):
+    # on a CPU the CUDA-graph layouts run their static-buffer step eagerly: the plumbing of what CUDA captures
+    # (inputs copied in, outputs copied out, lr with the diverged networks zeroed) must change nothing
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=20, eval_interval=10, batch_size=8)
+    specs = _loss_specs() + [NetworkSpec(indices=np.arange(400), init_seed=2, batch_seed=2, lr_scale=1e6)]
+    kw = dict(n_classes=10, progress=False)
+    eager = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout=forward, **kw)
+    static = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout=f"{forward}-graph", **kw)
+    assert eager[-1].diverged and static[-1].diverged_at == eager[-1].diverged_at
+    assert all(torch.allclose(p, q, rtol=0, atol=0, equal_nan=True)        # bit-identical (NaN: the diverged one)
+               for a, b in zip(eager, static) for p, q in zip(a.model.parameters(), b.model.parameters()))
+    assert [r.curve for r in eager] == [r.curve for r in static]
+
+
+def test_static_step_records_a_cuda_graph_only_on_cuda():
+    from imbalance.batched import _StaticStep
+    calls = []
+
+    def body(b):
+        calls.append(1)
+        return (b["x"] * 2,)
+    cpu = _StaticStep(body, capture=False)
+    assert torch.equal(cpu({"x": torch.ones(3)})[0], torch.full((3,), 2.0))
+    out = cpu({"x": torch.arange(3.0)})[0]
+    assert torch.equal(out, torch.arange(3.0) * 2) and cpu.graph is None and len(calls) == 2
+    if torch.cuda.is_available():     # the GPU script covers exactness; here: capture and replay
+        gpu = _StaticStep(body, capture=True)
+        assert torch.equal(gpu({"x": torch.ones(3, device="cuda"), "lr": torch.zeros(1, device="cuda")})[0].cpu(),
+                           torch.full((3,), 2.0))

@@ -15,6 +15,9 @@ hardware, so `train_networks` runs them in one of three layouts:
              fill the GPU. Same update rule (`train.sgd_step_`), same batch streams; float32
              results differ from "single" only by round-off (which SGD amplifies: see the README).
 
+- "vmap-graph", "gemm-graph": those steps (gather, forward, backward, SGD update) captured once
+             as a CUDA graph with static buffers and replayed (launch overhead paid once, issue 14).
+             On a CPU the same static-buffer step runs eagerly (what CPU tests check; no faster).
 - "gemm":    the vmap layout's step with a hand-stacked forward instead of vmap: every convolution
              of the K networks is one batched GEMM (`torch.bmm`) over im2col patches (`F.unfold`),
              each network keeping its own mini-batch (the study's independent batches), every
@@ -49,7 +52,8 @@ from .losses import LossTerms, class_loss
 from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate, lr_multipliers,
                     precision_context, resolve_device, sgd_step_, train_network)
 
-LAYOUTS = ("auto", "single", "threads", "vmap", "gemm")
+LAYOUTS = ("auto", "single", "threads", "vmap", "gemm", "vmap-graph", "gemm-graph")
+LOCKSTEP = ("vmap", "gemm", "vmap-graph", "gemm-graph")    # stacked parameters, one step for all K
 
 
 @dataclass(frozen=True)
@@ -179,9 +183,10 @@ def train_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: Re
                          unit="it", disable=not progress, leave=False), progress_callback)
     common = dict(n_classes=n_classes, in_channels=in_channels, device=device, dtype=dtype)
     try:
-        if layout in ("vmap", "gemm"):
+        if layout in LOCKSTEP:
             results = _train_vmap_groups(specs, source, ys, recipe, test_set=test_set, group_size=group_size,
-                                         bar=bar, forward=layout, **common)
+                                         bar=bar, forward=layout.removesuffix("-graph"),
+                                         graph=layout.endswith("-graph"), **common)
         else:
             def one(spec):
                 model = _initial_model(spec, recipe, channels_last=channels_last, **common)
@@ -230,7 +235,8 @@ def search_base_lr(indices: list[np.ndarray], images: torch.Tensor, labels: torc
     return min(scores, key=scores.get), scores
 
 
-def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, forward, **common) -> list[TrainResult]:
+def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, forward, graph,
+                       **common) -> list[TrainResult]:
     """vmap groups of networks that share their trainable layers; a CUDA out-of-memory error halves
     the group and retrains it (warned, and recorded in each result's group_size / oom_halvings)."""
     results: list[TrainResult | None] = [None] * len(specs)
@@ -242,7 +248,7 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
             group, shown = todo[:size], bar.done
             try:
                 out = _train_vmap([specs[i] for i in group], source, ys, recipe, test_set=test_set, bar=bar,
-                                  forward=forward, **common)
+                                  forward=forward, graph=graph, **common)
             except torch.cuda.OutOfMemoryError:
                 if size == 1:
                     raise
@@ -261,9 +267,10 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
 
 
 def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes, in_channels, device, dtype,
-                test_set, bar, forward: str = "vmap") -> list[TrainResult]:
+                test_set, bar, forward: str = "vmap", graph: bool = False) -> list[TrainResult]:
     """K networks in lockstep: stacked parameters, one gather, one step for all.  forward: "vmap"
-    (torch.func.vmap of grad) or "gemm" (stacked_forward and autograd)."""
+    (torch.func.vmap of grad) or "gemm" (stacked_forward and autograd); graph: the whole step
+    through static buffers (_StaticStep), captured once as a CUDA graph and replayed on CUDA."""
     models = [_initial_model(s, recipe, n_classes=n_classes, in_channels=in_channels, device=device,
                              channels_last=False, dtype=dtype) for s in specs]
     if any(buf.numel() for m in models for buf in m.buffers()):
@@ -313,6 +320,16 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
             return None
         return {**fixed, "weights": torch.where((t >= switch).unsqueeze(-1), late, early)}
 
+    def body(b: dict):
+        """One step of the K networks from its inputs: the gather, forward, backward and SGD update."""
+        x, y = source.batch(b["idx"]), ys[b["idx"]]                                  # one gather for K networks
+        with precision_context(recipe.precision, device):
+            grads, (loss, logits) = step(train_p, {**frozen_p, **b["masks"]}, x, y, b["terms"])
+        sgd_step_([train_p[n] for n in train_names], [grads[n] for n in train_names], velocity, lr=b["lr"],
+                  momentum=recipe.momentum, weight_decay=recipe.weight_decay, lr_mults=mults)
+        return loss, (logits.argmax(-1) == y).sum(1)
+    whole_step = _StaticStep(body, capture=device.type == "cuda") if graph else body
+
     streams = [BatchStream(s.indices, batch_size=recipe.batch_size, seed=s.batch_seed, shuffle=s.shuffle)
                for s in specs]
     losses = torch.zeros(recipe.iterations, k, device=device)
@@ -325,16 +342,10 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         n = min(recipe.eval_interval, recipe.iterations - start)
         batches = torch.stack([s.next_many(n) for s in streams], 1).to(device)     # (n, K, B)
         for t in range(start, start + n):
-            idx = batches[t - start]
-            x, y = source.batch(idx), ys[idx]                                        # one gather for K networks
-            masks = dropout_masks(models, shapes, device=device, dtype=dtype) if shapes else {}
-            with precision_context(recipe.precision, device):
-                grads, (loss, logits) = step(train_p, {**frozen_p, **masks}, x, y, stacked_terms(t))
-            lr = learning_rate(recipe, t) * lr_scale * alive
-            sgd_step_([train_p[n] for n in train_names], [grads[n] for n in train_names], velocity, lr=lr,
-                      momentum=recipe.momentum, weight_decay=recipe.weight_decay, lr_mults=mults)
-            losses[t] = loss
-            hits[t] = (logits.argmax(-1) == y).sum(1)
+            inputs = {"idx": batches[t - start], "lr": learning_rate(recipe, t) * lr_scale * alive,
+                      "masks": dropout_masks(models, shapes, device=device, dtype=dtype) if shapes else {},
+                      "terms": stacked_terms(t)}
+            losses[t], hits[t] = whole_step(inputs)
             bar.update(n_alive)
             reported += n_alive
         end = start + n
@@ -368,6 +379,54 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
                 p.copy_(stacked[name][j])
         results.append(TrainResult(model, done[j], diverged_at[j], curves[j], seconds))
     return results
+
+
+class _StaticStep:
+    """A step `body(inputs) -> outputs` run through static input buffers: each call copies its
+    inputs in and the outputs out.  On CUDA (capture=True) the body is captured once as a CUDA
+    graph (after warm-up calls with lr 0, which leave the weights and the still-zero velocity as
+    they are) and every later call is one replay: launch overhead paid once.  Without capture (a
+    CPU) the same buffers feed an eager call, so the plumbing is what a CPU test checks.
+
+    The body must be capturable: device tensors only, no host sync (BatchStream and dropout masks
+    are drawn outside, per step, and copied in)."""
+
+    WARMUP = 3        # eager calls on a side stream before capture (PyTorch's CUDA-graph recipe)
+
+    def __init__(self, body, *, capture: bool):
+        self.body, self.capture, self.static, self.outputs, self.graph = body, capture, None, None, None
+
+    def _copy_in(self, inputs):
+        torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src), self.static, inputs)
+
+    def __call__(self, inputs: dict):
+        if self.static is None:
+            self.static = torch.utils._pytree.tree_map(torch.clone, inputs)
+            if self.capture:
+                self._record()
+        else:
+            self._copy_in(inputs)
+        if self.graph is None:
+            outputs = self.body(self.static)
+        else:
+            self.graph.replay()
+            outputs = self.outputs
+        return tuple(o.clone() for o in outputs)
+
+    def _record(self) -> None:
+        lr = self.static["lr"]
+        real_lr = lr.clone()
+        lr.zero_()                                   # warm-up steps change nothing (velocity is still 0)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                self.body(self.static)
+        torch.cuda.current_stream().wait_stream(side)
+        lr.copy_(real_lr)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = self.body(self.static)
 
 
 def _gemm_step(base: nn.Module, with_terms: bool, dtype: torch.dtype):
