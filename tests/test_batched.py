@@ -244,6 +244,11 @@ def test_graph_layouts_static_buffer_step_is_bit_identical_to_the_eager_step_on_
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=20, eval_interval=10, batch_size=8)
     specs = _loss_specs() + [NetworkSpec(indices=np.arange(400), init_seed=2, batch_seed=2, lr_scale=1e6)]
     kw = dict(n_classes=10, progress=False)
+    plain = _specs(2, size=100)                                   # cross-entropy only: no loss terms to copy in
+    assert all(torch.equal(p, q) for a, b in zip(*(train_networks(plain, digits.train_images, digits.train_labels,
+                                                                  recipe, layout=lay, **kw) for lay in
+                                                   (forward, f"{forward}-graph")))
+               for p, q in zip(a.model.parameters(), b.model.parameters()))
     eager = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout=forward, **kw)
     static = train_networks(specs, digits.train_images, digits.train_labels, recipe, layout=f"{forward}-graph", **kw)
     assert eager[-1].diverged and static[-1].diverged_at == eager[-1].diverged_at

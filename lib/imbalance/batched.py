@@ -397,11 +397,13 @@ class _StaticStep:
         self.body, self.capture, self.static, self.outputs, self.graph = body, capture, None, None, None
 
     def _copy_in(self, inputs):
-        torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src), self.static, inputs)
+        torch.utils._pytree.tree_map(lambda dst, src: dst.copy_(src) if isinstance(dst, torch.Tensor) else dst,
+                                     self.static, inputs)
 
     def __call__(self, inputs: dict):
         if self.static is None:
-            self.static = torch.utils._pytree.tree_map(torch.clone, inputs)
+            self.static = torch.utils._pytree.tree_map(
+                lambda v: v.clone() if isinstance(v, torch.Tensor) else v, inputs)     # terms None: no loss terms
             if self.capture:
                 self._record()
         else:
