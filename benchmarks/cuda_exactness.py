@@ -24,7 +24,7 @@ from imbalance.train import RECIPES, recipe_with  # noqa: E402
 
 DEVICE = os.environ.get("IMBALANCE_CHECK_DEVICE", "cuda")   # "cpu" only to smoke-test this script
 SMOKE = os.environ.get("IMBALANCE_CHECK_SMOKE") == "1"      # tiny sizes: the script's mechanics only
-STEPS = 10 if SMOKE else 200
+STEPS = 3 if SMOKE else 200
 LAYOUTS = ("vmap", "gemm", "vmap-graph", "gemm-graph")
 
 
@@ -36,7 +36,8 @@ def dataset():
     g = torch.Generator().manual_seed(0)
     img = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
     lab = lambda n: torch.arange(n) % 10
-    return ImageDataset("random", tuple("0123456789"), img(6000), lab(6000), img(1000), lab(1000), "random")
+    n, n_test = (600, 200) if SMOKE else (6000, 1000)
+    return ImageDataset("random", tuple("0123456789"), img(n), lab(n), img(n_test), lab(n_test), "random")
 
 
 def max_rel(a, b):
