@@ -97,7 +97,7 @@ def main():
     torch.backends.cudnn.allow_tf32 = True
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=30 if SMOKE else 300, eval_interval=10 if SMOKE else 100)
     methods = ["baseline", "ros", "two-phase-ros", "baseline-thresh"] if SMOKE else list(METHODS)
-    point = dict(imbalance="step", rho=10, mu=0.5, n_max=400, methods=methods, repeats=2, seed=0,
+    point = dict(imbalance="step", rho=10, mu=0.5, n_max=50 if SMOKE else 400, methods=methods, repeats=2, seed=0,
                  recipe=recipe, device=DEVICE, progress=False)
     t = time.perf_counter()
     batched = run_grid_point(ds, batched=True, **point)
