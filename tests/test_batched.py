@@ -99,6 +99,7 @@ def test_layout_defaults_follow_the_device_and_batch_norm():
     assert default_layout(torch.device("cuda"), resnet10(n_classes=10, seed=0)) == "single"
     assert default_layout(torch.device("cpu"), resnet10(n_classes=10, seed=0), 4) == "threads"
     assert default_layout(torch.device("cuda"), lenet5(seed=0), 1) == "single"     # one network: nothing to batch
+    assert default_layout(torch.device("cpu"), lenet5(seed=0), 1) == "threads"    # same arithmetic as for any K
     assert default_layout(torch.device("mps"), lenet5(seed=0), 8) == "single"      # a device with no measured rule
 
 

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, fake_params
-from imbalance import executors, runner
+from imbalance import runner
 from imbalance.batched import NetworkSpec, train_networks
 from imbalance.data import load_dataset
 from imbalance.executors import ProgressFile, read_progress

@@ -69,7 +69,8 @@ class NetworkSpec:
     shuffle: bool = True                 # False: stream `indices` in order (class-aware batches drawn already)
 
 
-# The layout "auto" picks for K >= 2 networks without batch norm, per device type (override: layout=...).
+# The layout "auto" picks for K >= 2 networks without batch norm, per device type (override: layout=...);
+# on a CPU always threads (a lone network too: its arithmetic then does not depend on K).
 # cpu: threads, measured ~1.9x one network on 2 cores (README); cuda: vmap, measured 20x the plain loop
 # at K = 256 on an H200 (benchmarks/results/h200-gpu_check.log).  gemm and the CUDA graph are not
 # measured on a GPU yet: benchmarks/gpu_check.sh prints the table that should set these.
@@ -79,7 +80,9 @@ AUTO_LAYOUT = {"cpu": "threads", "cuda": "vmap"}
 def default_layout(device: torch.device, model: nn.Module, n_networks: int | None = None) -> str:
     """The layout "auto" means for `n_networks` networks of `model` on `device` (None: many)."""
     has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if n_networks == 1:
+    if device.type == "cpu":      # threads: one intra-op thread per network, the same arithmetic for any K
+        return "threads"
+    if n_networks == 1:           # nothing to stack
         return "single"
     if has_batch_norm:
         return "threads" if device.type == "cpu" else "single"
