@@ -150,15 +150,21 @@ def reference_loop(images, labels, device, iterations: int) -> float:
     return iterations / (time.perf_counter() - start)
 
 
-def ours(images, labels, device, *, networks: int, iterations: int, layout: str) -> float:
-    """Model-iterations per second of train_networks on `networks` LeNet-5s (after a warm-up call)."""
+def ours(images, labels, device, *, networks: int, iterations: int, layout: str, precision: str = "fp32") -> float:
+    """Model-iterations per second of train_networks on `networks` LeNet-5s (after a warm-up call);
+    NaN if the K networks do not fit in the device's memory."""
     rng = np.random.default_rng(0)
     specs = [NetworkSpec(indices=np.sort(rng.choice(len(labels), len(labels) // 2, replace=False)),
                          init_seed=k, batch_seed=1000 + k, lr_scale=1.0) for k in range(networks)]
     run = lambda n: train_networks(specs, images, labels, recipe_with(RECIPES["lenet5-mnist"], iterations=n,
-                                                                    eval_interval=n),
-                                   n_classes=10, device=device, layout=layout, progress=False)
-    run(5)                                       # warm-up: kernels chosen, memory allocated
+                                                                    eval_interval=n, precision=precision),
+                                   n_classes=10, device=device, layout=layout, progress=False,
+                                   group_size=networks)
+    try:
+        run(5)                                   # warm-up: kernels chosen, memory allocated, graphs captured
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return float("nan")
     sync(device)
     t = time.perf_counter()
     run(iterations)
@@ -179,7 +185,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     ap.add_argument("--networks", default=None, help="comma-separated K values (default: CPU 8, CUDA 256)")
-    ap.add_argument("--layouts", default="auto", help="comma-separated: auto, single, threads, vmap")
+    ap.add_argument("--layouts", default="auto",
+                    help="comma-separated: auto, single, threads, vmap, gemm, vmap-graph, gemm-graph")
+    ap.add_argument("--precisions", default="fp32", help="comma-separated recipe precisions: fp32, tf32, bf16")
     ap.add_argument("--iterations", type=int, default=None, help="timed iterations per network")
     ap.add_argument("--reference-iterations", type=int, default=None)
     ap.add_argument("--data-root", default=None, help="full MNIST here (default: $IMBALANCE_DATA, else mnist-sample)")
@@ -190,6 +198,7 @@ def main(argv=None):
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False   # fp32 rows: true FP32
     ks = [int(k) for k in (a.networks or ("256" if cuda else "8")).split(",")]
     iters = a.iterations or (200 if cuda else 60)
     ref_iters = a.reference_iterations or (500 if cuda else 150)
@@ -200,14 +209,16 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()} CPU"
     print(f"device {device} ({name}); torch {torch.__version__}; threads {torch.get_num_threads()}; "
           f"usable cores {len(os.sched_getaffinity(0))}; data {dataset} ({len(labels)} train images); "
-          f"{rounds} round(s)")
+          f"{rounds} round(s); load average {os.getloadavg()[0]:.2f} (a shared machine: compare within a run)")
     flop = lenet_train_flop()
     trainers = [("reference DataLoader loop", 1, lambda: reference_loop(images, labels, device, ref_iters))]
-    for layout in a.layouts.split(","):
-        shown = default_layout(device, lenet5(seed=0)) if layout == "auto" else layout
-        for k in ks:
-            trainers.append((f"imbalance {shown}", k, lambda k=k, layout=layout: ours(
-                images, labels, device, networks=k, iterations=iters, layout=layout)))
+    for precision in a.precisions.split(","):
+        for layout in a.layouts.split(","):
+            for k in ks:
+                shown = default_layout(device, lenet5(seed=0), k) if layout == "auto" else layout
+                label = f"imbalance {shown}" + ("" if precision == "fp32" else f" {precision}")
+                trainers.append((label, k, lambda k=k, layout=layout, precision=precision: ours(
+                    images, labels, device, networks=k, iterations=iters, layout=layout, precision=precision)))
     if not cuda:
         workers = torch.get_num_threads()
         trainers.append(("kernels only (ceiling)", workers, lambda: kernels_only(device, workers=workers)))
@@ -223,7 +234,7 @@ def main(argv=None):
     print(f"float32 matmul peak: {peak:,.0f} GFLOP/s (median; rounds {min(peaks):,.0f}-{max(peaks):,.0f}); "
           f"LeNet-5 training: {flop / 1e9:.3f} GFLOP per iteration (batch {BATCH})")
     print(f"\n{'trainer':28s} {'K':>5s} {'model-it/s':>11s} {'x reference':>11s} {'GFLOP/s':>9s} {'% peak':>7s}"
-          + f" {'(rounds)':>13s}" + ("  full MNIST grid (h)" if cuda else ""))
+          + f" {'(rounds)':>13s}" + "  full MNIST grid (h)")
     results = []
     for (label, k, _), rate_r in zip(trainers, rates):
         rate = float(np.median(rate_r))
@@ -234,7 +245,7 @@ def main(argv=None):
         hours = MNIST_GRID_NETWORKS * MNIST_ITERATIONS / rate / 3600
         spread = f"{100 * min(fractions):.0f}-{100 * max(fractions):.0f}%"
         print(f"{label:28s} {k:5d} {rate:11.1f} {ratio:11.2f} {gflops:9.1f} {100 * fraction:6.1f}% {spread:>13s}"
-              + (f"  {hours:10.1f}" if cuda else ""))
+              + f"  {hours:10.1f}" + ("  (out of memory)" if rate != rate else ""))
         results.append(dict(trainer=label, networks=k, model_iterations_per_s=rate, ratio=ratio,
                             gflops=gflops, peak_fraction=fraction, peak_fraction_rounds=fractions,
                             rates_rounds=rate_r, grid_hours=hours))

@@ -166,3 +166,59 @@ def test_vmapped_gradients_with_stacked_masks_equal_each_network_s_own_backward(
         expected = torch.autograd.grad(F.cross_entropy(m(x[j]), y[j]), list(m.parameters()))
         for (name, _), e in zip(m.named_parameters(), expected):
             assert torch.allclose(grads[name][j], e, rtol=1e-9, atol=1e-12), name
+
+
+def _tiny_cifar(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=g)
+    return images, torch.arange(n) % 10
+
+
+def test_vmap_layout_trains_dropout_networks_as_each_would_alone_float64():
+    # 3 All-CNN-C networks x 4 SGD steps on 16x16 images, with test curves (eval mode) and a
+    # two-phase copy of a dropout network (its streams restart from its spec's init_seed)
+    images, labels = _tiny_cifar()
+    test = _tiny_cifar(20, seed=1)
+    recipe = recipe_with(RECIPES["allcnn-cifar10"], iterations=4, eval_interval=2, batch_size=4,
+                         preprocessing="scale", lr_search=(), base_lr=0.01)
+    pre = allcnn(seed=11).double()
+    pre.train()(torch.randn(SMALL, dtype=torch.float64))      # its streams have moved on: a copy must not continue them
+    specs = [NetworkSpec(indices=np.arange(40), init_seed=k, batch_seed=10 + k, lr_scale=(1.0, 0.5)[k % 2])
+             for k in range(2)] + [NetworkSpec(indices=np.arange(40), init_seed=5, batch_seed=3, trainable="output",
+                                               init_from=pre, lr_scale=0.1)]
+    kw = dict(n_classes=10, dtype=torch.float64, test=test, progress=False)
+    single = train_networks(specs, images, labels, recipe, layout="single", **kw)
+    stacked = train_networks(specs, images, labels, recipe, layout="vmap", **kw)
+    for a, b in zip(single, stacked):
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.allclose(p, q, rtol=1e-10, atol=1e-12)
+        assert [pt["test_accuracy"] for pt in a.curve] == [pt["test_accuracy"] for pt in b.curve]
+        assert np.allclose([pt["train_loss"] for pt in a.curve], [pt["train_loss"] for pt in b.curve], rtol=1e-6)
+    assert single[0].curve[0]["train_loss"] != single[1].curve[0]["train_loss"]
+    # the two-phase copy's masks came from init_seed 5's streams, not from where `pre` had left off
+    from imbalance.images import ResidentImages
+    from imbalance.train import train_network
+    source = ResidentImages(single[2].preprocessor.transform(images).double())
+
+    def alone(model):
+        return train_network(model, source, labels, np.arange(40), recipe, seed=3, lr_scale=0.1,
+                             trainable=("conv8", "conv9"), progress=False).model
+    reseeded, continued = alone(reseed_dropout(copy.deepcopy(pre), 5)), alone(copy.deepcopy(pre))
+    close = lambda m: all(torch.allclose(p, q, rtol=1e-10, atol=1e-12)  # noqa: E731 (channels-last kernels there)
+                          for p, q in zip(m.parameters(), single[2].model.parameters()))
+    assert close(reseeded) and not close(continued)
+
+
+def test_vmap_layout_leaves_the_global_rng_alone_and_its_evaluation_uses_no_dropout():
+    images, labels = _tiny_cifar()
+    recipe = recipe_with(RECIPES["allcnn-cifar10"], iterations=2, eval_interval=2, batch_size=4,
+                         preprocessing="scale", lr_search=())
+    specs = [NetworkSpec(indices=np.arange(40), init_seed=k, batch_seed=k) for k in range(2)]
+    before = torch.random.get_rng_state()
+    (a, b) = train_networks(specs, images, labels, recipe, n_classes=10, layout="vmap", dtype=torch.float64,
+                            test=_tiny_cifar(20, seed=1), progress=False)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    from imbalance.batched import predict_networks
+    x = torch.randn((6, 3, 16, 16), dtype=torch.float64)
+    logits = predict_networks([a.model, b.model], x)
+    assert torch.allclose(logits[0], a.model.eval()(x), rtol=0, atol=1e-12)   # eval mode: deterministic, no masks

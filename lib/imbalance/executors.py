@@ -25,6 +25,7 @@ Executors
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import os
 import re
 import sys
@@ -55,6 +56,7 @@ class Task:
     threads: int | None
     log: str          # the kernel's and papermill's messages: outputs/<study>/logs/<point_id>.log
     cell_timeout: float | None = None   # seconds a cell may run (papermill/nbclient); None: no limit
+    progress_path: str | None = None    # where the notebook reports {"done", "total"} iterations (ProgressFile)
 
 
 # --- worker side (runs in a worker process; never touches the database) -------------------------
@@ -118,7 +120,8 @@ def execute_point(task: Task) -> dict[str, Any]:
     """Execute one grid point's notebook; return {ok, records | error, seconds}."""
     import papermill as pm
     start = time.monotonic()
-    parameters = {**task.parameters, "records_path": task.records_path, "threads": task.threads}
+    parameters = {**task.parameters, "records_path": task.records_path, "threads": task.threads,
+                  "progress_path": task.progress_path}
     try:
         Path(task.output).parent.mkdir(parents=True, exist_ok=True)
         with kernel_env(task.threads), _output_to(Path(task.log)):
@@ -135,7 +138,40 @@ def execute_point(task: Task) -> dict[str, Any]:
                 "error": _error_text(exc) + f"\n(executed notebook: {task.output}; log: {task.log})"}
     finally:
         Path(task.records_path).unlink(missing_ok=True)
+        if task.progress_path:
+            Path(task.progress_path).unlink(missing_ok=True)
     return {"ok": True, "records": records, "seconds": time.monotonic() - start}
+
+
+class ProgressFile:
+    """A training notebook's progress inside its grid point, for the runner's bar: call it as
+    run_grid_point's progress_callback(done, total).  It writes {"done": ..., "total": ...}
+    (network-iterations) to `path` atomically (a temporary file, then os.replace), at most once every
+    `interval` seconds, and always when done reaches total."""
+
+    def __init__(self, path, *, interval: float = 1.0):
+        self.path, self.interval, self._last = Path(path), float(interval), -float("inf")
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval and done < total:
+            return
+        self._last = now
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"done": int(done), "total": int(total)}))
+        os.replace(tmp, self.path)
+
+
+def read_progress(path) -> float | None:
+    """The fraction done (0..1) that a ProgressFile at `path` reports; None when there is none yet
+    (or it cannot be read: the bar is a display, never a reason to fail a point)."""
+    try:
+        state = json.loads(Path(path).read_text())
+        done, total = int(state["done"]), int(state["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return min(1.0, max(0.0, done / total)) if total > 0 else None
 
 
 def _die_with_parent() -> None:

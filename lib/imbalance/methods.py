@@ -123,14 +123,16 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                    methods=("baseline",), repeats: int = 1,
                    seed: int = 0, recipe: Recipe, device=None, batched: bool = True, layout: str = "auto",
                    study: str = "", point_id: str | None = None, progress: bool = True,
-                   validation: float | None = None, test_prior: str = "balanced") -> PointResult:
+                   validation: float | None = None, test_prior: str = "balanced",
+                   progress_callback=None) -> PointResult:
     """Train and evaluate one grid point's networks (repeats x methods) and return their records.
 
     validation: a fraction of each repeat's imbalanced subset held out, stratified (profiles.validation_split,
     seeded per repeat): records get `val_*` metrics and '-la' / '-tau-norm' methods their tau chosen on it
     (registry.TAU_GRID).
     test_prior: 'balanced' (the data's test set), 'train' (a seeded test subsample following each repeat's
-    training prior) or 'both' (balanced, and the other as `prior_*` metrics)."""
+    training prior) or 'both' (balanced, and the other as `prior_*` metrics).
+    progress_callback(done_iterations, total_iterations): over all the point's networks (lr search included)."""
     chosen = [get_method(m) for m in methods]
     if not chosen:
         raise ValueError("methods must name at least one method")
@@ -198,15 +200,17 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     test = (test_images, dataset.test_labels)
     common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress,
                   preprocessor=preprocessor)
-    lr_scores = {}
+    lr_scores, searched = {}, len(recipe.lr_search) * recipe.lr_search_runs if recipe.lr_search else 0
+    job = _point_progress(progress_callback, recipe.iterations, searched + len(phase1) +
+                          repeats * sum(bool(t.stage2) for t in trained_methods))
     if recipe.lr_search:   # All-CNN-C: pick the base lr once per grid point, on the imbalanced subsets
         best, lr_scores = search_base_lr([subsets[r].indices for r in range(repeats)], train_images,
                                          dataset.train_labels, recipe, seed=derive_seed(seed, point_id, "lr"),
-                                         **common)
+                                         progress_callback=job(searched), **common)
         recipe = recipe_with(recipe, base_lr=best, lr_search=())
     trained = dict(zip([k for k, _ in phase1],
                        train_networks([s for _, s in phase1], train_images, dataset.train_labels, recipe,
-                                      test=test, **common)))
+                                      test=test, progress_callback=job(len(phase1)), **common)))
     # second stages, on a copy of the phase-1 network: two-phase fine-tunes the output layers on the
     # imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches
     phase2 = []
@@ -229,7 +233,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     if phase2:
         trained.update(zip([k for k, _ in phase2],
                            train_networks([s for _, s in phase2], train_images, dataset.train_labels, recipe,
-                                          test=test, **common)))
+                                          test=test, progress_callback=job(len(phase2)), **common)))
 
     # each repeat's held-out examples, as the networks take them (never the test set)
     val_images = {r: StreamedImages(torch.utils.data.Subset(dataset.train, where.tolist()), train=False, recipe=recipe)
@@ -317,6 +321,19 @@ def _tau_on_validation(val_scores: np.ndarray, y_val: np.ndarray, *, priors: np.
     value = {tau: method_metrics(val_scores, y_val, priors=priors, diverged=False, posthoc="la",
                                  tau=tau)[TAU_SELECTED_BY] for tau in TAU_GRID}
     return max(TAU_GRID, key=lambda tau: (value[tau], -TAU_GRID.index(tau)))
+
+
+def _point_progress(callback, iterations: int, networks: int):
+    """job(n): a train_networks progress callback for the point's next job of n networks, reporting
+    to `callback` over all the point's networks x iterations (None without a callback)."""
+    total, offset = iterations * networks, [0]
+
+    def job(n: int):
+        if callback is None:
+            return None
+        start, offset[0] = offset[0], offset[0] + n * iterations
+        return lambda done, _job_total: callback(start + done, total)
+    return job
 
 
 def confusion_matrix(y_true, y_pred, *, n_classes: int) -> np.ndarray:

@@ -41,11 +41,11 @@ MAX_REPEATS = 100_000          # networks per (grid point, method); beyond this 
 MAX_SEED = 2**63 - 1           # seeds are stored in SQLite's signed 64-bit INTEGER
 MAX_RHO = 1e12                 # rho above this gives minority classes of no examples on any dataset
 # The notebook parameters the runner sets itself (GridPoint.parameters, plus executors.execute_point's
-# records_path and threads): a `notebook_parameters` key may not override them.
+# records_path, threads and progress_path): a `notebook_parameters` key may not override them.
 RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
                      "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
                      "point_id", "records_path", "threads", "plugins", "validation", "test_prior", "image_size",
-                     "image_fit")
+                     "image_fit", "progress_path")
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imbalance.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
-from imbalance.executors import DaskPool, LocalPool, Task, parse_executor
+from imbalance.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.store import (Store, StudyChanged, copy_path, error_line, point_seconds, worker_id,
                              write_copy)
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
 HEARTBEAT_SECONDS = 30   # how often the runner refreshes its claims while points run
+PROGRESS_SECONDS = 1.0   # how often the runner reads the running points' progress files (its bar)
 
 
 @dataclass
@@ -148,8 +149,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
     from tqdm import tqdm
     me, queue, attempts, inflight = worker_id(), deque(pending), {}, {}
     first_errors: dict[str, set] = {}   # error line -> the points failing with it, until a success
-    bar = tqdm(total=summary.points, initial=summary.skipped, desc=params.study, unit="point",
-               disable=quiet, dynamic_ncols=True)
+    bar = _GridBar(params, summary, quiet=quiet)
     clean, last_beat = False, time.monotonic()
     claimed: set[str] = set()   # claims of ours not finished yet (in flight, or queued for a retry)
     try:
@@ -160,16 +160,19 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                     done = store.point_status(params.study, point.point_id) == "done"
                     summary.skipped += done
                     summary.elsewhere += not done
-                    bar.update(done)
+                    bar.finish(point.point_id, counted=done)
                     continue
                 attempts[point.point_id] = attempts.get(point.point_id, 0) + 1
                 claimed.add(point.point_id)
                 task = Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.ipynb"),
                             str(study_dir / "incoming" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
                             point.parameters(params), kernel_name, str(notebook.parent), threads,
-                            str(study_dir / "logs" / f"{point.point_id}.log"), params.cell_timeout)
+                            str(study_dir / "logs" / f"{point.point_id}.log"), params.cell_timeout,
+                            str(study_dir / "progress" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"))
                 inflight[pool.submit(task)] = point
-            for handle, outcome in pool.wait(list(inflight), timeout=HEARTBEAT_SECONDS):
+                bar.progress_paths[point.point_id] = task.progress_path
+            bar.poll()
+            for handle, outcome in pool.wait(list(inflight), timeout=HEARTBEAT_SECONDS if quiet else PROGRESS_SECONDS):
                 point = inflight[handle]   # removed once handled: an exception here gives it back
                 error = outcome.get("error")
                 if outcome["ok"]:
@@ -189,8 +192,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                             claimed.discard(point.point_id)
                             summary.trained += 1
                             summary.records += n
-                            bar.update(1)
-                            bar.set_postfix(networks=summary.records)
+                            bar.finish(point.point_id)
                             summary.first_success = True
                             continue
                 line = error_line(error)
@@ -209,10 +211,11 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                 del inflight[handle]
                 if attempts[point.point_id] < max_attempts:
                     queue.appendleft(point)  # retry it next (our own claim is re-taken)
+                    bar.finish(point.point_id, counted=False)    # its progress restarts with the retry
                 else:
                     _fail(store, params, point.point_id, error, summary)
                     claimed.discard(point.point_id)
-                    bar.update(1)
+                    bar.finish(point.point_id)
                     if not quiet:
                         tqdm.write(f"{point.point_id} failed after {max_attempts} attempt(s): {line}")
             if inflight and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
@@ -224,6 +227,62 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
         for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
             store.release(params.study, point_id, me)
         pool.close(wait=clean)
+
+
+class _GridBar:
+    """The runner's one bar: over the grid's networks x iterations, with the points done beside it.
+
+    A point counts `unit` network-iterations (the recipe's iterations x the networks it trains, the
+    lr search included); while it runs, the fraction its notebook writes to its progress file
+    (executors.ProgressFile) counts, so a long point does not sit at 0%.  A notebook that writes no
+    progress moves the bar when it finishes.  tqdm shows the rate (iterations/s) and the ETA."""
+
+    def __init__(self, params: StudyParams, summary: RunSummary, *, quiet: bool):
+        from tqdm import tqdm
+        self.unit, self.summary = _point_iterations(params), summary
+        self.shown: dict[str, int] = {}                 # point_id -> iterations shown while it runs
+        self.progress_paths: dict[str, str] = {}
+        self.finished = summary.skipped
+        self.bar = tqdm(total=summary.points * self.unit, initial=summary.skipped * self.unit, desc=params.study,
+                        unit="it", unit_scale=True, disable=quiet, dynamic_ncols=True)
+        self._postfix()
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"points {self.finished}/{self.summary.points}, {self.summary.records} networks")
+
+    def poll(self) -> None:
+        """Read the running points' progress files and move the bar."""
+        for point_id, path in list(self.progress_paths.items()):
+            fraction = read_progress(path)
+            if fraction is not None:
+                now = round(fraction * self.unit)
+                self.bar.update(now - self.shown.get(point_id, 0))
+                self.shown[point_id] = now
+
+    def finish(self, point_id: str, *, counted: bool = True) -> None:
+        """A point left the running set: done or failed (counted), or to be retried (not counted)."""
+        path = self.progress_paths.pop(point_id, None)
+        if path:
+            Path(path).unlink(missing_ok=True)       # a killed worker's last report
+        shown = self.shown.pop(point_id, 0)
+        self.bar.update((self.unit if counted else 0) - shown)
+        self.finished += bool(counted)
+        self._postfix()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _point_iterations(params: StudyParams) -> int:
+    """Network-iterations of one grid point: the recipe's iterations x the networks it trains (lr
+    search included); 1 per point when the recipe cannot be read here (the bar then counts points)."""
+    try:
+        from imbalance import train
+        recipe = train.recipe_with(train.RECIPES[params.recipe], **params.recipe_overrides)
+    except (ImportError, KeyError, ValueError, TypeError):
+        return 1
+    searched = len(recipe.lr_search) * recipe.lr_search_runs if recipe.lr_search else 0
+    return max(1, recipe.iterations * (params.trained_per_point + searched))
 
 
 def _fail(store, params, point_id: str, error: str | None, summary) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -23,6 +24,7 @@ from .losses import LossTerms, network_loss
 from .models import MODELS
 
 POLICIES = ("inv", "multistep", "linear")
+PRECISIONS = ("fp32", "tf32", "bf16")
 PREPROCESSING = ("scale", "gcn-zca", "imagenet")
 
 
@@ -49,6 +51,8 @@ class Recipe:
     crop_size: int = 224                 # 'imagenet': square crop side, pixels
     gcn_scale: float = 55.0              # 'gcn-zca': per-image L2 norm after GCN (pylearn2)
     zca_epsilon: float = 0.1             # 'gcn-zca': added to the covariance's eigenvalues
+    precision: str = "fp32"              # 'fp32' (paper fidelity) | 'tf32' (CUDA matmuls/convolutions in
+                                         # TF32) | 'bf16' (autocast forward; fp32 weights, updates, loss)
 
     def __post_init__(self):
         for key in ("milestones", "lr_search"):
@@ -89,6 +93,8 @@ def _check_recipe(r: Recipe) -> None:
             fail(key, f"a finite number {expected}")
     if r.lr_policy not in POLICIES:
         fail("lr_policy", f"one of {', '.join(POLICIES)}")
+    if r.precision not in PRECISIONS:
+        fail("precision", f"one of {', '.join(PRECISIONS)}")
     if r.preprocessing not in PREPROCESSING:
         fail("preprocessing", f"one of {', '.join(PREPROCESSING)}")
     m = r.milestones
@@ -142,6 +148,31 @@ def learning_rate(recipe: Recipe, iteration: int) -> float:
     if recipe.lr_policy == "multistep":
         return base * recipe.step_gamma ** sum(t >= m for m in recipe.milestones)
     return base * max(0.0, 1.0 - t / recipe.iterations)  # 'linear' = Caffe's 'poly', power 1
+
+
+@contextmanager
+def precision_context(precision: str, device):
+    """The recipe's arithmetic for a training step's forward and backward on `device`.
+
+    fp32: as is (TF32 off, PyTorch's default for convolutions is set off too on CUDA).  tf32:
+    CUDA matmuls and cuDNN convolutions in TF32 (10-bit mantissa products; no effect on a CPU).
+    bf16: torch.autocast to bfloat16 (weights, gradients, SGD and the loss stay float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            yield
+        return
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 @torch.no_grad()
@@ -262,6 +293,8 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)  # one point per eval_interval
     seconds: float = 0.0
     preprocessor: Preprocessor | None = None  # to apply to test images (evaluate)
+    group_size: int | None = None           # vmap/gemm layouts: networks trained in lockstep with it
+    oom_halvings: int = 0                   # times its group was halved after a CUDA out-of-memory error
 
     @property
     def diverged(self) -> bool:
@@ -271,7 +304,8 @@ class TrainResult:
 def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recipe: Recipe, *,
                   seed: int, device=None, lr_scale: float = 1.0, trainable=None, test=None,
                   preprocessor: Preprocessor | None = None, progress: bool = True,
-                  loss_terms: LossTerms | None = None, shuffle: bool = True) -> TrainResult:
+                  loss_terms: LossTerms | None = None, shuffle: bool = True,
+                  progress_callback=None) -> TrainResult:
     """Train `model` in place for recipe.iterations SGD steps on mini-batches of `indices`.
 
     images: uint8 (N, C, H, W) tensor (preprocessed once, resident on `device`; the preprocessor
@@ -281,6 +315,7 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
     rate.  test=(images, labels) adds test accuracy to the curve.  A NaN/inf loss stops training
     at the next curve point and sets diverged_at; nothing is raised.  loss_terms: the method's
     loss (imbalance.losses; None = cross-entropy).  shuffle=False streams `indices` in order.
+    progress_callback(done_iterations, total_iterations), if given, is called after every step.
     """
     device = resolve_device(device)
     if not _is_real(lr_scale) or lr_scale <= 0:
@@ -332,15 +367,18 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
         for t in range(start, start + n):
             idx = batches[t - start]
             x, y = source.batch(idx).to(device, non_blocking=True), ys[idx]
-            logits = model(x)
-            loss = network_loss(logits, y, terms, t)
-            grads = torch.autograd.grad(loss, params)
+            with precision_context(recipe.precision, device):
+                logits = model(x)
+                loss = network_loss(logits.to(params[0].dtype), y, terms, t)   # bf16: the loss in fp32
+                grads = torch.autograd.grad(loss, params)
             lr = learning_rate(recipe, t) * lr_scale
             sgd_step_(params, grads, velocity, lr=lr, momentum=recipe.momentum,
                       weight_decay=recipe.weight_decay, lr_mults=mults)
             losses[t] = loss.detach()
             hits[t] = (logits.detach().argmax(1) == y).sum()
             bar.update()
+            if progress_callback is not None:
+                progress_callback(t + 1, recipe.iterations)
         done = start + n
         bad = torch.nonzero(~torch.isfinite(losses[start:done])).flatten()
         if len(bad):  # the one host sync per interval

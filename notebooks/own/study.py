@@ -75,6 +75,8 @@ point_id = None
 records_path = None
 # torch threads; None: torch's default
 threads = None
+# the runner's progress file (its bar inside a point); None: report no progress
+progress_path = None
 
 # %% [markdown]
 # ## Train the grid point
@@ -88,6 +90,7 @@ import torch
 
 from imbalance import plots, tables
 from imbalance.data import load_study_data
+from imbalance.executors import ProgressFile
 from imbalance.methods import run_grid_point
 from imbalance.registry import load_plugins
 from imbalance.store import write_records
@@ -108,7 +111,7 @@ start = time.perf_counter()
 result = run_grid_point(data, imbalance=imbalance, rho=rho, mu=mu, level=level, n_max=n_max, minority=minority,
                         methods=methods, repeats=repeats, seed=seed, recipe=training_recipe, device=device,
                         batched=batched, study=study, point_id=point_id, progress=False, validation=validation,
-                        test_prior=test_prior)
+                        test_prior=test_prior, progress_callback=ProgressFile(progress_path) if progress_path else None)
 print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeats) "
       f"in {time.perf_counter() - start:.1f} s")
 
