@@ -74,6 +74,21 @@ def test_seeds_determine_weights_and_curves_and_a_partner_changes_nothing(toy):
     assert _max_difference(a[0], moved) > 1e-3                       # batch order and augmentation moved
 
 
+@pytest.mark.parametrize("layout", ["grouped", "vmap"])
+def test_two_phase_specs_fine_tune_only_the_head_batched_as_alone(toy, layout):
+    pre = _train(toy, "single", test=False)
+    phase2 = [NetworkSpec(indices=np.arange(0, 60), init_seed=0, batch_seed=21 + j, lr_scale=0.1,
+                          trainable="output", init_from=pre[j].model) for j in range(2)]
+    alone = [_train(toy, "single", [s])[0] for s in phase2]
+    batched = _train(toy, layout, phase2)
+    for a, b, p in zip(alone, batched, pre):
+        assert _max_difference(a, b) < 1e-10
+        state, before = a.model.state_dict(), p.model.state_dict()
+        for name, t in state.items():        # whitening, convolutions, bn shifts and running stats kept
+            assert torch.equal(t, before[name]) == (name != "head"), name
+        assert a.curve[-1]["lr"] == pytest.approx(0.1 * fast.learning_rate(TINY, TINY.iterations - 1))
+
+
 def test_float32_grouped_agrees_with_single_within_round_off(toy):
     r = fast.fast_recipe_with(TINY, iterations=1, eval_interval=1)
     single, grouped = _train(toy, "single", recipe=r, dtype=torch.float32), \
@@ -206,8 +221,12 @@ def test_bad_specs_layouts_and_recipes_are_rejected_before_training(toy):
     images, labels = toy
     call = lambda specs, **kw: fast.train_fast_networks(specs, images, labels, kw.pop("recipe", TINY),
                                                         n_classes=5, **kw)
-    with pytest.raises(ValueError, match=r"spec lr_scale=0.1 is not supported"):
-        call([NetworkSpec(indices=np.arange(10), init_seed=0, batch_seed=0, lr_scale=0.1)])
+    with pytest.raises(ValueError, match=r"spec lr_scale must be a finite number > 0, got 0"):
+        call([NetworkSpec(indices=np.arange(10), init_seed=0, batch_seed=0, lr_scale=0)])
+    with pytest.raises(ValueError, match=r"spec init_from must be a FastNet"):
+        call([NetworkSpec(indices=np.arange(10), init_seed=0, batch_seed=0, init_from=torch.nn.Linear(2, 2))])
+    with pytest.raises(ValueError, match=r"spec trainable must be None, 'output' or names among block1_conv1"):
+        call([NetworkSpec(indices=np.arange(10), init_seed=0, batch_seed=0, trainable="fc")])
     with pytest.raises(ValueError, match=r"spec indices must be .* positions in \[0, 120\)"):
         call([NetworkSpec(indices=np.arange(100, 130), init_seed=0, batch_seed=0)])
     with pytest.raises(ValueError, match="layout must be one of"):

@@ -357,11 +357,30 @@ def nesterov_step_(params, grads, velocity, *, lr, momentum: float, weight_decay
         torch._foreach_sub_(params, d, alpha=lr)
 
 
-def _check_spec(spec, n: int) -> np.ndarray:
-    for key, default in (("lr_scale", 1.0), ("trainable", None), ("init_from", None)):
-        if getattr(spec, key, default) != default:
-            raise ValueError(f"spec {key}={getattr(spec, key)!r} is not supported by fast recipes "
-                             f"(expected {default!r})")
+def _trained_names(spec, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The tensors a spec trains: all (trainable None), the head ("output": two-phase fine-tuning),
+    or the named ones (a str or tuple of names of _layer_shapes)."""
+    trainable = getattr(spec, "trainable", None)
+    if trainable is None:
+        return names
+    if trainable == "output":
+        return ("head",)
+    chosen = (trainable,) if isinstance(trainable, str) else tuple(trainable)
+    unknown = [t for t in chosen if t not in names]
+    if unknown or not chosen:
+        raise ValueError(f"spec trainable must be None, 'output' or names among {', '.join(names)}; "
+                         f"got {trainable!r}")
+    return tuple(n for n in names if n in chosen)
+
+
+def _check_spec(spec, n: int, names: tuple[str, ...]) -> np.ndarray:
+    lr_scale, init_from = getattr(spec, "lr_scale", 1.0), getattr(spec, "init_from", None)
+    if not _is_real(lr_scale) or lr_scale <= 0:
+        raise ValueError(f"spec lr_scale must be a finite number > 0, got {lr_scale!r}")
+    if init_from is not None and not isinstance(init_from, FastNet):
+        raise ValueError(f"spec init_from must be a FastNet (a fast recipe's trained model), got "
+                         f"{type(init_from).__name__}")
+    _trained_names(spec, names)
     idx = np.asarray(spec.indices)
     if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 \
             or idx.max() >= n:
@@ -387,11 +406,18 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
                         n_classes: int, device=None, layout: str = "auto", test=None,
                         dtype: torch.dtype = torch.float32, workers: int | None = None,
                         progress: bool = False) -> list[TrainResult]:
-    """Train each spec's network (spec.indices, spec.init_seed, spec.batch_seed: batched.NetworkSpec)
-    for recipe.iterations steps; results (train.TrainResult, model a FastNet, preprocessor ScaledImages)
-    in the order of `specs`. images: uint8 (N, C, H, W); labels int64 (N,). test=(uint8 images,
-    labels) adds test accuracy (eval mode) to each curve point. dtype float64 serves exactness checks.
-    A NaN/inf loss sets diverged_at (first such step) and iterations_done (the end of its interval).
+    """Train each spec's network for recipe.iterations steps; results (train.TrainResult, model a
+    FastNet in eval mode, preprocessor ScaledImages) in the order of `specs`.
+
+    specs: batched.NetworkSpec-like (indices: positions into `images`, the resampled training set;
+    init_seed: weights and the whitening's image draw; batch_seed: mini-batches, flips and shifts;
+    lr_scale; trainable None | "output" | names; init_from a FastNet, whose whitening is kept: the
+    two-phase methods). Networks sharing (trainable, lr_scale) are batched together; a network
+    that trains no batch-norm shift keeps its batch norms in eval mode (as train.train_network).
+    images: uint8 (N, C, H, W); labels int64 (N,). test=(uint8 images, labels) adds test accuracy
+    (eval mode) to each curve point. dtype float64 serves exactness checks. layout: "auto" =
+    "threads" on CPU, "vmap" on CUDA. A NaN/inf loss sets diverged_at (its first step) and
+    iterations_done (the end of that interval); nothing is raised.
     """
     specs = list(specs)
     if not isinstance(recipe, FastRecipe):
@@ -404,61 +430,78 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
                          f"{tuple(images.shape)}")
     if not specs:
         return []
-    indices = [_check_spec(s, len(labels)) for s in specs]
+    names = tuple(_layer_shapes(recipe, n_classes, images.shape[1]))
+    indices = [_check_spec(s, len(labels), names) for s in specs]
     device = resolve_device(device)
     layout = default_layout(device) if layout == "auto" else layout
-    started = time.perf_counter()
-    nets = []
+    nets, fit_seconds = [], []
     for s, idx in zip(specs, indices):
-        whitening = fit_whitening(images, idx, patch=recipe.whiten_patch, epsilon=recipe.whiten_epsilon,
-                                  max_images=recipe.whiten_images, seed=s.init_seed)
-        p, b = init_network(recipe, whitening, n_classes=n_classes, seed=s.init_seed, dtype=dtype)
+        started = time.perf_counter()
+        if getattr(s, "init_from", None) is not None:
+            m = s.init_from
+            p = {n: getattr(m, n).detach().to(dtype).clone() for n in m._param_names}
+            b = {n: getattr(m, n).detach().to(dtype).clone() for n in m._buffer_names}
+        else:
+            whitening = fit_whitening(images, idx, patch=recipe.whiten_patch, epsilon=recipe.whiten_epsilon,
+                                      max_images=recipe.whiten_images, seed=s.init_seed)
+            p, b = init_network(recipe, whitening, n_classes=n_classes, seed=s.init_seed, dtype=dtype)
         nets.append(({n: t.to(device) for n, t in p.items()}, {n: t.to(device) for n, t in b.items()}))
-    fit_seconds = time.perf_counter() - started
+        fit_seconds.append(time.perf_counter() - started)
     scale = ScaledImages(dtype)
     train_u8, ys = images.to(device), labels.to(device)
     test_set = None if test is None else (scale.transform(test[0].to(device)), test[1].to(device))
     bar = tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.name} ({layout})",
                unit="it", disable=not progress, leave=False)
     job = dict(recipe=recipe, train_u8=train_u8, ys=ys, scale=scale, test_set=test_set, device=device, bar=bar)
+    keys = [(_trained_names(s, names), float(getattr(s, "lr_scale", 1.0))) for s in specs]
+    if layout in ("grouped", "vmap"):
+        groups = [[i for i, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)]
+    else:
+        groups = [[i] for i in range(len(specs))]
+
+    def run(group):
+        return _train_group([nets[i] for i in group], [specs[i] for i in group], [indices[i] for i in group],
+                            stacked=layout == "vmap", trained=keys[group[0]][0], lr_scale=keys[group[0]][1], **job)
+    out = [None] * len(specs)
     try:
-        if layout in ("grouped", "vmap"):
-            out = _train_group(nets, specs, indices, stacked=layout == "vmap", **job)
-        elif layout == "single":
-            out = [_train_group([net], [s], [idx], stacked=False, **job)[0]
-                   for net, s, idx in zip(nets, specs, indices)]
-        else:
+        if layout == "threads":
             n = min(len(specs), workers or torch.get_num_threads())
             with intra_op_threads(1), ThreadPoolExecutor(n) as pool:
-                out = list(pool.map(lambda a: _train_group([a[0]], [a[1]], [a[2]], stacked=False, **job)[0],
-                                    zip(nets, specs, indices)))
+                done = list(pool.map(run, groups))
+        else:
+            done = [run(g) for g in groups]
     finally:
         bar.close()
-    for r in out:
-        r.preprocessor = scale
-        r.seconds += fit_seconds / len(specs)
+    for group, results in zip(groups, done):
+        for i, r in zip(group, results):
+            r.preprocessor = scale
+            r.seconds += fit_seconds[i]
+            out[i] = r
     return out
 
 
-def _train_group(nets, specs, indices, *, stacked: bool, recipe: FastRecipe, train_u8, ys, scale, test_set,
-                 device, bar) -> list[TrainResult]:
+def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...], lr_scale: float,
+                 recipe: FastRecipe, train_u8, ys, scale, test_set, device, bar) -> list[TrainResult]:
     """K networks as one job: concatenated channels with groups=K (stacked=False; K=1 is "single") or
-    stacked tensors under vmap (stacked=True)."""
+    stacked tensors under vmap (stacked=True). `trained` names the tensors updated (the rest frozen)."""
     k, b = len(nets), recipe.batch_size
     join = (lambda ds: {n: torch.stack([d[n] for d in ds]) for n in ds[0]}) if stacked else _cat
     params, buffers = join([p for p, _ in nets]), join([b_ for _, b_ in nets])
-    names = list(params)
-    velocity = [torch.zeros_like(params[n]) for n in names]
+    names = list(trained)
+    live = {n: params[n] for n in names}
+    frozen = {n: t for n, t in params.items() if n not in live}
+    bn_train = all(n in live for n in params if "_bn" in n)     # else batch norms stay in eval mode
+    velocity = [torch.zeros_like(live[n]) for n in names]
     autocast = device.type == "cuda" and recipe.half
     channels_last = not stacked
 
-    def loss_fn(p, buf, x, y):          # one network (vmap) or K networks concatenated (groups=k)
+    def loss_fn(p, fixed, buf, x, y):   # one network (vmap) or K networks concatenated (groups=k)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            logits, new = forward(p, buf, x, recipe, groups=1 if stacked else k, train=True)
+            logits, new = forward({**p, **fixed}, buf, x, recipe, groups=1 if stacked else k, train=bn_train)
         loss = smoothed_cross_entropy(logits, y, recipe.label_smoothing)        # (groups,)
         return loss.sum(), (loss.detach(), logits.detach(), new)
 
-    vstep = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0)) if stacked else None
+    vstep = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, 0)) if stacked else None
     streams = [BatchStream(idx, batch_size=b, seed=s.batch_seed) for s, idx in zip(specs, indices)]
     augments = [AugmentStream(s.batch_seed, recipe) for s in specs]
     losses = torch.zeros(recipe.iterations, k, device=device)
@@ -475,10 +518,10 @@ def _train_group(nets, specs, indices, *, stacked: bool, recipe: FastRecipe, tra
             shift = torch.cat([s for _, s in draws]) if recipe.translate else None
             x = augment(scale.transform(train_u8[idx.flatten()]), flip=flip, shift=shift, pad=recipe.translate)
             x = x.view(k, b, *x.shape[1:])                                           # (K, B, C, H, W)
-            lr = learning_rate(recipe, t)
+            lr = learning_rate(recipe, t) * lr_scale
             if stacked:
                 y = ys[idx]                                                          # (K, B)
-                grads, (loss, logits, buffers) = vstep(params, buffers, x.contiguous(), y[..., None])
+                grads, (loss, logits, new) = vstep(live, frozen, buffers, x.contiguous(), y[..., None])
                 grads = [grads[n] for n in names]
                 loss, logits = loss[:, 0], logits[:, :, 0]                           # (K,), (K, B, n)
                 pred = logits.argmax(-1)
@@ -487,19 +530,23 @@ def _train_group(nets, specs, indices, *, stacked: bool, recipe: FastRecipe, tra
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = ys[idx].T                                                        # (B, K)
-                p_list = [params[n].requires_grad_() for n in names]
-                total, (loss, logits, buffers) = loss_fn(params, buffers, x, y)
-                grads = torch.autograd.grad(total, p_list)
-                for p_ in p_list:
+                for p_ in live.values():
+                    p_.requires_grad_()
+                total, (loss, logits, new) = loss_fn(live, frozen, buffers, x, y)
+                grads = torch.autograd.grad(total, [live[n] for n in names])
+                for p_ in live.values():
                     p_.requires_grad_(False)
                 pred, y = logits.argmax(-1).T, y.T                                   # (K, B)
-            nesterov_step_([params[n] for n in names], list(grads), velocity, lr=lr, momentum=recipe.momentum,
+            if bn_train:
+                buffers = new
+            nesterov_step_([live[n] for n in names], list(grads), velocity, lr=lr, momentum=recipe.momentum,
                            weight_decay=recipe.weight_decay)
             losses[t] = loss.float()
             hits[t] = (pred == y).sum(-1).float()
             bar.update(k)
         end = start + n
         bad = ~torch.isfinite(losses[start:end])
+        params = {**live, **frozen}
         test_acc = _test_accuracy(params, buffers, test_set, recipe, k=k, stacked=stacked) if test_set else None
         for j in range(k):
             if diverged_at[j] is not None:
@@ -508,7 +555,7 @@ def _train_group(nets, specs, indices, *, stacked: bool, recipe: FastRecipe, tra
             if bad[:, j].any():
                 diverged_at[j] = start + int(torch.nonzero(bad[:, j])[0])
                 continue
-            point = {"iteration": end, "lr": learning_rate(recipe, end - 1),
+            point = {"iteration": end, "lr": learning_rate(recipe, end - 1) * lr_scale,
                      "train_loss": float(losses[start:end, j].mean()),
                      "train_accuracy": float(hits[start:end, j].sum()) / (n * b)}
             if test_acc is not None:
@@ -519,6 +566,7 @@ def _train_group(nets, specs, indices, *, stacked: bool, recipe: FastRecipe, tra
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = (time.perf_counter() - started) / k
+    params = {n: params[n] for n in nets[0][0]}                                      # the layer order
     split = (lambda d: [{n: t[j] for n, t in d.items()} for j in range(k)]) if stacked else \
         (lambda d: _split(d, k))
     return [TrainResult(FastNet(p, bf, recipe).eval(), done[j], diverged_at[j], curves[j], seconds)
