@@ -245,3 +245,19 @@ def test_recipes_declare_the_published_elements():
     assert gpu.widths == (64, 256, 256)                                # airbench94's widths
     assert all(c <= g for c, g in zip(cpu.widths, gpu.widths)) and cpu.iterations * cpu.batch_size < \
         gpu.iterations * gpu.batch_size
+
+
+def test_flops_per_network_is_three_forward_passes_as_torch_counts_them():
+    from torch.utils.flop_counter import FlopCounterMode
+    r = fast.fast_recipe_with(TINY, widths=(2, 3, 4), batch_size=1, iterations=1, tta=False)
+    w = fast.fit_whitening(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), np.arange(4))
+    p, b = fast.init_network(r, w, n_classes=10, seed=0)
+    with FlopCounterMode(display=False) as counter:
+        fast.forward(p, b, torch.rand(1, 3, 32, 32), r, train=True)
+    assert fast.flops_per_network(r, n_classes=10) == 3 * counter.get_total_flops() == 6 * 722_767  # by hand
+    airbench94 = fast.fast_recipe_with(fast.FAST_RECIPES["fast-cifar10"], batch_size=1024, iterations=483)
+    assert fast.flops_per_network(airbench94) == pytest.approx(3.6e14, rel=0.05)    # its paper's count
+
+
+def test_probe_times_iterations_on_random_images():
+    assert 0 <= fast.probe_seconds_per_iteration(TINY, steps=2) < 5

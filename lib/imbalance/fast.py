@@ -597,3 +597,47 @@ __all__ = ["FastRecipe", "FAST_RECIPES", "fast_recipe_with", "check_fast_recipe"
            "ScaledImages", "fit_whitening", "augment", "AugmentStream", "smoothed_cross_entropy",
            "init_network", "forward", "FastNet", "nesterov_step_", "train_fast_networks", "LAYOUTS",
            "ResidentImages"]
+
+
+# --- cost: what a dry run can print ----------------------------------------------------------
+
+# airbench94 (arXiv:2404.00498, table 1): 3.6e14 FLOPs in 3.83 s on one A100, i.e. a sustained
+# 94 TFLOP/s; `flops_per_network` counts the same way (its network and budget give 3.5e14).
+AIRBENCH94_A100_FLOPS_PER_SECOND = 3.6e14 / 3.83
+
+
+def flops_per_network(recipe: FastRecipe, *, n_classes: int = 10, image_size: int = 32,
+                      in_channels: int = 3) -> float:
+    """Training FLOPs of one network: 2 x multiply-adds of the convolutions and head per image,
+    x 3 (forward, and a backward pass of about twice its cost), x iterations x batch_size.
+    Batch norm, activations, pooling and evaluation are left out (a few percent)."""
+    side = image_size - recipe.whiten_patch + 1
+    c = 2 * in_channels * recipe.whiten_patch ** 2
+    macs = c * in_channels * recipe.whiten_patch ** 2 * side ** 2
+    for w in recipe.widths:
+        macs += c * w * 9 * side ** 2             # conv1 at the block's input resolution
+        side //= 2                                # then 2x2 max-pooling
+        macs += w * w * 9 * side ** 2             # conv2
+        c = w
+    macs += c * n_classes
+    return 2.0 * macs * 3 * recipe.iterations * recipe.batch_size
+
+
+def probe_seconds_per_iteration(recipe: FastRecipe, *, device=None, layout: str = "single", k: int = 1,
+                                steps: int = 4, n_classes: int = 10, seed: int = 0) -> float:
+    """Seconds per iteration per network, timed on random 32x32 images: the difference between a
+    (1 + steps)-step and a 1-step job, over steps (a job's first step pays its memory and kernel
+    set-up). What a dry run multiplies by iterations x networks."""
+    g = torch.Generator().manual_seed(seed)
+    n = 2 * recipe.batch_size
+    images = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, n_classes, (n,), generator=g)
+    specs = [type("Spec", (), dict(indices=np.arange(n), init_seed=seed + j, batch_seed=seed + j))()
+             for j in range(k)]
+    seconds = {1: [], 1 + steps: []}
+    for it in (1, 1, 1 + steps, 1, 1 + steps):   # the first job warms up; then the best of two each
+        short = fast_recipe_with(recipe, iterations=it, eval_interval=it, whiten_images=min(recipe.whiten_images, 64))
+        started = time.perf_counter()
+        train_fast_networks(specs, images, labels, short, n_classes=n_classes, device=device, layout=layout)
+        seconds[it].append(time.perf_counter() - started)
+    return max(min(seconds[1 + steps]) - min(seconds[1][1:]), 0.0) / steps / k

@@ -24,7 +24,7 @@ from imbalance.profiles import MINORITY_RULES, PROFILES, n_minority_classes
 # tests/test_params.py checks against the registries.
 METHODS = ("baseline", "ros", "rus", "two-phase-ros", "two-phase-rus",
            "baseline-thresh", "ros-thresh", "rus-thresh")
-RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet")
+RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet", "fast-cifar10", "fast-cifar10-cpu")
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
 THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar10-jpg": 10}
