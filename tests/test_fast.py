@@ -261,3 +261,22 @@ def test_flops_per_network_is_three_forward_passes_as_torch_counts_them():
 
 def test_probe_times_iterations_on_random_images():
     assert 0 <= fast.probe_seconds_per_iteration(TINY, steps=2) < 5
+
+
+@pytest.mark.parametrize("layout", ["grouped", "vmap"])
+def test_a_diverging_network_is_flagged_and_leaves_its_group_partner_alone(toy, layout):
+    images, _ = toy
+    w = fast.fit_whitening(images, np.arange(80), max_images=100)
+    nets = []
+    for seed in (1, 2):
+        p, b = fast.init_network(TINY, w, n_classes=5, seed=seed, dtype=torch.float64)
+        if seed == 2:
+            p["head"][0] = float("nan")                                  # NaN logits from the first step
+        nets.append(fast.FastNet(p, b, TINY))
+    specs = [NetworkSpec(indices=np.arange(80), init_seed=0, batch_seed=30 + j, init_from=m) for j, m in enumerate(nets)]
+    healthy_alone = _train(toy, "single", specs[:1])[0]
+    healthy, broken = _train(toy, layout, specs)
+    assert broken.diverged_at == 0 and broken.iterations_done == TINY.eval_interval and broken.curve == []
+    assert healthy.diverged_at is None and _max_difference(healthy, healthy_alone) < 1e-10
+    for a, b in zip(healthy.curve, healthy_alone.curve, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6) and a["test_accuracy"] == b["test_accuracy"]
