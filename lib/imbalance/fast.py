@@ -41,7 +41,7 @@ from torch.func import grad, vmap
 from tqdm import tqdm
 
 from .batched import intra_op_threads
-from .images import ResidentImages, check_uint8
+from .images import check_uint8
 from .train import BatchStream, TrainResult, resolve_device
 
 LAYOUTS = ("auto", "single", "grouped", "vmap", "threads")
@@ -127,7 +127,7 @@ FAST_RECIPES = {r.name: r for r in (
     # For 2 CPU cores: narrower and shorter (measured in the README's "Fast CIFAR-10" section).
     FastRecipe(name="fast-cifar10-cpu", widths=(32, 64, 128), batch_size=256, iterations=1_000, lr=0.4,
                momentum=0.9, weight_decay=5e-4, warmup=0.2, final_lr=0.0, label_smoothing=0.2,
-               eval_interval=250),
+               eval_interval=500),       # a test-curve point costs ~10 s here (10,000 images x 2 views)
 )}
 
 
@@ -595,10 +595,6 @@ def _test_accuracy(params, buffers, test_set, recipe, *, k: int, stacked: bool, 
     return correct / len(images)
 
 
-__all__ = ["FastRecipe", "FAST_RECIPES", "fast_recipe_with", "check_fast_recipe", "learning_rate",
-           "ScaledImages", "fit_whitening", "augment", "AugmentStream", "smoothed_cross_entropy",
-           "init_network", "forward", "FastNet", "nesterov_step_", "train_fast_networks", "LAYOUTS",
-           "ResidentImages"]
 
 
 # --- cost: what a dry run can print ----------------------------------------------------------
@@ -643,3 +639,9 @@ def probe_seconds_per_iteration(recipe: FastRecipe, *, device=None, layout: str 
         train_fast_networks(specs, images, labels, short, n_classes=n_classes, device=device, layout=layout)
         seconds[it].append(time.perf_counter() - started)
     return max(min(seconds[1 + steps]) - min(seconds[1][1:]), 0.0) / steps / k
+
+
+__all__ = ["FastRecipe", "FAST_RECIPES", "fast_recipe_with", "check_fast_recipe", "learning_rate",
+           "ScaledImages", "fit_whitening", "augment", "AugmentStream", "smoothed_cross_entropy",
+           "init_network", "forward", "FastNet", "nesterov_step_", "train_fast_networks", "LAYOUTS",
+           "flops_per_network", "probe_seconds_per_iteration", "AIRBENCH94_A100_FLOPS_PER_SECOND"]
