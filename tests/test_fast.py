@@ -280,3 +280,68 @@ def test_a_diverging_network_is_flagged_and_leaves_its_group_partner_alone(toy, 
     assert healthy.diverged_at is None and _max_difference(healthy, healthy_alone) < 1e-10
     for a, b in zip(healthy.curve, healthy_alone.curve, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6) and a["test_accuracy"] == b["test_accuracy"]
+
+
+# --- a grid point on a fast recipe (methods.run_grid_point dispatches to train_fast_networks) ----------
+
+def _fast_point(toy, methods, **kw):
+    from imbalance.data import ImageDataset
+    from imbalance.methods import run_grid_point
+    images, labels = toy
+    data = ImageDataset(name="toy", classes=tuple("abcde"), train_images=images[:100], train_labels=labels[:100],
+                        test_images=images[100:], test_labels=labels[100:], source="test")
+    return run_grid_point(data, imbalance="step", rho=4, mu=0.4, n_max=12, minority="lowest", methods=methods,
+                          repeats=2, seed=3, recipe=TINY, batched=False, progress=False, **kw)
+
+
+def test_a_fast_grid_point_trains_each_network_as_train_fast_networks_does_alone(toy):
+    from imbalance.methods import derive_seed
+    result = _fast_point(toy, ["baseline", "ros", "two-phase-ros", "baseline-thresh", "ros-la"])
+    assert len(result.records) == 5 * 2 and result.base_lr == TINY.lr
+    images, labels = toy
+    rec = {(r["method"], r["repeat"]): r for r in result.records}
+    point = rec[("baseline", 1)]["point_id"]
+    # the baseline of repeat 1, retrained alone from its derived seeds on its subset's positions
+    counts = rec[("baseline", 1)]["class_counts"]
+    alone_spec = NetworkSpec(indices=_subset_positions(labels[:100], counts, result, 1),
+                             init_seed=derive_seed(3, point, 1, "init"),
+                             batch_seed=derive_seed(3, point, 1, "none", "batches"))
+    alone = fast.train_fast_networks([alone_spec], images[:100], labels[:100], TINY, n_classes=5, layout="single",
+                                     test=(images[100:], labels[100:]))[0]
+    assert _max_difference(alone, result.results[("none", 1)]) == 0.0
+    assert rec[("baseline", 1)]["curve"] == alone.curve
+    # thresholding reuses the baseline's network: its accuracy is the baseline's thresholded accuracy
+    for r in (0, 1):
+        assert rec[("baseline-thresh", r)]["accuracy"] == rec[("baseline", r)]["thresholded_accuracy"]
+        assert rec[("baseline-thresh", r)]["roc_auc"] == rec[("baseline", r)]["roc_auc"]
+        assert 0.0 <= rec[("ros", r)]["roc_auc"] <= 1.0
+    # two-phase fine-tunes only the head of its copy of the ros network
+    ros, two = result.results[("ros", 0)].model, result.results[("two-phase-ros", 0)].model
+    changed = {n for n, t in two.state_dict().items() if not torch.equal(t, ros.state_dict()[n])}
+    assert changed == {"head"}
+
+
+def _subset_positions(labels, counts, result, repeat):
+    """The repeat's imbalanced subset, as run_grid_point drew it (profiles.imbalanced_subset, same seed)."""
+    from imbalance.methods import derive_seed
+    from imbalance.profiles import imbalanced_subset
+    subset = imbalanced_subset(labels.numpy(), profile="step", rho=4, mu=0.4, n_max=12, minority="lowest",
+                               n_classes=5, random_state=derive_seed(3, "step_rho=4_mu=0.4", repeat, "subset"))
+    assert subset.counts.tolist() == counts
+    return subset.indices
+
+
+@pytest.mark.parametrize("method", ["la-loss", "crt", "class-aware"])
+def test_a_fast_grid_point_refuses_a_method_it_cannot_train_before_training(toy, method):
+    with pytest.raises(ValueError, match=rf"methods: method '{method}'"):
+        _fast_point(toy, ["baseline", method])
+
+
+def test_tau_norm_rescales_a_fast_networks_head():
+    from imbalance.methods import tau_normalised
+    result = fast.train_fast_networks([NetworkSpec(indices=np.arange(24), init_seed=1, batch_seed=2)],
+                                      torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)), torch.arange(24) % 5,
+                                      fast.fast_recipe_with(TINY, iterations=2, eval_interval=2), n_classes=5)[0]
+    out = tau_normalised(result.model, tau=1.0)
+    norms = out.head.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.ones(5)) and not torch.equal(out.head, result.model.head)

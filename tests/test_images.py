@@ -81,3 +81,29 @@ def test_fit_rejects_a_subset_that_does_not_fit_zca_fit_naming_it(zca_fit, subse
 def test_unknown_zca_fit_is_rejected_listing_the_choices():
     with pytest.raises(ValueError, match=r"zca_fit must be one of \('full', 'subset'\), got 'train'"):
         Preprocessor(ALLCNN, zca_fit="train")
+
+
+def test_a_grid_point_with_zca_fit_subset_whitens_each_repeat_on_its_own_subset_only():
+    """params recipe_overrides {zca_fit: subset}: each repeat's networks see a whitening fitted on that
+    repeat's imbalanced subset (its unique images), and the records say which fit was used."""
+    from imbalance.data import ImageDataset
+    from imbalance.methods import run_grid_point
+    from imbalance.train import recipe_with
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (300, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.arange(300) % 10
+    data = ImageDataset(name="toy", classes=tuple("abcdefghij"), train_images=images[:200], train_labels=labels[:200],
+                        test_images=images[200:], test_labels=labels[200:], source="test")
+    recipe = recipe_with(RECIPES["allcnn-cifar10"], iterations=2, eval_interval=2, batch_size=4, lr_search=(),
+                         zca_fit="subset")
+    point = run_grid_point(data, imbalance="step", rho=4, mu=0.5, n_max=20, minority="random", methods=["baseline", "ros"],
+                           repeats=2, seed=0, recipe=recipe, progress=False)
+    fitted = {r: point.results[("none", r)].preprocessor for r in (0, 1)}
+    assert [p.zca_fit for p in fitted.values()] == ["subset", "subset"]
+    assert [p.n_fitted for p in fitted.values()] == [sum(point.class_counts[r]) for r in (0, 1)] == [125, 125]
+    assert not torch.equal(fitted[0].whiten, fitted[1].whiten)                 # two subsets, two whitenings
+    assert point.results[("ros", 0)].preprocessor is fitted[0]                 # a repeat's methods share it
+    assert {r["zca_fit"] for r in point.records} == {"subset"}
+    full = run_grid_point(data, imbalance="step", rho=4, mu=0.5, n_max=20, minority="random", methods=["baseline"],
+                          repeats=1, seed=0, recipe=recipe_with(recipe, zca_fit="full"), progress=False)
+    assert full.results[("none", 0)].preprocessor.n_fitted == 200 and full.records[0]["zca_fit"] == "full"

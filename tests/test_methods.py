@@ -348,3 +348,45 @@ def test_without_validation_la_keeps_its_fixed_tau_and_a_train_prior_test_set_is
     assert train["accuracy"] == pytest.approx(both["prior_accuracy"]) and train["roc_auc"] == pytest.approx(both["prior_roc_auc"])
     with pytest.raises(ValueError, match="test_prior must be one of balanced, train, both"):
         run_grid_point(skewed, imbalance="natural", recipe=recipe, test_prior="skewed", progress=False)
+
+
+# --- the paper's selection protocols (issue 13) ---------------------------------------------------
+
+SEARCHED = dict(iterations=40, eval_interval=20, lr_search=(0.01, 0.001), lr_search_runs=2)   # 4 candidates
+
+
+def test_test_best_of_keeps_for_each_method_the_candidate_with_the_best_test_roc_auc(digits):
+    methods = ["baseline", "ros", "two-phase-ros", "baseline-thresh"]
+    best = run_grid_point(digits, methods=methods, repeats=1, progress=False, selection="test-best-of-8",
+                          recipe=recipe_with(RECIPES["lenet5-mnist"], **SEARCHED), **POINT)
+    alone = run_grid_point(digits, methods=methods, repeats=1, progress=False,
+                           recipe=recipe_with(RECIPES["lenet5-mnist"], iterations=40, eval_interval=20), **POINT)
+    by, plain = ({r["method"]: r for r in p.records} for p in (best, alone))
+    for m in methods:
+        assert by[m]["selection"] == "test-best-of-8" and by[m]["base_lr"] in (0.01, 0.001)
+        assert by[m]["selection_score"] == pytest.approx(by[m]["roc_auc"], abs=1e-12)   # chosen by it
+        # candidate 0 (base lr 0.01, run 0) is the network selection 'train-loss' trains without a search
+        assert by[m]["roc_auc"] >= plain[m]["roc_auc"]
+        assert plain[m]["selection"] == "train-loss" and plain[m]["selection_score"] is None
+    assert by["baseline-thresh"]["base_lr"] == by["baseline"]["base_lr"]         # the same network
+    assert by["baseline-thresh"]["accuracy"] == by["baseline"]["thresholded_accuracy"]
+
+
+def test_validation_best_of_chooses_on_the_validation_split_never_the_test_set(digits):
+    point = run_grid_point(digits, methods=["baseline", "rus"], repeats=2, progress=False, validation=0.2,
+                           selection="validation-best-of-8",
+                           recipe=recipe_with(RECIPES["lenet5-mnist"], **SEARCHED), **POINT)
+    for r in point.records:
+        assert r["selection_score"] == pytest.approx(r["val_roc_auc"], abs=1e-12)
+
+
+@pytest.mark.parametrize("knobs, message", [
+    (dict(selection="test-best-of-8"), "recipe 'lenet5-mnist' has none"),
+    (dict(selection="validation-best-of-8", recipe_lr_search=True), "needs a validation split"),
+    (dict(selection="best"), "selection must be one of train-loss, test-best-of-8, validation-best-of-8"),
+])
+def test_a_selection_the_point_cannot_make_is_refused_before_training(digits, knobs, message):
+    searched = knobs.pop("recipe_lr_search", False)
+    recipe = recipe_with(RECIPES["lenet5-mnist"], **(SEARCHED if searched else dict(iterations=40)))
+    with pytest.raises(ValueError, match=message):
+        run_grid_point(digits, methods=["baseline"], repeats=1, progress=False, recipe=recipe, **knobs, **POINT)

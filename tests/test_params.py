@@ -212,10 +212,27 @@ def test_missing_mnist_files_are_reported_before_training(tmp_path):
 
 
 def test_name_tuples_match_the_method_and_recipe_registries():
-    from imbalance import methods, registry, train
+    from imbalance import fast, methods, registry, train
     from imbalance.params import RECIPES
     assert METHODS == registry.PAPER_METHODS and all(registry.is_method(m) for m in METHODS)
-    assert methods.METHODS is registry.METHODS and RECIPES == tuple(train.RECIPES)
+    assert methods.METHODS is registry.METHODS
+    assert RECIPES == tuple(train.RECIPES) + tuple(fast.FAST_RECIPES)
+    assert registry.FAST_RECIPE_NAMES == tuple(fast.FAST_RECIPES)
+
+
+@pytest.mark.parametrize("method, why", [("la-loss", "changes the loss"), ("class-aware", "samples a stream"),
+                                         ("crt", "cRT"), ("cb-focal-thresh", "changes the loss")])
+def test_a_fast_recipe_refuses_methods_it_cannot_train_naming_them(tmp_path, method, why):
+    message = error(tmp_path, recipe="fast-cifar10-cpu", dataset="cifar10-jpg", notebook="cifar10/step",
+                    methods=["baseline", method])
+    assert "key 'methods'" in message and repr(method) in message and why in message
+
+
+def test_a_fast_recipe_takes_the_paper_methods_and_post_hoc_suffixes(tmp_path):
+    names = [*METHODS, "ros-la", "baseline-tau-norm"]
+    params = load_params(write(tmp_path, recipe="fast-cifar10-cpu", dataset="cifar10-jpg",
+                               notebook="cifar10/step", methods=names))
+    assert params.recipe == "fast-cifar10-cpu" and params.methods == tuple(names)
 
 
 # --- a params file is data (issue 16) ---------------------------------------------------------
@@ -315,6 +332,8 @@ def test_validation_and_test_prior_reach_the_notebook_and_bad_values_are_named(t
     from imbalance import methods
     from imbalance.params import TEST_PRIORS
     assert TEST_PRIORS == methods.TEST_PRIORS
+    from imbalance.params import SELECTIONS
+    assert SELECTIONS == methods.SELECTIONS
     params = load_params(write(tmp_path, validation=0.1, test_prior="both"))
     parameters = expand_grid(params)[0].parameters(params)
     assert parameters["validation"] == 0.1 and parameters["test_prior"] == "both"
@@ -342,3 +361,95 @@ def test_image_size_is_for_image_folders_and_a_side_of_8_or_more(tmp_path):
     assert "applies to dataset imagefolder only" in error(tmp_path, image_size=64)
     assert "an integer >= 8" in error(tmp_path, **folder, image_size=4)
     assert "one of crop, stretch" in error(tmp_path, **folder, image_fit="pad")
+
+
+# --- per-point repeats (issue 13: the paper's ImageNet protocol) --------------------------------------
+
+def test_points_may_set_their_own_repeats_and_the_grid_carries_them(tmp_path):
+    params = load_params(write(tmp_path, rho="<drop>", mu="<drop>", repeats=1,
+                               points=[{"rho": 10, "mu": 0.1}, {"rho": 100, "mu": 0.9, "repeats": 3}]))
+    grid = expand_grid(params)
+    assert [(p.point_id, p.repeats) for p in grid] == [("step_rho=10_mu=0.1", 1), ("step_rho=100_mu=0.9", 3)]
+    assert [p.parameters(params)["repeats"] for p in grid] == [1, 3]
+    assert params.most_repeats == 3 and params.repeats == 1
+    assert params.to_dict()["points"] == [{"rho": 10, "mu": 0.1}, {"rho": 100, "mu": 0.9, "repeats": 3}]
+    assert load_params(write(tmp_path, rho="<drop>", mu="<drop>", repeats=1, points=params.to_dict()["points"])) \
+        .points == params.points
+
+
+def test_a_grid_without_per_point_repeats_gives_every_point_the_studys():
+    params = load_params(PARAMS / "mnist" / "step.yaml")
+    assert {p.repeats for p in expand_grid(params)} == {params.repeats}
+
+
+@pytest.mark.parametrize("repeats", [0, 2.5, True, "3"])
+def test_a_bad_per_point_repeats_is_refused_naming_points(tmp_path, repeats):
+    message = error(tmp_path, rho="<drop>", mu="<drop>", points=[{"rho": 10, "mu": 0.5, "repeats": repeats}])
+    assert "key 'points'" in message and "repeats an integer >= 1" in message
+
+
+def test_the_imagenet_file_has_the_papers_three_repeats_at_mu_0_9_rho_100_only():
+    params = load_params(PARAMS / "imagenet" / "subsets.yaml")
+    assert {p.point_id: p.repeats for p in expand_grid(params)} == {
+        "step_rho=10_mu=0.1": 1, "step_rho=50_mu=0.8": 1, "step_rho=100_mu=0.9": 3}
+
+
+# --- learning-rate selection (issue 13: the paper's protocol and an honest one) -------------------------
+
+def test_the_paper_cifar_files_select_on_the_test_set_and_other_studies_on_the_training_loss():
+    for name in ("step", "linear"):
+        assert load_params(PARAMS / "cifar10" / f"{name}.yaml").selection == "test-best-of-8"
+    assert load_params(PARAMS / "mnist" / "step.yaml").selection == "train-loss"
+
+
+def test_validation_best_of_8_needs_a_validation_split(tmp_path):
+    message = error(tmp_path, selection="validation-best-of-8")
+    assert "key 'validation'" in message and "selection validation-best-of-8" in message
+    assert load_params(write(tmp_path, selection="validation-best-of-8", validation=0.1)).validation == 0.1
+
+
+def test_a_best_of_selection_with_a_recipe_without_lr_search_is_refused_before_running(tmp_path):
+    from imbalance.params import check_recipe
+    params = load_params(write(tmp_path, selection="test-best-of-8"))        # lenet5-mnist: no lr search
+    with pytest.raises(ValueError, match="key 'selection': value 'test-best-of-8' is not valid for recipe "
+                                         "'lenet5-mnist', which has no lr search"):
+        check_recipe(params)
+    check_recipe(load_params(write(tmp_path, selection="test-best-of-8",
+                                   recipe_overrides={"lr_search": [0.01, 0.001]})))
+
+
+def test_the_dry_run_shows_subsets_the_selection_cost_and_a_fast_recipes_gpu_projection(tmp_path, monkeypatch):
+    from imbalance import runner
+    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
+    cifar = load_params(PARAMS / "cifar10" / "step.yaml")
+    text = runner.plan(cifar, expand_grid(cifar), study_dir=tmp_path, workers=1)
+    assert "step_rho=10_mu=0.5  subset: 5 classes x 500, 5 classes x 5,000 (27,500 images)" in text
+    assert "each method and repeat trains 8 candidates" in text and "the paper's protocol, optimistic" in text
+    assert "600 x 8 = 4800 networks, 8x the cost" in text                  # 12 points x 5 trained x 10 repeats
+    fast = load_params(PARAMS / "cifar10" / "fast-step.yaml")
+    text = runner.plan(fast, expand_grid(fast), study_dir=tmp_path, workers=1)
+    assert "GPU projection: 300 networks x 0.726 PFLOP = 217.8 PFLOP, at least 38.6 min (0.64 GPU-hours)" in text and "candidates" not in text
+    imagenet = load_params(PARAMS / "imagenet" / "subsets.yaml")
+    text = runner.plan(imagenet, expand_grid(imagenet), study_dir=tmp_path, workers=1)
+    assert "step_rho=100_mu=0.9  (3 repeats)  subset: minority classes x 10, majority classes x 1,000" in text
+    assert "trained networks: 3 trained methods x 5 repeats over the 3 points = 15" in text
+
+
+def test_the_dry_run_counts_an_image_folders_classes_for_the_imagenet_subsets(tmp_path, monkeypatch):
+    """A generated ILSVRC-like folder: 10 classes, 3 scarce (fewer than n_max files); with the paper's
+    scarcity rule the scarce classes are minority, and the line gives the exact per-class counts."""
+    from imbalance import runner
+    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
+    sizes = [12, 12, 12, 12, 12, 12, 12, 7, 8, 9]
+    for c, n in enumerate(sizes):
+        folder = tmp_path / "data" / "train" / f"n{c:08d}"
+        folder.mkdir(parents=True)
+        for i in range(n):
+            (folder / f"{i}.JPEG").write_bytes(b"")
+    params = params_from_dict({"study": "in", "dataset": "imagefolder", "data_root": str(tmp_path / "data"),
+                               "notebook": "imagenet/subsets", "imbalance": "step", "n_max": 10,
+                               "minority": "scarcity", "points": [{"rho": 10, "mu": 0.5, "repeats": 3}],
+                               "recipe": "resnet10-imagenet"})
+    text = runner.plan(params, expand_grid(params), study_dir=tmp_path / "out", workers=1)
+    assert "step_rho=10_mu=0.5  (3 repeats)  subset: 5 classes x 1, 5 classes x 10 (55 images, as counted in " \
+           "the folder)" in text

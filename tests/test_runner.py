@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, done_points, fake_params, rows
@@ -287,3 +288,25 @@ def test_settings_added_later_keep_older_studies_running_and_refuse_other_values
                            settings=runner._check_same_study(load(path, ["test_prior=both"]), store))
         with pytest.raises(ValueError, match=r"test_prior: 'both' then, None now"):
             runner._check_same_study(params, store)
+
+
+def test_points_with_their_own_repeats_get_that_many_networks_and_register_them(tmp_path):
+    path = fake_params(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    del raw["rho"], raw["mu"]
+    raw["points"] = [{"rho": 10, "mu": 0.3}, {"rho": 100, "mu": 0.7, "repeats": 3}]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True)
+    got = Counter(point for point, *_ in rows(tmp_path / "out" / "fake" / "results.sqlite"))
+    assert summary.failed == 0 and got == {"step_rho=10_mu=0.3": 8 * 2, "step_rho=100_mu=0.7": 8 * 3}
+    raw["points"][1]["repeats"] = 4              # other repeats at a point: other results, refused
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ValueError, match=r"point_repeats: \[\[100, 0.7, 3\]\] then, \[\[100, 0.7, 4\]\] now"):
+        run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True)
+
+
+def test_per_point_repeats_set_the_coverage_expected_of_that_point():
+    expected = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 1})
+    three = [{"method": "baseline", "repeat": r} for r in range(3)]
+    assert runner._coverage_error(three, expected, Path("nb.ipynb"), repeats=3) is None
+    assert "unexpected or repeated" in runner._coverage_error(three, expected, Path("nb.ipynb"))

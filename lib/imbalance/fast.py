@@ -40,7 +40,7 @@ from torch import nn
 from torch.func import grad, vmap
 from tqdm import tqdm
 
-from .batched import intra_op_threads
+from .batched import _Progress, intra_op_threads
 from .images import check_uint8
 from .train import BatchStream, TrainResult, resolve_device
 
@@ -408,7 +408,7 @@ def default_layout(device: torch.device) -> str:
 def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recipe: FastRecipe, *,
                         n_classes: int, device=None, layout: str = "auto", test=None,
                         dtype: torch.dtype = torch.float32, workers: int | None = None,
-                        progress: bool = False) -> list[TrainResult]:
+                        progress: bool = False, progress_callback=None) -> list[TrainResult]:
     """Train each spec's network for recipe.iterations steps; results (train.TrainResult, model a
     FastNet in eval mode, preprocessor ScaledImages) in the order of `specs`.
 
@@ -420,7 +420,8 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
     images: uint8 (N, C, H, W); labels int64 (N,). test=(uint8 images, labels) adds test accuracy
     (eval mode) to each curve point. dtype float64 serves exactness checks. layout: "auto" =
     "threads" on CPU, "vmap" on CUDA. A NaN/inf loss sets diverged_at (its first step) and
-    iterations_done (the end of that interval); nothing is raised.
+    iterations_done (the end of that interval); nothing is raised. progress_callback(done, total):
+    network-iterations over all specs, after every step (as batched.train_networks).
     """
     specs = list(specs)
     if not isinstance(recipe, FastRecipe):
@@ -453,8 +454,8 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
     scale = ScaledImages(dtype)
     train_u8, ys = images.to(device), labels.to(device)
     test_set = None if test is None else (scale.transform(test[0].to(device)), test[1].to(device))
-    bar = tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.name} ({layout})",
-               unit="it", disable=not progress, leave=False)
+    bar = _Progress(tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.name} ({layout})",
+                         unit="it", disable=not progress, leave=False), progress_callback)
     job = dict(recipe=recipe, train_u8=train_u8, ys=ys, scale=scale, test_set=test_set, device=device, bar=bar)
     keys = [(_trained_names(s, names), float(getattr(s, "lr_scale", 1.0))) for s in specs]
     if layout in ("grouped", "vmap"):

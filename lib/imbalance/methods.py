@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import math
 import platform
 import subprocess
@@ -42,19 +43,39 @@ from torch import nn
 from . import __version__
 from .batched import NetworkSpec, predict_networks, search_base_lr, train_networks
 from .losses import loss_terms
-from .metrics import accuracy, all_metrics, threshold_scores
+from .metrics import accuracy, all_metrics, roc_auc_ovr, threshold_scores
 from .profiles import NATURAL, imbalanced_subset, natural_rho, prior_test_subset, validation_split
 from .registry import (CROSS_ENTROPY, METHODS, PAPER_METHODS, STREAMED, TAU_GRID, TAU_SELECTED_BY, Loss,  # noqa: F401
-                       Method, get_method, logit_adjusted_scores, method_names, register_method)
+                       Method, fast_recipe_problem, get_method, logit_adjusted_scores, method_names,
+                       register_method)
 from .store import VALIDATION_METRICS
 from .sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
                        undersample_indices)
 from .images import Preprocessor, StreamedImages
 from .models import sized_model
-from .train import Recipe, recipe_with, resolve_device
+from .fast import FAST_RECIPES, FastRecipe, ScaledImages, fast_recipe_with, train_fast_networks
+from .train import RECIPES, Recipe, recipe_with, resolve_device
 
 
 TEST_PRIORS = ("balanced", "train", "both")    # params `test_prior`: which test set(s) the records measure on
+# params `selection`: how a network's base learning rate is chosen, for recipes with an lr search
+# (All-CNN-C: 4 candidates x 2 runs = 8).  'train-loss': one lr per grid point, the candidate with the
+# lowest final training loss on the first repeats' subsets, then one network per method and repeat;
+# 'test-best-of-8': every method and repeat trains all 8 and keeps the one with the best test ROC AUC
+# (the paper, section 3.3: optimistic, the test set chooses); 'validation-best-of-8': the same, chosen
+# on the repeat's validation split (params `validation`), never the test set.
+SELECTIONS = ("train-loss", "test-best-of-8", "validation-best-of-8")
+
+
+def study_recipe(name: str, overrides=None) -> Recipe | FastRecipe:
+    """The training recipe a params file names: one of the paper's (train.RECIPES) or a fast CIFAR-10
+    one (fast.FAST_RECIPES), with `overrides` (a params file's recipe_overrides) applied and checked."""
+    overrides = dict(overrides or {})
+    if name in RECIPES:
+        return recipe_with(RECIPES[name], **overrides)
+    if name in FAST_RECIPES:
+        return fast_recipe_with(FAST_RECIPES[name], **overrides)
+    raise ValueError(f"recipe must be one of {', '.join([*RECIPES, *FAST_RECIPES])}, got {name!r}")
 
 
 def derive_seed(*parts) -> int:
@@ -83,7 +104,8 @@ def tau_normalised(model: nn.Module, *, tau: float = 1.0) -> nn.Module:
     """A copy of `model` whose last output layer's per-class weight vectors are divided by their norm^tau
     (Kang et al. 2020, tau-normalised classifier; biases are kept: LeNet-5's and All-CNN-C's have them)."""
     out = copy.deepcopy(model)
-    weight = dict(out.named_parameters())[f"{out.output_layers[-1]}.weight"]     # (C, ...)
+    named, layer = dict(out.named_parameters()), out.output_layers[-1]
+    weight = named.get(f"{layer}.weight", named.get(layer))      # (C, ...): a module's, or a tensor (fast.FastNet)
     with torch.no_grad():
         norms = weight.flatten(1).norm(dim=1).clamp_min(torch.finfo(weight.dtype).tiny)
         weight /= (norms ** tau).reshape((-1,) + (1,) * (weight.ndim - 1))
@@ -124,7 +146,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                    seed: int = 0, recipe: Recipe, device=None, batched: bool = True, layout: str = "auto",
                    study: str = "", point_id: str | None = None, progress: bool = True,
                    validation: float | None = None, test_prior: str = "balanced",
-                   progress_callback=None) -> PointResult:
+                   selection: str = "train-loss", progress_callback=None) -> PointResult:
     """Train and evaluate one grid point's networks (repeats x methods) and return their records.
 
     validation: a fraction of each repeat's imbalanced subset held out, stratified (profiles.validation_split,
@@ -132,8 +154,18 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     (registry.TAU_GRID).
     test_prior: 'balanced' (the data's test set), 'train' (a seeded test subsample following each repeat's
     training prior) or 'both' (balanced, and the other as `prior_*` metrics).
+    selection: one of SELECTIONS (best-of: every candidate lr x run trains the method's whole pipeline,
+    a second stage at its candidate's lr x 0.1, and the records keep the selected one, with `base_lr`).
     progress_callback(done_iterations, total_iterations): over all the point's networks (lr search included)."""
     chosen = [get_method(m) for m in methods]
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
+    if selection != "train-loss" and not getattr(recipe, "lr_search", ()):
+        raise ValueError(f"selection {selection!r} picks among a recipe's lr search candidates, and recipe "
+                         f"{recipe.name!r} has none (lr_search is empty); use selection 'train-loss'")
+    if selection == "validation-best-of-8" and validation is None:
+        raise ValueError("selection 'validation-best-of-8' needs a validation split: set validation "
+                         "(a fraction of each repeat's subset, e.g. 0.1)")
     if not chosen:
         raise ValueError("methods must name at least one method")
     if not isinstance(repeats, int) or repeats < 1:
@@ -145,10 +177,20 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
         (f"_mu={mu}" if mu is not None else "") + (f"_level={level}" if level is not None else "")
     labels = dataset.train_labels.numpy()
     n_classes = dataset.n_classes
-    # the recipe's model fitted to the images' size (LeNet-5's fc1; All-CNN-C and ResNet-10 pool globally)
-    side = tuple(dataset.train_images.shape[-2:]) if hasattr(dataset, "train_images") else \
-        (recipe.crop_size, recipe.crop_size)
-    recipe = recipe_with(recipe, model=sized_model(recipe.model, side))
+    fast = isinstance(recipe, FastRecipe)      # imbalance.fast: uint8 images in, its own scaling and whitening
+    if fast:
+        problem = next((p for p in map(fast_recipe_problem, methods) if p), None)
+        if problem:
+            raise ValueError(f"methods: {problem}; use a paper recipe for it")
+        images = getattr(dataset, "train_images", None)
+        if images is None or images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"recipe {recipe.name!r} needs resident uint8 images (N, C, H, W), e.g. CIFAR-10 "
+                             f"or an image folder that fits in memory; dataset {dataset.name!r} has "
+                             f"{'streamed images' if images is None else f'{images.dtype} {tuple(images.shape)}'}")
+    else:   # the recipe's model fitted to the images' size (LeNet-5's fc1; All-CNN-C and ResNet-10 pool globally)
+        side = tuple(dataset.train_images.shape[-2:]) if hasattr(dataset, "train_images") else \
+            (recipe.crop_size, recipe.crop_size)
+        recipe = recipe_with(recipe, model=sized_model(recipe.model, side))
     device = resolve_device(None if device in (None, "auto") else device)
     stream_size = recipe.iterations * recipe.batch_size          # draws of a streamed sampler
 
@@ -164,6 +206,9 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
     final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}   # the network it evaluates
 
+    # the candidates each method's pipeline trains: (lr scale, run); run 0 keeps the paired seeds
+    lr_candidates = [(1.0, 0)] if selection == "train-loss" else \
+        [(lr / recipe.base_lr, run) for lr in recipe.lr_search for run in range(recipe.lr_search_runs)]
     subsets, priors, phase1, n_train, held_out = {}, {}, [], {}, {}
     for r in range(repeats):
         subset = imbalanced_subset(labels, profile=imbalance, rho=rho, mu=mu, n_max=n_max, minority=minority,
@@ -182,63 +227,103 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                                     size=stream_size)
             streamed = kind in STREAMED
             counts = np.bincount(y if streamed else y[pos], minlength=n_classes)   # of the set it trains on
-            phase1.append(((name, r), NetworkSpec(indices=subset.indices[pos],
-                                                  init_seed=derive_seed(seed, point_id, r, "init"),
-                                                  batch_seed=derive_seed(seed, point_id, r, kind, "batches"),
-                                                  loss=loss_terms(loss, counts, iterations=recipe.iterations),
-                                                  shuffle=not streamed)))
+            for c, (scale, run) in enumerate(lr_candidates):
+                phase1.append(((name, r, c), NetworkSpec(
+                    indices=subset.indices[pos], init_seed=derive_seed(seed, point_id, r, "init", *_run(run)),
+                    batch_seed=derive_seed(seed, point_id, r, kind, "batches", *_run(run)), lr_scale=scale,
+                    loss=loss_terms(loss, counts, iterations=recipe.iterations), shuffle=not streamed)))
             n_train[(name, r)] = len(y) if streamed else len(pos)
-    if hasattr(dataset, "train_images"):     # resident: preprocessed once for both phases
+    # 'gcn-zca' with zca_fit 'subset': each repeat's whitening fitted on its own imbalanced subset only
+    zca_subset = getattr(recipe, "preprocessing", None) == "gcn-zca" and recipe.zca_fit == "subset" and \
+        hasattr(dataset, "train_images") and not dataset.train_images.is_floating_point()
+    if fast:                                 # scaled to [0, 1] batch by batch, whitened inside the network
+        preprocessor = ScaledImages()
+        train_images, test_images = dataset.train_images, dataset.test_images
+    elif hasattr(dataset, "train_images"):   # resident: preprocessed once for both phases
         preprocessor = (AlreadyScaled() if dataset.train_images.is_floating_point() else
-                        Preprocessor(recipe).fit(dataset.train_images.to(device)))
+                        None if zca_subset else Preprocessor(recipe).fit(dataset.train_images.to(device)))
         train_images, test_images = dataset.train_images, dataset.test_images
     else:                                    # an image folder (ILSVRC-2012 layout), decoded on demand
         preprocessor = None
         train_images = StreamedImages(dataset.train, train=True, recipe=recipe,
                                       seed=derive_seed(seed, point_id, "crops"))
         test_images = StreamedImages(dataset.test, train=False, recipe=recipe)
+    prep = {r: Preprocessor(recipe, zca_fit="subset").fit(train_images.to(device), subset=subsets[r].indices)
+            for r in range(repeats)} if zca_subset else dict.fromkeys(range(repeats), preprocessor)
     test = (test_images, dataset.test_labels)
-    common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress,
-                  preprocessor=preprocessor)
-    lr_scores, searched = {}, len(recipe.lr_search) * recipe.lr_search_runs if recipe.lr_search else 0
+    common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress)
+
+    def train(keyed, progress_callback):     # one job of networks (key, spec), key[1] its repeat
+        if fast:
+            return train_fast_networks([s for _, s in keyed], train_images, dataset.train_labels, recipe,
+                                       n_classes=n_classes, device=device, layout=layout if batched else "single",
+                                       test=test, progress=progress, progress_callback=progress_callback)
+        out, done = [None] * len(keyed), [0]        # networks of one preprocessing train together
+        for pre in {id(prep[k[1]]): prep[k[1]] for k, _ in keyed}.values():
+            where = [i for i, (k, _) in enumerate(keyed) if prep[k[1]] is pre]
+            offset = done[0]
+            report = None if progress_callback is None else \
+                (lambda d, _t, offset=offset: progress_callback(offset + d, len(keyed) * recipe.iterations))
+            results = train_networks([keyed[i][1] for i in where], train_images, dataset.train_labels, recipe,
+                                     test=test, progress_callback=report, preprocessor=pre, **common)
+            for i, res in zip(where, results):
+                out[i] = res
+            done[0] += len(where) * recipe.iterations
+        return out
+    lr_search = getattr(recipe, "lr_search", ())     # the fast recipes have none
+    searched = len(lr_search) * recipe.lr_search_runs if lr_search and selection == "train-loss" else 0
+    lr_scores = {}
     job = _point_progress(progress_callback, recipe.iterations, searched + len(phase1) +
-                          repeats * sum(bool(t.stage2) for t in trained_methods))
-    if recipe.lr_search:   # All-CNN-C: pick the base lr once per grid point, on the imbalanced subsets
+                          repeats * len(lr_candidates) * sum(bool(t.stage2) for t in trained_methods))
+    if lr_search and selection == "train-loss":   # All-CNN-C: one base lr per grid point, on the subsets
         best, lr_scores = search_base_lr([subsets[r].indices for r in range(repeats)], train_images,
                                          dataset.train_labels, recipe, seed=derive_seed(seed, point_id, "lr"),
-                                         progress_callback=job(searched), **common)
+                                         progress_callback=job(searched), preprocessor=prep[0], **common)
         recipe = recipe_with(recipe, base_lr=best, lr_search=())
-    trained = dict(zip([k for k, _ in phase1],
-                       train_networks([s for _, s in phase1], train_images, dataset.train_labels, recipe,
-                                      test=test, progress_callback=job(len(phase1)), **common)))
+    trained = dict(zip([k for k, _ in phase1], train(phase1, job(len(phase1)))))
     # second stages, on a copy of the phase-1 network: two-phase fine-tunes the output layers on the
     # imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches
     phase2 = []
     for t in trained_methods:
-        for r in range(repeats) if t.stage2 else ():
-            pre = trained[(trunk[t.name], r)].model
+        for r, (c, (scale, run)) in itertools.product(range(repeats) if t.stage2 else (), enumerate(lr_candidates)):
+            pre = trained[(trunk[t.name], r, c)].model
             if t.stage2 == "two-phase":
-                spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1, trainable="output",
-                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches"), init_from=pre)
+                spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1 * scale, trainable="output",
+                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches", *_run(run)),
+                                   init_from=pre)
                 n_train[(t.name, r)] = len(subsets[r].indices)
             else:
                 y = labels[subsets[r].indices]
                 pos = class_aware_indices(y, size=stream_size, random_state=derive_seed(seed, point_id, r, t.name,
                                                                                          "sample"))
-                spec = NetworkSpec(indices=subsets[r].indices[pos], init_seed=derive_seed(seed, point_id, r, "init"),
-                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches"), trainable="output",
-                                   init_from=pre, reinit_output=True, shuffle=False)
+                spec = NetworkSpec(indices=subsets[r].indices[pos], init_seed=derive_seed(seed, point_id, r, "init",
+                                                                                          *_run(run)),
+                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches", *_run(run)),
+                                   trainable="output", lr_scale=scale, init_from=pre, reinit_output=True,
+                                   shuffle=False)
                 n_train[(t.name, r)] = len(y)
-            phase2.append(((t.name, r), spec))
+            phase2.append(((t.name, r, c), spec))
     if phase2:
-        trained.update(zip([k for k, _ in phase2],
-                           train_networks([s for _, s in phase2], train_images, dataset.train_labels, recipe,
-                                          test=test, progress_callback=job(len(phase2)), **common)))
+        trained.update(zip([k for k, _ in phase2], train(phase2, job(len(phase2)))))
 
     # each repeat's held-out examples, as the networks take them (never the test set)
     val_images = {r: StreamedImages(torch.utils.data.Subset(dataset.train, where.tolist()), train=False, recipe=recipe)
-                  if preprocessor is None else preprocessor.transform(dataset.train_images[where].to(device))
+                  if prep[r] is None else prep[r].transform(dataset.train_images[where].to(device))
                   for r, where in held_out.items()}
+    test_inputs = {r: test_images if prep[r] is None else prep[r].transform(test_images.to(device))
+                   for r in range(repeats)} if prep[0] is None or len({id(p) for p in prep.values()}) > 1 else \
+        dict.fromkeys(range(repeats), prep[0].transform(test_images.to(device)))   # one transform when shared
+    # the selected candidate of every network a method evaluates (one candidate: it), and its phase 1
+    finals = list(dict.fromkeys(final[t.name] for t in trained_methods))
+    picked, selection_scores = _select(trained, finals, repeats=repeats, n_candidates=len(lr_candidates),
+                                       selection=selection, images=val_images if selection.startswith("validation")
+                                       else test_inputs,
+                                       labels={r: labels[held_out[r]] for r in held_out}
+                                       if selection.startswith("validation") else
+                                       {r: dataset.test_labels.numpy() for r in range(repeats)}, device=device)
+    phase1_of = {(t.name, r): trained[(trunk[t.name], r, picked[(final[t.name], r)])]
+                 for t in trained_methods for r in range(repeats)}
+    trained = {(n, r): trained[(n, r, picked[(n, r)])] for n in finals for r in range(repeats)}
     # tau-norm: the output weights of a trained network, rescaled (no training); tau chosen on the validation
     # split where there is one (as '-la's), else the method's fixed tau
     adjusted, chosen_tau = {}, {}
@@ -256,10 +341,11 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
             else:
                 adjusted[(m.name, r)] = tau_normalised(base.model, tau=m.posthoc_tau)
     models = {**{k: v.model for k, v in trained.items()}, **adjusted}
-    networks = list(models)                        # evaluate every network once, batched
-    logits = predict_networks([models[k] for k in networks], test_images if preprocessor is None
-                              else preprocessor.transform(test_images.to(device)), device=device)
-    scores = dict(zip(networks, torch.softmax(logits.double(), -1).cpu().numpy()))
+    scores = {}                                    # every network once, batched per test input
+    for inputs in {id(x): x for x in test_inputs.values()}.values():
+        networks = [k for k in models if test_inputs[k[1]] is inputs]
+        logits = predict_networks([models[k] for k in networks], inputs, device=device)
+        scores.update(zip(networks, torch.softmax(logits.double(), -1).cpu().numpy()))
 
     # validation scores: each repeat's networks on its own held-out examples (never the test set)
     val_scores = {}
@@ -280,7 +366,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
         for r in range(repeats):
             net = (final[t.name], r)
             result = trained[net]
-            spent = sum(trained[k].seconds for k in {net, (trunk[t.name], r)})    # a second stage includes phase 1
+            spent = result.seconds + (phase1_of[(t.name, r)].seconds if t.stage2 else 0.0)  # with its phase 1
             record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance,
                           rho=natural_rho(subsets[r].counts) if natural else rho, mu=mu,
                           level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[net],
@@ -299,6 +385,10 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
             metric = dict(priors=priors[r], diverged=result.diverged, posthoc=posthoc, tau=1.0 if tau is None else tau)
             main = prior_test[r] if test_prior == "train" else slice(None)
             record.update(method_metrics(scores[key][main], y_test[main], **metric))
+            scale = lr_candidates[picked[net]][0]
+            record.update(zca_fit=recipe.zca_fit if getattr(recipe, "preprocessing", None) == "gcn-zca" else None)
+            record.update(selection=selection, base_lr=float(getattr(recipe, "base_lr", getattr(recipe, "lr", 0.0)))
+                          * scale, selection_score=selection_scores.get(net))
             record.update(test_prior="train" if test_prior == "train" else "balanced", posthoc_tau=tau,
                           tau_source=tau_source, validation=validation,
                           n_validation=None if y_val is None else len(y_val))
@@ -309,9 +399,36 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
             record.update({f"prior_{k}": other.get(k) for k in VALIDATION_METRICS})   # None unless 'both'
             records.append(record)
     return PointResult(records=records, class_counts={r: s.counts.tolist() for r, s in subsets.items()},
-                       base_lr=recipe.base_lr, lr_search=lr_scores, results={**trained, **{
+                       base_lr=recipe.lr if fast else recipe.base_lr, lr_search=lr_scores, results={**trained, **{
                            (name, r): replace(trained[(final[get_method(name).base], r)], model=model, seconds=0.0)
                            for (name, r), model in adjusted.items()}})
+
+
+def _run(run: int) -> tuple:
+    """Seed parts of a candidate's run: none for run 0, so it keeps the seeds every method shares (paired)."""
+    return () if run == 0 else (run,)
+
+
+def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, selection: str, images: dict,
+            labels: dict, device) -> tuple[dict, dict]:
+    """The candidate kept for each (final network, repeat): the one with the best ROC AUC on `images[r]`
+    (the test set, or the repeat's validation split), ties to the first, diverged or non-finite networks
+    last; one candidate is kept as it is.  Returns ({(name, r): c}, {(name, r): its ROC AUC, or None})."""
+    if n_candidates == 1:
+        return {(n, r): 0 for n in finals for r in range(repeats)}, {}
+    picked, scores = {}, {}
+    for r in range(repeats):
+        keys = [(n, r, c) for n in finals for c in range(n_candidates)]
+        logits = predict_networks([trained[k].model for k in keys], images[r], device=device)
+        probabilities = torch.softmax(logits.double(), -1).cpu().numpy()
+        auc = {}
+        for k, p in zip(keys, probabilities):
+            ok = not trained[k].diverged and np.isfinite(p).all()
+            auc[k] = float(roc_auc_ovr(labels[r], p)) if ok else -math.inf
+        for n in finals:
+            best = max(range(n_candidates), key=lambda c: (auc[(n, r, c)], -c))
+            picked[(n, r)], scores[(n, r)] = best, (auc[(n, r, best)] if math.isfinite(auc[(n, r, best)]) else None)
+    return picked, scores
 
 
 def _tau_on_validation(val_scores: np.ndarray, y_val: np.ndarray, *, priors: np.ndarray) -> float:

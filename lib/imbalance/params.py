@@ -23,15 +23,16 @@ from imbalance.profiles import MINORITY_RULES, NATURAL, PROFILES, n_minority_cla
 
 # Valid names.  Method names come from the method registry (imbalance.registry, torch-free), which
 # also resolves '<m>-thresh' / '<m>-la' / '<m>-tau-norm'; METHODS is the default list (the paper's).
-# RECIPES is a copy of train.RECIPES' keys, which spares `imbalance status` a torch import and which
-# tests/test_params.py checks against that registry.
+# RECIPES is a copy of train.RECIPES' keys then fast.FAST_RECIPES' (registry.FAST_RECIPE_NAMES), which
+# spares `imbalance status` a torch import and which tests/test_params.py checks against those registries.
 METHODS = registry.PAPER_METHODS
-RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet")
+RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet") + registry.FAST_RECIPE_NAMES
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
 THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar10-jpg": 10}
 IMAGE_FITS = ("crop", "stretch")               # a copy of data.IMAGE_FITS (torch-free; a test checks them)
 TEST_PRIORS = ("balanced", "train", "both")   # a copy of methods.TEST_PRIORS (torch-free; a test checks them)
+SELECTIONS = ("train-loss", "test-best-of-8", "validation-best-of-8")   # a copy of methods.SELECTIONS (as above)
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name under outputs/
 MAPPING_KEYS = ("recipe_overrides", "notebook_parameters")  # the keys `--set a.b=v` may reach into
@@ -45,7 +46,7 @@ MAX_RHO = 1e12                 # rho above this gives minority classes of no exa
 RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
                      "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
                      "point_id", "records_path", "threads", "plugins", "validation", "test_prior", "image_size",
-                     "image_fit", "progress_path")
+                     "image_fit", "progress_path", "selection")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class StudyParams:
                                      # omitted: default_notebook(dataset, imbalance)
     rho: tuple[float, ...] | None = None     # majority/minority ratio(s) >= 1; or use `points`
     mu: tuple[float, ...] | None = None      # minority fraction(s) in (0, 1); step only
-    points: tuple[tuple[float, float | None], ...] | None = None  # explicit (rho, mu) pairs, instead of rho x mu
+    # explicit (rho, mu, repeats) points instead of rho x mu; repeats None = the study's `repeats`
+    points: tuple[tuple[float, float | None, int | None], ...] | None = None
     levels: tuple[float, ...] | None = None  # graded sampling: target ratios after sampling (>= 1)
     data_root: str | None = None     # null: $IMBALANCE_DATA or the user cache dir
     n_max: int | None = None         # examples per majority class; null: the largest the data allows
@@ -75,6 +77,8 @@ class StudyParams:
                                      # for val_* metrics and the '-la' / '-tau-norm' tau; null: none
     image_size: int | None = None    # imagefolder: square side in pixels the images are fitted to; null: their own
     image_fit: str = "crop"          # imagefolder with image_size: crop (shorter side, centre crop) | stretch
+    selection: str = "train-loss"    # train-loss | test-best-of-8 (the paper's, optimistic) | validation-best-of-8:
+                                     # how a recipe with an lr search picks each network's base lr (methods.SELECTIONS)
     test_prior: str = "balanced"     # balanced | train | both: test on the data's test set, on a subsample that
                                      # follows the training prior, or both (prior_* metrics)
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
@@ -89,11 +93,17 @@ class StudyParams:
 
     @property
     def records_per_point(self) -> int:
+        """Records of a point with the study's `repeats` (expand_grid's GridPoint.repeats: each point's own)."""
         return len(self.methods) * self.repeats
 
     @property
     def trained_per_point(self) -> int:
         return len(self.trained_methods) * self.repeats
+
+    @property
+    def most_repeats(self) -> int:
+        """The largest repeats of any point (`points` may give some points more than `repeats`)."""
+        return max([self.repeats, *(n for *_, n in self.points or () if n is not None)])
 
     def to_dict(self) -> dict[str, Any]:
         """The params as plain YAML/JSON-able data (what a params file would hold)."""
@@ -101,7 +111,8 @@ class StudyParams:
         for key in ("rho", "mu", "levels", "methods", "plugins"):
             out[key] = None if out[key] is None else list(out[key])
         if out["points"] is not None:
-            out["points"] = [{"rho": r} if m is None else {"rho": r, "mu": m} for r, m in out["points"]]
+            out["points"] = [{"rho": r, **({} if m is None else {"mu": m}), **({} if n is None else {"repeats": n})}
+                             for r, m, n in out["points"]]
         return out
 
 
@@ -277,6 +288,11 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         v[key] = _numbers(v, key, err)
     if v.get("methods") is not None:
         v["methods"] = _names(v, "methods", registry.method_names(), err, known=registry.is_method)
+    if v["recipe"] in registry.FAST_RECIPE_NAMES:
+        problems = [registry.fast_recipe_problem(m) for m in v.get("methods") or METHODS if registry.is_method(m)]
+        if any(problems):
+            raise err("methods", f"methods a fast recipe can train ({next(p for p in problems if p)}); "
+                                 f"use a paper recipe for it")
     if v.get("plugins") is not None:
         if not isinstance(v["plugins"], list) or not all(isinstance(m, str) and m for m in v["plugins"]):
             raise err("plugins", "a list of importable module names (imbalance run --plugin MODULE)")
@@ -296,6 +312,11 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         v["image_fit"] = _choice(v, "image_fit", IMAGE_FITS, err)
     if v.get("test_prior") is not None:
         v["test_prior"] = _choice(v, "test_prior", TEST_PRIORS, err)
+    if v.get("selection") is not None:
+        v["selection"] = _choice(v, "selection", SELECTIONS, err)
+        if v["selection"] == "validation-best-of-8" and v.get("validation") is None:
+            raise err("validation", "a fraction in (0, 1), e.g. 0.1: selection validation-best-of-8 chooses on "
+                                    "each repeat's validation split")
     if v.get("batched") is not None and not isinstance(v["batched"], bool):
         raise err("batched", "true or false")
     if v.get("cell_timeout") is not None and not (_is_number(v["cell_timeout"]) and v["cell_timeout"] > 0):
@@ -430,7 +451,7 @@ def _check_grid(v, raw, source, err) -> None:
             raise err("mu", "a number or list of numbers in (0, 1): the step imbalance needs mu")
         if not step and v.get("mu") is not None:
             raise err("mu", f"null: mu applies to the step imbalance only, not {v['imbalance']!r}")
-    mus = [m for _, m in v["points"]] if v.get("points") else (v.get("mu") or ())
+    mus = [m for _, m, _ in v["points"]] if v.get("points") else (v.get("mu") or ())
     n_classes = N_CLASSES.get(v["dataset"])
     for m in mus if n_classes else ():
         try:
@@ -439,29 +460,32 @@ def _check_grid(v, raw, source, err) -> None:
             raise err("points" if v.get("points") else "mu", f"mu giving 1..{n_classes - 1} minority "
                       f"classes of {v['dataset']}'s {n_classes} ({exc})") from None
     if v.get("levels") is not None:
-        rhos = [r for r, _ in v["points"]] if v.get("points") else v["rho"]
+        rhos = [r for r, *_ in v["points"]] if v.get("points") else v["rho"]
         if min(v["levels"]) > max(rhos):
             raise err("levels", f"target ratios <= the largest rho ({max(rhos)}): sampling cannot add imbalance")
 
 
-def _points(items, step: bool, err) -> tuple[tuple[float, float | None], ...]:
-    want = "a non-empty list of {rho: r, mu: m} mappings" if step else "a non-empty list of {rho: r} mappings"
+def _points(items, step: bool, err) -> tuple[tuple[float, float | None, int | None], ...]:
+    want = ("a non-empty list of {rho: r, mu: m} mappings" if step else "a non-empty list of {rho: r} mappings") + \
+        " (each may add repeats: n, that point's own number of repeats)"
     if not isinstance(items, list) or not items:
         raise err("points", want)
     out = []
     for item in items:
-        if not isinstance(item, dict) or set(item) - {"rho", "mu"} or "rho" not in item:
+        if not isinstance(item, dict) or set(item) - {"rho", "mu", "repeats"} or "rho" not in item:
             raise err("points", f"{want}; {item!r} is not one")
-        rho, mu = item["rho"], item.get("mu")
+        rho, mu, repeats = item["rho"], item.get("mu"), item.get("repeats")
+        if repeats is not None and not (_is_int(repeats) and 1 <= repeats <= MAX_REPEATS):
+            raise err("points", f"{want} with repeats an integer >= 1 and <= {MAX_REPEATS:,}; {item!r} is not one")
         if not (_is_number(rho) and 1 <= rho <= MAX_RHO):
             raise err("points", f"{want} with rho >= 1 and <= {MAX_RHO:g}; {item!r} is not one")
         if step and not (_is_number(mu) and 0 < mu < 1):
             raise err("points", f"{want} with mu in (0, 1); {item!r} is not one")
         if not step and mu is not None:
             raise err("points", f"{want}: mu applies to the step imbalance only; {item!r} has one")
-        out.append((rho, mu))
-    if len(set(out)) != len(out):
-        raise err("points", f"{want}, each pair once")
+        out.append((rho, mu, repeats))
+    if len({(r, m) for r, m, _ in out}) != len(out):
+        raise err("points", f"{want}, each (rho, mu) once")
     return tuple(out)
 
 
@@ -479,21 +503,24 @@ def check_data(params: StudyParams) -> None:
 
 
 def check_recipe(params: StudyParams) -> None:
-    """Check recipe_overrides against the recipe (imports torch: call it just before running)."""
-    if not params.recipe_overrides:  # the recipe's name is checked already; nothing to import
+    """Check recipe_overrides against the recipe, and that a best-of selection has an lr search to pick
+    from (imports torch: call it just before running)."""
+    if not params.recipe_overrides and params.selection == "train-loss":   # nothing to import
         return
     try:
-        from imbalance import train
-    except ImportError:  # train.py not importable: the notebook will report it
-        return
-    registry, with_ = getattr(train, "RECIPES", None), getattr(train, "recipe_with", None)
-    if registry is None or with_ is None or params.recipe not in registry:
+        from imbalance.methods import study_recipe
+    except ImportError:  # the library is not importable: the notebook will report it
         return
     try:
-        with_(registry[params.recipe], **params.recipe_overrides)
+        study_recipe(params.recipe, params.recipe_overrides)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{params.source}: key 'recipe_overrides': value {params.recipe_overrides!r} "
                          f"is not valid for recipe {params.recipe!r}: {exc}") from None
+    if params.selection != "train-loss" and not getattr(study_recipe(params.recipe, params.recipe_overrides),
+                                                        "lr_search", ()):
+        raise ValueError(f"{params.source}: key 'selection': value {params.selection!r} is not valid for recipe "
+                         f"{params.recipe!r}, which has no lr search to pick from; expected train-loss (or a "
+                         f"recipe with lr_search, e.g. allcnn-cifar10)")
 
 
 # --- grid -------------------------------------------------------------------------------------
@@ -513,6 +540,7 @@ class GridPoint:
     rho: float | None            # None for natural imbalance (the records say the data's own ratio)
     mu: float | None = None      # None for linear / exponential / natural
     level: float | None = None   # None unless the study grades its sampling
+    repeats: int | None = None   # this point's repeats (expand_grid sets it); None = the study's
 
     @property
     def point_id(self) -> str:
@@ -528,10 +556,11 @@ class GridPoint:
             "study": params.study, "dataset": params.dataset, "data_root": params.data_root,
             "imbalance": self.imbalance, "rho": _plain(self.rho), "mu": self.mu,
             "level": _plain(self.level), "n_max": params.n_max, "minority": params.minority,
-            "methods": list(params.methods), "repeats": params.repeats, "seed": params.seed,
+            "methods": list(params.methods), "repeats": self.repeats or params.repeats, "seed": params.seed,
             "recipe": params.recipe, "recipe_overrides": dict(params.recipe_overrides),
             "device": params.device, "batched": params.batched, "point_id": self.point_id,
             "plugins": list(params.plugins), "validation": params.validation, "test_prior": params.test_prior,
+            "selection": params.selection,
             "image_size": params.image_size, "image_fit": params.image_fit,
             **params.notebook_parameters,
         }
@@ -556,8 +585,9 @@ def expand_grid(params: StudyParams) -> list[GridPoint]:
         raise ValueError(f"{params.source}: the grid has {grid_size(params):,} points (rho x mu x levels); "
                          f"expected at most {MAX_GRID_POINTS:,}")
     if params.imbalance == NATURAL:   # one point: 'natural' (or 'natural_level=L' per graded level)
-        return [GridPoint(params.dataset, NATURAL, None, None, level) for level in (params.levels or (None,))]
-    pairs = params.points or list(itertools.product(params.rho, params.mu or (None,)))
-    return [GridPoint(params.dataset, params.imbalance, rho, mu, level)
-            for rho, mu in pairs for level in (params.levels or (None,))
+        return [GridPoint(params.dataset, NATURAL, None, None, level, params.repeats)
+                for level in (params.levels or (None,))]
+    points = params.points or [(rho, mu, None) for rho, mu in itertools.product(params.rho, params.mu or (None,))]
+    return [GridPoint(params.dataset, params.imbalance, rho, mu, level, repeats or params.repeats)
+            for rho, mu, repeats in points for level in (params.levels or (None,))
             if level is None or level <= rho]

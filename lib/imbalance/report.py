@@ -195,6 +195,24 @@ def _imagenet(records: pd.DataFrame) -> pd.DataFrame:
     return of[[wnids(n) for n in of["classes"]]] if "classes" in of else of
 
 
+SELECTION_TEXT = {
+    "train-loss": "one base learning rate per grid point (the recipe's, or its search's lowest final training "
+                  "loss), the same for every method",
+    "test-best-of-8": "per method and repeat, the best test ROC AUC of 8 networks (4 base learning rates x 2 "
+                      "runs): the paper's protocol, optimistic, since the test set chooses the network it then scores",
+    "validation-best-of-8": "per method and repeat, the best validation ROC AUC of 8 networks (4 base learning "
+                            "rates x 2 runs), chosen without the test set",
+}
+
+
+def selection_text(selection: str, base_lrs=None) -> str:
+    """How the study chose each network's base learning rate, for readers (and the rates it kept)."""
+    text = SELECTION_TEXT.get(selection, selection)
+    kept = sorted({float(v) for v in pd.to_numeric(pd.Series(base_lrs), errors="coerce").dropna()}) \
+        if base_lrs is not None else []
+    return text + (f"; base learning rates kept: {', '.join(format_value(v) for v in kept)}" if kept else "")
+
+
 def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.DataFrame:
     """What was run, as (item, value) rows, from the records and the study's stored settings."""
     trained = records[~records["method"].map(_post_hoc)]             # a post-hoc row reuses its base network
@@ -232,6 +250,8 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
                              f"{len(records) - len(trained)} post-hoc rows ('-thresh', '-la', '-tau-norm') reuse "
                              "their base method's network"),
         ("iterations per network", iteration_text),
+        ("learning-rate selection", selection_text(settings.get("selection") or "train-loss",
+                                                   records.get("base_lr"))),
         ("recipe changes", ", ".join(f"{k} = {v}" for k, v in sorted((settings.get("recipe_overrides") or {}).items()))
          or "none"),
         ("device", text_values("device")),

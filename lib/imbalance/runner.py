@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
+import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         if pool is None:
             pool = LocalPool(workers) if kind == "local" else DaskPool(address, workers, resources)
         slots = workers if address is None or explicit_workers else len(pending)  # a cluster queues
-        context = dict(params=params, store=store, pool=pool, slots=slots, study_dir=study_dir,
+        context = dict(params=params, points=points, store=store, pool=pool, slots=slots, study_dir=study_dir,
                        notebook=notebook, kernel_name=kernel_name, threads=threads,
                        max_attempts=max_attempts, summary=summary, quiet=quiet, settings=settings)
         loop_start = time.monotonic()
@@ -144,12 +145,12 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     return summary
 
 
-def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, notebook, kernel_name,
+def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_dir, notebook, kernel_name,
          threads, max_attempts, summary, quiet, settings) -> None:
     from tqdm import tqdm
     me, queue, attempts, inflight = worker_id(), deque(pending), {}, {}
     first_errors: dict[str, set] = {}   # error line -> the points failing with it, until a success
-    bar = _GridBar(params, summary, quiet=quiet)
+    bar = _GridBar(params, points, pending, summary, quiet=quiet)
     clean, last_beat = False, time.monotonic()
     claimed: set[str] = set()   # claims of ours not finished yet (in flight, or queued for a retry)
     try:
@@ -176,7 +177,7 @@ def _run(pending: list[GridPoint], *, params, store, pool, slots, study_dir, not
                 point = inflight[handle]   # removed once handled: an exception here gives it back
                 error = outcome.get("error")
                 if outcome["ok"]:
-                    error = _coverage_error(outcome["records"], params, notebook)
+                    error = _coverage_error(outcome["records"], params, notebook, repeats=point.repeats)
                     if error is None:
                         try:
                             n = store.insert_point(params.study, point.point_id, outcome["records"], worker=me,
@@ -237,13 +238,18 @@ class _GridBar:
     (executors.ProgressFile) counts, so a long point does not sit at 0%.  A notebook that writes no
     progress moves the bar when it finishes.  tqdm shows the rate (iterations/s) and the ETA."""
 
-    def __init__(self, params: StudyParams, summary: RunSummary, *, quiet: bool):
+    def __init__(self, params: StudyParams, points: list[GridPoint], pending: list[GridPoint], summary: RunSummary,
+                 *, quiet: bool):
         from tqdm import tqdm
-        self.unit, self.summary = _point_iterations(params), summary
+        self.summary = summary
+        by_repeats = {n: _point_iterations(params, n) for n in {p.repeats for p in points}}
+        self.units = {p.point_id: by_repeats[p.repeats] for p in points}   # a point's network-iterations
         self.shown: dict[str, int] = {}                 # point_id -> iterations shown while it runs
         self.progress_paths: dict[str, str] = {}
         self.finished = summary.skipped
-        self.bar = tqdm(total=summary.points * self.unit, initial=summary.skipped * self.unit, desc=params.study,
+        pending = {p.point_id for p in pending}
+        self.bar = tqdm(total=sum(self.units.values()),
+                        initial=sum(u for p, u in self.units.items() if p not in pending), desc=params.study,
                         unit="it", unit_scale=True, disable=quiet, dynamic_ncols=True)
         self._postfix()
 
@@ -255,7 +261,7 @@ class _GridBar:
         for point_id, path in list(self.progress_paths.items()):
             fraction = read_progress(path)
             if fraction is not None:
-                now = round(fraction * self.unit)
+                now = round(fraction * self.units[point_id])
                 self.bar.update(now - self.shown.get(point_id, 0))
                 self.shown[point_id] = now
 
@@ -265,7 +271,7 @@ class _GridBar:
         if path:
             Path(path).unlink(missing_ok=True)       # a killed worker's last report
         shown = self.shown.pop(point_id, 0)
-        self.bar.update((self.unit if counted else 0) - shown)
+        self.bar.update((self.units[point_id] if counted else 0) - shown)
         self.finished += bool(counted)
         self._postfix()
 
@@ -273,16 +279,39 @@ class _GridBar:
         self.bar.close()
 
 
-def _point_iterations(params: StudyParams) -> int:
-    """Network-iterations of one grid point: the recipe's iterations x the networks it trains (lr
-    search included); 1 per point when the recipe cannot be read here (the bar then counts points)."""
+def _point_iterations(params: StudyParams, repeats: int | None = None) -> int:
+    """Network-iterations of one grid point with `repeats` (None: the study's): the recipe's iterations x
+    the networks it trains (lr search included); 1 per point when the recipe cannot be read here (the bar
+    then counts points)."""
     try:
-        from imbalance import train
-        recipe = train.recipe_with(train.RECIPES[params.recipe], **params.recipe_overrides)
+        from imbalance.methods import study_recipe
+        recipe = study_recipe(params.recipe, params.recipe_overrides)
     except (ImportError, KeyError, ValueError, TypeError):
         return 1
-    searched = len(recipe.lr_search) * recipe.lr_search_runs if recipe.lr_search else 0
-    return max(1, recipe.iterations * (params.trained_per_point + searched))
+    return max(1, recipe.iterations * (len(params.trained_methods) * (repeats or params.repeats) *
+                                       _candidates(params, recipe) + _searched(params, recipe)))
+
+
+def _recipe(params: StudyParams):
+    """The study's recipe (None where the library cannot be imported or the recipe not built here)."""
+    try:
+        from imbalance.methods import study_recipe
+        return study_recipe(params.recipe, params.recipe_overrides)
+    except (ImportError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _candidates(params: StudyParams, recipe) -> int:
+    """Networks each method's pipeline trains per repeat: 1, or a best-of selection's lr x runs (8)."""
+    if params.selection == "train-loss" or not getattr(recipe, "lr_search", ()):
+        return 1
+    return len(recipe.lr_search) * recipe.lr_search_runs
+
+
+def _searched(params: StudyParams, recipe) -> int:
+    """The lr search's networks per point (selection train-loss with a recipe that has one)."""
+    lr_search = getattr(recipe, "lr_search", ())
+    return len(lr_search) * recipe.lr_search_runs if lr_search and params.selection == "train-loss" else 0
 
 
 def _fail(store, params, point_id: str, error: str | None, summary) -> None:
@@ -294,12 +323,12 @@ def _fail(store, params, point_id: str, error: str | None, summary) -> None:
 # What shapes a point's records: rerunning a study with other values would mix results.  The
 # grid's extent (rho, mu, points, levels) may grow, and where or how it runs may change.
 SAME_STUDY_KEYS = ("dataset", "notebook", "imbalance", "n_max", "minority", "methods", "repeats",
-                   "seed", "recipe", "recipe_overrides", "notebook_parameters", "validation", "test_prior",
+                   "seed", "recipe", "recipe_overrides", "notebook_parameters", "validation", "test_prior", "selection",
                    "image_size", "image_fit")
 # Keys that became result-shaping after studies had been registered without them: at their default
 # they are left out of a registration, so an older study (which never set them) still matches, while
 # any other value, then or now, differs.
-LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit")
+LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit", "selection")
 
 
 def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
@@ -308,6 +337,9 @@ def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
     defaults = {f.name: f.default for f in fields(StudyParams) if f.name in LATER_KEYS}
     settings = {k: v for k, v in params.to_dict().items()
                 if k in SAME_STUDY_KEYS and not (k in LATER_KEYS and v == defaults[k])}
+    own = [[int(r) if float(r).is_integer() else r, m, n] for r, m, n in params.points or () if n is not None and n != params.repeats]
+    if own:    # points with repeats of their own shape their records too (registered only where there are some)
+        settings["point_repeats"] = own
     if isinstance(store, Path):
         if not store.exists():
             return settings
@@ -335,7 +367,7 @@ def _restore_copies(store: Store, study: str, done: set[str], study_dir: Path) -
 def _huge_grid(params: StudyParams, study_dir: Path, workers: int) -> str | None:
     """Why a grid needs --yes (None if it does not): its network count, counted without expanding
     it, or its projected time, where finished points of the study time it."""
-    networks = grid_size(params) * params.trained_per_point
+    networks = grid_size(params) * len(params.trained_methods) * params.most_repeats    # an upper bound
     if networks > HUGE_NETWORKS:
         return f"the grid trains {networks:,} networks, more than {HUGE_NETWORKS:,}"
     done = point_seconds(study_dir / "results.sqlite", params.study)
@@ -419,17 +451,18 @@ def verify_data(params: StudyParams) -> None:
                          f"{int(available[c])} training examples (or use minority: scarcity)")
 
 
-def _coverage_error(records: list, params: StudyParams, notebook: Path) -> str | None:
-    """None if the records hold exactly one network per (method, repeat), else what is wrong
-    (checked in O(records): nothing per repeat is built)."""
-    methods = set(params.methods)
+def _coverage_error(records: list, params: StudyParams, notebook: Path, *, repeats: int | None = None) -> str | None:
+    """None if the records hold exactly one network per (method, repeat) for the point's `repeats` (None:
+    the study's), else what is wrong (checked in O(records): nothing per repeat is built)."""
+    methods, repeats = set(params.methods), repeats or params.repeats
+    expected = len(params.methods) * repeats
     got = Counter((r.get("method"), r.get("repeat")) if isinstance(r, dict) else repr(r) for r in records)
     unexpected = sorted(str(k) for k, n in got.items() if n > 1 or not (
-        isinstance(k, tuple) and k[0] in methods and isinstance(k[1], int) and 0 <= k[1] < params.repeats))
-    if not unexpected and len(got) == params.records_per_point:
+        isinstance(k, tuple) and k[0] in methods and isinstance(k[1], int) and 0 <= k[1] < repeats))
+    if not unexpected and len(got) == expected:
         return None
-    missing = ([str((m, r)) for m in params.methods for r in range(params.repeats) if (m, r) not in got][:10]
-               if params.records_per_point <= 100_000 else ["(too many to list)"])
+    missing = ([str((m, r)) for m in params.methods for r in range(repeats) if (m, r) not in got][:10]
+               if expected <= 100_000 else ["(too many to list)"])
     return (f"{notebook} wrote records that are not one per (method, repeat): missing "
             f"{missing}, unexpected or repeated {unexpected[:10]}")
 
@@ -448,20 +481,101 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
     """The dry-run report: grid, counts, and an honest time estimate."""
     done = point_seconds(study_dir / "results.sqlite", params.study)
     todo = [p for p in points if p.point_id not in done]
-    n, m, r = len(points), len(params.methods), params.repeats
+    n, m, t = len(points), len(params.methods), len(params.trained_methods)
+    repeats = sum(p.repeats for p in points)
+    per = (f"{n} points x {{}} x {params.repeats} repeats" if all(p.repeats == params.repeats for p in points)
+           else f"{{}} x {repeats} repeats over the {n} points")
     lines = [f"study {params.study}: {params.dataset}, {params.imbalance} imbalance, "
              f"notebook {params.notebook}, recipe {params.recipe}", "grid points:"]
-    lines += [f"  {p.point_id}" + ("  (done)" if p.point_id in done else "") for p in points]
+    available = _available_counts(params)
+    lines += [f"  {p.point_id}" + (f"  ({p.repeats} repeats)" if p.repeats != params.repeats else "")
+              + ("  (done)" if p.point_id in done else "") + _subset_line(params, p, available) for p in points]
     lines += [f"{n} grid points ({len(done)} done, {len(todo)} to train)",
-              f"records: {n} points x {m} methods x {r} repeats = {n * m * r}",
-              f"trained networks: {n} points x {len(params.trained_methods)} trained methods x {r} repeats"
-              f" = {n * params.trained_per_point} (thresholding methods reuse a trained network)",
-              "estimate: " + _estimate(params, done, todo, workers)]
+              f"records: {per.format(f'{m} methods')} = {m * repeats}",
+              f"trained networks: {per.format(f'{t} trained methods')} = {t * repeats} "
+              "(thresholding methods reuse a trained network)"]
+    k = _candidates(params, _recipe(params))
+    if k > 1:
+        lines.append(f"selection {params.selection}: each method and repeat trains {k} candidates (the recipe's "
+                     f"lr search x runs) and keeps the best on the "
+                     + ("test set (the paper's protocol, optimistic: the test set chooses)"
+                        if params.selection.startswith("test") else "validation split (never the test set)")
+                     + f": {t * repeats} x {k} = {t * repeats * k} networks, {k}x the cost")
+    lines.append("estimate: " + _estimate(params, done, todo, workers))
+    lines += _gpu_bound(params, sum(p.repeats for p in todo) * k)
     try:
         check_data(params)
     except FileNotFoundError as exc:
         lines.append(f"warning: data not found: {exc}")
     return "\n".join(lines)
+
+
+def _available_counts(params: StudyParams):
+    """Training images per class where they can be counted without reading them (an image folder's
+    files per class folder), else None (the subsets are then planned from the nominal profile)."""
+    if params.dataset != "imagefolder":
+        return None
+    from imbalance.data import data_root
+    train = data_root(params.data_root) / "train"
+    try:
+        folders = sorted(d for d in train.iterdir() if d.is_dir())
+    except OSError:
+        return None
+    import numpy as np
+    return np.array([sum(1 for f in os.scandir(d) if f.is_file()) for d in folders], dtype=np.int64) \
+        if len(folders) >= 2 else None
+
+
+def _subset_line(params: StudyParams, point: GridPoint, available) -> str:
+    """A point's imbalanced training subset, per class: e.g. ':  900 classes x 10, 100 classes x 1,000'
+    (from the image folder's counts where known, else the profile with the dataset's classes)."""
+    from imbalance.params import N_CLASSES
+    from imbalance.profiles import NATURAL, profile_counts, subset_counts
+    if point.imbalance == NATURAL:
+        return ""
+    n_classes = len(available) if available is not None else N_CLASSES.get(params.dataset)
+    try:
+        if available is not None:
+            counts = subset_counts(available, profile=point.imbalance, rho=point.rho, mu=point.mu,
+                                   n_max=params.n_max, minority=params.minority, random_state=0).counts
+        elif n_classes and params.n_max:
+            counts = profile_counts(point.imbalance, n_classes=n_classes, n_max=params.n_max, rho=point.rho,
+                                    mu=point.mu)
+        elif params.n_max and point.imbalance == "step":     # per-class sizes need no class count
+            low = profile_counts("step", n_classes=2, n_max=params.n_max, rho=point.rho, mu=0.5).min()
+            return (f"  subset: minority classes x {int(low):,}, majority classes x {params.n_max:,} (how many of "
+                    "each needs the data: set data_root)")
+        else:           # n_max null: the largest the data allows, known once it is read
+            return ""
+    except ValueError as exc:
+        return f"  (subset: {exc})"
+    sizes = Counter(int(c) for c in counts)
+    if len(sizes) <= 3:
+        text = ", ".join(f"{n} {'class' if n == 1 else 'classes'} x {c:,}" for c, n in sorted(sizes.items()))
+    else:
+        text = f"{len(counts)} classes of {min(sizes):,} to {max(sizes):,}"
+    return f"  subset: {text} ({int(sum(counts)):,} images" + (", as counted in the folder" if available is not None
+                                                              else "") + ")"
+
+
+def _gpu_bound(params: StudyParams, repeats: int) -> list[str]:
+    """A fast recipe's GPU projection: its counted training FLOPs at airbench94's sustained rate on
+    one A100 (fast.AIRBENCH94_A100_FLOPS_PER_SECOND), a lower bound for this less tuned code."""
+    try:
+        from imbalance import fast
+        from imbalance.methods import study_recipe
+        recipe = study_recipe(params.recipe, params.recipe_overrides)
+    except (ImportError, ValueError, TypeError):
+        return []
+    if not isinstance(recipe, fast.FastRecipe):
+        return []
+    networks = repeats * len(params.trained_methods)     # repeats: summed over the points to train
+    flops = networks * fast.flops_per_network(recipe)
+    seconds = flops / fast.AIRBENCH94_A100_FLOPS_PER_SECOND
+    return [f"GPU projection: {networks} networks x {fast.flops_per_network(recipe) / 1e15:.3f} PFLOP = "
+            f"{flops / 1e15:.1f} PFLOP, at least {_duration(seconds)} ({seconds / 3600:.2f} GPU-hours) at airbench94's sustained "
+            f"{fast.AIRBENCH94_A100_FLOPS_PER_SECOND / 1e12:.0f} TFLOP/s on one A100 (a lower bound: "
+            "this recipe's code is less tuned; measure with benchmarks/fast_cifar10_gpu.sh)"]
 
 
 @dataclass(frozen=True)
@@ -487,20 +601,23 @@ def time_point(params: StudyParams, point: GridPoint, *, threads: int) -> PointT
     if params.dataset == "imagefolder":
         return None
     import torch
-    from imbalance import methods, train
+    from imbalance import methods
     from imbalance.data import load_dataset
     data = load_dataset(params.dataset, root=params.data_root)
-    recipe = train.recipe_with(train.RECIPES[params.recipe], **params.recipe_overrides)
+    recipe = methods.study_recipe(params.recipe, params.recipe_overrides)
     evaluations = max(1, recipe.iterations // recipe.eval_interval)
 
     def run(k: int) -> float:
-        short = train.recipe_with(recipe, iterations=k, eval_interval=max(1, k // evaluations), milestones=())
+        short = dataclasses.replace(recipe, iterations=k, eval_interval=max(1, k // evaluations),
+                                    **({"milestones": ()} if hasattr(recipe, "milestones") else {}))
         started = time.perf_counter()
         methods.run_grid_point(data, imbalance=point.imbalance, rho=point.rho, mu=point.mu, level=point.level,
                                n_max=params.n_max, minority=params.minority, methods=list(params.methods),
-                               repeats=params.repeats, seed=params.seed, recipe=short, device=params.device,
+                               repeats=point.repeats or params.repeats, seed=params.seed, recipe=short,
+                               device=params.device,
                                batched=params.batched, study=params.study, point_id=point.point_id, progress=False,
-                               validation=params.validation, test_prior=params.test_prior)
+                               validation=params.validation, test_prior=params.test_prior,
+                               selection=params.selection)
         return time.perf_counter() - started
 
     old_threads = torch.get_num_threads()
@@ -527,6 +644,12 @@ def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[Gri
         return (f"about {_duration(per_point * len(todo) / workers)} for {len(todo)} points on {workers} "
                 f"worker(s), from the median {_duration(per_point)} per point of {len(timed)} finished "
                 "points of this study (points differ in size: a rough figure)")
+    recipe = _recipe(params)
+    if recipe is not None and not hasattr(recipe, "lr_search"):     # a fast recipe: probed, not run
+        try:
+            return _fast_estimate(params, recipe, todo, workers, threads=max(1, _cores() // workers))
+        except (ValueError, RuntimeError, OSError) as exc:
+            return f"unavailable (the recipe could not be probed here: {' '.join(str(exc).split())[:300]})"
     try:
         if params.device.startswith("cuda"):
             check_device(params)
@@ -542,6 +665,40 @@ def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[Gri
             f"{timing.lengths[0]} and {timing.lengths[1]} iterations: {timing.fixed:.1f} s + "
             f"{timing.per_iteration * 1000:.1f} ms per iteration x {timing.iterations} iterations), "
             "plus each notebook's start-up (a few seconds)")
+
+
+TEST_IMAGES = {"cifar10": 10_000, "cifar10-jpg": 10_000}   # test images a fast recipe's evaluations cover
+
+
+def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: int, *, threads: int) -> str:
+    """A fast recipe's time here: `fast.probe_seconds_per_iteration` (a few steps on random images,
+    at the point's batching) x iterations x networks, plus its evaluations (test curve points and the
+    final prediction, both with the mirror: about 2 x test images / batch forward passes of a third of a
+    training step each). Timing a whole point, as the paper recipes are, would train most of one."""
+    import torch
+    from imbalance import fast
+    from imbalance.train import resolve_device
+    device = resolve_device(None if params.device == "auto" else params.device)
+    networks = sum(p.repeats for p in todo) * len(params.trained_methods)
+    k = min(2 if device.type == "cpu" else 8, max(1, len(params.trained_methods) * params.repeats))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        per_iteration = fast.probe_seconds_per_iteration(recipe, device=device, k=k,
+                                                         layout=fast.default_layout(device) if params.batched
+                                                         else "single")
+    finally:
+        torch.set_num_threads(old)
+    n_test = TEST_IMAGES.get(params.dataset)
+    evaluations = recipe.iterations // recipe.eval_interval + 1
+    eval_seconds = per_iteration * 2 * n_test / recipe.batch_size / 3 * evaluations if n_test else 0.0
+    per_network = per_iteration * recipe.iterations + eval_seconds
+    return (f"about {_duration(per_network * networks / workers)} for {networks} networks on {workers} worker(s) "
+            f"here: {per_iteration * 1000:.0f} ms per iteration per network (fast.probe_seconds_per_iteration, "
+            f"K={k}) x {recipe.iterations} iterations" + (f" + {eval_seconds:.0f} s of evaluations" if n_test else
+                                                         " (evaluations not included: test size unknown)")
+            + f" = {_duration(per_network)} per network, {networks * per_network / 3600:.1f} CPU-hours"
+            if device.type == "cpu" else f" = {_duration(per_network)} per network")
 
 
 def _duration(seconds: float) -> str:

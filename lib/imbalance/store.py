@@ -39,7 +39,9 @@ NETWORK_FIELDS = (
     # added for your own data (issue 12); older databases gain them on open (_add_missing_columns)
     "classes", "macro_f1", "macro_average_precision", "g_mean", "ece", "per_class_precision",
     "validation", "n_validation", *(f"val_{m}" for m in VALIDATION_METRICS), "posthoc_tau", "tau_source",
-    "test_prior", *(f"prior_{m}" for m in VALIDATION_METRICS))
+    "test_prior", *(f"prior_{m}" for m in VALIDATION_METRICS),
+    # added for the paper's selection protocols (issue 13): how the network's base lr was chosen
+    "selection", "base_lr", "selection_score", "zca_fit")
 JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix", "classes", "per_class_precision")
 CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
 RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import metrics
-from .images import ImageSource, Preprocessor, ResidentImages, check_uint8
+from .images import ZCA_FITS, ImageSource, Preprocessor, ResidentImages, check_uint8
 from .losses import LossTerms, network_loss
 from .models import MODELS
 
@@ -51,6 +51,9 @@ class Recipe:
     crop_size: int = 224                 # 'imagenet': square crop side, pixels
     gcn_scale: float = 55.0              # 'gcn-zca': per-image L2 norm after GCN (pylearn2)
     zca_epsilon: float = 0.1             # 'gcn-zca': added to the covariance's eigenvalues
+    zca_fit: str = "full"                # 'gcn-zca': fitted on the balanced training set ('full', shared by the
+                                         # point's networks) or on each repeat's imbalanced subset ('subset': the
+                                         # leak-free one); the paper does not say (images.Preprocessor)
     precision: str = "fp32"              # 'fp32' (paper fidelity) | 'tf32' (CUDA matmuls/convolutions in
                                          # TF32) | 'bf16' (autocast forward; fp32 weights, updates, loss)
 
@@ -97,6 +100,8 @@ def _check_recipe(r: Recipe) -> None:
         fail("precision", f"one of {', '.join(PRECISIONS)}")
     if r.preprocessing not in PREPROCESSING:
         fail("preprocessing", f"one of {', '.join(PREPROCESSING)}")
+    if r.zca_fit not in ZCA_FITS:
+        fail("zca_fit", f"one of {', '.join(ZCA_FITS)}")
     m = r.milestones
     if not isinstance(m, tuple) or not all(_is_int(x) and x > 0 for x in m) \
             or any(a >= b for a, b in zip(m, m[1:])):

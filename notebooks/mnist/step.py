@@ -59,7 +59,9 @@ seed = 0
 validation = None
 # balanced | train | both: the test set, a subsample following the training prior, or both (prior_* metrics)
 test_prior = "balanced"
-# lenet5-mnist | allcnn-cifar10 | resnet10-imagenet
+# train-loss | test-best-of-8 (the paper's: the test set picks, optimistic) | validation-best-of-8
+selection = "train-loss"
+# lenet5-mnist | allcnn-cifar10 | resnet10-imagenet | fast-cifar10 | fast-cifar10-cpu
 recipe = "lenet5-mnist"
 # any Recipe field (lib/imbalance/train.py); {}: the paper's recipe
 recipe_overrides = {"iterations": 100, "eval_interval": 50}
@@ -89,17 +91,17 @@ import torch
 from imbalance import plots, tables
 from imbalance.data import load_study_data
 from imbalance.executors import ProgressFile
-from imbalance.methods import run_grid_point
+from imbalance.methods import run_grid_point, study_recipe
 from imbalance.registry import load_plugins
 from imbalance.store import write_records
-from imbalance.train import RECIPES, recipe_with
+from imbalance.train import recipe_with
 
 load_plugins(plugins)  # users' methods (imbalance.registry.register_method), before the names are used
 if threads:
     torch.set_num_threads(threads)
 # an image folder is loaded resident when it fits in memory, else streamed (decoded on demand)
 data = load_study_data(dataset, root=data_root, image_size=image_size, image_fit=image_fit)
-training_recipe = recipe_with(RECIPES[recipe], **recipe_overrides)
+training_recipe = study_recipe(recipe, recipe_overrides)   # the paper's (train.RECIPES) or a fast one
 if image_size and not hasattr(data, "train_images"):  # streamed: crops of image_size
     training_recipe = recipe_with(training_recipe, crop_size=image_size, resize_size=round(image_size * 8 / 7))
 
@@ -109,7 +111,7 @@ start = time.perf_counter()
 result = run_grid_point(data, imbalance=imbalance, rho=rho, mu=mu, level=level, n_max=n_max, minority=minority,
                         methods=methods, repeats=repeats, seed=seed, recipe=training_recipe, device=device,
                         batched=batched, study=study, point_id=point_id, progress=False, validation=validation,
-                        test_prior=test_prior, progress_callback=ProgressFile(progress_path) if progress_path else None)
+                        test_prior=test_prior, selection=selection, progress_callback=ProgressFile(progress_path) if progress_path else None)
 print(f"{len(result.records)} records ({len(methods)} methods x {repeats} repeats) "
       f"in {time.perf_counter() - start:.1f} s")
 
