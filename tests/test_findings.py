@@ -1,0 +1,44 @@
+"""The README's "What the study finds" and outputs/README.md are the committed databases' own
+numbers: regenerated here, they must equal the committed text, and the verdicts must be those
+`imbalance conclusions` prints for the same studies (issue 15)."""
+import re
+from pathlib import Path
+
+import pytest
+
+from imbalance import findings
+from imbalance.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def studies():
+    return findings.load()
+
+
+def test_the_readme_findings_section_is_what_the_committed_databases_give(studies):
+    readme = (ROOT / "README.md").read_text()
+    assert findings.readme_with_findings(readme, findings.findings_markdown(studies)) == readme, \
+        "README.md's findings differ from the databases: run `python -m imbalance.findings --write`"
+
+
+def test_the_outputs_index_is_what_the_committed_databases_give(studies):
+    assert (ROOT / "outputs" / "README.md").read_text() == findings.index_markdown(studies), \
+        "outputs/README.md differs from the databases: run `python -m imbalance.findings --write`"
+
+
+def test_the_readme_verdicts_are_those_imbalance_conclusions_prints(studies, capsys):
+    ran = [str(ROOT / s.spec.params) for s in studies if (ROOT / "outputs" / s.study / "results.sqlite").is_file()]
+    if not ran or ran[0] != str(ROOT / findings.PRIMARY.params):
+        pytest.skip("mnist-step has no committed results yet")
+    assert main(["conclusions", ran[0], "--outputs", str(ROOT / "outputs"), *(["--with", *ran[1:]] if ran[1:] else [])]) == 0
+    printed = dict(re.findall(r"^(C\d)  .*: ([A-Z ]+)$", capsys.readouterr().out, flags=re.M))
+    readme = (ROOT / "README.md").read_text().split(findings.BEGIN)[1].split(findings.END)[0]
+    table = dict(re.findall(r"^\| (C\d) .*? \| \*\*([a-z ]+)\*\* \|", readme, flags=re.M))
+    assert len(printed) == 7 and {k: v.lower() for k, v in printed.items()} == table
+
+
+def test_the_readme_markers_are_required():
+    with pytest.raises(ValueError, match="markers"):
+        findings.readme_with_findings("no markers here", "x")
