@@ -156,8 +156,10 @@ def findings_markdown(studies: list[Loaded]) -> str:
              "every verdict below is recomputed from whatever is committed, and one that lacks its data says "
              "\"not enough data\". Weaker than the paper: LeNet-5 at 2,000 iterations (the paper: 10,000), 3 "
              "repeats per point (the paper's MNIST: 50), no ImageNet, CIFAR-10 only on a fast CPU recipe. "
-             "Intervals are 95% Student-t intervals of the paired differences (3 pairs per point); p-values "
-             "are paired t-tests, Holm-corrected per check.", "",
+             "Intervals are 95% confidence intervals of a mean paired difference (Student-t below 10 pairs, "
+             "BCa bootstrap from 10; a point has 3 pairs, pooled checks more); tests are paired t-tests below 6 "
+             "pairs and Wilcoxon signed-rank tests from 6, as each evidence line names, Holm-corrected within a "
+             "check.", "",
              "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]
     for c in check(studies):
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
@@ -169,7 +171,7 @@ def findings_markdown(studies: list[Loaded]) -> str:
             lines.append(f"- {label}: not enough data (no point with ros and today's methods yet).")
             continue
         parts = [f"`{r.method}` {r.better} better, {r.tie} tied, {r.worse} worse, {r.no_verdict} untested "
-                 f"(median difference {r.median_difference:+.3f})" for r in tally.itertuples()
+                 f"(median over points of the mean difference: {r.median_difference:+.4f})" for r in tally.itertuples()
                  if r.method != REFERENCE]
         lines.append(f"- {label}: " + "; ".join(parts) + ".")
     lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
