@@ -140,8 +140,11 @@ def _winners(records: pd.DataFrame, grid) -> str:
                 continue
             r = row.iloc[0]
             tied = ", ".join(r["tied"])
-            cells.append(f"**{r['winner']}** ({r['mean']:.4f})" + (f"; tied: {tied}" if tied else "")
-                         + (f"; {r['note']}" if r["note"] else ""))
+            at = records[(records["rho"].astype(float) == rho) & (records["mu"].astype(float) == mu)]
+            lost = int(at.loc[at["method"] == r["winner"], "diverged"].fillna(0).astype(bool).sum())
+            cells.append(f"**{r['winner']}** ({r['mean']:.4f}" + (f", n={r['n']}: {lost} diverged" if lost else "")
+                         + ")" + (f"; tied: {tied}" if tied else "")
+                         + (f"; {r['note']}" if isinstance(r["note"], str) else ""))
         lines.append(f"| {format_value(rho)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
