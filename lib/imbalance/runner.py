@@ -283,10 +283,8 @@ def _point_iterations(params: StudyParams, repeats: int | None = None) -> int:
     """Network-iterations of one grid point with `repeats` (None: the study's): the recipe's iterations x
     the networks it trains (lr search included); 1 per point when the recipe cannot be read here (the bar
     then counts points)."""
-    try:
-        from imbalance.methods import study_recipe
-        recipe = study_recipe(params.recipe, params.recipe_overrides)
-    except (ImportError, KeyError, ValueError, TypeError):
+    recipe = _recipe(params)
+    if recipe is None:
         return 1
     return max(1, recipe.iterations * (len(params.trained_methods) * (repeats or params.repeats) *
                                        _candidates(params, recipe) + _searched(params, recipe)))
@@ -561,14 +559,10 @@ def _subset_line(params: StudyParams, point: GridPoint, available) -> str:
 def _gpu_bound(params: StudyParams, repeats: int) -> list[str]:
     """A fast recipe's GPU projection: its counted training FLOPs at airbench94's sustained rate on
     one A100 (fast.AIRBENCH94_A100_FLOPS_PER_SECOND), a lower bound for this less tuned code."""
-    try:
-        from imbalance import fast
-        from imbalance.methods import study_recipe
-        recipe = study_recipe(params.recipe, params.recipe_overrides)
-    except (ImportError, ValueError, TypeError):
+    recipe = _recipe(params)
+    if recipe is None or hasattr(recipe, "lr_search"):      # a paper recipe (fast ones have no lr search)
         return []
-    if not isinstance(recipe, fast.FastRecipe):
-        return []
+    from imbalance import fast
     networks = repeats * len(params.trained_methods)     # repeats: summed over the points to train
     flops = networks * fast.flops_per_network(recipe)
     seconds = flops / fast.AIRBENCH94_A100_FLOPS_PER_SECOND
