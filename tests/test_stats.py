@@ -163,6 +163,20 @@ def test_point_winner_and_the_methods_tied_with_it():
     assert acc["winner"].iloc[0] == "ros-thresh"
 
 
+def test_a_method_with_diverged_networks_cannot_win_on_its_survivors():
+    y, _ = shifted(3, 0, seed=5)
+    lucky = [y[0] + 0.05, None, None]          # 1 of 3 networks trained, and it scored highest
+    winners = stats.point_winners(records({"ros": y, "cb-focal": lucky, "ldam-drw": [None] * 3},
+                                          diverged={("cb-focal", 1), ("cb-focal", 2), *(("ldam-drw", r) for r in range(3))}))
+    w = winners.iloc[0]
+    assert (w["winner"], w["n"], w["diverged"]) == ("ros", 3, ("cb-focal 2 of 3", "ldam-drw 3 of 3"))
+    assert w["mean"] == pytest.approx(np.mean(y))
+    assert w["untested"] == ("cb-focal",) and w["note"] == "ties untested: cb-focal (1 pair)"
+    every = stats.point_winners(records({"ros": [0.9, None, 0.91], "rus": [0.8, 0.85, None]},
+                                        diverged={("ros", 1), ("rus", 2)})).iloc[0]
+    assert every["winner"] == "ros" and every["note"].endswith("every method lost networks here")
+
+
 def test_grid_tally_counts_verdicts_over_points():
     y, x = shifted(6, 0.05)
     recs = (records({"baseline": y, "ros": x}, point="a", rho=10)

@@ -140,11 +140,9 @@ def _winners(records: pd.DataFrame, grid) -> str:
                 continue
             r = row.iloc[0]
             tied = ", ".join(r["tied"])
-            at = records[(records["rho"].astype(float) == rho) & (records["mu"].astype(float) == mu)]
-            lost = int(at.loc[at["method"] == r["winner"], "diverged"].fillna(0).astype(bool).sum())
-            cells.append(f"**{r['winner']}** ({r['mean']:.4f}" + (f", n={r['n']}: {lost} diverged" if lost else "")
-                         + ")" + (f"; tied: {tied}" if tied else "")
-                         + (f"; {r['note']}" if isinstance(r["note"], str) else ""))
+            cells.append(f"**{r['winner']}** ({r['mean']:.4f}, n={r['n']})" + (f"; tied: {tied}" if tied else "")
+                         + (f"; {r['note']}" if isinstance(r["note"], str) else "")
+                         + (f"; diverged, so not eligible: {', '.join(r['diverged'])}" if r["diverged"] else ""))
         lines.append(f"| {format_value(rho)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -178,8 +176,9 @@ def findings_markdown(studies: list[Loaded]) -> str:
                  if r.method != REFERENCE]
         lines.append(f"- {label}: " + "; ".join(parts) + ".")
     lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
-              "its repeats; tied: methods whose paired difference to it is not significant; '-thresh' methods "
-              "share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid)]
+              "its repeats, among the methods none of whose networks diverged there (a mean over the survivors "
+              "would flatter them); tied: methods whose paired difference to it is not significant; '-thresh' "
+              "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid)]
     return "\n".join(lines) + "\n"
 
 

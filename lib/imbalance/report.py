@@ -349,7 +349,8 @@ def _recommendations(b: _Builder) -> None:
     section.add(paragraph(
         f"At each grid point the winner is the method with the highest mean {plots.METRICS.get(s.metric, s.metric)}; "
         "a method is tied with it when their paired difference (same subset and initial weights per repeat) "
-        "is not significant. Ties cannot be tested with fewer than 3 repeats: the winner is then only the "
+        "is not significant. A method with a diverged network at a point cannot win there (its mean would "
+        "stand on the repeats that survived). Ties cannot be tested with fewer than 3 repeats: the winner is then only the "
         f"highest mean. The table gives each winner's paired difference to {s.reference}."))
     for (dataset, imbalance), group in frame.groupby(["dataset", "imbalance"], sort=True):
         winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence)

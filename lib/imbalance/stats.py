@@ -398,26 +398,40 @@ def point_winners(records, *, metric: str = "roc_auc", alpha: float = 0.05, conf
     paired difference to the winner is a 'tie' by the paired rules, Holm-corrected across the
     methods compared with it) and `untested` (no verdict: too few pairs).  n: the winner's
     networks with the metric.  For ROC AUC without `methods` named, '-thresh' methods are left
-    out: they repeat their base method's numbers exactly."""
+    out: they repeat their base method's numbers exactly.
+
+    A method with a diverged network at the point cannot win there while a method without one
+    exists: its mean would stand on the repeats that survived.  `diverged` names those methods
+    with their counts ("cb-focal 2 of 3"); they are still compared with the winner."""
     frame = _leave_out_thresh(_frame(records, metric), metric, methods)
     rows = []
     for keys, group in _points(frame):
         means = group.groupby("method")[metric].mean().dropna()
         if means.empty:
             rows.append({**keys, "winner": None, "mean": math.nan, "tied": (), "untested": (), "n": 0,
-                         "note": f"no method has {metric} here"})
+                         "diverged": (), "note": f"no method has {metric} here"})
             continue
         order = [m for m in methods_present(group) if m in means.index]
-        winner = max(order, key=lambda m: means[m])       # first in registry order on equal means
+        lost = group.assign(lost=group["diverged"].fillna(0) > 0).groupby("method")["lost"].agg(["sum", "size"])
+        diverged = tuple(f"{m} {int(lost.loc[m, 'sum'])} of {int(lost.loc[m, 'size'])}"
+                         for m in methods_present(group) if lost.loc[m, "sum"] > 0)
+        intact = [m for m in order if lost.loc[m, "sum"] == 0]
+        eligible = intact or order
+        winner = max(eligible, key=lambda m: means[m])     # first in registry order on equal means
         paired = paired_differences(group, metric=metric, reference=winner, confidence=confidence,
                                     alpha=alpha, random_state=random_state, methods=order)
         tied = tuple(paired.loc[paired["verdict"] == "tie", "method"])
         untested = tuple(paired.loc[paired["verdict"].isna(), "method"])
         n = int(group.loc[group["method"] == winner, metric].notna().sum())
-        note = f"{_too_few(int(paired['n_pairs'].min()))}: ties untested" if untested else None
+        short = paired[paired["verdict"].isna()]
+        note = ("ties untested: " + ", ".join(f"{m} ({int(k)} pair{'' if k == 1 else 's'})" for m, k in
+                                             zip(short["method"], short["n_pairs"]))) if untested else None
+        if not intact:
+            note = "; ".join(filter(None, [note, "every method lost networks here"]))
         rows.append({**keys, "winner": winner, "mean": float(means[winner]), "tied": tied,
-                     "untested": untested, "n": n, "note": note})
-    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "winner", "mean", "tied", "untested", "n", "note"])
+                     "untested": untested, "n": n, "diverged": diverged, "note": note})
+    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "winner", "mean", "tied", "untested", "n", "diverged",
+                                       "note"])
 
 
 def grid_tally(paired: pd.DataFrame) -> pd.DataFrame:
