@@ -216,3 +216,23 @@ def test_the_report_leaves_the_database_as_it_was(quick):
 def test_write_report_needs_a_database(tmp_path):
     with pytest.raises(FileNotFoundError, match="imbalance run"):
         report.write_report("nothing", tmp_path)
+
+
+def test_a_report_with_companion_studies_checks_the_cross_study_conclusions_on_them():
+    from imbalance import conclusions
+    from test_conclusions import hurts, study
+    step = study(hurts(0.03), mus=(0.5,), methods=("baseline",), repeats=3)
+    linear = study(hurts(0.005), imbalance="linear", name="linear", methods=("baseline",), repeats=3, seed=1)
+
+    def c3_row(**others):
+        doc = report.build_report("s", step, others=others)
+        section = next(s for s in doc.sections if s.title.startswith("The paper's conclusions"))
+        return next(b for b in section.blocks if "<table" in b), section.blocks[0]
+
+    alone, _ = c3_row()
+    together, intro = c3_row(linear=linear)
+    expected = conclusions.check_c3(step, others=[linear])
+    assert expected.verdict == "supported" and conclusions.check_c3(step).verdict == "not enough data"
+    assert "read together with linear" in intro
+    assert report.table_html(conclusions.conclusions_table(conclusions.check_all(step, others=[linear]))) == together
+    assert together != alone

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("out", type=Path, help="output file, e.g. results.csv")
     report = study_command("report", "recreate the figures and outputs/<study>/report.html from the database")
     report.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
+    report.add_argument("--with", dest="others", type=Path, nargs="+", action="extend", default=[],
+                        metavar="OTHER_PARAMS", help="further studies (their databases under --outputs) read "
+                        "with this one by the conclusions that compare datasets, imbalance types or levels")
     conclusions = study_command("conclusions", "check the paper's conclusions C1-C7 against the study's records")
     conclusions.add_argument("--with", dest="others", type=Path, nargs="+", action="extend", default=[],
                              metavar="OTHER_PARAMS", help="further studies (their databases under --outputs) "
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             from imbalance.report import write_report
             if db.is_file():
                 Store(db, create=False).close()   # quick_check: a damaged database stops here
-            html = write_report(params.study, args.outputs, kernel_name=args.kernel)
+            others = [load_params(path).study for path in args.others]
+            html = write_report(params.study, args.outputs, kernel_name=args.kernel, with_studies=others)
             print(f"figures in {html.parent / 'figures'}; report: {html}")
             return 0
         if args.command == "conclusions":

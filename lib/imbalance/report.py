@@ -270,9 +270,10 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
 
 class _Builder:
     def __init__(self, study: str, records: pd.DataFrame, curves: pd.DataFrame, *, settings: ReportSettings,
-                 figures_dir: Path | None):
+                 figures_dir: Path | None, others: dict[str, pd.DataFrame] | None = None):
         self.report = Report(study)
         self.records, self.curves, self.settings, self.figures_dir = records, curves, settings, figures_dir
+        self.others = others or {}     # companion studies' records, for the cross-study conclusions
 
     def figure(self, section: Section, fig, name: str, caption: str, *, label: str) -> None:
         """Save `fig` as figures/<name>.png/.svg, embed its PNG in `section` with its label and caption."""
@@ -295,13 +296,17 @@ class _Builder:
 
 
 def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None = None,
-                 settings: ReportSettings = SETTINGS, figures_dir: str | os.PathLike | None = None) -> Report:
+                 settings: ReportSettings = SETTINGS, figures_dir: str | os.PathLike | None = None,
+                 others: dict | None = None) -> Report:
     """The report of `records` (and `curves`) as a `Report`; figures are saved under `figures_dir`
-    when given.  `run` is the 'what was run' table (`run_table`), if known."""
+    when given.  `run` is the 'what was run' table (`run_table`), if known.  `others`: {study:
+    records} of companion studies, which the conclusions that compare datasets, imbalance types
+    or graded levels read with this one (as `imbalance conclusions --with`)."""
     records = tables.records_frame(records)
     curves = tables.curves_frame(curves)
     b = _Builder(study, records, curves, settings=settings,
-                 figures_dir=Path(figures_dir) if figures_dir is not None else None)
+                 figures_dir=Path(figures_dir) if figures_dir is not None else None,
+                 others={k: tables.records_frame(v) for k, v in (others or {}).items()})
     report = b.report
     if records.empty:
         report.missing.append(f"every section: the study has no records; run {plots.RUN['any']}")
@@ -330,10 +335,11 @@ def _conclusions(b: _Builder) -> None:
     except ImportError:
         b.report.missing.append("the paper's conclusions as checks: imbalance.conclusions is not in this version")
         return
-    results = conclusions.check_all(b.records, b.curves)
+    results = conclusions.check_all(b.records, b.curves, others=list(b.others.values()))
     table = conclusions.conclusions_table(results)
     section = Section("The paper's conclusions, checked on this study")
-    section.add(paragraph("Each of the paper's conclusions is a rule over this study's records: supported, "
+    also = f", read together with {', '.join(b.others)} where a conclusion compares studies" if b.others else ""
+    section.add(paragraph(f"Each of the paper's conclusions is a rule over this study's records{also}: supported, "
                           "contradicted, mixed, or not enough data (with the params file that would supply it)."))
     section.add(table_html(table))
     b.report.sections.append(section)
@@ -568,14 +574,18 @@ def _confusion(b: _Builder, section: Section, of: pd.DataFrame, dataset: str) ->
 
 
 def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
-                 save_figures: bool = True) -> Report:
+                 save_figures: bool = True, with_studies=()) -> Report:
     """The `Report` of outputs/<study>/results.sqlite; its figures saved as PNG + SVG under
-    outputs/<study>/figures/ if `save_figures`.  A missing database is a FileNotFoundError."""
+    outputs/<study>/figures/ if `save_figures`.  `with_studies`: companion studies under the same
+    outputs folder for the cross-study conclusions.  A missing database is a FileNotFoundError."""
     study_dir = Path(outputs_dir) / study
     db = study_dir / "results.sqlite"
-    if not db.is_file():
-        raise FileNotFoundError(f"{db} not found: study {study!r} has no results yet; run it first "
-                                f"(imbalance run params/<file>.yaml)")
+    for name in [study, *with_studies]:
+        path = Path(outputs_dir) / name / "results.sqlite"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: study {name!r} has no results yet; run it first "
+                                    f"(imbalance run params/<file>.yaml)")
+    others = {name: tables.load_study(name, outputs_dir)[0] for name in with_studies}
     from imbalance.store import Store
     # one read-write connection, closed at once: SQLite then removes the WAL files (a read-only
     # connection to a WAL database would leave results.sqlite-wal/-shm behind)
@@ -585,7 +595,7 @@ def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, sett
         run = run_table(records, study_settings(store, study), point_seconds(store, study)) \
             if not records.empty else None
     return build_report(study, records, curves, run=run, settings=settings,
-                        figures_dir=study_dir / "figures" if save_figures else None)
+                        figures_dir=study_dir / "figures" if save_figures else None, others=others)
 
 
 def show_report(study: str, outputs_dir: str | os.PathLike = "outputs", *,
@@ -595,12 +605,12 @@ def show_report(study: str, outputs_dir: str | os.PathLike = "outputs", *,
 
 
 def write_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
-                 kernel_name: str | None = None) -> Path:
+                 kernel_name: str | None = None, with_studies=()) -> Path:
     """Build outputs/<study>/report.html (figures embedded) and save its figures as PNG + SVG under
     outputs/<study>/figures/, from outputs/<study>/results.sqlite.  Returns the HTML's path.
 
     kernel_name: unused (the report runs no notebook); accepted so `imbalance report --kernel` works."""
-    report = study_report(study, outputs_dir, settings=settings)
+    report = study_report(study, outputs_dir, settings=settings, with_studies=with_studies)
     path = Path(outputs_dir) / study / "report.html"
     path.write_text(report.html(), encoding="utf-8")
     return path
