@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as st
 
 from imbalance import conclusions as C
 from imbalance.cli import main
@@ -149,6 +150,20 @@ def test_c5_thresholding_helps_baseline_and_ros_but_not_rus():
     # the gain is the paired difference of each network's thresholded and plain accuracy
     base = frame[(frame.method == "baseline") & (frame.point_id == frame.point_id.iloc[0])]
     assert result.evidence.iloc[0]["gain"] == pytest.approx((base.thresholded_accuracy - base.accuracy).mean())
+
+
+def test_c4_and_c5_quote_the_grid_pooled_paired_difference_as_scipy_gives_it():
+    frame = study(hurts(), thresh_gain=lambda m: {"baseline": 0.05, "ros": 0.02, "rus": -0.04}[m])
+    base = frame[frame.method == "baseline"]                # 9 points x 6 repeats = 54 pairs
+    gain = (base.thresholded_accuracy - base.accuracy).to_numpy()
+    boot = st.bootstrap((gain,), np.mean, method="BCa", rng=np.random.default_rng(0)).confidence_interval
+    expected = (f"thresholded minus plain pooled over points: {gain.mean():+.4f} [{boot.low:.4f}, "
+                f"{boot.high:.4f}], n=54, wilcoxon p={st.wilcoxon(gain).pvalue:.3g}")
+    assert expected in C.check_c5(frame).reason
+    ros = frame[frame.method == "ros"].set_index(["point_id", "repeat"]).roc_auc
+    diff = (ros - frame[frame.method == "baseline"].set_index(["point_id", "repeat"]).roc_auc).to_numpy()
+    assert f"ros minus baseline pooled over points: {diff.mean():+.4f} [" in C.check_c4(frame).reason
+    assert f"n=54, wilcoxon p={st.wilcoxon(diff).pvalue:.3g}" in C.check_c4(frame).reason
 
 
 def test_c5_contradicted_when_thresholding_helps_only_undersampling():

@@ -149,6 +149,23 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
+def _paired_text(c: stats.PairedComparison) -> str:
+    """'+0.0023 [0.0006, 0.0038], n=30, wilcoxon p=0.00265', or the comparison's note."""
+    if pd.isna(c.ci_low):
+        return c.note or f"n={c.n_pairs}"
+    return f"{c.mean_difference:+.4f} [{c.ci_low:.4f}, {c.ci_high:.4f}], n={c.n_pairs}, {c.test} p={c.p_value:.3g}"
+
+
+def _pooled(frame, method: str, reference: str, metric: str = "roc_auc") -> str:
+    """method minus reference, paired by (point, repeat) and pooled over the points of `frame`:
+    the grid's mean paired difference, which evidence lines quote beside the per-point counts."""
+    pair = frame[frame["method"].isin([method, reference])].pivot_table(
+        index=["point_id", "repeat"], columns="method", values=metric, aggfunc="first", dropna=False)
+    if not {method, reference} <= set(pair.columns):
+        return "no pairs"
+    return _paired_text(stats.compare_paired(pair[method], pair[reference]))
+
+
 # --- the checks -------------------------------------------------------------------------------
 
 TITLES = {"C1": "Imbalance hurts", "C2": "The effect grows with task difficulty",
@@ -334,6 +351,8 @@ def check_c4(records) -> Conclusion:
                          "winner": w["winner"], "tied": ", ".join(w["tied"]), "outcome": outcome})
             parts["best"].append(outcome)
         reasons["best"] = "ros best or tied-best: " + _counts(parts["best"], "points")
+        if "baseline" in set(frame["method"]):
+            reasons["best"] += ", with ros minus baseline pooled over points: " + _pooled(frame, "ros", "baseline")
         if "rus" in set(frame["method"]):
             paired = stats.paired_differences(frame, reference="ros", methods=["ros", "rus"], alpha=ALPHA)
             rhos = np.unique(frame["rho"].dropna())
@@ -355,6 +374,10 @@ def check_c4(records) -> Conclusion:
                                                if parts["on par in the corner"]
                                                else f"no points with {corner_text}")
             reasons["only there"] = "rus below ros elsewhere: " + _counts(parts["only there"], "points")
+            away = set(paired.loc[~((paired["mu"] > THRESHOLDS.corner_mu) & (paired["rho"] >= extreme)), "point_id"])
+            if away:
+                reasons["only there"] += (", with rus minus ros there pooled: "
+                                          + _pooled(frame[frame["point_id"].isin(away)], "rus", "ros"))
         else:
             reasons["on par in the corner"] = reasons["only there"] = "no rus networks"
     return _result("C4", parts=parts, rules={"best": "most", "on par in the corner": "some", "only there": "most"},
@@ -391,7 +414,9 @@ def check_c5(records) -> Conclusion:
                          "ci_high": p["ci_high"], "p_holm": p["p_holm"], "verdict": v, "outcome": outcome})
         parts[base] = outcomes
         word = "raises" if base != "rus" else "does not raise"
-        reasons[base] = f"thresholding {word} {base}'s accuracy: " + _counts(outcomes, "points")
+        reasons[base] = (f"thresholding {word} {base}'s accuracy: " + _counts(outcomes, "points")
+                         + ", with thresholded minus plain pooled over points: "
+                         + _pooled(both, base + "-thresh", base, "accuracy"))
     return _result("C5", parts=parts, rules=dict.fromkeys(parts, "most"), reasons=reasons,
                    evidence=pd.DataFrame(rows), needs=STEP)
 
@@ -522,7 +547,7 @@ def check_c7(records, curves) -> Conclusion:
         return "; ".join(f"{x['dataset']}: {x['mean_difference']:+.4f} [{x['ci_low']:.4f}, {x['ci_high']:.4f}], "
                          f"n={x['n_pairs']}, {x['test']} p={x['p_value']:.3g}" if pd.notna(x["ci_low"])
                          else f"{x['dataset']}: {x['note']}"
-                         for _, x in r.iterrows())
+                         for _, x in r.iterrows())   # _paired_text's form, from the evidence rows
     reasons = {"no late fall": "late minus earlier test accuracy of ros: " + said("no late fall", "ros"),
                "gap no larger": "train-test gap, ros minus rus: " + said("gap no larger", "ros and rus")}
     return _result("C7", parts=parts, rules=dict.fromkeys(parts, "most"), reasons=reasons,

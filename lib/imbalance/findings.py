@@ -160,7 +160,9 @@ def findings_markdown(studies: list[Loaded]) -> str:
              "Intervals are 95% confidence intervals of a mean paired difference (Student-t below 10 pairs, "
              "BCa bootstrap from 10; a point has 3 pairs, pooled checks more); tests are paired t-tests below 6 "
              "pairs and Wilcoxon signed-rank tests from 6, as each evidence line names, Holm-corrected within a "
-             "check.", "",
+             "check. A verdict counts points (as claimed, against, or without enough data); a difference "
+             "\"pooled over points\" pairs networks by point and repeat across the grid and is quoted beside "
+             "the counts, not used by them.", "",
              "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]
     for c in check(studies):
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
