@@ -122,6 +122,12 @@ def test_report_top_says_what_was_run(quick):
     post_hoc = records["method"].str.endswith(("-thresh", "-la", "-tau-norm"))
     trained = records[~post_hoc]
     assert f"{len(trained)} ({int(trained['diverged'].sum())} diverged); {int(post_hoc.sum())} post-hoc rows" in text
+    # iterations are the study's, not where a diverged network stopped, which is said apart
+    stopped = trained.loc[trained["diverged"] > 0, "iterations"].astype(int).tolist()
+    full = sorted(set(records.loc[records["diverged"] == 0, "iterations"].astype(int)))
+    assert len(stopped) == 1 and full == [200]
+    assert f"200 (the paper's recipe lenet5-mnist: 10,000; this study ran 2.0% of it); diverged networks stopped " \
+           f"at {stopped[0]:,}" in text
 
 
 def test_conclusions_table_comes_right_after_what_was_run(quick):

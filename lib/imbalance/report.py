@@ -224,12 +224,18 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
     def text_values(column):
         return ", ".join(sorted(str(v) for v in pd.unique(records[column].dropna()))) or "—"
 
-    iterations = sorted({int(v) for v in pd.to_numeric(records["iterations"], errors="coerce").dropna()})
+    # a diverged network stops where it diverged: its iterations are not the study's
+    lost = pd.to_numeric(records.get("diverged", pd.Series(0, index=records.index)), errors="coerce").fillna(0) > 0
+    counted = lambda frame: sorted({int(v) for v in pd.to_numeric(frame["iterations"], errors="coerce").dropna()})  # noqa: E731
+    iterations, stopped = counted(records[~lost]), counted(trained[lost[trained.index]])
     paper = paper_iterations(settings.get("recipe"))
     iteration_text = ", ".join(map(str, iterations)) or "—"
     if paper:
         iteration_text += f" (the paper's recipe {settings.get('recipe')}: {paper:,}"
         iteration_text += f"; this study ran {iterations[-1] / paper:.1%} of it)" if iterations else ")"
+    if stopped:
+        iteration_text += (f"; diverged networks stopped at {stopped[0]:,}" if len(stopped) == 1 else
+                           f"; diverged networks stopped between {stopped[0]:,} and {stopped[-1]:,}")
     repeats = sorted(set(grid["repeats"])) if not grid.empty else []
     versions = sorted({v.get("imbalance") for v in records["versions"] if isinstance(v, dict) and v.get("imbalance")})
     rows = [
