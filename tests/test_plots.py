@@ -262,10 +262,12 @@ def test_winners_map_marks_ties_and_untested_points():
         dict(rho=10, mu=0.5, winner="ros", tied=("rus", "two-phase-ros"), untested=(), n=5),
         dict(rho=100, mu=0.5, winner="ros", tied=(), untested=(), n=5),
         dict(rho=10, mu=0.2, winner="baseline", tied=(), untested=("ros",), n=2),
-        dict(rho=100, mu=0.2, winner=None, tied=(), untested=(), n=0)])
+        dict(rho=100, mu=0.2, winner=None, tied=(), untested=(), n=0),
+        dict(rho=100, mu=0.9, winner="crt", tied=(), untested=("cb-focal", "ldam-drw", "focal"), n=3)])
     fig = plots.winners_figure(winners)
     shown = texts(fig)
-    assert "= rus, two-phase-ros" in shown and "ties untested (n=2)" in shown and "no winner" in shown
+    assert "= rus, two-phase-ros" in shown and "untested: ros" in shown and "no winner" in shown
+    assert "3 untested" in shown                                # named up to two, counted beyond
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
     assert len(hatched) == 1                                    # the one point with ties
     assert "tied with others" in shown and "pale: ties untested" in shown

@@ -604,7 +604,8 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
             if tied:   # a cell holds two names at most; the table beside the map lists every one
                 lines.append("= " + ", ".join(tied) if len(tied) <= 2 else f"= {len(tied)} others")
             if untested:
-                lines.append(f"ties untested (n={int(row['n'])})")
+                lines.append(f"untested: {', '.join(untested)}" if len(untested) <= 2 else
+                             f"{len(untested)} untested")   # too few pairs with the winner to test
             ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=8, wrap=True)
             if has_winner:
                 present.append(winner)
