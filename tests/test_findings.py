@@ -42,3 +42,24 @@ def test_the_readme_verdicts_are_those_imbalance_conclusions_prints(studies, cap
 def test_the_readme_markers_are_required():
     with pytest.raises(ValueError, match="markers"):
         findings.readme_with_findings("no markers here", "x")
+
+
+def test_the_recommendation_keeps_ros_where_it_ties_and_names_a_method_that_beats_it():
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(0)
+    rows = []
+    for point, rho, crt_gain in (("a", 10.0, 0.0), ("b", 100.0, 0.05)):
+        base = 0.9 + rng.normal(0, 0.01, 8)   # 8: Wilcoxon can reach p < 0.05 / 2
+        for method, shift in (("ros", 0.0), ("baseline", -0.001), ("crt", crt_gain)):
+            for r in range(8):
+                rows.append(dict(study="s", point_id=point, dataset="mnist", imbalance="step", rho=rho, mu=0.5,
+                                 level=None, method=method, repeat=r, diverged=0,
+                                 roc_auc=base[r] + shift + (0.0 if method != "crt" else
+                                                            0.002 * r if crt_gain else rng.normal(0, 0.01))))
+    text = findings._recommendation(pd.DataFrame(rows))
+    assert text.startswith("oversampling (`ros`) at 1 of 2 points, where it is the winner or tied with it; "
+                           "elsewhere the winner: `crt` at (ρ 100, μ 0.5).")
+    assert "not shown different" in text and "with 8 repeats" in text
+    assert "`crt` at (ρ 100, μ 0.5) (+0.0570)" in text and "Holm over the 2 methods compared" in text
+    assert findings._recommendation(pd.DataFrame(rows[:0], columns=["level", "method"])).startswith("not enough data")

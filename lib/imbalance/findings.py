@@ -163,6 +163,34 @@ def _winners(records: pd.DataFrame, grid) -> str:
     return "\n".join(lines)
 
 
+def _recommendation(records: pd.DataFrame) -> str:
+    """The recommendation per (ρ, μ): ros where it is the winner or tied with it (the paper's
+    advice stands there), else the winner; and the points where a method beat ros in its own
+    paired comparison with ros (Holm over every method compared with ros at the point)."""
+    plain = records[records["level"].isna()] if not records.empty else records
+    if plain.empty or REFERENCE not in set(plain["method"]):
+        return "not enough data (no point with ros yet)."
+    winners = stats.point_winners(plain, metric="roc_auc")
+    repeats = sorted(set(plain.groupby(["point_id", "method"])["repeat"].nunique()))
+    holds = winners[winners.apply(lambda w: w["winner"] == REFERENCE or REFERENCE in w["tied"], axis=1)]
+    where = lambda frame: ", ".join(f"(ρ {format_value(float(r.rho))}, μ {format_value(float(r.mu))})"  # noqa: E731
+                                    for r in frame.itertuples())
+    other = winners[~winners.index.isin(holds.index)]
+    text = (f"oversampling (`ros`) at {len(holds)} of {len(winners)} points, where it is the winner or tied with it"
+            + (f"; elsewhere the winner: " + "; ".join(f"`{r.winner}` at {where(other.loc[[i]])}"
+                                                      for i, r in other.iterrows()) if len(other) else "")
+            + f". A tie with {'/'.join(map(str, repeats))} repeats means \"not shown different\", not \"equal\"")
+    compared = [m for m in stats.methods_present(plain) if not m.endswith("-thresh")]
+    paired = stats.paired_differences(plain, metric="roc_auc", reference=REFERENCE, methods=compared)
+    better = paired[paired["verdict"] == "better"]
+    if len(better):
+        text += ("; methods shown better than `ros` in their paired comparison with it (Holm over the "
+                 f"{len(compared) - 1} methods compared at a point): "
+                 + "; ".join(f"`{m}` at {where(g)} ({', '.join(f'{d:+.4f}' for d in g['mean_difference'])})"
+                             for m, g in better.groupby("method", sort=False)))
+    return text + "."
+
+
 def findings_markdown(studies: list[Loaded]) -> str:
     """The README's section body: status, C1-C7, today's methods against ros, winners per (ρ, μ)."""
     done = sum(len(s.done) for s in studies)
@@ -183,7 +211,8 @@ def findings_markdown(studies: list[Loaded]) -> str:
     for c in check(studies):
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
     lines += ["", f"**Today's methods against oversampling** (`{primary.study}`, paired per point and repeat, "
-              "reference `ros`; better / tie / worse are the paired rules' verdicts, Holm-corrected per point):", ""]
+              "reference `ros`; better / tie / worse are the paired rules' verdicts, Holm-corrected per point over "
+              "`ros`'s comparisons with these five methods):", ""]
     for metric, label in (("roc_auc", "ROC AUC"), ("balanced_accuracy", "balanced accuracy")):
         tally = _tally(primary.records, metric)
         if tally.empty:
@@ -196,7 +225,8 @@ def findings_markdown(studies: list[Loaded]) -> str:
     lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
               "its repeats, among the methods none of whose networks diverged there (a mean over the survivors "
               "would flatter them); tied: methods whose paired difference to it is not significant; '-thresh' "
-              "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid)]
+              "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid),
+              "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records)]
     return "\n".join(lines) + "\n"
 
 
