@@ -204,7 +204,7 @@ def findings_markdown(studies: list[Loaded]) -> str:
              "Intervals are 95% confidence intervals of a mean paired difference (Student-t below 10 pairs, "
              "BCa bootstrap from 10; a point has 3 pairs, pooled checks more); tests are paired t-tests below 6 "
              "pairs and Wilcoxon signed-rank tests from 6, as each evidence line names, Holm-corrected within a "
-             "check. A verdict counts points (as claimed, against, or without enough data); a difference "
+             "check; the intervals are not adjusted, so one without 0 can still be a tie. A verdict counts points (as claimed, against, or without enough data); a difference "
              "\"pooled over points\" pairs networks by point and repeat across the grid and is quoted beside "
              "the counts, not used by them.", "",
              "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]

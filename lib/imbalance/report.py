@@ -326,7 +326,8 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
                       f"n < {rules.bootstrap_from}, BCa bootstrap for n ≥ {rules.bootstrap_from}, none for "
                       f"n < {rules.min_n}; verdicts use a paired t-test (n < {rules.wilcoxon_from}) or Wilcoxon "
                       f"signed-rank test (n ≥ {rules.wilcoxon_from}), Holm-corrected across the methods at a point, "
-                      f"α = {settings.alpha:g}."))
+                      f"α = {settings.alpha:g}. Intervals are not adjusted for multiplicity and verdicts are: "
+                      "an interval without 0 can still be a tie after Holm's correction."))
     report.sections.append(top)
     _conclusions(b)
     _recommendations(b)
