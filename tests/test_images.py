@@ -107,3 +107,25 @@ def test_a_grid_point_with_zca_fit_subset_whitens_each_repeat_on_its_own_subset_
     full = run_grid_point(data, imbalance="step", rho=4, mu=0.5, n_max=20, minority="random", methods=["baseline"],
                           repeats=1, seed=0, recipe=recipe_with(recipe, zca_fit="full"), progress=False)
     assert full.results[("none", 0)].preprocessor.n_fitted == 200 and full.records[0]["zca_fit"] == "full"
+
+
+def test_per_repeat_whitening_with_a_validation_split_scores_every_repeat_on_its_own_held_out_images():
+    """zca_fit subset gives each repeat its own test inputs; validation scores must still cover every
+    repeat (they once took the networks of the last test input only: a KeyError for repeat 0)."""
+    from imbalance.data import ImageDataset
+    from imbalance.methods import run_grid_point
+    from imbalance.train import recipe_with
+    g = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (300, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = torch.arange(300) % 10
+    data = ImageDataset(name="toy", classes=tuple("abcdefghij"), train_images=images[:200], train_labels=labels[:200],
+                        test_images=images[200:], test_labels=labels[200:], source="test")
+    recipe = recipe_with(RECIPES["allcnn-cifar10"], iterations=2, eval_interval=2, batch_size=4, lr_search=(),
+                         zca_fit="subset")
+    point = run_grid_point(data, imbalance="step", rho=4, mu=0.5, n_max=20, minority="random",
+                           methods=["baseline", "baseline-la"], repeats=2, seed=0, recipe=recipe, progress=False,
+                           validation=0.2)
+    by = {(r["method"], r["repeat"]): r for r in point.records}
+    assert sorted(by) == [("baseline", 0), ("baseline", 1), ("baseline-la", 0), ("baseline-la", 1)]
+    assert all(r["n_validation"] == 25 and r["val_roc_auc"] is not None for r in point.records)
+    assert {by[("baseline-la", r)]["tau_source"] for r in (0, 1)} == {"validation"}

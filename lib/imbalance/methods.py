@@ -158,20 +158,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     a second stage at its candidate's lr x 0.1, and the records keep the selected one, with `base_lr`).
     progress_callback(done_iterations, total_iterations): over all the point's networks (lr search included)."""
     chosen = [get_method(m) for m in methods]
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
-    if selection != "train-loss" and not getattr(recipe, "lr_search", ()):
-        raise ValueError(f"selection {selection!r} picks among a recipe's lr search candidates, and recipe "
-                         f"{recipe.name!r} has none (lr_search is empty); use selection 'train-loss'")
-    if selection == "validation-best-of-8" and validation is None:
-        raise ValueError("selection 'validation-best-of-8' needs a validation split: set validation "
-                         "(a fraction of each repeat's subset, e.g. 0.1)")
-    if not chosen:
-        raise ValueError("methods must name at least one method")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if test_prior not in TEST_PRIORS:
-        raise ValueError(f"test_prior must be one of {', '.join(TEST_PRIORS)}, got {test_prior!r}")
+    _check_point_arguments(chosen, recipe=recipe, repeats=repeats, validation=validation, test_prior=test_prior,
+                           selection=selection)
     natural = imbalance == NATURAL      # the data's own counts: records get rho = its max/min ratio, mu None
     point_id = point_id or (imbalance if natural else f"{imbalance}_rho={rho}") + \
         (f"_mu={mu}" if mu is not None else "") + (f"_level={level}" if level is not None else "")
@@ -179,14 +167,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     n_classes = dataset.n_classes
     fast = isinstance(recipe, FastRecipe)      # imbalance.fast: uint8 images in, its own scaling and whitening
     if fast:
-        problem = next((p for p in map(fast_recipe_problem, methods) if p), None)
-        if problem:
-            raise ValueError(f"methods: {problem}; use a paper recipe for it")
-        images = getattr(dataset, "train_images", None)
-        if images is None or images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"recipe {recipe.name!r} needs resident uint8 images (N, C, H, W), e.g. CIFAR-10 "
-                             f"or an image folder that fits in memory; dataset {dataset.name!r} has "
-                             f"{'streamed images' if images is None else f'{images.dtype} {tuple(images.shape)}'}")
+        _check_fast_point(dataset, recipe, methods)
     else:   # the recipe's model fitted to the images' size (LeNet-5's fc1; All-CNN-C and ResNet-10 pool globally)
         side = tuple(dataset.train_images.shape[-2:]) if hasattr(dataset, "train_images") else \
             (recipe.crop_size, recipe.crop_size)
@@ -194,62 +175,25 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     device = resolve_device(None if device in (None, "auto") else device)
     stream_size = recipe.iterations * recipe.batch_size          # draws of a streamed sampler
 
-    # the trained method behind each chosen one, and the key of its phase-1 network: one network per
-    # (sampling, loss), named by the sampling kind for cross-entropy (as the paper's methods always were),
-    # else by the first method that uses it (never a second stage's own key)
-    trained_of = {m.name: get_method(m.base) if m.posthoc else m for m in chosen}
-    trained_methods = list(dict.fromkeys(trained_of.values()))
-    trunk_name: dict[tuple[str, Loss], str] = {}
-    for t in trained_methods:
-        trunk_name.setdefault((t.sampling, t.loss), t.sampling if t.loss.plain else
-                              f"{t.name}:phase-1" if t.stage2 else t.name)
-    trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
-    final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}   # the network it evaluates
+    nets = _point_networks(chosen)
+    trained_of, trained_methods, trunk, final = nets.trained_of, nets.trained_methods, nets.trunk, nets.final
 
     # the candidates each method's pipeline trains: (lr scale, run); run 0 keeps the paired seeds
     lr_candidates = [(1.0, 0)] if selection == "train-loss" else \
         [(lr / recipe.base_lr, run) for lr in recipe.lr_search for run in range(recipe.lr_search_runs)]
-    subsets, priors, phase1, n_train, held_out = {}, {}, [], {}, {}
+    subsets, held_out = {}, {}
     for r in range(repeats):
-        subset = imbalanced_subset(labels, profile=imbalance, rho=rho, mu=mu, n_max=n_max, minority=minority,
-                                   n_classes=n_classes, random_state=derive_seed(seed, point_id, r, "subset"))
-        if validation is not None:     # held out of this repeat's subset; training keeps the rest
-            split = validation_split(labels[subset.indices], fraction=validation, n_classes=n_classes,
-                                     random_state=derive_seed(seed, point_id, r, "validation"))
-            held_out[r] = subset.indices[split.validation]
-            kept = subset.indices[split.train]
-            subset = replace(subset, indices=kept, counts=np.bincount(labels[kept], minlength=n_classes))
-        subsets[r] = subset
-        y = labels[subset.indices]
-        priors[r] = class_priors(y, n_classes=n_classes)
-        for (kind, loss), name in trunk_name.items():
-            pos = sampled_positions(kind, y, level=level, random_state=derive_seed(seed, point_id, r, kind, "sample"),
-                                    size=stream_size)
-            streamed = kind in STREAMED
-            counts = np.bincount(y if streamed else y[pos], minlength=n_classes)   # of the set it trains on
-            for c, (scale, run) in enumerate(lr_candidates):
-                phase1.append(((name, r, c), NetworkSpec(
-                    indices=subset.indices[pos], init_seed=derive_seed(seed, point_id, r, "init", *_run(run)),
-                    batch_seed=derive_seed(seed, point_id, r, kind, "batches", *_run(run)), lr_scale=scale,
-                    loss=loss_terms(loss, counts, iterations=recipe.iterations), shuffle=not streamed)))
-            n_train[(name, r)] = len(y) if streamed else len(pos)
-    # 'gcn-zca' with zca_fit 'subset': each repeat's whitening fitted on its own imbalanced subset only
-    zca_subset = getattr(recipe, "preprocessing", None) == "gcn-zca" and recipe.zca_fit == "subset" and \
-        hasattr(dataset, "train_images") and not dataset.train_images.is_floating_point()
-    if fast:                                 # scaled to [0, 1] batch by batch, whitened inside the network
-        preprocessor = ScaledImages()
-        train_images, test_images = dataset.train_images, dataset.test_images
-    elif hasattr(dataset, "train_images"):   # resident: preprocessed once for both phases
-        preprocessor = (AlreadyScaled() if dataset.train_images.is_floating_point() else
-                        None if zca_subset else Preprocessor(recipe).fit(dataset.train_images.to(device)))
-        train_images, test_images = dataset.train_images, dataset.test_images
-    else:                                    # an image folder (ILSVRC-2012 layout), decoded on demand
-        preprocessor = None
-        train_images = StreamedImages(dataset.train, train=True, recipe=recipe,
-                                      seed=derive_seed(seed, point_id, "crops"))
-        test_images = StreamedImages(dataset.test, train=False, recipe=recipe)
-    prep = {r: Preprocessor(recipe, zca_fit="subset").fit(train_images.to(device), subset=subsets[r].indices)
-            for r in range(repeats)} if zca_subset else dict.fromkeys(range(repeats), preprocessor)
+        subsets[r], held = _repeat_subset(labels, r, imbalance=imbalance, rho=rho, mu=mu, n_max=n_max,
+                                          minority=minority, n_classes=n_classes, validation=validation,
+                                          seed=seed, point_id=point_id)
+        if held is not None:
+            held_out[r] = held
+    priors = {r: class_priors(labels[subsets[r].indices], n_classes=n_classes) for r in range(repeats)}
+    phase1, n_train = _phase1_specs(nets, subsets, labels, lr_candidates, level=level, n_classes=n_classes,
+                                    iterations=recipe.iterations, stream_size=stream_size, seed=seed,
+                                    point_id=point_id)
+    train_images, test_images, prep = _point_images(dataset, recipe, subsets, fast=fast, device=device, seed=seed,
+                                                    point_id=point_id)
     test = (test_images, dataset.test_labels)
     common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress)
 
@@ -281,28 +225,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                                          progress_callback=job(searched), preprocessor=prep[0], **common)
         recipe = recipe_with(recipe, base_lr=best, lr_search=())
     trained = dict(zip([k for k, _ in phase1], train(phase1, job(len(phase1)))))
-    # second stages, on a copy of the phase-1 network: two-phase fine-tunes the output layers on the
-    # imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches
-    phase2 = []
-    for t in trained_methods:
-        for r, (c, (scale, run)) in itertools.product(range(repeats) if t.stage2 else (), enumerate(lr_candidates)):
-            pre = trained[(trunk[t.name], r, c)].model
-            if t.stage2 == "two-phase":
-                spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1 * scale, trainable="output",
-                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches", *_run(run)),
-                                   init_from=pre)
-                n_train[(t.name, r)] = len(subsets[r].indices)
-            else:
-                y = labels[subsets[r].indices]
-                pos = class_aware_indices(y, size=stream_size, random_state=derive_seed(seed, point_id, r, t.name,
-                                                                                         "sample"))
-                spec = NetworkSpec(indices=subsets[r].indices[pos], init_seed=derive_seed(seed, point_id, r, "init",
-                                                                                          *_run(run)),
-                                   batch_seed=derive_seed(seed, point_id, r, t.name, "batches", *_run(run)),
-                                   trainable="output", lr_scale=scale, init_from=pre, reinit_output=True,
-                                   shuffle=False)
-                n_train[(t.name, r)] = len(y)
-            phase2.append(((t.name, r, c), spec))
+    phase2 = _phase2_specs(nets, trained, subsets, labels, lr_candidates, n_train, stream_size=stream_size,
+                           seed=seed, point_id=point_id)
     if phase2:
         trained.update(zip([k for k, _ in phase2], train(phase2, job(len(phase2)))))
 
@@ -324,22 +248,9 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     phase1_of = {(t.name, r): trained[(trunk[t.name], r, picked[(final[t.name], r)])]
                  for t in trained_methods for r in range(repeats)}
     trained = {(n, r): trained[(n, r, picked[(n, r)])] for n in finals for r in range(repeats)}
-    # tau-norm: the output weights of a trained network, rescaled (no training); tau chosen on the validation
-    # split where there is one (as '-la's), else the method's fixed tau
-    adjusted, chosen_tau = {}, {}
-    for m in chosen:
-        for r in range(repeats) if m.posthoc == "tau-norm" else ():
-            base = trained[(final[m.base], r)]
-            if r in val_images and not base.diverged:
-                candidates = [tau_normalised(base.model, tau=tau) for tau in TAU_GRID]
-                val = torch.softmax(predict_networks(candidates, val_images[r], device=device).double(), -1).cpu()
-                value = [method_metrics(v.numpy(), labels[held_out[r]], priors=priors[r], diverged=False)[
-                    TAU_SELECTED_BY] for v in val]
-                value = [-math.inf if v is None else v for v in value]      # a non-finite candidate loses
-                best = max(range(len(TAU_GRID)), key=lambda i: (value[i], -i))   # ties: the first
-                adjusted[(m.name, r)], chosen_tau[(m.name, r)] = candidates[best], TAU_GRID[best]
-            else:
-                adjusted[(m.name, r)] = tau_normalised(base.model, tau=m.posthoc_tau)
+    adjusted, chosen_tau = _tau_norm_models(chosen, final, trained, repeats=repeats, val_images=val_images,
+                                            val_labels={r: labels[w] for r, w in held_out.items()}, priors=priors,
+                                            device=device)
     models = {**{k: v.model for k, v in trained.items()}, **adjusted}
     scores = {}                                    # every network once, batched per test input
     for inputs in {id(x): x for x in test_inputs.values()}.values():
@@ -350,7 +261,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     # validation scores: each repeat's networks on its own held-out examples (never the test set)
     val_scores = {}
     for r, images in val_images.items():
-        keys = [k for k in networks if k[1] == r]
+        keys = [k for k in models if k[1] == r]
         val_logits = predict_networks([models[k] for k in keys], images, device=device)
         val_scores.update(zip(keys, torch.softmax(val_logits.double(), -1).cpu().numpy()))
     y_test = dataset.test_labels.numpy()
@@ -402,6 +313,167 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                        base_lr=recipe.lr if fast else recipe.base_lr, lr_search=lr_scores, results={**trained, **{
                            (name, r): replace(trained[(final[get_method(name).base], r)], model=model, seconds=0.0)
                            for (name, r), model in adjusted.items()}})
+
+
+def _check_point_arguments(chosen, *, recipe, repeats, validation, test_prior, selection) -> None:
+    """run_grid_point's knobs, checked before any data is touched: one-line ValueErrors."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
+    if selection != "train-loss" and not getattr(recipe, "lr_search", ()):
+        raise ValueError(f"selection {selection!r} picks among a recipe's lr search candidates, and recipe "
+                         f"{recipe.name!r} has none (lr_search is empty); use selection 'train-loss'")
+    if selection == "validation-best-of-8" and validation is None:
+        raise ValueError("selection 'validation-best-of-8' needs a validation split: set validation "
+                         "(a fraction of each repeat's subset, e.g. 0.1)")
+    if not chosen:
+        raise ValueError("methods must name at least one method")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if test_prior not in TEST_PRIORS:
+        raise ValueError(f"test_prior must be one of {', '.join(TEST_PRIORS)}, got {test_prior!r}")
+
+
+def _check_fast_point(dataset, recipe, methods) -> None:
+    """A fast recipe takes the methods it can train and resident uint8 images, or says why not."""
+    problem = next((p for p in map(fast_recipe_problem, methods) if p), None)
+    if problem:
+        raise ValueError(f"methods: {problem}; use a paper recipe for it")
+    images = getattr(dataset, "train_images", None)
+    if images is None or images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"recipe {recipe.name!r} needs resident uint8 images (N, C, H, W), e.g. CIFAR-10 "
+                         f"or an image folder that fits in memory; dataset {dataset.name!r} has "
+                         f"{'streamed images' if images is None else f'{images.dtype} {tuple(images.shape)}'}")
+
+
+@dataclass(frozen=True)
+class _PointNetworks:
+    """Which network each chosen method trains and evaluates.  One phase-1 network per (sampling,
+    loss), named by the sampling kind for cross-entropy (as the paper's methods always were), else by
+    the first method that uses it (never a second stage's own key)."""
+    trained_of: dict          # chosen method's name -> the trained Method behind it (a post-hoc one's base)
+    trained_methods: list     # the distinct trained Methods, in order
+    trunk_name: dict          # (sampling, Loss) -> phase-1 network key
+    trunk: dict               # trained method's name -> its phase-1 network key
+    final: dict               # trained method's name -> the network it evaluates (its own if it has a stage 2)
+
+
+def _point_networks(chosen) -> _PointNetworks:
+    trained_of = {m.name: get_method(m.base) if m.posthoc else m for m in chosen}
+    trained_methods = list(dict.fromkeys(trained_of.values()))
+    trunk_name: dict[tuple[str, Loss], str] = {}
+    for t in trained_methods:
+        trunk_name.setdefault((t.sampling, t.loss), t.sampling if t.loss.plain else
+                              f"{t.name}:phase-1" if t.stage2 else t.name)
+    trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
+    final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}
+    return _PointNetworks(trained_of, trained_methods, trunk_name, trunk, final)
+
+
+def _repeat_subset(labels, r: int, *, imbalance, rho, mu, n_max, minority, n_classes, validation, seed, point_id):
+    """Repeat r's imbalanced subset (its training part, when a validation split is held out of it) and the
+    held-out indices (None without a split)."""
+    subset = imbalanced_subset(labels, profile=imbalance, rho=rho, mu=mu, n_max=n_max, minority=minority,
+                               n_classes=n_classes, random_state=derive_seed(seed, point_id, r, "subset"))
+    if validation is None:
+        return subset, None
+    split = validation_split(labels[subset.indices], fraction=validation, n_classes=n_classes,
+                             random_state=derive_seed(seed, point_id, r, "validation"))
+    kept = subset.indices[split.train]
+    return (replace(subset, indices=kept, counts=np.bincount(labels[kept], minlength=n_classes)),
+            subset.indices[split.validation])
+
+
+def _point_images(dataset, recipe, subsets, *, fast: bool, device, seed, point_id):
+    """(train images, test images, {repeat: preprocessor}) as the point's networks take them; a
+    preprocessor None means streamed images, decoded and scaled on demand."""
+    # 'gcn-zca' with zca_fit 'subset': each repeat's whitening fitted on its own imbalanced subset only
+    zca_subset = getattr(recipe, "preprocessing", None) == "gcn-zca" and recipe.zca_fit == "subset" and \
+        hasattr(dataset, "train_images") and not dataset.train_images.is_floating_point()
+    if fast:                                 # scaled to [0, 1] batch by batch, whitened inside the network
+        preprocessor = ScaledImages()
+        train_images, test_images = dataset.train_images, dataset.test_images
+    elif hasattr(dataset, "train_images"):   # resident: preprocessed once for both phases
+        preprocessor = (AlreadyScaled() if dataset.train_images.is_floating_point() else
+                        None if zca_subset else Preprocessor(recipe).fit(dataset.train_images.to(device)))
+        train_images, test_images = dataset.train_images, dataset.test_images
+    else:                                    # an image folder (ILSVRC-2012 layout), decoded on demand
+        preprocessor = None
+        train_images = StreamedImages(dataset.train, train=True, recipe=recipe,
+                                      seed=derive_seed(seed, point_id, "crops"))
+        test_images = StreamedImages(dataset.test, train=False, recipe=recipe)
+    prep = {r: Preprocessor(recipe, zca_fit="subset").fit(train_images.to(device), subset=subset.indices)
+            for r, subset in subsets.items()} if zca_subset else dict.fromkeys(subsets, preprocessor)
+    return train_images, test_images, prep
+
+
+def _phase1_specs(nets: _PointNetworks, subsets, labels, lr_candidates, *, level, n_classes, iterations,
+                  stream_size, seed, point_id):
+    """((network key, repeat, candidate), NetworkSpec) of every phase-1 network, and {(key, r): examples
+    it trains on}.  Within a repeat every network starts from the same weights; networks of one sampling
+    kind share its mini-batch order (the pairing)."""
+    phase1, n_train = [], {}
+    for r, subset in subsets.items():
+        y = labels[subset.indices]
+        for (kind, loss), name in nets.trunk_name.items():
+            pos = sampled_positions(kind, y, level=level, random_state=derive_seed(seed, point_id, r, kind, "sample"),
+                                    size=stream_size)
+            streamed = kind in STREAMED
+            counts = np.bincount(y if streamed else y[pos], minlength=n_classes)   # of the set it trains on
+            for c, (scale, run) in enumerate(lr_candidates):
+                phase1.append(((name, r, c), NetworkSpec(
+                    indices=subset.indices[pos], init_seed=derive_seed(seed, point_id, r, "init", *_run(run)),
+                    batch_seed=derive_seed(seed, point_id, r, kind, "batches", *_run(run)), lr_scale=scale,
+                    loss=loss_terms(loss, counts, iterations=iterations), shuffle=not streamed)))
+            n_train[(name, r)] = len(y) if streamed else len(pos)
+    return phase1, n_train
+
+
+def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates, n_train, *, stream_size, seed,
+                  point_id) -> list:
+    """Second stages, on a copy of the phase-1 network: two-phase fine-tunes the output layers on the
+    imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches.
+    Adds each one's training-set size to `n_train`."""
+    phase2 = []
+    for t in nets.trained_methods:
+        for r, (c, (scale, run)) in itertools.product(subsets if t.stage2 else (), enumerate(lr_candidates)):
+            pre = trained[(nets.trunk[t.name], r, c)].model
+            batches = derive_seed(seed, point_id, r, t.name, "batches", *_run(run))
+            if t.stage2 == "two-phase":
+                spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1 * scale, trainable="output",
+                                   batch_seed=batches, init_from=pre)
+                n_train[(t.name, r)] = len(subsets[r].indices)
+            else:
+                y = labels[subsets[r].indices]
+                pos = class_aware_indices(y, size=stream_size,
+                                          random_state=derive_seed(seed, point_id, r, t.name, "sample"))
+                spec = NetworkSpec(indices=subsets[r].indices[pos],
+                                   init_seed=derive_seed(seed, point_id, r, "init", *_run(run)), batch_seed=batches,
+                                   trainable="output", lr_scale=scale, init_from=pre, reinit_output=True,
+                                   shuffle=False)
+                n_train[(t.name, r)] = len(y)
+            phase2.append(((t.name, r, c), spec))
+    return phase2
+
+
+def _tau_norm_models(chosen, final, trained, *, repeats, val_images, val_labels, priors, device):
+    """'-tau-norm' methods: their base network's output weights rescaled (no training), tau chosen on
+    the repeat's validation split where there is one (as '-la's), else the method's fixed tau.
+    Returns ({(method, r): model}, {(method, r): tau chosen on validation})."""
+    adjusted, chosen_tau = {}, {}
+    for m in chosen:
+        for r in range(repeats) if m.posthoc == "tau-norm" else ():
+            base = trained[(final[m.base], r)]
+            if r in val_images and not base.diverged:
+                candidates = [tau_normalised(base.model, tau=tau) for tau in TAU_GRID]
+                val = torch.softmax(predict_networks(candidates, val_images[r], device=device).double(), -1).cpu()
+                value = [method_metrics(v.numpy(), val_labels[r], priors=priors[r], diverged=False)[
+                    TAU_SELECTED_BY] for v in val]
+                value = [-math.inf if v is None else v for v in value]      # a non-finite candidate loses
+                best = max(range(len(TAU_GRID)), key=lambda i: (value[i], -i))   # ties: the first
+                adjusted[(m.name, r)], chosen_tau[(m.name, r)] = candidates[best], TAU_GRID[best]
+            else:
+                adjusted[(m.name, r)] = tau_normalised(base.model, tau=m.posthoc_tau)
+    return adjusted, chosen_tau
 
 
 def _run(run: int) -> tuple:
