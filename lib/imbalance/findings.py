@@ -204,7 +204,12 @@ def findings_markdown(studies: list[Loaded]) -> str:
              "Intervals are 95% confidence intervals of a mean paired difference (Student-t below 10 pairs, "
              "BCa bootstrap from 10; a point has 3 pairs, pooled checks more); tests are paired t-tests below 6 "
              "pairs and Wilcoxon signed-rank tests from 6, as each evidence line names, Holm-corrected within a "
-             "check; the intervals are not adjusted, so one without 0 can still be a tie. A verdict counts points (as claimed, against, or without enough data); a difference "
+             "check; the intervals are not adjusted, so one without 0 can still be a tie. A verdict counts "
+             "comparisons (as claimed, against, no difference, or without enough data): \"supported\" when more "
+             "than half of the testable ones come out as claimed, \"contradicted\" when none does (a claimed effect "
+             "shown nowhere) or more than half go against, \"mixed\" otherwise; a part that claims something can "
+             "happen (C4's \"on par in the corner\", C6's \"partial rus better\") is supported by one comparison "
+             "as claimed. A difference "
              "\"pooled over points\" pairs networks by point and repeat across the grid and is quoted beside "
              "the counts, not used by them.", "",
              "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]
