@@ -103,6 +103,9 @@ def test_c3_step_drops_more_than_linear_at_equal_rho():
     result = C.check_c3(step, others=[linear])
     assert result.verdict == "supported" and len(result.evidence) == 3
     assert (result.evidence["difference"] > 0).all()
+    first = result.evidence.iloc[0]     # the reason quotes each rho's Welch contrast with its interval
+    assert (f"linear minus step by rho: 10: {first['difference']:+.4f} [{first['ci_low']:.4f}, "
+            f"{first['ci_high']:.4f}], 100: ") in result.reason
     reversed_ = C.check_c3(study(hurts(0.005), mus=(0.5,)), others=[study(hurts(0.03), imbalance="linear")])
     assert reversed_.verdict == "contradicted"
     missing = C.check_c3(step)

@@ -314,7 +314,11 @@ def check_c3(records, others=()) -> Conclusion:
         row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
                                   ci=(row["ci_low"], row["ci_high"]))
     outcomes = [r["outcome"] for r in rows]
-    reason = ("step (mu=0.5) is below linear at the same rho: " + _counts(outcomes, "rhos") if rows
+    reason = ("step (mu=0.5) is below linear at the same rho: " + _counts(outcomes, "rhos")
+              + ", with linear minus step by rho: " + ", ".join(
+                  f"{format_value(r['rho'])}: {r['difference']:+.4f}" + (f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                                                                          if pd.notna(r["ci_low"]) else "")
+                  for r in rows) if rows
               else "needs step (mu=0.5) and linear baseline points at a common rho")
     return _result("C3", parts={"step vs linear": outcomes}, rules={"step vs linear": "most"},
                    reasons={"step vs linear": reason}, evidence=pd.DataFrame(rows),
