@@ -189,6 +189,9 @@ def test_c6_full_oversampling_best_and_partial_undersampling_better_supported():
     assert result.needs is None
     rus = result.evidence[result.evidence["method"] == "rus"]
     assert set(rus["level"]) == {10, 100}          # partial levels only: 1 < level < rho
+    first = rus.iloc[0]                            # the reason quotes each level's Welch contrast
+    assert (f"level {first['level']:g}: {first['minus_full']:+.4f} [{first['ci_low']:.4f}, {first['ci_high']:.4f}]"
+            in result.reason)
 
 
 def test_c6_contradicted_when_partial_oversampling_wins_and_full_undersampling_is_best():

@@ -469,9 +469,17 @@ def check_c6(records, others=()) -> Conclusion:
                 r["series_outcome"] = outcome
             parts[part].append(outcome)
             rows += found
+    def quoted(part):   # each level minus level 1, per (rho, mu) series, with its Welch interval
+        return " / ".join(f"rho {format_value(r['rho'])}, mu {format_value(r['mu'])}, level {format_value(r['level'])}: "
+                         f"{r['minus_full']:+.4f}" + (f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                                                      if pd.notna(r["ci_low"]) else "")
+                         for r in rows if r["part"] == part)
     reasons = {"full ros best": "no level of ros beats level 1: " + _counts(parts["full ros best"], "series"),
                "partial rus better": "a partial level of rus beats level 1: "
                                      + _counts(parts["partial rus better"], "series")}
+    for part in reasons:
+        if any(r["part"] == part for r in rows):
+            reasons[part] += ", with level minus level 1: " + quoted(part)
     if frame.empty:
         reasons = dict.fromkeys(parts, "no graded points (levels)")
     return _result("C6", parts=parts, rules={"full ros best": "most", "partial rus better": "some"},
