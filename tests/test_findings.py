@@ -57,9 +57,11 @@ def test_the_recommendation_keeps_ros_where_it_ties_and_names_a_method_that_beat
                                  level=None, method=method, repeat=r, diverged=0,
                                  roc_auc=base[r] + shift + (0.0 if method != "crt" else
                                                             0.002 * r if crt_gain else rng.normal(0, 0.01))))
-    text = findings._recommendation(pd.DataFrame(rows))
+    frame = pd.DataFrame(rows)
+    text = findings._recommendation(frame, findings._point_winners(frame))
     assert text.startswith("oversampling (`ros`) at 1 of 2 points, where it is the winner or tied with it; "
                            "elsewhere the winner: `crt` at (ρ 100, μ 0.5).")
     assert "not shown different" in text and "with 8 repeats" in text
     assert "`crt` at (ρ 100, μ 0.5) (+0.0570)" in text and "Holm over the 2 methods compared" in text
-    assert findings._recommendation(pd.DataFrame(rows[:0], columns=["level", "method"])).startswith("not enough data")
+    empty = pd.DataFrame(rows[:0], columns=["level", "method"])
+    assert findings._recommendation(empty, findings._point_winners(empty)).startswith("not enough data")

@@ -142,9 +142,14 @@ def _tally(records: pd.DataFrame, metric: str) -> pd.DataFrame:
     return tally
 
 
-def _winners(records: pd.DataFrame, grid) -> str:
-    table = stats.point_winners(records[records["level"].isna()], metric="roc_auc") if not records.empty else \
-        pd.DataFrame(columns=["rho", "mu", "winner"])
+def _point_winners(records: pd.DataFrame) -> pd.DataFrame:
+    """ROC AUC winners of the non-graded points (computed once: the winners table and the
+    recommendation both read them)."""
+    return stats.point_winners(records[records["level"].isna()], metric="roc_auc") if not records.empty else \
+        pd.DataFrame(columns=["rho", "mu", "winner", "tied"])
+
+
+def _winners(records: pd.DataFrame, grid, table: pd.DataFrame) -> str:
     rhos, mus = sorted({p.rho for p in grid}), sorted({p.mu for p in grid})
     lines = ["| ρ \\ μ | " + " | ".join(format_value(m) for m in mus) + " |", "|---" * (len(mus) + 1) + "|"]
     for rho in rhos:
@@ -163,14 +168,13 @@ def _winners(records: pd.DataFrame, grid) -> str:
     return "\n".join(lines)
 
 
-def _recommendation(records: pd.DataFrame) -> str:
+def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
     """The recommendation per (ρ, μ): ros where it is the winner or tied with it (the paper's
     advice stands there), else the winner; and the points where a method beat ros in its own
     paired comparison with ros (Holm over every method compared with ros at the point)."""
     plain = records[records["level"].isna()] if not records.empty else records
     if plain.empty or REFERENCE not in set(plain["method"]):
         return "not enough data (no point with ros yet)."
-    winners = stats.point_winners(plain, metric="roc_auc")
     repeats = sorted(set(plain.groupby(["point_id", "method"])["repeat"].nunique()))
     holds = winners[winners.apply(lambda w: w["winner"] == REFERENCE or REFERENCE in w["tied"], axis=1)]
     where = lambda frame: ", ".join(f"(ρ {format_value(float(r.rho))}, μ {format_value(float(r.mu))})"  # noqa: E731
@@ -196,6 +200,7 @@ def findings_markdown(studies: list[Loaded]) -> str:
     done = sum(len(s.done) for s in studies)
     total = sum(len(s.grid) for s in studies)
     primary = studies[0]
+    winners = _point_winners(primary.records)
     lines = [f"Status: **{done} of {total} grid points** of the real-data studies are done "
              f"({', '.join(f'{s.study} {len(s.done)}/{len(s.grid)}' for s in studies)}); "
              "every verdict below is recomputed from whatever is committed, and one that lacks its data says "
@@ -231,8 +236,8 @@ def findings_markdown(studies: list[Loaded]) -> str:
     lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
               "its repeats, among the methods none of whose networks diverged there (a mean over the survivors "
               "would flatter them); tied: methods whose paired difference to it is not significant; '-thresh' "
-              "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid),
-              "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records)]
+              "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid, winners),
+              "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners)]
     return "\n".join(lines) + "\n"
 
 
