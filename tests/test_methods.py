@@ -325,6 +325,13 @@ def test_tau_norm_takes_the_tau_that_validates_best_and_its_scores_are_that_netw
     assert record["balanced_accuracy"] == pytest.approx(balanced_accuracy(skewed.test_labels, pred, n_classes=3))
 
 
+def test_the_tau_and_candidate_chooser_takes_the_first_best_and_a_missing_metric_loses():
+    from imbalance.methods import _first_best
+    assert _first_best([0.7, 0.9, 0.9, 0.1]) == 1          # ties: the first (the smaller tau, the earlier candidate)
+    assert _first_best([None, 0.2, float("-inf")]) == 1    # a candidate without a metric never wins
+    assert _first_best([None, None]) == 0                  # nothing scored: the first, as before
+
+
 def test_tau_is_chosen_without_looking_at_the_test_set(skewed):
     from imbalance.data import ImageDataset
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)

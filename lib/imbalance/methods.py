@@ -466,10 +466,8 @@ def _tau_norm_models(chosen, final, trained, *, repeats, val_images, val_labels,
             if r in val_images and not base.diverged:
                 candidates = [tau_normalised(base.model, tau=tau) for tau in TAU_GRID]
                 val = torch.softmax(predict_networks(candidates, val_images[r], device=device).double(), -1).cpu()
-                value = [method_metrics(v.numpy(), val_labels[r], priors=priors[r], diverged=False)[
-                    TAU_SELECTED_BY] for v in val]
-                value = [-math.inf if v is None else v for v in value]      # a non-finite candidate loses
-                best = max(range(len(TAU_GRID)), key=lambda i: (value[i], -i))   # ties: the first
+                best = _first_best([method_metrics(v.numpy(), val_labels[r], priors=priors[r], diverged=False)[
+                    TAU_SELECTED_BY] for v in val])
                 adjusted[(m.name, r)], chosen_tau[(m.name, r)] = candidates[best], TAU_GRID[best]
             else:
                 adjusted[(m.name, r)] = tau_normalised(base.model, tau=m.posthoc_tau)
@@ -498,7 +496,7 @@ def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, sel
             ok = not trained[k].diverged and np.isfinite(p).all()
             auc[k] = float(roc_auc_ovr(labels[r], p)) if ok else -math.inf
         for n in finals:
-            best = max(range(n_candidates), key=lambda c: (auc[(n, r, c)], -c))
+            best = _first_best([auc[(n, r, c)] for c in range(n_candidates)])
             picked[(n, r)], scores[(n, r)] = best, (auc[(n, r, best)] if math.isfinite(auc[(n, r, best)]) else None)
     return picked, scores
 
@@ -507,9 +505,15 @@ def _tau_on_validation(val_scores: np.ndarray, y_val: np.ndarray, *, priors: np.
     """The '-la' tau of TAU_GRID with the best validation TAU_SELECTED_BY (ties: the first)."""
     if not np.isfinite(val_scores).all():
         return 1.0
-    value = {tau: method_metrics(val_scores, y_val, priors=priors, diverged=False, posthoc="la",
-                                 tau=tau)[TAU_SELECTED_BY] for tau in TAU_GRID}
-    return max(TAU_GRID, key=lambda tau: (value[tau], -TAU_GRID.index(tau)))
+    return TAU_GRID[_first_best([method_metrics(val_scores, y_val, priors=priors, diverged=False, posthoc="la",
+                                                tau=tau)[TAU_SELECTED_BY] for tau in TAU_GRID])]
+
+
+def _first_best(values: list) -> int:
+    """Index of the largest of `values`, ties to the first; None (a metric a non-finite candidate has
+    not got) and -inf lose.  The one chooser of tau (on validation) and of best-of candidates."""
+    scored = [-math.inf if v is None else v for v in values]
+    return max(range(len(scored)), key=lambda i: (scored[i], -i))
 
 
 def _point_progress(callback, iterations: int, networks: int):
