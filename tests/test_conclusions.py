@@ -91,6 +91,9 @@ def test_c2_harder_task_drops_more_supported_and_reversed_contradicted():
     assert supported.verdict == "supported"
     assert (supported.evidence["harder"] == "cifar10").all()
     assert (supported.evidence["drop_harder"] > supported.evidence["drop_easier"]).all()
+    first = supported.evidence.iloc[0]      # rho 100, mu 0.1: quoted with its Welch interval in the reason
+    assert (f"cifar10 against mnist: rho 100, mu 0.1: {first['difference']:+.4f} "
+            f"[{first['ci_low']:.4f}, {first['ci_high']:.4f}]") in supported.reason
     hard_but_robust = study(hurts(0.005), dataset="cifar10", name="cifar-step")
     assert C.check_c2(study(hurts(0.04), name="mnist-step"), others=[hard_but_robust]).verdict == "contradicted"
     alone = C.check_c2(easy)

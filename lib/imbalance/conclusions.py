@@ -282,11 +282,22 @@ def check_c2(records, others=()) -> Conclusion:
         row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
                                   ci=(row["ci_low"], row["ci_high"]))
     outcomes = [r["outcome"] for r in rows]
-    reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)") if rows else
+    reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)")
+              + ", with the harder's drop minus the easier's: " + _quoted_drops(rows) if rows else
               f"datasets {', '.join(datasets) or 'none'}: needs two tasks of different difficulty at matched (rho, mu)")
     return _result("C2", parts={"difficulty": outcomes}, rules={"difficulty": "most"},
                    reasons={"difficulty": reason}, evidence=pd.DataFrame(rows),
                    needs=f"{STEP} with {FASHION} (imbalance conclusions {STEP} --with {FASHION})")
+
+
+def _quoted_drops(rows: list[dict]) -> str:
+    """C2's contrasts, per pair of datasets: at each (rho, mu), the difference with its Welch interval."""
+    pairs = {}
+    for r in rows:
+        at = f"rho {format_value(r['rho'])}" + (f", mu {format_value(r['mu'])}" if pd.notna(r["mu"]) else "")
+        interval = f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if pd.notna(r["ci_low"]) else ""
+        pairs.setdefault(f"{r['harder']} against {r['easier']}", []).append(f"{at}: {r['difference']:+.4f}{interval}")
+    return "; ".join(f"{pair}: " + " / ".join(quotes) for pair, quotes in pairs.items())
 
 
 def check_c3(records, others=()) -> Conclusion:
