@@ -80,6 +80,9 @@ def test_c1_trend_is_kendalls_tau_on_networks():
     row = C.check_c1(frame).evidence.iloc[0]          # rho at mu=0.1
     base = frame[(frame.method == "baseline") & np.isclose(frame.mu, 0.1)]
     assert row["tau"] == pytest.approx(kendalltau(base.rho, base.roc_auc).statistic)
+    at_10, at_1000 = (base.loc[base.rho == r, "roc_auc"].mean() for r in (10, 1000))
+    assert (f"mu 0.1: tau {row['tau']:+.2f} (Holm p {row['p_holm']:.2g}), mean {at_10:.4f} at rho 10 to "
+            f"{at_1000:.4f} at 1000") in C.check_c1(frame).reason
 
 
 # --- C2, C3 -------------------------------------------------------------------------------------

@@ -216,12 +216,18 @@ def check_c1(records) -> Conclusion:
                    "tau": math.nan, "p_value": math.nan}
             if len(levels) >= 2:
                 tau = st.kendalltau(series[varied], series["roc_auc"])
-                row.update(tau=float(tau.statistic), p_value=float(tau.pvalue))
+                means = series.groupby(varied)["roc_auc"].mean()
+                row.update(tau=float(tau.statistic), p_value=float(tau.pvalue),
+                           mean_first=float(means.iloc[0]), mean_last=float(means.iloc[-1]))
             rows.append(row)
         for row in _with_holm(rows):
             row["outcome"] = _outcome(row["tau"], row["p_holm"], claimed_sign=-1)
         parts[name] = [r["outcome"] for r in rows]
+        quoted = [f"{r['fixed'].replace('=', ' ')}: tau {r['tau']:+.2f} (Holm p {r['p_holm']:.2g}), mean "
+                  f"{r['mean_first']:.4f} at {name} {r['values'].split(', ')[0]} to {r['mean_last']:.4f} at "
+                  f"{r['values'].split(', ')[-1]}" for r in rows if pd.notna(r["tau"])]
         reasons[name] = (f"baseline ROC AUC falls with {name}: " + _counts(parts[name], f"(dataset, {fixed}) series")
+                         + (", with Kendall's tau by series: " + " / ".join(quoted) if quoted else "")
                          if rows else f"no step points with baseline at two values of {name}")
         evidence += rows
     return _result("C1", parts=parts, rules={"rho": "most", "mu": "most"}, reasons=reasons,
