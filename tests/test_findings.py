@@ -35,8 +35,20 @@ def test_the_readme_verdicts_are_those_imbalance_conclusions_prints(studies, cap
     assert main(["conclusions", ran[0], "--outputs", str(ROOT / "outputs"), *(["--with", *ran[1:]] if ran[1:] else [])]) == 0
     printed = dict(re.findall(r"^(C\d)  .*: ([A-Z ]+)$", capsys.readouterr().out, flags=re.M))
     readme = (ROOT / "README.md").read_text().split(findings.BEGIN)[1].split(findings.END)[0]
+    readme = readme.split("**The same checks on Fashion-MNIST**")[0]     # the first table: all seven
     table = dict(re.findall(r"^\| (C\d) .*? \| \*\*([a-z ]+)\*\* \|", readme, flags=re.M))
     assert len(printed) == 7 and {k: v.lower() for k, v in printed.items()} == table
+
+
+def test_the_readme_fashion_mnist_verdicts_are_those_imbalance_conclusions_prints_for_fashion_step(capsys):
+    if not (ROOT / "outputs" / "fashion-step" / "results.sqlite").is_file():
+        pytest.skip("fashion-step has no committed results yet")
+    assert main(["conclusions", str(ROOT / findings.REPLICATION.params), "--outputs", str(ROOT / "outputs")]) == 0
+    printed = dict(re.findall(r"^(C\d)  .*: ([A-Z ]+)$", capsys.readouterr().out, flags=re.M))
+    readme = (ROOT / "README.md").read_text().split(findings.BEGIN)[1].split(findings.END)[0]
+    block = readme.split("**The same checks on Fashion-MNIST**")[1].split("\n\n**")[0]
+    table = dict(re.findall(r"^\| (C\d) .*? \| \*\*([a-z ]+)\*\* \|", block, flags=re.M))
+    assert table == {k: printed[k].lower() for k in findings.SINGLE_STUDY}
 
 
 def test_the_readme_markers_are_required():

@@ -41,12 +41,16 @@ REAL_STUDIES = (
               "C3 (with mnist-step at μ = 0.5)"),
     RealStudy("params/real/mnist-graded.yaml", "MNIST, step ρ = 1,000, μ 0.5, 0.9; ros and rus at levels 1, 10, 100",
               "C6"),
-    RealStudy("params/real/fashion-step.yaml", "Fashion-MNIST, as mnist-step", "C2 (with mnist-step)"),
+    RealStudy("params/real/fashion-step.yaml", "Fashion-MNIST, as mnist-step",
+              "C2 (with mnist-step); C1, C4, C5, C7 again, on Fashion-MNIST"),
     RealStudy("params/real/cifar10-fast-cpu.yaml",
               "CIFAR-10 (JPEG copy), fast-cifar10-cpu: ρ 10, 100 × μ 0.2, 0.9 (points of mnist-step)",
               "C2 on natural images (with mnist-step)"),
 )
 PRIMARY = REAL_STUDIES[0]
+# the other full step grid: the conclusions a study answers alone are checked on it too, to see
+# whether MNIST's verdicts carry to a harder task (C2, C3 and C6 compare studies: one verdict each)
+REPLICATION, SINGLE_STUDY = REAL_STUDIES[3], ("C1", "C4", "C5", "C7")
 # where the today's methods are set against the paper's recommendation, oversampling
 MODERN = ("la-loss", "cb-focal", "ldam-drw", "crt", "baseline-la")
 REFERENCE = "ros"
@@ -237,8 +241,24 @@ def findings_markdown(studies: list[Loaded]) -> str:
               "its repeats, among the methods none of whose networks diverged there (a mean over the survivors "
               "would flatter them); tied: methods whose paired difference to it is not significant; '-thresh' "
               "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid, winners),
-              "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners)]
+              "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners),
+              "", *_replication(studies)]
     return "\n".join(lines) + "\n"
+
+
+def _replication(studies: list[Loaded]) -> list[str]:
+    """The single-study conclusions on REPLICATION's own records, as `imbalance conclusions` prints them."""
+    study = next(s for s in studies if s.spec == REPLICATION)
+    head = ("**The same checks on Fashion-MNIST** "
+            f"(`{study.study}` read alone, {len(study.done)} of {len(study.grid)} points; the conclusions that "
+            "compare studies have one verdict, above):")
+    if study.records.empty:
+        return [head, "", "not run yet."]
+    rows = [c for c in conclusions.check_all(study.records, study.curves) if c.id in SINGLE_STUDY]
+    return [head, "", "| | verdict on these data | evidence |", "|---|---|---|",
+            *(f"| {c.id} {_cell(c.title)} | **{c.verdict}** | {_cell(c.reason)} |" for c in rows), "",
+            f"**Recommendation by region on Fashion-MNIST** (`{study.study}`, ROC AUC; its report maps the "
+            "winners): " + _recommendation(study.records, _point_winners(study.records))]
 
 
 def readme_with_findings(readme: str, section: str) -> str:
