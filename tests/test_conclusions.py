@@ -83,6 +83,8 @@ def test_c1_trend_is_kendalls_tau_on_networks():
     at_10, at_1000 = (base.loc[base.rho == r, "roc_auc"].mean() for r in (10, 1000))
     assert (f"mu 0.1: tau {row['tau']:+.2f} (Holm p {row['p_holm']:.2g}), mean {at_10:.4f} at rho 10 to "
             f"{at_1000:.4f} at 1000") in C.check_c1(frame).reason
+    two = pd.concat([frame, study(hurts(), dataset="fashion-mnist")])
+    assert "mnist, mu 0.1: tau" in C.check_c1(two).reason and "fashion-mnist, mu 0.1: tau" in C.check_c1(two).reason
 
 
 # --- C2, C3 -------------------------------------------------------------------------------------

@@ -223,7 +223,8 @@ def check_c1(records) -> Conclusion:
         for row in _with_holm(rows):
             row["outcome"] = _outcome(row["tau"], row["p_holm"], claimed_sign=-1)
         parts[name] = [r["outcome"] for r in rows]
-        quoted = [f"{r['fixed'].replace('=', ' ')}: tau {r['tau']:+.2f} (Holm p {r['p_holm']:.2g}), mean "
+        several = len({r["dataset"] for r in rows}) > 1          # then each series names its dataset
+        quoted = [f"{r['dataset'] + ', ' if several else ''}{r['fixed'].replace('=', ' ')}: tau {r['tau']:+.2f} (Holm p {r['p_holm']:.2g}), mean "
                   f"{r['mean_first']:.4f} at {name} {r['values'].split(', ')[0]} to {r['mean_last']:.4f} at "
                   f"{r['values'].split(', ')[-1]}" for r in rows if pd.notna(r["tau"])]
         reasons[name] = (f"baseline ROC AUC falls with {name}: " + _counts(parts[name], f"(dataset, {fixed}) series")
