@@ -149,6 +149,12 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
+def _with_interval(difference: float, low: float, high: float) -> str:
+    """'+0.0280 [0.0216, 0.0343]': a Welch contrast as the evidence lines quote it (no interval: the
+    difference alone)."""
+    return f"{difference:+.4f}" + (f" [{low:.4f}, {high:.4f}]" if pd.notna(low) else "")
+
+
 def _paired_text(c: stats.PairedComparison) -> str:
     """'+0.0023 [0.0006, 0.0038], n=30, wilcoxon p=0.00265', or the comparison's note."""
     if pd.isna(c.ci_low):
@@ -217,8 +223,8 @@ def check_c1(records) -> Conclusion:
             if len(levels) >= 2:
                 tau = st.kendalltau(series[varied], series["roc_auc"])
                 means = series.groupby(varied)["roc_auc"].mean()
-                row.update(tau=float(tau.statistic), p_value=float(tau.pvalue),
-                           mean_first=float(means.iloc[0]), mean_last=float(means.iloc[-1]))
+                row.update(tau=float(tau.statistic), p_value=float(tau.pvalue), mean_first=float(means.iloc[0]),
+                           mean_last=float(means.iloc[-1]))    # at levels[0] and levels[-1]
             rows.append(row)
         for row in _with_holm(rows):
             row["outcome"] = _outcome(row["tau"], row["p_holm"], claimed_sign=-1)
@@ -302,8 +308,8 @@ def _quoted_drops(rows: list[dict]) -> str:
     pairs = {}
     for r in rows:
         at = f"rho {format_value(r['rho'])}" + (f", mu {format_value(r['mu'])}" if pd.notna(r["mu"]) else "")
-        interval = f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if pd.notna(r["ci_low"]) else ""
-        pairs.setdefault(f"{r['harder']} against {r['easier']}", []).append(f"{at}: {r['difference']:+.4f}{interval}")
+        pairs.setdefault(f"{r['harder']} against {r['easier']}", []).append(
+            f"{at}: {_with_interval(r['difference'], r['ci_low'], r['ci_high'])}")
     return "; ".join(f"{pair}: " + " / ".join(quotes) for pair, quotes in pairs.items())
 
 
@@ -334,8 +340,7 @@ def check_c3(records, others=()) -> Conclusion:
     outcomes = [r["outcome"] for r in rows]
     reason = ("step (mu=0.5) is below linear at the same rho: " + _counts(outcomes, "rhos")
               + ", with linear minus step by rho: " + ", ".join(
-                  f"{format_value(r['rho'])}: {r['difference']:+.4f}" + (f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-                                                                          if pd.notna(r["ci_low"]) else "")
+                  f"{format_value(r['rho'])}: {_with_interval(r['difference'], r['ci_low'], r['ci_high'])}"
                   for r in rows) if rows
               else "needs step (mu=0.5) and linear baseline points at a common rho")
     return _result("C3", parts={"step vs linear": outcomes}, rules={"step vs linear": "most"},
@@ -489,8 +494,7 @@ def check_c6(records, others=()) -> Conclusion:
             rows += found
     def quoted(part):   # each level minus level 1, per (rho, mu) series, with its Welch interval
         return " / ".join(f"rho {format_value(r['rho'])}, mu {format_value(r['mu'])}, level {format_value(r['level'])}: "
-                         f"{r['minus_full']:+.4f}" + (f" [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-                                                      if pd.notna(r["ci_low"]) else "")
+                         + _with_interval(r["minus_full"], r["ci_low"], r["ci_high"])
                          for r in rows if r["part"] == part)
     reasons = {"full ros best": "no level of ros beats level 1: " + _counts(parts["full ros best"], "series"),
                "partial rus better": "a partial level of rus beats level 1: "
