@@ -28,15 +28,30 @@ def test_the_outputs_index_is_what_the_committed_databases_give(studies):
         "outputs/README.md differs from the databases: run `python -m imbalance.findings --write`"
 
 
+FASHION_BLOCK = "**The same checks on Fashion-MNIST**"
+
+
+def _printed_verdicts(capsys) -> dict:
+    """{'C1': 'SUPPORTED', ...} from what `imbalance conclusions` just printed."""
+    return dict(re.findall(r"^(C\d)  .*: ([A-Z ]+)$", capsys.readouterr().out, flags=re.M))
+
+
+def _findings_section() -> str:
+    return (ROOT / "README.md").read_text().split(findings.BEGIN)[1].split(findings.END)[0]
+
+
+def _table_verdicts(text: str) -> dict:
+    """{'C1': 'supported', ...} from the README table rows in `text`."""
+    return dict(re.findall(r"^\| (C\d) .*? \| \*\*([a-z ]+)\*\* \|", text, flags=re.M))
+
+
 def test_the_readme_verdicts_are_those_imbalance_conclusions_prints(studies, capsys):
     ran = [str(ROOT / s.spec.params) for s in studies if (ROOT / "outputs" / s.study / "results.sqlite").is_file()]
     if not ran or ran[0] != str(ROOT / findings.PRIMARY.params):
         pytest.skip("mnist-step has no committed results yet")
     assert main(["conclusions", ran[0], "--outputs", str(ROOT / "outputs"), *(["--with", *ran[1:]] if ran[1:] else [])]) == 0
-    printed = dict(re.findall(r"^(C\d)  .*: ([A-Z ]+)$", capsys.readouterr().out, flags=re.M))
-    readme = (ROOT / "README.md").read_text().split(findings.BEGIN)[1].split(findings.END)[0]
-    readme = readme.split("**The same checks on Fashion-MNIST**")[0]     # the first table: all seven
-    table = dict(re.findall(r"^\| (C\d) .*? \| \*\*([a-z ]+)\*\* \|", readme, flags=re.M))
+    printed = _printed_verdicts(capsys)
+    table = _table_verdicts(_findings_section().split(FASHION_BLOCK)[0])     # the first table: all seven
     assert len(printed) == 7 and {k: v.lower() for k, v in printed.items()} == table
 
 
@@ -44,10 +59,8 @@ def test_the_readme_fashion_mnist_verdicts_are_those_imbalance_conclusions_print
     if not (ROOT / "outputs" / "fashion-step" / "results.sqlite").is_file():
         pytest.skip("fashion-step has no committed results yet")
     assert main(["conclusions", str(ROOT / findings.REPLICATION.params), "--outputs", str(ROOT / "outputs")]) == 0
-    printed = dict(re.findall(r"^(C\d)  .*: ([A-Z ]+)$", capsys.readouterr().out, flags=re.M))
-    readme = (ROOT / "README.md").read_text().split(findings.BEGIN)[1].split(findings.END)[0]
-    block = readme.split("**The same checks on Fashion-MNIST**")[1].split("\n\n**")[0]
-    table = dict(re.findall(r"^\| (C\d) .*? \| \*\*([a-z ]+)\*\* \|", block, flags=re.M))
+    printed = _printed_verdicts(capsys)
+    table = _table_verdicts(_findings_section().split(FASHION_BLOCK)[1].split("\n\n**")[0])
     assert table == {k: printed[k].lower() for k in findings.SINGLE_STUDY}
 
 
