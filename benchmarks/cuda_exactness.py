@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from imbalance.batched import NetworkSpec, train_networks  # noqa: E402
-from imbalance.methods import METHODS, run_grid_point  # noqa: E402
-from imbalance.train import RECIPES, recipe_with  # noqa: E402
+from imbalance.training.batched import NetworkSpec, train_networks  # noqa: E402
+from imbalance.training.pipeline import METHODS, run_grid_point  # noqa: E402
+from imbalance.training.recipes import RECIPES, recipe_with  # noqa: E402
 
 DEVICE = os.environ.get("IMBALANCE_CHECK_DEVICE", "cuda")   # "cpu" only to smoke-test this script
 SMOKE = os.environ.get("IMBALANCE_CHECK_SMOKE") == "1"      # tiny sizes: the script's mechanics only
@@ -30,9 +30,9 @@ LAYOUTS = ("vmap", "gemm", "vmap-graph", "gemm-graph")
 
 def dataset():
     if os.environ.get("IMBALANCE_DATA"):
-        from imbalance.data import load_dataset
+        from imbalance.data.datasets import load_dataset
         return load_dataset("mnist")
-    from imbalance.data import ImageDataset
+    from imbalance.data.datasets import ImageDataset
     g = torch.Generator().manual_seed(0)
     img = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
     lab = lambda n: torch.arange(n) % 10

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from imbalance.batched import NetworkSpec
-from imbalance.data import load_dataset
-from imbalance.fast import FAST_RECIPES, fast_recipe_with, train_fast_networks
-from imbalance.train import evaluate, resolve_device
+from imbalance.data.datasets import load_dataset
+from imbalance.training.batched import NetworkSpec
+from imbalance.training.fast import FAST_RECIPES, fast_recipe_with, train_fast_networks
+from imbalance.training.loop import resolve_device
+from imbalance.training.single import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from imbalance.data import load_dataset
-from imbalance.models import lenet5
-from imbalance.train import RECIPES, evaluate, recipe_with, resolve_device, train_network
+from imbalance.data.datasets import load_dataset
+from imbalance.training.loop import resolve_device
+from imbalance.training.models import lenet5
+from imbalance.training.recipes import RECIPES, recipe_with
+from imbalance.training.single import evaluate, train_network
 
 ROOT = Path(__file__).resolve().parents[1]
 

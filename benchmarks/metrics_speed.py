@@ -1,4 +1,4 @@
-"""ROC AUC speed: imbalance.metrics.roc_auc_ovr vs sklearn's roc_auc_score(multi_class='ovr').
+"""ROC AUC speed: imbalance.training.metrics.roc_auc_ovr vs sklearn's roc_auc_score(multi_class='ovr').
 
 Prints the best of N timings for each on 10,000 x 10 scores with ties, their ratio, and the
 largest difference between the two values. Target: ours is not slower than sklearn.
@@ -9,9 +9,8 @@ import time
 
 import numpy as np
 import torch
+from imbalance.training.metrics import roc_auc_ovr
 from sklearn.metrics import roc_auc_score
-
-from imbalance.metrics import roc_auc_ovr
 
 
 def best_of(f, repeats):
@@ -37,7 +36,7 @@ def main():
     theirs = best_of(lambda: roc_auc_score(y, s, multi_class="ovr", average="macro"), a.repeats)
     diff = abs(roc_auc_ovr(y, s) - roc_auc_score(y, s, multi_class="ovr", average="macro"))
     print(f"scores {a.n} x {a.classes}, torch threads {torch.get_num_threads()}")
-    print(f"imbalance.metrics.roc_auc_ovr  {ours * 1e3:8.2f} ms")
+    print(f"imbalance.training.metrics.roc_auc_ovr  {ours * 1e3:8.2f} ms")
     print(f"sklearn roc_auc_score (ovr)    {theirs * 1e3:8.2f} ms")
     print(f"speed-up {theirs / ours:.2f}x  |difference| {diff:.2e}")
 

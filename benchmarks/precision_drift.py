@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from imbalance.data import load_dataset  # noqa: E402
-from imbalance.methods import run_grid_point  # noqa: E402
-from imbalance.train import RECIPES, recipe_with  # noqa: E402
+from imbalance.data.datasets import load_dataset  # noqa: E402
+from imbalance.training.pipeline import run_grid_point  # noqa: E402
+from imbalance.training.recipes import RECIPES, recipe_with  # noqa: E402
 
 POINTS = ((10, 0.5), (100, 0.5), (1000, 0.9))   # step imbalance (rho, mu): mild, the paper's middle, extreme
 METHODS = ("baseline", "ros", "rus")

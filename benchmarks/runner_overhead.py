@@ -23,8 +23,8 @@ from fixtures.studies import NOTEBOOKS, fake_params  # noqa: E402
 def runner(path, outputs, queue):
     sys.path.insert(0, str(TESTS))
     from fixtures.stub import StubPool
-    from imbalance.params import load_params
-    from imbalance.runner import run_study
+    from imbalance.study.params import load_params
+    from imbalance.study.runner import run_study
     summary = run_study(load_params(path), outputs_dir=outputs, notebooks_dir=NOTEBOOKS, quiet=True, pool=StubPool())
     queue.put((summary.trained, summary.grid_seconds, summary.wall_seconds))
 

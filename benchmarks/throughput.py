@@ -3,7 +3,7 @@
 Measures, in one run on one machine:
   reference  Dataset + DataLoader(shuffle=True, batch_size=64) + nn.Module + torch.optim.SGD,
              one LeNet-5 at a time (the loop a typical PyTorch user writes);
-  ours       imbalance.batched.train_networks on a grid point's worth of LeNet-5 networks
+  ours       imbalance.training.batched.train_networks on a grid point's worth of LeNet-5 networks
              (K networks, each its own seed, subset and lr), in the device's default layout and
              any other layouts asked for;
   peak       a float32 matrix multiply on the same device, as the physical limit;
@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-from imbalance.batched import NetworkSpec, default_layout, intra_op_threads, train_networks  # noqa: E402
-from imbalance.models import lenet5  # noqa: E402
-from imbalance.train import RECIPES, recipe_with  # noqa: E402
+from imbalance.training.batched import NetworkSpec, default_layout, intra_op_threads, train_networks  # noqa: E402
+from imbalance.training.models import lenet5  # noqa: E402
+from imbalance.training.recipes import RECIPES, recipe_with  # noqa: E402
 
 BATCH = 64                      # the paper's LeNet-5 batch
 MNIST_GRID_NETWORKS = 22_500    # the paper's MNIST grid (section 4.1)
@@ -173,7 +173,7 @@ def ours(images, labels, device, *, networks: int, iterations: int, layout: str,
 
 
 def load_digits(data_root):
-    from imbalance.data import load_dataset
+    from imbalance.data.datasets import load_dataset
     if data_root or os.environ.get("IMBALANCE_DATA"):
         ds = load_dataset("mnist", root=data_root)
     else:

@@ -22,7 +22,7 @@ TEST_PER_CLASS = 60                                # the test set is balanced (t
 
 def skewed_digits(*, seed: int = 0) -> dict[str, np.ndarray]:
     """x_train, y_train, x_test, y_test (uint8 (N, 28, 28), labels 0..2) and classes, drawn with `seed`."""
-    from imbalance.data import load_dataset
+    from imbalance.data.datasets import load_dataset
     digits = load_dataset("mnist-sample")
     rng = np.random.default_rng(seed)
     out = {}

@@ -28,8 +28,11 @@ HERE = Path(__file__).resolve().parent
 LIB = HERE.parent / "lib"
 KERNEL = {"name": "imbalance", "display_name": "Python (imbalance)", "language": "python"}
 FORMATS = "ipynb,py:percent"
-ALL_METHODS = ["baseline", "ros", "rus", "two-phase-ros", "two-phase-rus", "baseline-thresh", "ros-thresh",
-               "rus-thresh"]
+sys.path.insert(0, str(LIB))   # the library's own lists, so no notebook keeps a copy of them
+from imbalance.registry import PAPER_METHODS  # noqa: E402
+from imbalance.study.params import NOTEBOOK_PARAMETERS  # noqa: E402
+
+ALL_METHODS = list(PAPER_METHODS)
 
 # --- training notebooks -----------------------------------------------------------------------
 
@@ -107,67 +110,22 @@ PARAMETER_KEYS = ("dataset", "validation", "imbalance", "rho", "mu", "level", "m
                   "device", "batched")  # the values a TRAINING entry may set
 # Each value's comment is the line above it: papermill's parameter parser skips a line with a second
 # '=' (as in an inline comment "None = ..."), then warns "Passed unknown parameter" on every run.
-TRAINING_PARAMETERS = '''\
-# %% tags=["parameters"]
-# study name (the runner passes the params file's `study`)
-study = "scratch"
-# mnist-sample | mnist | fashion-mnist | cifar10 | cifar10-jpg | imagefolder | npz
-dataset = {dataset}
-# dataset folder (imagefolder: <data_root>/train/<class>/*, <data_root>/val/<class>/*) or .npz file;
-# None: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)
-data_root = None
-# imagefolder: square side in pixels the images are fitted to; None: their own size
-image_size = None
-# imagefolder with image_size: crop (shorter side, centre crop) | stretch
-image_fit = "crop"
-# step | linear | exponential | natural (the data's own class counts: rho and mu None)
-imbalance = {imbalance}
-# majority/minority size ratio, at least 1; None for natural imbalance
-rho = {rho}
-# fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential
-mu = {mu}
-# graded sampling: target ratio after ros/rus (from 1 up to rho); None: fully balanced
-level = {level}
-# examples per majority class; None: the most the data allows
-n_max = None
-# random | lowest | scarcity: which classes are minority
-minority = {minority}
-# names from the method registry (README, "Methods"); "<m>-thresh", "<m>-la", "<m>-tau-norm" reuse <m>'s network
-methods = {methods}
-# modules that register more methods (imbalance run --plugin MODULE), imported before training
-plugins = []
-# networks per method (each repeat: new subset, sampling and initial weights)
-repeats = 1
-# study seed; every network's seed derives from it
-seed = 0
-# fraction of each repeat's training subset held out (stratified) for val_* metrics and the '-la' / '-tau-norm' tau; None: none
-validation = {validation}
-# balanced | train | both: the test set, a subsample following the training prior, or both (prior_* metrics)
-test_prior = "balanced"
-# train-loss | test-best-of-8 (the paper's: the test set picks, optimistic) | validation-best-of-8
-selection = "train-loss"
-# lenet5-mnist | allcnn-cifar10 | resnet10-imagenet | fast-cifar10 | fast-cifar10-cpu
-recipe = {recipe}
-# any Recipe field (lib/imbalance/train.py); {{}}: the paper's recipe
-recipe_overrides = {recipe_overrides}
-# auto | cpu | cuda | cuda:N
-device = {device}
-# train the point's networks as one batched job
-batched = {batched}
-# the grid point's id (the runner passes one, e.g. step_rho=10_mu=0.5); None: derived
-point_id = None
-# the runner's records file; None: don't write records
-records_path = None
-# torch threads; None: torch's default
-threads = None
-# the runner's progress file (its bar inside a point); None: report no progress
-progress_path = None
-'''
+
+
+def parameters_cell(values: dict) -> str:
+    """The parameters cell of a training notebook: every one of NOTEBOOK_PARAMETERS (the runner's single
+    list), each with its comment, its value from `values` or else the notebook default."""
+    lines = ['# %% tags=["parameters"]']
+    for name, (default, what) in NOTEBOOK_PARAMETERS.items():
+        lines += [f"# {line}" for line in what.split("\n")]
+        lines.append(f"{name} = {Literal.of(values.get(name, default))}")
+    return "\n".join(lines) + "\n"
+
 
 TRAINING_BODY = '''\
 # %% [markdown]
 # ## Train the grid point
-# All the work happens in the library (`imbalance.methods.run_grid_point`): the imbalanced subset,
+# All the work happens in the library (`imbalance.training.pipeline.run_grid_point`): the imbalanced subset,
 # the sampling of each method, batched training and the test metrics.
 
 # %%
@@ -175,13 +133,13 @@ import time
 
 import torch
 
-from imbalance import plots, tables
-from imbalance.data import load_study_data
-from imbalance.executors import ProgressFile
-from imbalance.methods import run_grid_point, study_recipe
+from imbalance.analysis import plots, tables
+from imbalance.data.datasets import load_study_data
+from imbalance.study.executors import ProgressFile
+from imbalance.training.pipeline import run_grid_point, study_recipe
 from imbalance.registry import load_plugins
-from imbalance.store import write_records
-from imbalance.train import recipe_with
+from imbalance.study.store import write_records
+from imbalance.training.recipes import recipe_with
 
 load_plugins(plugins)  # users' methods (imbalance.registry.register_method), before the names are used
 if threads:
@@ -255,13 +213,12 @@ def training_source(name: str) -> str:
     values = dict(dataset="mnist-sample", recipe="lenet5-mnist", device="auto", batched=True, validation=None,
                   recipe_overrides={"iterations": 100, "eval_interval": 50})
     values.update({k: v for k, v in spec.items() if k in PARAMETER_KEYS})
-    values = {k: Literal.of(v) for k, v in values.items()}
     header = (f"# %% [markdown]\n# # {spec['title']}\n#\n{markdown(spec['about'])}\n#\n"
               + markdown(f"The runner executes this notebook once per grid point of `{spec['params']}` "
                          "(`imbalance run` passes the parameters below and collects the records it writes).  "
                          + spec.get("defaults", "With its defaults it is a run of under a minute on a CPU."))
               + "\n\n")
-    return (header + TRAINING_PARAMETERS.format(all_methods=", ".join(ALL_METHODS), **values) + "\n" + TRAINING_BODY
+    return (header + parameters_cell(values) + "\n" + TRAINING_BODY
             + spec.get("extra", ""))
 
 
@@ -282,7 +239,7 @@ study = "quick"  # the study: outputs/<study>/results.sqlite
 outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
 
 # %% jupyter={"source_hidden": true}
-from imbalance import report
+from imbalance.analysis import report
 
 report.show_report(study, outputs_dir)
 '''
@@ -307,7 +264,7 @@ rho = 100  # the first view: the grid point nearest this imbalance ratio ...
 mu = 0.5  # ... and this fraction of minority classes
 
 # %% jupyter={"source_hidden": true}
-from imbalance import explorer
+from imbalance.analysis import explorer
 
 explorer.explore(study, outputs_dir, metric=metric, reference=reference, rho=rho, mu=mu)
 '''

@@ -32,6 +32,6 @@ rho = 100  # the first view: the grid point nearest this imbalance ratio ...
 mu = 0.5  # ... and this fraction of minority classes
 
 # %% jupyter={"source_hidden": true}
-from imbalance import explorer
+from imbalance.analysis import explorer
 
 explorer.explore(study, outputs_dir, metric=metric, reference=reference, rho=rho, mu=mu)

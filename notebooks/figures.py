@@ -27,6 +27,6 @@ study = "quick"  # the study: outputs/<study>/results.sqlite
 outputs_dir = "../outputs"  # the outputs folder, relative to this notebook's folder (notebooks/)
 
 # %% jupyter={"source_hidden": true}
-from imbalance import report
+from imbalance.analysis import report
 
 report.show_report(study, outputs_dir)

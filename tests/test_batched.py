@@ -2,11 +2,10 @@
 import numpy as np
 import pytest
 import torch
-
-from imbalance.batched import NetworkSpec, default_layout, intra_op_threads, predict_networks, train_networks
-from imbalance.data import load_dataset
-from imbalance.models import lenet5, resnet10
-from imbalance.train import RECIPES, recipe_with
+from imbalance.data.datasets import load_dataset
+from imbalance.training.batched import NetworkSpec, default_layout, intra_op_threads, predict_networks, train_networks
+from imbalance.training.models import lenet5, resnet10
+from imbalance.training.recipes import RECIPES, recipe_with
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +111,8 @@ def test_unknown_layout_is_rejected(digits):
 def _loss_specs(size=300):
     """Networks with different losses in one job: CE, focal + CB weights, la-loss, LDAM-DRW, and a
     class-aware stream (shuffle=False), on one step-imbalanced set."""
-    from imbalance.losses import loss_terms
     from imbalance.registry import get_method
+    from imbalance.training.losses import loss_terms
     labels = load_dataset("mnist-sample").train_labels.numpy()
     rng = np.random.default_rng(1)
     idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), 60 if c < 5 else 6, replace=False)
@@ -188,8 +187,8 @@ def test_gemm_layout_matches_single_runs_float64_with_losses_and_a_two_phase_net
 
 
 def test_stacked_forward_equals_each_all_cnn_c_s_own_forward_with_its_dropout_masks():
-    from imbalance.batched import stacked_forward
-    from imbalance.models import allcnn, dropout_masks, dropout_shapes
+    from imbalance.training.batched import stacked_forward
+    from imbalance.training.models import allcnn, dropout_masks, dropout_shapes
     models = [allcnn(seed=s).double() for s in (0, 1)]
     alone = [allcnn(seed=s).double() for s in (0, 1)]
     x = torch.randn((2, 3, 3, 16, 16), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -203,7 +202,7 @@ def test_stacked_forward_equals_each_all_cnn_c_s_own_forward_with_its_dropout_ma
 
 
 def test_gemm_layout_refuses_a_model_it_cannot_stack_naming_the_layout(digits):
-    from imbalance.models import resnet10
+    from imbalance.training.models import resnet10
     specs = [NetworkSpec(indices=np.arange(20), init_seed=0, batch_seed=0, init_from=resnet10(n_classes=10,
                                                                                             in_channels=1, seed=0))]
     with pytest.raises(ValueError, match="layout 'gemm' needs models without buffers \\(batch norm\\)"):
@@ -214,7 +213,7 @@ def test_gemm_layout_refuses_a_model_it_cannot_stack_naming_the_layout(digits):
 
 def test_an_out_of_memory_group_is_halved_retrained_and_recorded(digits, monkeypatch):
     # CPU stand-in for CUDA: a group above 2 networks "does not fit"
-    from imbalance import batched
+    from imbalance.training import batched
     real = batched._train_vmap
 
     def small_memory(specs, *args, **kw):
@@ -259,7 +258,7 @@ def test_graph_layouts_static_buffer_step_is_bit_identical_to_the_eager_step_on_
 
 
 def test_static_step_records_a_cuda_graph_only_on_cuda():
-    from imbalance.batched import _StaticStep
+    from imbalance.training.batched import _StaticStep
     calls = []
 
     def body(b):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from browser.jupyterlab import jupyterlab
 from browser.study import make_database
 from fixtures.kernel import ensure_kernel

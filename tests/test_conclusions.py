@@ -1,4 +1,4 @@
-"""imbalance.conclusions on hand-made studies built to support, contradict or lack data for each
+"""imbalance.analysis.conclusions on hand-made studies built to support, contradict or lack data for each
 check, on the committed quick study, and through `imbalance conclusions`."""
 import math
 import subprocess
@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as st
-
-from imbalance import conclusions as C
+from imbalance.analysis import conclusions as C
+from imbalance.analysis.frames import load_study
 from imbalance.cli import main
-from imbalance.tables import load_study
+from scipy import stats as st
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE = 0.002
@@ -273,7 +272,7 @@ def test_cli_prints_the_checks_and_exits_0_or_2(capsys, tmp_path):
 
 
 def test_conclusions_do_not_import_torch():
-    code = ("import imbalance.conclusions, imbalance.cli, sys; "
+    code = ("import imbalance.analysis.conclusions, imbalance.cli, sys; "
             "imbalance.cli.main(['conclusions', 'params/quick.yaml']); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "lib")},
                    stdout=subprocess.DEVNULL)

@@ -1,4 +1,4 @@
-"""imbalance.data: finding, verifying and loading datasets."""
+"""imbalance.data.datasets: finding, verifying and loading datasets."""
 import gzip
 import hashlib
 import io
@@ -11,10 +11,9 @@ from importlib import resources
 import numpy as np
 import pytest
 import torch
+from imbalance.data import datasets as data
+from imbalance.data.datasets import DATASETS, cache_dir, data_root, load_dataset, load_imagefolder
 from PIL import Image
-
-from imbalance import data
-from imbalance.data import DATASETS, cache_dir, data_root, load_dataset, load_imagefolder
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -479,7 +478,7 @@ def test_npz_data_root_must_be_a_file(tmp_path):
 
 
 def test_npz_params_file_is_checked_before_training(tmp_path):
-    from imbalance.params import check_data, params_from_dict
+    from imbalance.study.params import check_data, params_from_dict
     raw = {"study": "own", "dataset": "npz", "notebook": "mnist/step", "imbalance": "step", "rho": [10],
            "mu": [0.5], "repeats": 1, "recipe": "lenet5-mnist"}
     good = _save(tmp_path, _npz_arrays())
@@ -505,7 +504,7 @@ def _folder(root, sizes, *, mode="L", per_class=2):
 
 
 def test_a_small_image_folder_loads_resident_with_folder_names_as_classes(tmp_path):
-    from imbalance.data import load_imagefolder_resident, load_study_data
+    from imbalance.data.datasets import load_imagefolder_resident, load_study_data
     root = _folder(tmp_path, [(20, 16)] * 3)
     data = load_imagefolder_resident(root)
     assert data.classes == ("ant", "bee", "cat")                   # sorted, as ImageFolder numbers them
@@ -517,7 +516,7 @@ def test_a_small_image_folder_loads_resident_with_folder_names_as_classes(tmp_pa
 
 
 def test_mixed_sizes_need_image_size_and_then_fit_it(tmp_path):
-    from imbalance.data import load_imagefolder_resident
+    from imbalance.data.datasets import load_imagefolder_resident
     root = _folder(tmp_path, [(20, 16), (30, 40), (20, 16)], mode="RGB")
     with pytest.raises(ValueError, match="bee.0.png is 20x16 pixels but .*ant.0.png is 30x40; set image_size"):
         load_imagefolder_resident(root)

@@ -4,14 +4,21 @@ import copy
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 import torch.nn.functional as F
+from imbalance.training.batched import NetworkSpec, intra_op_threads, train_networks
+from imbalance.training.models import (
+    SeededDropout,
+    allcnn,
+    dropout_layers,
+    dropout_masks,
+    dropout_seed,
+    dropout_shapes,
+    lenet5,
+    reseed_dropout,
+)
+from imbalance.training.recipes import RECIPES, recipe_with
+from scipy import stats
 from torch.func import functional_call, grad, vmap
-
-from imbalance.batched import NetworkSpec, intra_op_threads, train_networks
-from imbalance.models import (SeededDropout, allcnn, dropout_layers, dropout_masks, dropout_seed,
-                              dropout_shapes, lenet5, reseed_dropout)
-from imbalance.train import RECIPES, recipe_with
 
 SMALL = (4, 3, 16, 16)  # All-CNN-C runs on 16x16 inputs too (conv7 then sees 4x4): fast tests
 
@@ -196,8 +203,8 @@ def test_vmap_layout_trains_dropout_networks_as_each_would_alone_float64():
         assert np.allclose([pt["train_loss"] for pt in a.curve], [pt["train_loss"] for pt in b.curve], rtol=1e-6)
     assert single[0].curve[0]["train_loss"] != single[1].curve[0]["train_loss"]
     # the two-phase copy's masks came from init_seed 5's streams, not from where `pre` had left off
-    from imbalance.images import ResidentImages
-    from imbalance.train import train_network
+    from imbalance.data.images import ResidentImages
+    from imbalance.training.single import train_network
     source = ResidentImages(single[2].preprocessor.transform(images).double())
 
     def alone(model):
@@ -218,7 +225,7 @@ def test_vmap_layout_leaves_the_global_rng_alone_and_its_evaluation_uses_no_drop
     (a, b) = train_networks(specs, images, labels, recipe, n_classes=10, layout="vmap", dtype=torch.float64,
                             test=_tiny_cifar(20, seed=1), progress=False)
     assert torch.equal(torch.random.get_rng_state(), before)
-    from imbalance.batched import predict_networks
+    from imbalance.training.batched import predict_networks
     x = torch.randn((6, 3, 16, 16), dtype=torch.float64)
     logits = predict_networks([a.model, b.model], x)
     assert torch.allclose(logits[0], a.model.eval()(x), rtol=0, atol=1e-12)   # eval mode: deterministic, no masks

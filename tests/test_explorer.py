@@ -1,4 +1,4 @@
-"""imbalance.explorer on a small synthetic study: the widgets' options and first view, the ranking
+"""imbalance.analysis.explorer on a small synthetic study: the widgets' options and first view, the ranking
 and the paired differences at a grid point, the figure (class counts on a log axis; '-thresh'
 methods out of ROC AUC unless named), and the widget opening ready on the committed quick study."""
 import matplotlib
@@ -9,18 +9,17 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
 from browser.study import all_records  # noqa: E402
 from fixtures.figures import colour, data_colours, texts  # noqa: E402
-from imbalance import explorer, plots, stats, tables  # noqa: E402
+from imbalance.analysis import explorer, frames, plots, stats, tables  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 POINT = dict(dataset="mnist-sample", imbalance="step", rho=100, mu=0.5)
 
 
 @pytest.fixture(scope="module")
 def records():
-    return tables.records_frame(all_records())
+    return frames.records_frame(all_records())
 
 
 def test_explorer_figure_draws_and_saves(records, tmp_path):

@@ -1,14 +1,13 @@
-"""The fast CIFAR-10 recipe (imbalance.fast): layouts agree with the single-network path, seeds
+"""The fast CIFAR-10 recipe (imbalance.training.fast): layouts agree with the single-network path, seeds
 determine everything, the whitening sees only its network's positions, augmentation and loss as
 specified, recipes checked."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from imbalance import fast
-from imbalance.batched import NetworkSpec
-from imbalance.train import evaluate
+from imbalance.training import fast
+from imbalance.training.batched import NetworkSpec
+from imbalance.training.single import evaluate
 
 TINY = fast.fast_recipe_with(fast.FAST_RECIPES["fast-cifar10-cpu"], widths=(4, 6, 8), batch_size=12,
                              iterations=12, eval_interval=4, whiten_images=100)
@@ -285,8 +284,8 @@ def test_a_diverging_network_is_flagged_and_leaves_its_group_partner_alone(toy, 
 # --- a grid point on a fast recipe (methods.run_grid_point dispatches to train_fast_networks) ----------
 
 def _fast_point(toy, methods, **kw):
-    from imbalance.data import ImageDataset
-    from imbalance.methods import run_grid_point
+    from imbalance.data.datasets import ImageDataset
+    from imbalance.training.pipeline import run_grid_point
     images, labels = toy
     data = ImageDataset(name="toy", classes=tuple("abcde"), train_images=images[:100], train_labels=labels[:100],
                         test_images=images[100:], test_labels=labels[100:], source="test")
@@ -295,7 +294,7 @@ def _fast_point(toy, methods, **kw):
 
 
 def test_a_fast_grid_point_trains_each_network_as_train_fast_networks_does_alone(toy):
-    from imbalance.methods import derive_seed
+    from imbalance.seeds import derive_seed
     result = _fast_point(toy, ["baseline", "ros", "two-phase-ros", "baseline-thresh", "ros-la"])
     assert len(result.records) == 5 * 2 and result.base_lr == TINY.lr
     images, labels = toy
@@ -323,8 +322,8 @@ def test_a_fast_grid_point_trains_each_network_as_train_fast_networks_does_alone
 
 def _subset_positions(labels, counts, result, repeat):
     """The repeat's imbalanced subset, as run_grid_point drew it (profiles.imbalanced_subset, same seed)."""
-    from imbalance.methods import derive_seed
-    from imbalance.profiles import imbalanced_subset
+    from imbalance.data.profiles import imbalanced_subset
+    from imbalance.seeds import derive_seed
     subset = imbalanced_subset(labels.numpy(), profile="step", rho=4, mu=0.4, n_max=12, minority="lowest",
                                n_classes=5, random_state=derive_seed(3, "step_rho=4_mu=0.4", repeat, "subset"))
     assert subset.counts.tolist() == counts
@@ -338,7 +337,7 @@ def test_a_fast_grid_point_refuses_a_method_it_cannot_train_before_training(toy,
 
 
 def test_tau_norm_rescales_a_fast_networks_head():
-    from imbalance.methods import tau_normalised
+    from imbalance.training.pipeline import tau_normalised
     result = fast.train_fast_networks([NetworkSpec(indices=np.arange(24), init_seed=1, batch_seed=2)],
                                       torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)), torch.arange(24) % 5,
                                       fast.fast_recipe_with(TINY, iterations=2, eval_interval=2), n_classes=5)[0]

@@ -5,8 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-
-from imbalance import findings
+from imbalance.analysis import findings
 from imbalance.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +19,12 @@ def studies():
 def test_the_readme_findings_section_is_what_the_committed_databases_give(studies):
     readme = (ROOT / "README.md").read_text()
     assert findings.readme_with_findings(readme, findings.findings_markdown(studies)) == readme, \
-        "README.md's findings differ from the databases: run `python -m imbalance.findings --write`"
+        "README.md's findings differ from the databases: run `python -m imbalance.analysis.findings --write`"
 
 
 def test_the_outputs_index_is_what_the_committed_databases_give(studies):
     assert (ROOT / "outputs" / "README.md").read_text() == findings.index_markdown(studies), \
-        "outputs/README.md differs from the databases: run `python -m imbalance.findings --write`"
+        "outputs/README.md differs from the databases: run `python -m imbalance.analysis.findings --write`"
 
 
 FASHION_BLOCK = "**The same checks on Fashion-MNIST**"

@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 import torch
-
-from imbalance.images import Preprocessor
-from imbalance.train import RECIPES
+from imbalance.data.images import Preprocessor
+from imbalance.training.recipes import RECIPES
 
 ALLCNN = RECIPES["allcnn-cifar10"]      # gcn_scale 55, zca_epsilon 0.1 (pylearn2's defaults)
 
@@ -86,8 +85,8 @@ def test_unknown_zca_fit_is_rejected_listing_the_choices():
 def _toy_images_and_allcnn(*, seed: int):
     """300 random 16x16 colour images (200 train, 100 test, 10 classes) and All-CNN-C cut to 2 iterations
     of 4, whitened per repeat (zca_fit subset)."""
-    from imbalance.data import ImageDataset
-    from imbalance.train import recipe_with
+    from imbalance.data.datasets import ImageDataset
+    from imbalance.training.recipes import recipe_with
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (300, 3, 16, 16), dtype=torch.uint8, generator=g)
     labels = torch.arange(300) % 10
@@ -100,8 +99,8 @@ def _toy_images_and_allcnn(*, seed: int):
 def test_a_grid_point_with_zca_fit_subset_whitens_each_repeat_on_its_own_subset_only():
     """params recipe_overrides {zca_fit: subset}: each repeat's networks see a whitening fitted on that
     repeat's imbalanced subset (its unique images), and the records say which fit was used."""
-    from imbalance.methods import run_grid_point
-    from imbalance.train import recipe_with
+    from imbalance.training.pipeline import run_grid_point
+    from imbalance.training.recipes import recipe_with
     data, recipe = _toy_images_and_allcnn(seed=1)
     point = run_grid_point(data, imbalance="step", rho=4, mu=0.5, n_max=20, minority="random", methods=["baseline", "ros"],
                            repeats=2, seed=0, recipe=recipe, progress=False)
@@ -119,7 +118,7 @@ def test_a_grid_point_with_zca_fit_subset_whitens_each_repeat_on_its_own_subset_
 def test_per_repeat_whitening_with_a_validation_split_scores_every_repeat_on_its_own_held_out_images():
     """zca_fit subset gives each repeat its own test inputs; validation scores must still cover every
     repeat (they once took the networks of the last test input only: a KeyError for repeat 0)."""
-    from imbalance.methods import run_grid_point
+    from imbalance.training.pipeline import run_grid_point
     data, recipe = _toy_images_and_allcnn(seed=2)
     point = run_grid_point(data, imbalance="step", rho=4, mu=0.5, n_max=20, minority="random",
                            methods=["baseline", "baseline-la"], repeats=2, seed=0, recipe=recipe, progress=False,

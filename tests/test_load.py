@@ -14,8 +14,8 @@ N_POINTS, N_RUNNERS = 2_000, 4
 
 def _runner(path, outputs, queue):
     from fixtures.stub import StubPool
-    from imbalance.params import load_params
-    from imbalance.runner import run_study
+    from imbalance.study.params import load_params
+    from imbalance.study.runner import run_study
     pool = StubPool()
     summary = run_study(load_params(path), outputs_dir=outputs, notebooks_dir=NOTEBOOKS, quiet=True, pool=pool)
     queue.put((summary.trained, summary.skipped, summary.failed, summary.grid_seconds, pool.submitted))

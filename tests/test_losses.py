@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.stats import binomtest
-
-from imbalance.losses import class_loss, class_weights, ldam_margins, loss_terms, network_loss
 from imbalance.registry import METHODS, Loss, get_method, logit_adjusted_scores
 from imbalance.sampling import class_aware_indices
+from imbalance.training.losses import class_loss, class_weights, ldam_margins, loss_terms, network_loss
+from scipy.stats import binomtest
 
 COUNTS = np.array([400, 400, 40, 40, 4])     # a step-imbalanced subset: majority 400, minority 40 and 4
 

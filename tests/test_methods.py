@@ -2,14 +2,13 @@
 import numpy as np
 import pytest
 import torch
-
-from imbalance.batched import intra_op_threads
-from imbalance.data import load_dataset
-from imbalance.methods import (PAPER_METHODS, confusion_matrix, derive_seed, get_method, method_metrics,
-                               run_grid_point, tau_normalised)
-from imbalance.models import lenet5
-from imbalance.registry import TAU_GRID
-from imbalance.train import RECIPES, recipe_with
+from imbalance.data.datasets import load_dataset
+from imbalance.registry import PAPER_METHODS, TAU_GRID, get_method
+from imbalance.seeds import derive_seed
+from imbalance.training.batched import intra_op_threads
+from imbalance.training.models import lenet5
+from imbalance.training.pipeline import confusion_matrix, method_metrics, run_grid_point, tau_normalised
+from imbalance.training.recipes import RECIPES, recipe_with
 
 ALL = list(PAPER_METHODS)
 MODERN = ["baseline", "ros", "weighted-ce", "cb-ce", "cb-focal", "focal", "la-loss", "balanced-softmax", "ldam-drw",
@@ -110,8 +109,8 @@ def test_lr_search_picks_a_candidate_by_training_loss_and_trains_with_it(digits)
 
 def test_grid_point_on_a_streamed_image_folder(tmp_path):
     # the ImageNet path (ILSVRC-2012 layout, images decoded on demand, ResNet-10), on a generated folder
+    from imbalance.data.datasets import load_imagefolder
     from PIL import Image
-    from imbalance.data import load_imagefolder
     rng = np.random.default_rng(0)
     for split, n in (("train", 12), ("val", 4)):
         for c in range(3):
@@ -216,7 +215,8 @@ def test_confusion_matrix_matches_scikit_learn():
 
 def test_records_keep_their_confusion_matrix_through_the_store(tmp_path, modern):
     import sqlite3
-    from imbalance.store import SCHEMA, Store
+
+    from imbalance.study.store import SCHEMA, Store
     with Store(tmp_path / "r.sqlite") as store:
         store.insert_point("", POINT["point_id"], modern.records[:2], worker="w")
         frame = store.records_frame("")
@@ -251,8 +251,8 @@ def test_a_users_two_stage_loss_method_keeps_its_phase_one_network_apart(digits)
 
 
 def test_record_metrics_match_scikit_learn_after_the_methods_adjustment():
+    from imbalance.training.metrics import threshold_scores
     from sklearn.metrics import average_precision_score, f1_score, precision_score, roc_auc_score
-    from imbalance.metrics import threshold_scores
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 60)
     scores = rng.dirichlet(np.ones(3), 60)
@@ -270,7 +270,7 @@ def test_record_metrics_match_scikit_learn_after_the_methods_adjustment():
 
 
 def test_diverged_network_has_none_for_every_metric_the_record_stores():
-    from imbalance.methods import PER_CLASS_METRICS, SCALAR_METRICS
+    from imbalance.schema import PER_CLASS_METRICS, SCALAR_METRICS
     out = method_metrics(np.full((4, 2), np.nan), np.array([0, 1, 0, 1]), priors=np.array([0.5, 0.5]),
                          diverged=False)
     assert set(out) == {*SCALAR_METRICS, *PER_CLASS_METRICS, "confusion_matrix"} and set(out.values()) == {None}
@@ -286,7 +286,7 @@ def test_records_carry_class_names_and_the_new_metrics(point, digits):
 @pytest.fixture(scope="module")
 def skewed(digits):
     """Three digit classes at their natural (skewed) counts 300 / 120 / 15, named."""
-    from imbalance.data import ImageDataset
+    from imbalance.data.datasets import ImageDataset
     y, yt = digits.train_labels.numpy(), digits.test_labels.numpy()
     keep = np.concatenate([np.flatnonzero(y == c)[:n] for c, n in zip(range(3), (300, 120, 15))])
     test = np.flatnonzero(yt < 3)
@@ -295,7 +295,7 @@ def skewed(digits):
 
 
 def test_natural_imbalance_keeps_the_datas_counts_and_validates_on_a_held_out_split(skewed):
-    from imbalance.profiles import validation_split
+    from imbalance.data.profiles import validation_split
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
     res = run_grid_point(skewed, imbalance="natural", methods=["baseline", "baseline-la"], recipe=recipe,
                          validation=0.1, seed=3, progress=False, device="cpu")
@@ -310,7 +310,7 @@ def test_natural_imbalance_keeps_the_datas_counts_and_validates_on_a_held_out_sp
 
 
 def test_tau_norm_takes_the_tau_that_validates_best_and_its_scores_are_that_networks(skewed):
-    from imbalance.metrics import balanced_accuracy
+    from imbalance.training.metrics import balanced_accuracy
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=6, eval_interval=3)
     res = run_grid_point(skewed, imbalance="natural", methods=["baseline", "baseline-tau-norm"], recipe=recipe,
                          validation=0.2, seed=1, progress=False, device="cpu")
@@ -318,7 +318,7 @@ def test_tau_norm_takes_the_tau_that_validates_best_and_its_scores_are_that_netw
     assert record["tau_source"] == "validation" and record["posthoc_tau"] in TAU_GRID
     # the test metrics are those of the baseline network normalised with the chosen tau (the single-network path)
     model = tau_normalised(res.results[("none", 0)].model, tau=record["posthoc_tau"])   # baseline's network
-    from imbalance.images import Preprocessor
+    from imbalance.data.images import Preprocessor
     x = Preprocessor(recipe).fit(skewed.train_images).transform(skewed.test_images)
     with torch.no_grad():
         pred = model(x).argmax(1)
@@ -326,14 +326,14 @@ def test_tau_norm_takes_the_tau_that_validates_best_and_its_scores_are_that_netw
 
 
 def test_the_tau_and_candidate_chooser_takes_the_first_best_and_a_missing_metric_loses():
-    from imbalance.methods import _first_best
+    from imbalance.training.pipeline import _first_best
     assert _first_best([0.7, 0.9, 0.9, 0.1]) == 1          # ties: the first (the smaller tau, the earlier candidate)
     assert _first_best([None, 0.2, float("-inf")]) == 1    # a candidate without a metric never wins
     assert _first_best([None, None]) == 0                  # nothing scored: the first, as before
 
 
 def test_tau_is_chosen_without_looking_at_the_test_set(skewed):
-    from imbalance.data import ImageDataset
+    from imbalance.data.datasets import ImageDataset
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=4, eval_interval=2)
     shuffled = ImageDataset("npz", skewed.classes, skewed.train_images, skewed.train_labels, skewed.test_images,
                             skewed.test_labels[torch.randperm(len(skewed.test_labels), generator=torch.Generator().manual_seed(0))],

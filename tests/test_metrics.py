@@ -2,12 +2,28 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import (average_precision_score, balanced_accuracy_score, f1_score, precision_score,
-                             recall_score, roc_auc_score)
-
-from imbalance.metrics import (accuracy, all_metrics, balanced_accuracy, expected_calibration_error, g_mean,
-                               macro_average_precision, macro_f1, per_class_average_precision, per_class_precision,
-                               per_class_recall, roc_auc_ovr, threshold_scores)
+from imbalance.training.metrics import (
+    accuracy,
+    all_metrics,
+    balanced_accuracy,
+    expected_calibration_error,
+    g_mean,
+    macro_average_precision,
+    macro_f1,
+    per_class_average_precision,
+    per_class_precision,
+    per_class_recall,
+    roc_auc_ovr,
+    threshold_scores,
+)
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
 
 def _scores_with_ties(n, c, seed):

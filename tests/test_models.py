@@ -3,9 +3,8 @@ import math
 
 import pytest
 import torch
+from imbalance.training.models import MODELS, allcnn, build_model, lenet5, resnet10
 from torch import nn
-
-from imbalance.models import MODELS, allcnn, build_model, lenet5, resnet10
 
 
 def _count(model: nn.Module) -> int:
@@ -140,7 +139,7 @@ def test_builders_reject_bad_arguments_naming_them(kwargs, word):
 
 
 def test_lenet_fits_its_input_layer_to_the_image_size_and_the_28_pixel_default_is_unchanged():
-    from imbalance.models import MODELS, build_model, sized_model
+    from imbalance.training.models import MODELS, build_model, sized_model
     assert sized_model("lenet5", (28, 28)) == "lenet5" and sized_model("allcnn", (50, 70)) == "allcnn"
     key = sized_model("lenet5", (32, 40))
     assert key == "lenet5@32x40" and key in MODELS

@@ -10,10 +10,9 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
-
 from browser.study import make_database
 from fixtures.kernel import ensure_kernel
-from imbalance.params import expand_grid, load_params
+from imbalance.study.params import expand_grid, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -122,7 +121,8 @@ def class_counts_output(nb) -> str:
 def test_mnist_step_writes_records(kernel, tmp_path):
     """The runner's way: papermill, the `imbalance` kernel, default parameters + records_path."""
     import papermill as pm
-    from imbalance.store import NETWORK_FIELDS, read_records
+    from imbalance.schema import NETWORK_FIELDS
+    from imbalance.study.store import read_records
     records_path = tmp_path / "records.json"
     executed = tmp_path / "step.ipynb"
     pm.execute_notebook(str(NOTEBOOKS / "mnist" / "step.ipynb"), str(executed), kernel_name=kernel,
@@ -172,6 +172,6 @@ def test_figures_and_explorer_notebooks_on_a_small_database(kernel, tmp_path):
 
 
 def test_write_report_needs_a_database(tmp_path):
-    from imbalance import report
+    from imbalance.analysis import report
     with pytest.raises(FileNotFoundError, match="imbalance run"):
         report.write_report("nothing", tmp_path)

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures.kernel import ensure_kernel
 from imbalance.cli import main
-from imbalance.params import expand_grid, load_params
-from imbalance.store import Store
+from imbalance.study.params import expand_grid, load_params
+from imbalance.study.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "skewed.yaml"
@@ -75,9 +74,9 @@ def test_the_report_names_the_data_and_not_imagenet_nor_mnist(folder_study):
 
 
 def test_an_npz_runs_the_same_way_with_its_class_names(skewed):
-    from imbalance.data import load_study_data
-    from imbalance.methods import run_grid_point
-    from imbalance.train import RECIPES, recipe_with
+    from imbalance.data.datasets import load_study_data
+    from imbalance.training.pipeline import run_grid_point
+    from imbalance.training.recipes import RECIPES, recipe_with
     params = load_params(EXAMPLE, [f"data_root={skewed / 'skewed.npz'}", "dataset=npz", *TINY])
     p = expand_grid(params)[0].parameters(params)
     data = load_study_data(p["dataset"], root=p["data_root"], image_size=p["image_size"], image_fit=p["image_fit"])
@@ -93,9 +92,9 @@ def test_an_npz_runs_the_same_way_with_its_class_names(skewed):
 
 @pytest.mark.parametrize("metric", ["macro_f1", "val_g_mean"])
 def test_the_report_ranks_by_the_imbalanced_data_metrics(folder_study, metric):
-    from imbalance import report, tables
+    from imbalance.analysis import frames, report, tables
     study_dir, records = folder_study
-    frame = tables.records_frame(records)
+    frame = frames.records_frame(records)
     best = frame.groupby("method")[metric].mean().idxmax()
     html = report.study_report("skewed-digits", study_dir.parent, save_figures=False,
                                settings=report.ReportSettings(metric=metric)).html()

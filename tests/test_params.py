@@ -4,9 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from imbalance.params import (METHODS, GridPoint, check_data, expand_grid, load_params,
-                              params_from_dict)
+from imbalance.study.params import METHODS, GridPoint, check_data, expand_grid, load_params, params_from_dict
 
 PARAMS = Path(__file__).resolve().parents[1] / "params"
 
@@ -71,7 +69,7 @@ def test_paper_files_match_the_paper_grids():
 def test_quick_study_stays_small():
     params = load_params(PARAMS / "quick.yaml")
     # `make study` must finish in under 10 minutes on 2 cores: about 56 s per point measured here, and
-    # 3 repeats are the fewest that give an interval and a paired test (imbalance.stats)
+    # 3 repeats are the fewest that give an interval and a paired test (imbalance.analysis.stats)
     assert len(expand_grid(params)) <= 6 and params.repeats == 3
     assert params.recipe_overrides["iterations"] <= 300
 
@@ -211,13 +209,16 @@ def test_missing_mnist_files_are_reported_before_training(tmp_path):
         check_data(params)
 
 
-def test_name_tuples_match_the_method_and_recipe_registries():
-    from imbalance import fast, methods, registry, train
-    from imbalance.params import RECIPES
-    assert METHODS == registry.PAPER_METHODS and all(registry.is_method(m) for m in METHODS)
-    assert methods.METHODS is registry.METHODS
-    assert RECIPES == tuple(train.RECIPES) + tuple(fast.FAST_RECIPES)
-    assert registry.FAST_RECIPE_NAMES == tuple(fast.FAST_RECIPES)
+def test_params_take_their_names_from_the_vocabulary_and_the_catalog_names_every_recipe():
+    from imbalance import catalog, registry
+    from imbalance.study import params
+    from imbalance.training import fast, recipes
+    assert METHODS is registry.PAPER_METHODS and all(registry.is_method(m) for m in METHODS)
+    assert params.RECIPES is catalog.RECIPE_NAMES and params.DATASETS is catalog.STUDY_DATASETS
+    assert params.TEST_PRIORS is catalog.TEST_PRIORS and params.SELECTIONS is catalog.SELECTIONS
+    assert params.IMAGE_FITS is catalog.IMAGE_FITS
+    # the recipes are defined (with torch) in training; the catalog is the one torch-free list of their names
+    assert catalog.PAPER_RECIPES == tuple(recipes.RECIPES) and catalog.FAST_RECIPES == tuple(fast.FAST_RECIPES)
 
 
 @pytest.mark.parametrize("method, why", [("la-loss", "changes the loss"), ("class-aware", "samples a stream"),
@@ -287,7 +288,7 @@ def test_yaml_anchors_and_aliases_are_refused(tmp_path):
 
 
 def test_an_oversized_params_file_or_override_is_refused(tmp_path):
-    from imbalance.params import MAX_DOCUMENT_BYTES
+    from imbalance.study.params import MAX_DOCUMENT_BYTES
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(BASE) + "# padding\n" * (MAX_DOCUMENT_BYTES // 10))
     with pytest.raises(ValueError, match="expected a params file of at most 1,048,576 bytes"):
@@ -329,11 +330,6 @@ def test_rho_mu_or_n_max_with_natural_imbalance_is_an_error_saying_why(tmp_path,
 
 
 def test_validation_and_test_prior_reach_the_notebook_and_bad_values_are_named(tmp_path):
-    from imbalance import methods
-    from imbalance.params import TEST_PRIORS
-    assert TEST_PRIORS == methods.TEST_PRIORS
-    from imbalance.params import SELECTIONS
-    assert SELECTIONS == methods.SELECTIONS
     params = load_params(write(tmp_path, validation=0.1, test_prior="both"))
     parameters = expand_grid(params)[0].parameters(params)
     assert parameters["validation"] == 0.1 and parameters["test_prior"] == "both"
@@ -352,9 +348,6 @@ def test_a_short_params_file_defaults_its_notebook_from_dataset_and_imbalance(tm
 
 
 def test_image_size_is_for_image_folders_and_a_side_of_8_or_more(tmp_path):
-    from imbalance.data import IMAGE_FITS
-    from imbalance.params import IMAGE_FITS as COPY
-    assert COPY == IMAGE_FITS
     folder = dict(dataset="imagefolder", imbalance="natural", rho="<drop>", mu="<drop>")
     params = load_params(write(tmp_path, **folder, image_size=64, image_fit="stretch"))
     assert expand_grid(params)[0].parameters(params)["image_size"] == 64
@@ -409,7 +402,7 @@ def test_validation_best_of_8_needs_a_validation_split(tmp_path):
 
 
 def test_a_best_of_selection_with_a_recipe_without_lr_search_is_refused_before_running(tmp_path):
-    from imbalance.params import check_recipe
+    from imbalance.study.params import check_recipe
     params = load_params(write(tmp_path, selection="test-best-of-8"))        # lenet5-mnist: no lr search
     with pytest.raises(ValueError, match="key 'selection': value 'test-best-of-8' is not valid for recipe "
                                          "'lenet5-mnist', which has no lr search"):
@@ -419,7 +412,7 @@ def test_a_best_of_selection_with_a_recipe_without_lr_search_is_refused_before_r
 
 
 def test_the_dry_run_shows_subsets_the_selection_cost_and_a_fast_recipes_gpu_projection(tmp_path, monkeypatch):
-    from imbalance import runner
+    from imbalance.study import runner
     monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
     cifar = load_params(PARAMS / "cifar10" / "step.yaml")
     text = runner.plan(cifar, expand_grid(cifar), study_dir=tmp_path, workers=1)
@@ -438,7 +431,7 @@ def test_the_dry_run_shows_subsets_the_selection_cost_and_a_fast_recipes_gpu_pro
 def test_the_dry_run_counts_an_image_folders_classes_for_the_imagenet_subsets(tmp_path, monkeypatch):
     """A generated ILSVRC-like folder: 10 classes, 3 scarce (fewer than n_max files); with the paper's
     scarcity rule the scarce classes are minority, and the line gives the exact per-class counts."""
-    from imbalance import runner
+    from imbalance.study import runner
     monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
     sizes = [12, 12, 12, 12, 12, 12, 12, 7, 8, 9]
     for c, n in enumerate(sizes):

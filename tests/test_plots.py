@@ -1,4 +1,4 @@
-"""imbalance.plots on a small synthetic study: every figure draws, says what to run when its
+"""imbalance.analysis.plots on a small synthetic study: every figure draws, says what to run when its
 records are missing, leaves '-thresh' methods out of ROC AUC figures only, and saves PNG + SVG
 that regenerate byte-identically."""
 import os
@@ -13,16 +13,15 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
 from browser.study import all_records  # noqa: E402
 from fixtures.figures import colour, data_colours, texts  # noqa: E402
-from imbalance import plots, stats, tables  # noqa: E402
+from imbalance.analysis import frames, plots, stats, tables  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def records():
-    return tables.records_frame(all_records())
+    return frames.records_frame(all_records())
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +157,11 @@ def test_svg_and_png_regenerate_byte_identical(records, tmp_path):
 CROSS_PROCESS = """
 import sys
 from browser.study import all_records
-from imbalance import explorer, plots, tables
+from imbalance.analysis import frames, explorer, plots, tables
 
 
 def draw(outdir):
-    records = tables.records_frame(all_records())
+    records = frames.records_frame(all_records())
     plots.save_figure(explorer.explorer_figure(records, dataset="mnist-sample", imbalance="step", rho=100, mu=0.5),
                       outdir, "explorer")
     plots.save_figure(plots.auc_vs_rho(records, dataset="mnist-sample"), outdir, "rho")

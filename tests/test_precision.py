@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 import torch
-
-from imbalance.batched import NetworkSpec, train_networks
-from imbalance.data import load_dataset
-from imbalance.train import RECIPES, recipe_with
+from imbalance.data.datasets import load_dataset
+from imbalance.training.batched import NetworkSpec, train_networks
+from imbalance.training.recipes import RECIPES, recipe_with
 
 LAYOUTS = ["single", "vmap", "gemm"]
 

@@ -1,9 +1,14 @@
 """Imbalance profiles and subsampling: exact counts against the paper's definitions, by hand."""
 import numpy as np
 import pytest
-
-from imbalance.profiles import (exponential_profile, imbalanced_subset, linear_profile, profile_counts,
-                                step_profile, subset_counts)
+from imbalance.data.profiles import (
+    exponential_profile,
+    imbalanced_subset,
+    linear_profile,
+    profile_counts,
+    step_profile,
+    subset_counts,
+)
 
 
 def test_step_profile_matches_paper_definition_for_mnist_cap():
@@ -163,7 +168,7 @@ def test_scarcity_with_more_scarce_classes_than_minority_ranks_keeps_what_the_ex
 
 
 def test_natural_profile_keeps_every_example_and_its_ratio():
-    from imbalance.profiles import natural_rho
+    from imbalance.data.profiles import natural_rho
     labels = np.repeat([0, 1, 2], [300, 120, 15])
     subset = imbalanced_subset(labels, profile="natural", random_state=0)
     assert subset.counts.tolist() == [300, 120, 15] and len(subset.indices) == 435
@@ -177,7 +182,7 @@ def test_natural_profile_refuses_rho_with_the_reason():
 
 
 def test_validation_split_is_stratified_seeded_and_keeps_every_class_in_training():
-    from imbalance.profiles import validation_split
+    from imbalance.data.profiles import validation_split
     labels = np.repeat([0, 1, 2], [300, 120, 15])
     split = validation_split(labels, fraction=0.1, random_state=7)
     assert np.bincount(labels[split.validation]).tolist() == [30, 12, 2]          # round half up, >= 1
@@ -189,13 +194,13 @@ def test_validation_split_is_stratified_seeded_and_keeps_every_class_in_training
 
 
 def test_validation_split_that_would_empty_a_class_names_it():
-    from imbalance.profiles import validation_split
+    from imbalance.data.profiles import validation_split
     with pytest.raises(ValueError, match="class 1 has 1 training example"):
         validation_split(np.repeat([0, 1], [10, 1]), fraction=0.1, random_state=0)
 
 
 def test_train_prior_test_subset_follows_the_training_prior():
-    from imbalance.profiles import prior_test_subset
+    from imbalance.data.profiles import prior_test_subset
     labels = np.repeat([0, 1, 2], 100)
     where = prior_test_subset(labels, priors=np.array([300, 120, 15]) / 435, random_state=0)
     assert np.bincount(labels[where]).tolist() == [100, 40, 5]      # the largest class keeps all its examples

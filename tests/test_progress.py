@@ -4,16 +4,15 @@ import json
 
 import numpy as np
 import pytest
-
 from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, fake_params
-from imbalance import runner
-from imbalance.batched import NetworkSpec, train_networks
-from imbalance.data import load_dataset
-from imbalance.executors import ProgressFile, read_progress
-from imbalance.methods import run_grid_point
-from imbalance.params import load_params
-from imbalance.train import RECIPES, recipe_with
+from imbalance.data.datasets import load_dataset
+from imbalance.study import runner
+from imbalance.study.executors import ProgressFile, read_progress
+from imbalance.study.params import load_params
+from imbalance.training.batched import NetworkSpec, train_networks
+from imbalance.training.pipeline import run_grid_point
+from imbalance.training.recipes import RECIPES, recipe_with
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,12 @@
-"""The README's "What the quick study answers" quotes only what imbalance.stats and
-imbalance.conclusions say of the committed quick study: each quoted paired difference is
+"""The README's "What the quick study answers" quotes only what imbalance.analysis.stats and
+imbalance.analysis.conclusions say of the committed quick study: each quoted paired difference is
 recomputed from outputs/quick/results.sqlite, so a retrained study with other numbers fails here
 until the README is updated."""
 import re
 from pathlib import Path
 
 import pytest
-
-from imbalance import conclusions, stats, tables
+from imbalance.analysis import conclusions, frames, stats, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 # (metric, grid point, method, reference method) of every paired difference the section quotes
@@ -34,7 +33,7 @@ def section():
 
 @pytest.fixture(scope="module")
 def quick():
-    return tables.load_study("quick", ROOT / "outputs")
+    return frames.load_study("quick", ROOT / "outputs")
 
 
 @pytest.mark.parametrize("metric, point, method, reference", CLAIMS)

@@ -5,9 +5,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from imbalance import registry
-from imbalance.params import load_params
+from imbalance.study.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUE_LIST = ["baseline", "ros", "weighted-ce", "cb-ce", "cb-focal", "focal", "la-loss", "balanced-softmax",
@@ -46,7 +45,7 @@ def test_params_accept_every_method_of_the_issue_and_reject_a_typo(tmp_path):
 
 
 def test_validating_method_names_imports_no_torch():
-    code = ("import sys; from imbalance.params import load_params; "
+    code = ("import sys; from imbalance.study.params import load_params; "
             f"load_params({str(ROOT / 'params/quick.yaml')!r}, ['methods=[focal,crt-la,ldam-drw-tau-norm]']); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -94,7 +93,7 @@ def test_plugin_flag_registers_a_users_method_for_the_dry_run(tmp_path):
 
 
 def test_plugins_reach_the_training_notebook_as_a_parameter(tmp_path):
-    from imbalance.params import expand_grid, params_from_dict
+    from imbalance.study.params import expand_grid, params_from_dict
     params = load_params(ROOT / "params/quick.yaml")
     assert expand_grid(params)[0].parameters(params)["plugins"] == []
     params = params_from_dict({**params.to_dict(), "plugins": ["my_methods"]})

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fixtures.kernel import ensure_kernel
-from fixtures.studies import NOTEBOOKS, fake_params
 from fixtures.stub import StubPool
-from imbalance import executors, runner
+from fixtures.studies import NOTEBOOKS, fake_params
 from imbalance.cli import main
-from imbalance.params import RUNNER_PARAMETERS, load_params
-from imbalance.runner import run_study
-from imbalance.store import Store, error_line
+from imbalance.study import executors, runner
+from imbalance.study.params import RUNNER_PARAMETERS, load_params
+from imbalance.study.runner import run_study
+from imbalance.study.store import Store, error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINING = ["mnist/step", "mnist/linear", "mnist/graded", "cifar10/step", "cifar10/linear",
@@ -348,7 +347,7 @@ def test_a_grid_projected_to_take_over_a_week_needs_yes(tmp_path, capsys):
 
 
 def test_a_database_registered_before_notebook_parameters_was_a_setting_still_matches(tmp_path):
-    from imbalance.runner import SAME_STUDY_KEYS
+    from imbalance.study.runner import SAME_STUDY_KEYS
     params = load_params(fake_params(tmp_path, rho=(10,), mu=(0.5,)))
     old = {k: v for k, v in params.to_dict().items() if k in SAME_STUDY_KEYS and k != "notebook_parameters"}
     with Store(tmp_path / "r.sqlite") as store:

@@ -1,4 +1,4 @@
-"""imbalance.report: the reader's report is a document (no code, no cell markers, no machine paths,
+"""imbalance.analysis.report: the reader's report is a document (no code, no cell markers, no machine paths,
 no empty sections), every figure is embedded and captioned with the interval it draws, and what is
 missing is named with the params file that produces it."""
 import re
@@ -11,10 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
-from scipy import stats as st  # noqa: E402
-
 from browser.study import make_database  # noqa: E402
-from imbalance import report, tables  # noqa: E402
+from imbalance.analysis import frames, report, tables  # noqa: E402
+from scipy import stats as st  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "outputs" / "quick" / "results.sqlite"
@@ -115,7 +114,7 @@ def test_report_top_says_what_was_run(quick):
     doc = parse(html)
     assert doc.sections[0] == "What was run"
     text = " ".join(doc.text)
-    records, _ = tables.load_study("quick", ROOT / "outputs")
+    records, _ = frames.load_study("quick", ROOT / "outputs")
     for fact in ("10, 100, 400", "0.2, 0.5", "lenet5-mnist: 10,000", str(records["git_rev"].iloc[0]),
                  records["versions"].iloc[0]["imbalance"], "cpu", "baseline, ros, rus"):
         assert fact in text, fact
@@ -146,7 +145,7 @@ def test_two_repeats_give_no_interval_but_say_too_few(two):
     doc = parse(html)
     text = " ".join(doc.text)
     assert "n=2: too few repeats" in text
-    assert "student-t" not in text and "bca-bootstrap" not in text     # the interval names of imbalance.stats
+    assert "student-t" not in text and "bca-bootstrap" not in text     # the interval names of imbalance.analysis.stats
     band_captions = [f["caption"] for f in doc.figures if f["id"].startswith(("fig3", "fig4", "fig6"))]
     assert band_captions and all("no interval is drawn" in c and "n = 2" in c for c in band_captions)
 
@@ -157,7 +156,7 @@ def test_three_repeats_captions_name_the_t_interval_and_pin_it(tiny):
     fig3 = next(f for f in doc.figures if f["id"] == "fig3_auc_vs_rho_mnist-sample")
     assert "95% student-t interval" in fig3["caption"] and "n = 3" in fig3["caption"]
     # the table's interval of one method's mean is scipy's t interval of its 3 networks
-    records, _ = tables.load_study("tiny", outputs)
+    records, _ = frames.load_study("tiny", outputs)
     point = records[(records["point_id"] == "step_rho=100_mu=0.5")]
     row = tables.mean_intervals(point, metric="roc_auc").set_index("method").loc["ros"]
     values = point.loc[point["method"] == "ros", "roc_auc"].to_numpy()
@@ -195,7 +194,7 @@ def test_the_hardest_point_gets_a_confusion_matrix_per_method(quick):
     """The quick study's records store confusion matrices: one figure at the point where baseline's mean ROC AUC
     is lowest, one panel per method, and no 'confusion' entry in the missing line."""
     outputs, _, html = quick
-    records, _ = tables.load_study("quick", outputs)
+    records, _ = frames.load_study("quick", outputs)
     hardest = records[records["method"] == "baseline"].groupby("point_id")["roc_auc"].mean().idxmin()
     figures = [f for f in parse(html).figures if f["id"].startswith("confusion")]
     assert [f["id"] for f in figures] == [f"confusion_mnist-sample_{hardest.replace('=', '-')}"]
@@ -225,7 +224,7 @@ def test_write_report_needs_a_database(tmp_path):
 
 
 def test_a_report_with_companion_studies_checks_the_cross_study_conclusions_on_them():
-    from imbalance import conclusions
+    from imbalance.analysis import conclusions
     from test_conclusions import hurts, study
     step = study(hurts(0.03), mus=(0.5,), methods=("baseline",), repeats=3)
     linear = study(hurts(0.005), imbalance="linear", name="linear", methods=("baseline",), repeats=3, seed=1)

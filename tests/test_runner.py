@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fixtures.kernel import ensure_kernel
 from fixtures.studies import NOTEBOOKS, done_points, fake_params, rows
-from imbalance import executors, runner
 from imbalance.cli import main
-from imbalance.params import load_params, params_from_dict
-from imbalance.runner import run_study
-from imbalance.store import Store
+from imbalance.study import executors, runner
+from imbalance.study.params import load_params, params_from_dict
+from imbalance.study.runner import run_study
+from imbalance.study.store import Store
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 BASE = {"study": "t", "dataset": "mnist-sample", "notebook": "fake/step", "imbalance": "step",
@@ -191,8 +190,9 @@ def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5
     """The dry run's figure against the job itself, on one thread.  The machine is shared, so the
     job is timed twice and the prediction must land within x1.5 of one of the two."""
     import torch
-    from imbalance import methods, train
-    from imbalance.data import load_dataset
+    from imbalance.data.datasets import load_dataset
+    from imbalance.training import pipeline as methods
+    from imbalance.training import recipes
     params = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 1, "device": "cpu",
                                "recipe_overrides": {"iterations": 300, "eval_interval": 100}})
     point = runner.expand_grid(params)[0]
@@ -203,7 +203,7 @@ def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5
         for _ in range(2):
             started = time.perf_counter()
             methods.run_grid_point(data, imbalance="step", rho=10, mu=0.5, methods=["baseline"], repeats=1,
-                                   recipe=train.recipe_with(train.RECIPES["lenet5-mnist"], iterations=300,
+                                   recipe=recipes.recipe_with(recipes.RECIPES["lenet5-mnist"], iterations=300,
                                                             eval_interval=100),
                                    device="cpu", point_id=point.point_id, progress=False)
             actual.append(time.perf_counter() - started)
@@ -274,7 +274,7 @@ RECORD = {"method": "baseline", "repeat": 0, "roc_auc": 0.9, "curve": []}
 def test_settings_added_later_keep_older_studies_running_and_refuse_other_values(tmp_path):
     """validation, test_prior, image_size and image_fit shape results: a study registered before they
     existed still matches at their defaults, and a study registered at one value refuses another."""
-    from imbalance.params import load_params as load
+    from imbalance.study.params import load_params as load
     path = fake_params(tmp_path)
     params = load(path)
     with Store(tmp_path / "old.sqlite") as store:

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imbalance.data.profiles import imbalanced_subset, step_profile
+from imbalance.sampling import ImbalancedSampler, make_imbalanced
 from scipy.stats import chi2_contingency
 from torch.utils.data import DistributedSampler, Subset, TensorDataset, WeightedRandomSampler
-
-from imbalance.profiles import imbalanced_subset, step_profile
-from imbalance.sampling import ImbalancedSampler, make_imbalanced
 
 Y = np.array([0] * 6 + [1] * 2 + [2] * 1)        # positions 0-5 class 0, 6-7 class 1, 8 class 2
 SKEWED = np.random.default_rng(5).permutation(np.repeat([0, 1, 2], [60, 15, 4]))

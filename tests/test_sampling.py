@@ -1,10 +1,8 @@
 """Over/undersampling (full and graded) and class priors, hand-worked on a 6/2/1 example."""
 import numpy as np
 import pytest
+from imbalance.sampling import class_aware_indices, class_priors, oversample_indices, sqrt_indices, undersample_indices
 from scipy.stats import binom
-
-from imbalance.sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
-                                undersample_indices)
 
 Y = np.array([0] * 6 + [1] * 2 + [2] * 1)   # positions 0-5 class 0, 6-7 class 1, 8 class 2
 

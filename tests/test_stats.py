@@ -1,4 +1,4 @@
-"""imbalance.stats on hand-made records: every interval, test and correction pinned against scipy
+"""imbalance.analysis.stats on hand-made records: every interval, test and correction pinned against scipy
 or a hand-worked example; the n rules, dropped diverged pairs and identical methods."""
 import math
 import subprocess
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imbalance.analysis import stats
+from imbalance.analysis.frames import load_study
 from scipy import stats as st
-
-from imbalance import stats
-from imbalance.tables import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -217,7 +216,7 @@ def test_quick_study_has_three_repeats_so_t_intervals_and_verdicts():
 
 
 def test_stats_do_not_import_torch():
-    code = "import imbalance.stats, sys; assert 'torch' not in sys.modules"
+    code = "import imbalance.analysis.stats, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(ROOT / "lib")})
 
 

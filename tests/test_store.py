@@ -1,7 +1,7 @@
 """The results database: one transaction per point, idempotent inserts, exclusive claims."""
 import json
-import os
 import multiprocessing
+import os
 import re
 import shutil
 import socket
@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from imbalance import store as store_module
-from imbalance.store import Store, read_records, worker_id, write_records
+from imbalance.study import store as store_module
+from imbalance.study.store import Store, read_records, worker_id, write_records
 
 HOST = socket.gethostname()
 
@@ -213,7 +212,7 @@ def test_a_file_that_is_not_a_records_file_is_refused(tmp_path):
 
 
 def _open_and_close(path, results):
-    from imbalance.store import Store
+    from imbalance.study.store import Store
     try:
         Store(path).close()
         results.put("ok")
@@ -296,8 +295,8 @@ def quick_export(tmp_path_factory):
 
 
 def test_exported_subset_seeds_reproduce_each_networks_class_counts(quick_export):
-    from imbalance.data import load_dataset
-    from imbalance.profiles import imbalanced_subset
+    from imbalance.data.datasets import load_dataset
+    from imbalance.data.profiles import imbalanced_subset
     labels = load_dataset("mnist-sample").train_labels.numpy()
     for row in quick_export.drop_duplicates(["point_id", "repeat"]).itertuples():
         subset = imbalanced_subset(labels, profile=row.imbalance, rho=row.rho, mu=row.mu, minority="random",

@@ -1,4 +1,4 @@
-"""imbalance.tables on a small synthetic study: records as frames, intervals, summaries, and the
+"""imbalance.analysis.tables on a small synthetic study: records as frames, intervals, summaries, and the
 rule that ROC AUC tables of one metric leave '-thresh' methods out unless they are named."""
 import subprocess
 import sys
@@ -7,15 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as st
-
 from browser.study import all_records, make_database, point_records
-from imbalance import tables
+from imbalance.analysis import frames, tables
+from scipy import stats as st
 
 
 @pytest.fixture(scope="module")
 def records():
-    return tables.records_frame(all_records())
+    return frames.records_frame(all_records())
 
 
 def test_mean_intervals_are_scipys_t_interval_and_none_below_three(records):
@@ -75,29 +74,29 @@ def test_point_table(records):
 
 def test_metric_records_leaves_thresholding_out_of_roc_auc_only(records):
     auc, omitted = tables.metric_records(records, "roc_auc", dataset="mnist-sample", imbalance="step")
-    assert omitted and not tables.thresholded(auc["method"]).any() and "baseline" in set(auc["method"])
+    assert omitted and not frames.thresholded(auc["method"]).any() and "baseline" in set(auc["method"])
     acc, omitted = tables.metric_records(records, "accuracy", dataset="mnist-sample", imbalance="step")
     assert not omitted and "baseline-thresh" in set(acc["method"])
     named, omitted = tables.metric_records(records, "roc_auc", methods=["baseline-thresh"], imbalance="step")
     assert not omitted and set(named["method"]) == {"baseline-thresh"}
     graded, omitted = tables.metric_records(records, "roc_auc", graded=True)   # ros and rus only: nothing to omit
     assert not omitted and set(graded["method"]) == {"ros", "rus"}
-    assert list(tables.thresholded(["ros", "ros-thresh", None])) == [False, True, False]
+    assert list(frames.thresholded(["ros", "ros-thresh", None])) == [False, True, False]
 
 
 def test_load_study_reads_the_database_and_creates_nothing(tmp_path):
     make_database(tmp_path, "s", kinds=("step",))
-    records, curves = tables.load_study("s", tmp_path)
+    records, curves = frames.load_study("s", tmp_path)
     assert len(records) == 6 * 5 * 3 and set(records["imbalance"]) == {"step"}
     assert len(curves) == len(records) * 4 and {"iteration", "test_accuracy"} <= set(curves.columns)
-    empty, no_curves = tables.load_study("missing", tmp_path)
+    empty, no_curves = frames.load_study("missing", tmp_path)
     assert empty.empty and no_curves.empty and not (tmp_path / "missing").exists()
 
 
 def test_tables_import_neither_torch_nor_matplotlib():
-    """Nor do their intervals: imbalance.stats is pandas + scipy."""
+    """Nor do their intervals: imbalance.analysis.stats is pandas + scipy."""
     lib = Path(__file__).resolve().parents[1] / "lib"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import imbalance.tables as t; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import imbalance.analysis.tables as t; "
             "t.mean_intervals([dict(point_id='p', method='m', roc_auc=v) for v in (0.8, 0.9, 0.7)], metric='roc_auc'); "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True, check=True)

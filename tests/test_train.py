@@ -4,13 +4,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from imbalance.data.datasets import load_dataset
+from imbalance.data.images import Preprocessor, StreamedImages
+from imbalance.training.loop import BatchStream, sgd_step_
+from imbalance.training.models import lenet5, resnet10
+from imbalance.training.recipes import RECIPES, learning_rate, recipe_with
+from imbalance.training.single import evaluate, train_network
 from PIL import Image
-
-from imbalance.data import load_dataset
-from imbalance.models import lenet5, resnet10
-from imbalance.images import Preprocessor, StreamedImages
-from imbalance.train import (RECIPES, BatchStream, evaluate, learning_rate, recipe_with, sgd_step_,
-                             train_network)
 
 LENET = RECIPES["lenet5-mnist"]
 
@@ -330,7 +330,7 @@ def test_resident_images_cannot_use_streamed_imagenet_preprocessing(digits):
 
 
 def test_unshuffled_stream_yields_the_indices_in_order_and_cycles():
-    from imbalance.train import BatchStream
+    from imbalance.training.loop import BatchStream
     stream = BatchStream(np.array([5, 3, 9, 1, 7]), batch_size=2, seed=0, shuffle=False)
     assert stream.next_many(3).tolist() == [[5, 3], [9, 1], [7, 5]]
     assert next(stream).tolist() == [3, 9]

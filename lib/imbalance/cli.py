@@ -14,8 +14,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from imbalance.params import expand_grid, load_params
-from imbalance.store import error_line
+from imbalance.study.params import expand_grid, load_params
+from imbalance.study.store import error_line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + [p for p in [os.environ.get("PYTHONPATH")] if p])
         params = load_params(args.params, args.overrides, plugins=args.plugins)
         if args.command == "run":
-            from imbalance.runner import run_study
+            from imbalance.study.runner import run_study
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
                                 outputs_dir=args.outputs, notebooks_dir=args.notebooks,
                                 kernel_name=args.kernel, max_attempts=args.max_attempts,
                                 dry_run=args.dry_run, yes=args.yes)
             return 1 if summary.failed else 0
-        from imbalance.store import Store, rebuild_database
+        from imbalance.study.store import Store, rebuild_database
         db = Path(args.outputs) / params.study / "results.sqlite"
         if args.command == "rebuild":
             result = rebuild_database(db.parent, params.study)
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{db.parent / 'records'}" + (f"; the replaced database is kept as {result.kept}" if result.kept else ""))
             return 0
         if args.command == "report":
-            from imbalance.report import write_report
+            from imbalance.analysis.report import write_report
             if db.is_file():
                 Store(db, create=False).close()   # quick_check: a damaged database stops here
             others = [load_params(path).study for path in args.others]
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _conclusions(params, args) -> int:
     """Print C1-C7; 'not enough data' is a verdict, not an error (exit 0)."""
-    from imbalance.conclusions import check_all, format_conclusions
-    from imbalance.tables import load_study
+    from imbalance.analysis.conclusions import check_all, format_conclusions
+    from imbalance.analysis.frames import load_study
     studies = [(args.params, params)] + [(path, load_params(path)) for path in args.others]
     for path, p in studies:
         db = Path(args.outputs) / p.study / "results.sqlite"

@@ -30,6 +30,7 @@ STREAMED = ("class-aware", "sqrt")          # drawn batch by batch, not a resamp
 WEIGHTINGS = ("none", "inverse", "class-balanced")
 STAGES = (None, "two-phase", "crt")
 POSTHOC = ("thresh", "la", "tau-norm")      # suffixes '-thresh', '-la', '-tau-norm'
+THRESH_SUFFIX = "-thresh"                   # '<m>-thresh': <m>'s network, its scores divided by the priors
 # '-la' and '-tau-norm' with a validation split (params `validation`): tau chosen on it from this grid by the validation
 # balanced accuracy (logit adjustment targets the balanced error, Menon et al. 2021, eq. 10), ties to the
 # first; without one, Method.posthoc_tau (1.0).  The test set is never used to choose.
@@ -39,7 +40,7 @@ TAU_SELECTED_BY = "balanced_accuracy"
 
 @dataclass(frozen=True, kw_only=True)
 class Loss:
-    """Loss terms, one mechanism for every loss-level method (imbalance.losses.class_loss):
+    """Loss terms, one mechanism for every loss-level method (imbalance.training.losses.class_loss):
 
         z'_j = s * (z_j + tau log pi_j - [j = y] delta_y)          (logits; pi = training priors)
         l    = (1 - p'_y)^gamma * (-log p'_y)                        (p' = softmax(z'))
@@ -260,10 +261,9 @@ def trained_method(name: str) -> str:
 
 # --- post-hoc adjustments of stored scores (numpy, float64) ------------------------------------
 
-# The fast CIFAR-10 recipes (imbalance.fast) train with their own label-smoothed cross-entropy on
+# The fast CIFAR-10 recipes (imbalance.training.fast) train with their own label-smoothed cross-entropy on
 # shuffled resampled sets: loss terms, streamed sampling and cRT's re-initialised head are the paper
 # recipes' only.  Their names, torch-free, for params files (tests/test_params.py pins them).
-FAST_RECIPE_NAMES = ("fast-cifar10", "fast-cifar10-cpu")
 
 
 def fast_recipe_problem(name: str) -> str | None:

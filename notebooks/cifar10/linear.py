@@ -64,7 +64,7 @@ test_prior = "balanced"
 selection = "train-loss"
 # lenet5-mnist | allcnn-cifar10 | resnet10-imagenet | fast-cifar10 | fast-cifar10-cpu
 recipe = "lenet5-mnist"
-# any Recipe field (lib/imbalance/train.py); {}: the paper's recipe
+# any Recipe field (lib/imbalance/training/recipes.py); {}: the paper's recipe
 recipe_overrides = {"iterations": 100, "eval_interval": 50}
 # auto | cpu | cuda | cuda:N
 device = "auto"
@@ -81,7 +81,7 @@ progress_path = None
 
 # %% [markdown]
 # ## Train the grid point
-# All the work happens in the library (`imbalance.methods.run_grid_point`): the imbalanced subset,
+# All the work happens in the library (`imbalance.training.pipeline.run_grid_point`): the imbalanced subset,
 # the sampling of each method, batched training and the test metrics.
 
 # %%
@@ -89,13 +89,13 @@ import time
 
 import torch
 
-from imbalance import plots, tables
-from imbalance.data import load_study_data
-from imbalance.executors import ProgressFile
-from imbalance.methods import run_grid_point, study_recipe
+from imbalance.analysis import plots, tables
+from imbalance.data.datasets import load_study_data
+from imbalance.study.executors import ProgressFile
+from imbalance.training.pipeline import run_grid_point, study_recipe
 from imbalance.registry import load_plugins
-from imbalance.store import write_records
-from imbalance.train import recipe_with
+from imbalance.study.store import write_records
+from imbalance.training.recipes import recipe_with
 
 load_plugins(plugins)  # users' methods (imbalance.registry.register_method), before the names are used
 if threads:

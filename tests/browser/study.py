@@ -70,7 +70,7 @@ def all_records(kinds=("step", "linear", "graded", "imagenet"), **kw) -> list[di
 def make_database(outputs_dir: Path, study: str = "quick", kinds=("step",), **point) -> Path:
     """outputs_dir/<study>/results.sqlite holding the synthetic points of `kinds` (`point`: point_records
     keywords for every point, e.g. repeats=2)."""
-    from imbalance.store import Store
+    from imbalance.study.store import Store
     path = Path(outputs_dir) / study / "results.sqlite"
     with Store(path) as store:
         for kind in kinds:

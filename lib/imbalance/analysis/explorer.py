@@ -10,7 +10,7 @@
 | `explorer_paired`   | the paired differences to a reference method at that point, with verdicts   |
 | `explorer_figure`   | class counts (log axis) + the metric vs ρ and vs μ around the point + methods |
 
-Intervals and verdicts are `imbalance.stats`' (via `tables.mean_intervals`): none with fewer than
+Intervals and verdicts are `imbalance.analysis.stats`' (via `tables.mean_intervals`): none with fewer than
 3 repeats, which the tables say ("n=2: too few repeats").  The figure leaves '-thresh' methods out
 of ROC AUC unless named, with a note; the tables keep them, as their accuracy differs.
 
@@ -32,13 +32,30 @@ import pandas as pd
 from IPython.display import display
 from matplotlib.figure import Figure
 
-from imbalance.plots import (METRICS, MU, PALETTE, RHO, RUN, _lines, figure_title, message_figure, method_marker,
-                             method_palette, profile_bars, thresh_note)
-from imbalance.params import THRESH_SUFFIX
-from imbalance.tables import (THRESHOLD_INVARIANT, close_to, format_value, load_study, mean_intervals, method_table, methods_present,
-                              metric_records, point_label, records_frame, select_records)
-
-REFERENCE = "baseline"     # the default reference method of paired differences (issue 10)
+from imbalance.analysis.frames import (
+    close_to,
+    compared_methods,
+    format_value,
+    load_study,
+    methods_present,
+    records_frame,
+)
+from imbalance.analysis.plots import (
+    METRICS,
+    MU,
+    PALETTE,
+    RHO,
+    RUN,
+    _lines,
+    figure_title,
+    message_figure,
+    method_marker,
+    method_palette,
+    profile_bars,
+    thresh_note,
+)
+from imbalance.analysis.stats import REFERENCE
+from imbalance.analysis.tables import mean_intervals, method_table, metric_records, point_label, select_records
 
 
 def explorer_options(records, *, dataset: str | None = None, imbalance: str | None = None) -> dict[str, list]:
@@ -93,15 +110,15 @@ def explorer_paired(records, *, rho: float, mu: float | None, imbalance: str, da
     """Each method minus `reference` at one grid point, paired by repeat: the mean difference, its
     interval and which, the test's Holm-corrected p-value and the verdict (better / worse / tie;
     none with too few repeats, and the note says why).  Empty if the point lacks the reference."""
-    from imbalance import stats
+    from imbalance.analysis import stats
     point = _point(records, rho=rho, mu=mu, imbalance=imbalance, dataset=dataset, level=level)
     columns = ["method", "n_pairs", "mean_difference", "ci_low", "ci_high", "interval_method", "test", "p_holm",
                "verdict", "note"]
     if point.empty or reference not in set(point["method"]):
         return pd.DataFrame(columns=columns)
     compared = methods_present(point, methods)
-    if methods is None and metric in THRESHOLD_INVARIANT:      # a '-thresh' method repeats its base's ROC AUC
-        compared = [m for m in compared if not m.endswith(THRESH_SUFFIX)]
+    if methods is None:                  # a '-thresh' method repeats its base's ROC AUC: left out
+        compared = compared_methods(compared, metric)
     paired = stats.paired_differences(point, metric=metric, reference=reference,
                                       methods=[m for m in compared if m != reference] + [reference])
     table = paired[columns].rename(columns={"mean_difference": f"{metric} − {reference}"}).set_index("method")
@@ -200,7 +217,7 @@ def _class_counts(frame: pd.DataFrame, *, rho, mu, imbalance) -> tuple[list[int]
         return list(counts[0]), True
     if not counts:
         return None, False
-    from imbalance.profiles import profile_counts
+    from imbalance.data.profiles import profile_counts
     try:
         return list(profile_counts(imbalance, n_classes=len(counts[0]), n_max=int(max(max(c) for c in counts)),
                                    rho=rho, mu=mu if imbalance == "step" else None)), False

@@ -8,15 +8,23 @@ Recipes are passed in (duck-typed: the fields named below), so this module impor
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from .train import Recipe
+from imbalance.catalog import ZCA_FITS
 
-ZCA_FITS = ("full", "subset")    # which images 'gcn-zca' whitening is fitted on (Preprocessor)
+
+class Recipe(Protocol):
+    """The recipe fields preprocessing reads (`imbalance.training.recipes.Recipe` has them all)."""
+    preprocessing: str
+    gcn_scale: float
+    zca_epsilon: float
+    resize_size: int
+    crop_size: int
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per RGB channel of [0, 1] pixels (torchvision's models)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

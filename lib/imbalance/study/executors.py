@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imbalance.store import read_records
+from imbalance.study.store import read_records
 
 MAX_ERROR_CHARS = 20_000  # error text kept per failed point
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -64,7 +64,7 @@ class Task:
 @contextmanager
 def kernel_env(threads: int | None):
     """Environment the notebook's kernel inherits: thread counts, and this package importable."""
-    lib = str(Path(__file__).resolve().parents[1])
+    lib = str(Path(__file__).resolve().parents[2])
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     new = {"PYTHONPATH": os.pathsep.join([lib] + [p for p in paths if p and p != lib])}
     if threads:
@@ -131,7 +131,7 @@ def execute_point(task: Task) -> dict[str, Any]:
         if not Path(task.records_path).is_file():
             raise RuntimeError(f"{task.notebook} finished without writing records to "
                                f"{task.records_path}; it must call "
-                               "imbalance.store.write_records(records, records_path)")
+                               "imbalance.study.store.write_records(records, records_path)")
         records = read_records(task.records_path)
     except Exception as exc:  # the runner decides: retry, or mark failed with this text
         return {"ok": False, "transient": type(exc).__name__ in TRANSIENT_ERRORS,

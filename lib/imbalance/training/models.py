@@ -22,7 +22,6 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-
 DROPOUT_STREAM = 0xD80F  # SeedSequence key that separates dropout streams from the weights'
 
 

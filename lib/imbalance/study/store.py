@@ -26,26 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-# Scalar metrics also measured on the validation split (`val_<m>`) and, with test_prior: both, on the
-# test subsample that follows the training prior (`prior_<m>`); methods.SCALAR_METRICS holds the test ones.
-VALIDATION_METRICS = ("roc_auc", "accuracy", "balanced_accuracy", "macro_f1", "macro_average_precision", "g_mean",
-                      "ece")
-# One row per network.  JSON_FIELDS hold lists/dicts, stored as JSON text.
-NETWORK_FIELDS = (
-    "study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat", "seed",
-    "n_train", "class_counts", "roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy",
-    "per_class_recall", "diverged", "diverged_at", "iterations", "train_seconds", "device",
-    "versions", "git_rev", "created_at", "confusion_matrix",
-    # added for your own data (issue 12); older databases gain them on open (_add_missing_columns)
-    "classes", "macro_f1", "macro_average_precision", "g_mean", "ece", "per_class_precision",
-    "validation", "n_validation", *(f"val_{m}" for m in VALIDATION_METRICS), "posthoc_tau", "tau_source",
-    "test_prior", *(f"prior_{m}" for m in VALIDATION_METRICS),
-    # added for the paper's selection protocols (issue 13): how the network's base lr was chosen
-    "selection", "base_lr", "selection_score", "zca_fit")
-JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix", "classes", "per_class_precision")
-CURVE_FIELDS = ("iteration", "lr", "train_loss", "train_accuracy", "test_accuracy")
-RECORDS_FORMAT = "imbalance-records/1"  # the envelope of a records file
-COPY_FORMAT = "imbalance-point/1"       # a done point's copy: its networks (with ids), curves, points row
+from imbalance.schema import COPY_FORMAT, CURVE_FIELDS, JSON_FIELDS, NETWORK_FIELDS, RECORDS_FORMAT, VALIDATION_METRICS  # noqa: F401
 
 
 class DatabaseError(ValueError):
@@ -54,6 +35,7 @@ class DatabaseError(ValueError):
 
 class StudyChanged(ValueError):
     """A study's result-shaping settings differ from those it was registered with."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -448,28 +430,28 @@ def readable(frame):
     minority flag (step imbalance), each network's own seeds (as methods.run_grid_point derives
     them), and which trained network a row reuses, with its own training seconds (so that summing
     `own_train_seconds` counts every network once: '-thresh' rows reuse their base method's)."""
-    from imbalance.data import CLASSES
-    from imbalance.methods import derive_seed
+    from imbalance import seeds
+    from imbalance.catalog import classes_of
     from imbalance.registry import get_method, is_method
-    names = {"mnist-sample": CLASSES["mnist"], "cifar10-jpg": CLASSES["cifar10"], **CLASSES}
     frame = frame.copy()
-    frame["classes"] = [stored if isinstance(stored, list) else list(names[d]) if d in names else None
+    frame["classes"] = [stored if isinstance(stored, list) else list(classes_of(d)) if classes_of(d) else None
                         for stored, d in zip(frame["classes"], frame["dataset"])]   # records carry them since 12
     frame["is_minority"] = [[c < max(counts) for c in counts] if kind == "step" and counts else None
                             for kind, counts in zip(frame["imbalance"], frame["class_counts"])]
     methods = [get_method(m) if is_method(m) else None for m in frame["method"]]
     trained = [None if m is None else get_method(m.base) if m.posthoc else m for m in methods]
+    # a best-of-n network's candidate run is not recorded, so its init and batch seeds are unknown (None)
+    best_of = [sel is not None and sel == sel and sel != "train-loss" for sel in
+               (frame["selection"] if "selection" in frame else [None] * len(frame))]
     keys = [(None if s is None or s != s else int(s), p, int(r))    # s != s: NaN, a record without a seed
             for s, p, r in zip(frame["seed"], frame["point_id"], frame["repeat"])]
-
-    def stream(t) -> str:   # as run_grid_point names a trained network's batch stream
-        return t.name if t.stage2 or not t.loss.plain else t.sampling
-
-    def seeds(purpose):
-        return [None if s is None or t is None else derive_seed(s, p, r, *purpose(t)) for (s, p, r), t in zip(keys, trained)]
-    frame["subset_seed"] = seeds(lambda t: ("subset",))
-    frame["init_seed"] = seeds(lambda t: ("init",))
-    frame["batch_seed"] = seeds(lambda t: (stream(t), "batches"))
+    frame["subset_seed"] = [None if s is None else seeds.subset_seed(s, p, r) for s, p, r in keys]
+    frame["init_seed"] = [None if s is None or t is None or b else seeds.init_seed(s, p, r)
+                          for (s, p, r), t, b in zip(keys, trained, best_of)]
+    frame["batch_seed"] = [
+        None if s is None or t is None or b else
+        seeds.batch_seed(s, p, r, seeds.batch_stream(method=t.name, sampling=t.sampling, second_stage=t.stage2))
+        for (s, p, r), t, b in zip(keys, trained, best_of)]
     trunk = {"none": "baseline", "ros": "ros", "rus": "rus"}   # plain cross-entropy networks, shared
     present = set(zip(frame["point_id"], frame["method"], frame["repeat"]))
     seconds = dict(zip(zip(frame["point_id"], frame["method"], frame["repeat"]), frame["train_seconds"]))
@@ -675,8 +657,6 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
     return {p: (datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() if s and f else None
             for p, s, f in rows}
 
-
-# --- records files: notebook -> runner ---------------------------------------------------------
 
 def write_records(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write a grid point's records for the runner, atomically (temp file + os.replace)."""

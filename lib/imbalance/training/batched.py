@@ -46,11 +46,20 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
-from .models import SeededDropout, build_model, dropout_masks, dropout_shapes, reseed_dropout
-from .images import Preprocessor, ResidentImages
-from .losses import LossTerms, class_loss
-from .train import (BatchStream, Recipe, TrainResult, _predict, learning_rate, lr_multipliers,
-                    precision_context, resolve_device, sgd_step_, train_network)
+from imbalance.data.images import Preprocessor, ResidentImages
+from imbalance.training.loop import (
+    BatchStream,
+    TrainResult,
+    _predict,
+    lr_multipliers,
+    precision_context,
+    resolve_device,
+    sgd_step_,
+)
+from imbalance.training.losses import LossTerms, class_loss
+from imbalance.training.models import SeededDropout, build_model, dropout_masks, dropout_shapes, reseed_dropout
+from imbalance.training.recipes import Recipe, learning_rate
+from imbalance.training.single import train_network
 
 LAYOUTS = ("auto", "single", "threads", "vmap", "gemm", "vmap-graph", "gemm-graph")
 LOCKSTEP = ("vmap", "gemm", "vmap-graph", "gemm-graph")    # stacked parameters, one step for all K
@@ -65,7 +74,7 @@ class NetworkSpec:
     trainable: str | tuple[str, ...] | None = None   # None = all; "output" = model.output_layers
     init_from: nn.Module | None = None   # start from a copy of this (pre-trained) network
     reinit_output: bool = False          # cRT: with init_from, output layers re-drawn from init_seed
-    loss: LossTerms | None = None        # the method's loss terms (imbalance.losses); None = cross-entropy
+    loss: LossTerms | None = None        # the method's loss terms (imbalance.training.losses); None = cross-entropy
     shuffle: bool = True                 # False: stream `indices` in order (class-aware batches drawn already)
 
 

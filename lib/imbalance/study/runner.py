@@ -9,6 +9,7 @@ Executors (local processes, a Dask LocalCluster, or an existing Dask scheduler):
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import sqlite3
@@ -18,14 +19,13 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
-import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from imbalance.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
-from imbalance.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
-from imbalance.store import (Store, StudyChanged, copy_path, error_line, point_seconds, worker_id,
-                             write_copy)
+from imbalance.catalog import TEST_IMAGES, n_classes_of
+from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
+from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
+from imbalance.study.store import Store, StudyChanged, copy_path, error_line, point_seconds, worker_id, write_copy
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
 HEARTBEAT_SECONDS = 30   # how often the runner refreshes its claims while points run
@@ -293,7 +293,7 @@ def _point_iterations(params: StudyParams, repeats: int | None = None) -> int:
 def _recipe(params: StudyParams):
     """The study's recipe (None where the library cannot be imported or the recipe not built here)."""
     try:
-        from imbalance.methods import study_recipe
+        from imbalance.training.pipeline import study_recipe
         return study_recipe(params.recipe, params.recipe_overrides)
     except (ImportError, KeyError, ValueError, TypeError):
         return None
@@ -439,7 +439,8 @@ def verify_data(params: StudyParams) -> None:
     if params.dataset == "imagefolder":
         return
     import numpy as np
-    from imbalance.data import load_dataset
+
+    from imbalance.data.datasets import load_dataset
     data = load_dataset(params.dataset, root=params.data_root)
     available = np.bincount(data.train_labels.numpy(), minlength=len(data.classes))
     if params.n_max is not None and params.minority != "scarcity" and params.n_max > available.min():
@@ -513,7 +514,7 @@ def _available_counts(params: StudyParams):
     files per class folder), else None (the subsets are then planned from the nominal profile)."""
     if params.dataset != "imagefolder":
         return None
-    from imbalance.data import data_root
+    from imbalance.data.datasets import data_root
     train = data_root(params.data_root) / "train"
     try:
         folders = sorted(d for d in train.iterdir() if d.is_dir())
@@ -527,11 +528,10 @@ def _available_counts(params: StudyParams):
 def _subset_line(params: StudyParams, point: GridPoint, available) -> str:
     """A point's imbalanced training subset, per class: e.g. ':  900 classes x 10, 100 classes x 1,000'
     (from the image folder's counts where known, else the profile with the dataset's classes)."""
-    from imbalance.params import N_CLASSES
-    from imbalance.profiles import NATURAL, profile_counts, subset_counts
+    from imbalance.data.profiles import NATURAL, profile_counts, subset_counts
     if point.imbalance == NATURAL:
         return ""
-    n_classes = len(available) if available is not None else N_CLASSES.get(params.dataset)
+    n_classes = len(available) if available is not None else n_classes_of(params.dataset)
     try:
         if available is not None:
             counts = subset_counts(available, profile=point.imbalance, rho=point.rho, mu=point.mu,
@@ -562,7 +562,7 @@ def _gpu_bound(params: StudyParams, repeats: int) -> list[str]:
     recipe = _recipe(params)
     if recipe is None or hasattr(recipe, "lr_search"):      # a paper recipe (fast ones have no lr search)
         return []
-    from imbalance import fast
+    from imbalance.training import fast
     networks = repeats * len(params.trained_methods)     # repeats: summed over the points to train
     flops = networks * fast.flops_per_network(recipe)
     seconds = flops / fast.AIRBENCH94_A100_FLOPS_PER_SECOND
@@ -595,8 +595,9 @@ def time_point(params: StudyParams, point: GridPoint, *, threads: int) -> PointT
     if params.dataset == "imagefolder":
         return None
     import torch
-    from imbalance import methods
-    from imbalance.data import load_dataset
+
+    from imbalance.data.datasets import load_dataset
+    from imbalance.training import pipeline as methods
     data = load_dataset(params.dataset, root=params.data_root)
     recipe = methods.study_recipe(params.recipe, params.recipe_overrides)
     evaluations = max(1, recipe.iterations // recipe.eval_interval)
@@ -661,7 +662,6 @@ def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[Gri
             "plus each notebook's start-up (a few seconds)")
 
 
-TEST_IMAGES = {"cifar10": 10_000, "cifar10-jpg": 10_000}   # test images a fast recipe's evaluations cover
 
 
 def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: int, *, threads: int) -> str:
@@ -670,8 +670,9 @@ def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: 
     final prediction, both with the mirror: about 2 x test images / batch forward passes of a third of a
     training step each). Timing a whole point, as the paper recipes are, would train most of one."""
     import torch
-    from imbalance import fast
-    from imbalance.train import resolve_device
+
+    from imbalance.training import fast
+    from imbalance.training.loop import resolve_device
     device = resolve_device(None if params.device == "auto" else params.device)
     networks = sum(p.repeats for p in todo) * len(params.trained_methods)
     k = min(2 if device.type == "cpu" else 8, max(1, len(params.trained_methods) * params.repeats))

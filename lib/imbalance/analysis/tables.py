@@ -10,115 +10,29 @@ dicts a training notebook gets from `run_grid_point`) and returns a DataFrame:
 | `grid_table`     | the grid points present, with their methods, repeats and diverged networks    |
 | `point_table`    | the mean of a metric per method (rows) and grid point (columns)               |
 | `method_table`   | the metrics per method at one grid point, ranked, with the interval of a mean |
-| `mean_intervals` | per (grid point, method): n, mean and its interval (`imbalance.stats`)        |
+| `mean_intervals` | per (grid point, method): n, mean and its interval (`imbalance.analysis.stats`)        |
 | `counts_table`   | the class counts of a point's imbalanced training sets, one row per repeat    |
 
-`mean_intervals` is the one place the figures (`imbalance.plots`), the explorer and the report get
-the interval of a method's mean from: `imbalance.stats.method_intervals` (Student-t for n < 10
+`mean_intervals` is the one place the figures (`imbalance.analysis.plots`), the explorer and the report get
+the interval of a method's mean from: `imbalance.analysis.stats.method_intervals` (Student-t for n < 10
 repeats, BCa bootstrap for n >= 10, none for n < 3: "n=2: too few repeats"; never a range).
 `metric_records` gives the records a figure of one metric plots: for ROC AUC without methods named,
 the '-thresh' methods are left out, since thresholding cannot change it.
 
-No torch here, nor matplotlib: `imbalance.stats` (pandas + scipy) is imported when first asked.
+No torch here, nor matplotlib: `imbalance.analysis.stats` (pandas + scipy) is imported when first asked.
 """
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from imbalance.params import THRESH_SUFFIX
-from imbalance.registry import display_order
+from imbalance.analysis.frames import close_to, format_value, methods_present, records_frame, repeats_its_base
+from imbalance.analysis.stats import CONFIDENCE
 
-CONFIDENCE = 0.95              # confidence level of every interval of a mean (imbalance.stats)
 INTERVAL_COLUMNS = ("point_id", "method", "n", "mean", "ci_low", "ci_high", "interval_method", "note")
-# the metrics a table or figure may rank by: the test set's, and (issue 12) the validation split's
-RANKABLE = ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy", "macro_f1", "macro_average_precision",
-            "g_mean", "ece", "val_roc_auc", "val_accuracy", "val_balanced_accuracy", "val_macro_f1",
-            "val_macro_average_precision", "val_g_mean", "val_ece")
-NUMERIC = ("rho", "mu", "level", "repeat", *RANKABLE, "diverged")
-COLUMNS = ("study", "point_id", "dataset", "imbalance", "rho", "mu", "level", "method", "repeat",
-           *RANKABLE, "class_counts", "per_class_recall", "diverged")
-CURVE_COLUMNS = ("point_id", "method", "repeat", "iteration", "train_accuracy", "test_accuracy")
-# metrics that thresholding (dividing each class's scores by its prior) cannot change: one-vs-rest
-# ROC AUC ranks each class's scores alone, and a positive factor per class keeps that order
-THRESHOLD_INVARIANT = ("roc_auc",)
-METHOD_ORDER = display_order()   # tables list methods in the registry's order: the paper's first
-
-
-# --- records ----------------------------------------------------------------------------------
-
-def records_frame(records) -> pd.DataFrame:
-    """Records (DataFrame, list of dicts or None) as a DataFrame with the columns plots use."""
-    if records is None:
-        frame = pd.DataFrame()
-    elif isinstance(records, pd.DataFrame):
-        frame = records.copy()
-    else:
-        frame = pd.DataFrame(list(records))
-    for column in COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    for column in NUMERIC:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    return frame.reset_index(drop=True)
-
-
-def load_study(study: str, outputs_dir: str | os.PathLike = "outputs") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(records, curves) of outputs_dir/<study>/results.sqlite; two empty frames if it does not exist.
-
-    Reads only: a study that has not run yet gets no database file from looking at it.
-    """
-    path = Path(outputs_dir) / study / "results.sqlite"
-    if not path.is_file():
-        return records_frame(None), curves_frame(None)
-    from imbalance.store import Store
-    with Store(path) as store:
-        return records_frame(store.records_frame(study)), curves_frame(store.curves_frame(study))
-
-
-def curves_frame(curves) -> pd.DataFrame:
-    frame = pd.DataFrame() if curves is None else pd.DataFrame(curves).copy()
-    for column in CURVE_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    return frame
-
-
-def close_to(values, target) -> np.ndarray:
-    """values == target for floats (None/NaN target matches missing values)."""
-    values = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
-    if target is None or (isinstance(target, float) and math.isnan(target)):
-        return np.isnan(values)
-    return np.isclose(values, float(target), rtol=1e-9, atol=1e-12)
-
-
-def methods_present(frame: pd.DataFrame, methods=None) -> list[str]:
-    """The methods present (or the chosen ones), in the registry's order."""
-    present = [m for m in pd.unique(frame["method"].dropna())]
-    if methods is not None:
-        present = [m for m in present if m in set(methods)]
-    known = [m for m in METHOD_ORDER if m in present]
-    return known + sorted(m for m in present if m not in METHOD_ORDER)
-
-
-def thresholded(methods) -> np.ndarray:
-    """Which of `methods` (a column of names) are '<m>-thresh': <m>'s network, thresholded."""
-    return pd.Series(methods, dtype=object).astype(str).str.endswith(THRESH_SUFFIX).to_numpy()
-
-
-def format_value(x) -> str:
-    """10.0 -> '10', 0.5 -> '0.5' (for titles and labels)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if isinstance(x, str):
-        return x
-    x = float(x)
-    return str(int(x)) if x.is_integer() else f"{x:g}"
 
 
 def select_records(frame: pd.DataFrame, *, dataset=None, imbalance=None, methods=None, graded: bool | None = False,
@@ -143,23 +57,21 @@ def metric_records(records, metric: str, *, methods=None, **select) -> tuple[pd.
     '-thresh' methods were left out: they are, for a metric thresholding cannot change (ROC AUC)
     when no methods are named, since each would repeat its base method's numbers exactly."""
     frame = select_records(records_frame(records), methods=methods, **select).dropna(subset=[metric])
-    if metric not in THRESHOLD_INVARIANT or methods is not None:
+    if methods is not None:
         return frame, False
-    dropped = thresholded(frame["method"])
+    dropped = repeats_its_base(frame["method"], metric)
     return frame[~dropped], bool(dropped.any())
 
 
 def mean_intervals(records, *, metric: str, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Per (point_id, method): n, the mean of `metric` over repeats and its interval, with the
-    interval's name or why there is none (`imbalance.stats.method_intervals`); empty without records."""
+    interval's name or why there is none (`imbalance.analysis.stats.method_intervals`); empty without records."""
     frame = records_frame(records).dropna(subset=[metric])
     if frame.empty:
         return pd.DataFrame(columns=list(INTERVAL_COLUMNS))
-    from imbalance import stats
+    from imbalance.analysis import stats
     return stats.method_intervals(frame, metric=metric, confidence=confidence).reset_index(drop=True)
 
-
-# --- tables -----------------------------------------------------------------------------------
 
 def point_table(records, *, dataset: str | None = None, metric: str = "roc_auc", methods=None) -> pd.DataFrame:
     """Mean metric per method (rows) and grid point (columns 'ρ=…, μ=…'), e.g. Table 4's numbers.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .registry import Loss
+from imbalance.registry import Loss
 
 
 def class_weights(counts, *, weights: str, beta: float = 0.9999) -> np.ndarray:
