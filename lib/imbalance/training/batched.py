@@ -49,6 +49,7 @@ from tqdm import tqdm
 from imbalance.data.images import Preprocessor, ResidentImages
 from imbalance.training.loop import (
     BatchStream,
+    IntervalLog,
     TrainResult,
     _predict,
     lr_multipliers,
@@ -344,10 +345,8 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
 
     streams = [BatchStream(s.indices, batch_size=recipe.batch_size, seed=s.batch_seed, shuffle=s.shuffle)
                for s in specs]
-    losses = torch.zeros(recipe.iterations, k, device=device)
-    hits = torch.zeros(recipe.iterations, k, device=device)
+    log = IntervalLog(k, iterations=recipe.iterations, device=device)
     alive, n_alive = torch.ones(k, dtype=torch.bool, device=device), k     # n_alive: no device sync per step
-    curves, diverged_at, done = [[] for _ in specs], [None] * k, [0] * k
     reported = 0                                                             # network-iterations shown
     started = time.perf_counter()
     for start in range(0, recipe.iterations, recipe.eval_interval):
@@ -357,27 +356,15 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
             inputs = {"idx": batches[t - start], "lr": learning_rate(recipe, t) * lr_scale * alive,
                       "masks": dropout_masks(models, shapes, device=device, dtype=dtype) if shapes else {},
                       "terms": stacked_terms(t)}
-            losses[t], hits[t] = whole_step(inputs)
+            log.losses[t], log.hits[t] = whole_step(inputs)
             bar.update(n_alive)
             reported += n_alive
         end = start + n
-        bad = ~torch.isfinite(losses[start:end])                                    # (n, K)
-        test_acc = _vmap_test_accuracy(base, {**train_p, **frozen_p}, test_set) if test_set else None
-        for j in range(k):
-            if not alive[j]:
-                continue
-            done[j] = end
-            if bad[:, j].any():
-                diverged_at[j] = start + int(torch.nonzero(bad[:, j])[0])
-                alive[j] = False
-                n_alive -= 1
-                continue
-            point = {"iteration": end, "lr": learning_rate(recipe, end - 1) * float(lr_scale[j]),
-                     "train_loss": float(losses[start:end, j].mean()),
-                     "train_accuracy": float(hits[start:end, j].sum()) / (n * recipe.batch_size)}
-            if test_acc is not None:
-                point["test_accuracy"] = float(test_acc[j])
-            curves[j].append(point)
+        test = (lambda: _vmap_test_accuracy(base, {**train_p, **frozen_p}, test_set)) if test_set else None
+        for j in log.close_interval(start, end, examples_per_step=recipe.batch_size, test_accuracy=test,
+                                    lrs=[learning_rate(recipe, end - 1) * float(s) for s in lr_scale]):
+            alive[j] = False
+            n_alive -= 1
         if not n_alive:
             break
     bar.update(k * recipe.iterations - reported)                              # diverged networks' rest
@@ -389,7 +376,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(stacked[name][j])
-        results.append(TrainResult(model, done[j], diverged_at[j], curves[j], seconds))
+        results.append(TrainResult(model, log.done[j], log.diverged_at[j], log.curves[j], seconds))
     return results
 
 

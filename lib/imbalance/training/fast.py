@@ -53,7 +53,7 @@ from imbalance.checks import (
 )
 from imbalance.data.images import check_uint8
 from imbalance.training.batched import _Progress, intra_op_threads
-from imbalance.training.loop import BatchStream, TrainResult, resolve_device
+from imbalance.training.loop import BatchStream, IntervalLog, TrainResult, resolve_device
 
 LAYOUTS = ("auto", "single", "grouped", "vmap", "threads")
 
@@ -508,9 +508,7 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
     vstep = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, 0)) if stacked else None
     streams = [BatchStream(idx, batch_size=b, seed=s.batch_seed) for s, idx in zip(specs, indices)]
     augments = [AugmentStream(s.batch_seed, recipe) for s in specs]
-    losses = torch.zeros(recipe.iterations, k, device=device)
-    hits = torch.zeros(recipe.iterations, k, device=device)
-    curves, diverged_at, done = [[] for _ in specs], [None] * k, [0] * k
+    log = IntervalLog(k, iterations=recipe.iterations, device=device)
     started = time.perf_counter()
     for start in range(0, recipe.iterations, recipe.eval_interval):
         n = min(recipe.eval_interval, recipe.iterations - start)
@@ -545,27 +543,15 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
                 buffers = new
             nesterov_step_([live[n] for n in names], list(grads), velocity, lr=lr, momentum=recipe.momentum,
                            weight_decay=recipe.weight_decay)
-            losses[t] = loss.float()
-            hits[t] = (pred == y).sum(-1).float()
+            log.losses[t] = loss.float()
+            log.hits[t] = (pred == y).sum(-1).float()
             bar.update(k)
         end = start + n
-        bad = ~torch.isfinite(losses[start:end])
         params = {**live, **frozen}
-        test_acc = _test_accuracy(params, buffers, test_set, recipe, k=k, stacked=stacked) if test_set else None
-        for j in range(k):
-            if diverged_at[j] is not None:
-                continue
-            done[j] = end
-            if bad[:, j].any():
-                diverged_at[j] = start + int(torch.nonzero(bad[:, j])[0])
-                continue
-            point = {"iteration": end, "lr": learning_rate(recipe, end - 1) * lr_scale,
-                     "train_loss": float(losses[start:end, j].mean()),
-                     "train_accuracy": float(hits[start:end, j].sum()) / (n * b)}
-            if test_acc is not None:
-                point["test_accuracy"] = float(test_acc[j])
-            curves[j].append(point)
-        if all(d is not None for d in diverged_at):
+        test = (lambda: _test_accuracy(params, buffers, test_set, recipe, k=k, stacked=stacked)) if test_set else None
+        log.close_interval(start, end, examples_per_step=b, lrs=[learning_rate(recipe, end - 1) * lr_scale] * k,
+                           test_accuracy=test)
+        if all(log.stopped):
             break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -573,7 +559,7 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
     params = {n: params[n] for n in nets[0][0]}                                      # the layer order
     split = (lambda d: [{n: t[j] for n, t in d.items()} for j in range(k)]) if stacked else \
         (lambda d: _split(d, k))
-    return [TrainResult(FastNet(p, bf, recipe).eval(), done[j], diverged_at[j], curves[j], seconds)
+    return [TrainResult(FastNet(p, bf, recipe).eval(), log.done[j], log.diverged_at[j], log.curves[j], seconds)
             for j, (p, bf) in enumerate(zip(split(params), split(buffers)))]
 
 

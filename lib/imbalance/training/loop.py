@@ -177,3 +177,43 @@ def _predict(model: nn.Module, source, *, batch_size: int, device) -> torch.Tens
     finally:
         for m, mode in modes.items():
             m.train(mode)
+
+
+class IntervalLog:
+    """The scaffold every trainer shares (single, batched, fast): each step's loss and correct predictions
+    of K networks trained together, and, at the end of each evaluation interval, one host sync that finds
+    the networks whose loss turned non-finite (stopped, `diverged_at` = that step) and adds a curve point
+    (iteration, lr, mean train loss and accuracy of the interval, test accuracy when given) to the others."""
+
+    def __init__(self, k: int, *, iterations: int, device):
+        self.losses = torch.zeros(iterations, k, device=device)
+        self.hits = torch.zeros(iterations, k, device=device)
+        self.curves: list[list[dict]] = [[] for _ in range(k)]
+        self.diverged_at: list[int | None] = [None] * k
+        self.done = [0] * k
+
+    @property
+    def stopped(self) -> list[bool]:
+        return [d is not None for d in self.diverged_at]
+
+    def close_interval(self, start: int, end: int, *, examples_per_step: int, lrs, test_accuracy=None) -> list[int]:
+        """Close the interval [start, end): returns the networks that diverged in it.  `test_accuracy`: a
+        function giving the K networks' test accuracies, called only when a network is still training."""
+        bad = ~torch.isfinite(self.losses[start:end])                       # (n, K): the one host sync
+        diverged = []
+        alive = [d is None and not bad[:, j].any() for j, d in enumerate(self.diverged_at)]
+        test_accuracy = test_accuracy() if test_accuracy is not None and any(alive) else None
+        for j, curve in enumerate(self.curves):
+            if self.diverged_at[j] is not None:
+                continue
+            self.done[j] = end
+            if bad[:, j].any():
+                self.diverged_at[j] = start + int(torch.nonzero(bad[:, j])[0])
+                diverged.append(j)
+                continue
+            point = {"iteration": end, "lr": float(lrs[j]), "train_loss": float(self.losses[start:end, j].mean()),
+                     "train_accuracy": float(self.hits[start:end, j].sum()) / ((end - start) * examples_per_step)}
+            if test_accuracy is not None:
+                point["test_accuracy"] = float(test_accuracy[j])
+            curve.append(point)
+        return diverged

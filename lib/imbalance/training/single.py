@@ -20,6 +20,7 @@ from imbalance.data.images import Preprocessor, ResidentImages, check_uint8
 from imbalance.training import metrics
 from imbalance.training.loop import (
     BatchStream,
+    IntervalLog,
     TrainResult,
     _as_source,
     _predict,
@@ -87,9 +88,8 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
 
     stream = BatchStream(indices, batch_size=recipe.batch_size, seed=seed, shuffle=shuffle)
     terms = None if loss_terms is None else loss_terms.to(device, params[0].dtype)
-    losses = torch.zeros(recipe.iterations, device=device)
-    hits = torch.zeros(recipe.iterations, device=device)
-    curve, diverged_at, done, lr = [], None, 0, 0.0
+    log = IntervalLog(1, iterations=recipe.iterations, device=device)
+    lr = 0.0
     started = time.perf_counter()
     bar = tqdm(total=recipe.iterations, desc=recipe.name, disable=not progress, leave=False)
     for start in range(0, recipe.iterations, recipe.eval_interval):
@@ -105,27 +105,21 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
             lr = learning_rate(recipe, t) * lr_scale
             sgd_step_(params, grads, velocity, lr=lr, momentum=recipe.momentum,
                       weight_decay=recipe.weight_decay, lr_mults=mults)
-            losses[t] = loss.detach()
-            hits[t] = (logits.detach().argmax(1) == y).sum()
+            log.losses[t, 0] = loss.detach()
+            log.hits[t, 0] = (logits.detach().argmax(1) == y).sum()
             bar.update()
             if progress_callback is not None:
                 progress_callback(t + 1, recipe.iterations)
-        done = start + n
-        bad = torch.nonzero(~torch.isfinite(losses[start:done])).flatten()
-        if len(bad):  # the one host sync per interval
-            diverged_at = start + int(bad[0])
+        test = None if test_source is None else lambda: [
+            (_predict(model, test_source[0], batch_size=1000, device=device).argmax(1) == test_source[1])
+            .float().mean()]
+        if log.close_interval(start, start + n, examples_per_step=recipe.batch_size, lrs=[lr], test_accuracy=test):
             break
-        point = {"iteration": done, "lr": lr, "train_loss": float(losses[start:done].mean()),
-                 "train_accuracy": float(hits[start:done].sum()) / (n * recipe.batch_size)}
-        if test_source is not None:
-            logits = _predict(model, test_source[0], batch_size=1000, device=device)
-            point["test_accuracy"] = float((logits.argmax(1) == test_source[1]).float().mean())
-        curve.append(point)
-        bar.set_postfix(loss=f"{point['train_loss']:.4f}")
+        bar.set_postfix(loss=f"{log.curves[0][-1]['train_loss']:.4f}")
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return TrainResult(model, done, diverged_at, curve, time.perf_counter() - started,
+    return TrainResult(model, log.done[0], log.diverged_at[0], log.curves[0], time.perf_counter() - started,
                        preprocessor)
 
 
