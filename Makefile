@@ -22,10 +22,11 @@ study: $(STAMP)
 	$(PY) -m imbalance.cli run params/quick.yaml
 	$(PY) -m imbalance.cli report params/quick.yaml
 
-# tests/ then nbval over the notebooks, on this venv's kernel (--nbval-current-env: the venv's
+# tests/ (the 25 slowest named at the end, so the suite's time has a visible owner; `-m "not slow"`
+# skips the tests marked slow) then nbval over the notebooks, on this venv's kernel (--nbval-current-env: the venv's
 # python runs pytest); nbval checks the cells marked NBVAL_CHECK_OUTPUT (class counts) exactly.
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=300 notebooks
 
 clean-venv:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fast-cifar10 GPU check, one prepared script (about 5 minutes on one H100/H200; timeouts sum to 7.8):
-# tests/test_fast.py on CUDA, then balanced test accuracy on CIFAR-10 (JPEG copy) and seconds per network for the `fast-cifar10`
+# tests/training/test_fast.py on CUDA, then balanced test accuracy on CIFAR-10 (JPEG copy) and seconds per network for the `fast-cifar10`
 # recipe: 5 networks one at a time (target: mean >= 93.5%), then batched K = 8 (vmap and grouped)
 # and K = 32 (vmap, a quarter of the iterations: timing only). Needs a CUDA GPU, PyTorch (+ numpy, tqdm, pillow) and ../shared/data (or the
 # folder holding cifar10-jpg.tar.gz as $1); downloads nothing. Rows land in $OUT (default /tmp).
@@ -13,8 +13,8 @@ ROOT=${1:-../shared/data}
 OUT_DIR=${OUT:-/tmp}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible to torch')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-echo "== exactness on CUDA: tests/test_fast.py (float64 layouts vs single; autocast leaves float64 alone)"
-timeout 90 "$PY" -m pytest -q -p no:cacheprovider tests/test_fast.py || echo "tests/test_fast.py failed or pytest missing"
+echo "== exactness on CUDA: tests/training/test_fast.py (float64 layouts vs single; autocast leaves float64 alone)"
+timeout 90 "$PY" -m pytest -q -p no:cacheprovider tests/training/test_fast.py || echo "tests/training/test_fast.py failed or pytest missing"
 run() { timeout "$1" "$PY" benchmarks/fast_cifar10.py --recipe fast-cifar10 --device cuda --data-root "$ROOT" \
         --runs "$2" --json "$OUT_DIR/fast_cifar10_$3.json" "${@:4}"; }
 echo "== fast-cifar10: 5 seeds, one network at a time (the accuracy target)"

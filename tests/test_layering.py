@@ -140,6 +140,7 @@ print("torch" in sys.modules)
 """
 
 
+@pytest.mark.slow
 def test_analysis_builds_a_report_an_export_the_explorer_figure_and_the_conclusions_without_torch(tmp_path):
     outputs = Path(__file__).resolve().parents[1] / "outputs"
     done = subprocess.run([sys.executable, "-c", ANALYSIS_WITHOUT_TORCH, str(outputs), str(tmp_path)],

@@ -118,6 +118,7 @@ def class_counts_output(nb) -> str:
     return "".join(o["data"]["text/plain"] for o in cell.outputs if "data" in o)
 
 
+@pytest.mark.slow
 def test_mnist_step_writes_records(kernel, tmp_path):
     """The runner's way: papermill, the `imbalance` kernel, default parameters + records_path."""
     import papermill as pm
@@ -140,6 +141,7 @@ def test_mnist_step_writes_records(kernel, tmp_path):
     assert class_counts_output(nbformat.read(executed, as_version=4)) == class_counts_output(read("mnist/step"))
 
 
+@pytest.mark.slow
 def test_figures_and_explorer_notebooks_on_a_small_database(kernel, tmp_path):
     """Run all cells, as a reader would: the figures notebook shows the report (no code, figures
     saved), the explorer shows its controls (a widget view, with a static first view beside it)."""

@@ -74,6 +74,7 @@ def test_a_params_file_cannot_name_plugins(tmp_path):
         load_params(path)
 
 
+@pytest.mark.slow
 def test_plugin_flag_registers_a_users_method_for_the_dry_run(tmp_path):
     (tmp_path / "my_methods.py").write_text(textwrap.dedent("""
         from imbalance.registry import Loss, Method, register_method
@@ -106,3 +107,23 @@ def test_readme_methods_table_lists_every_registered_method_and_suffix():
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     named = {name.strip("` ") for row in rows for name in row.split("|")[1].split(",")}
     assert named == set(registry.METHODS) | {"<m>-thresh", "<m>-la", "<m>-tau-norm"}
+
+
+def test_a_method_fingerprint_follows_its_definition_and_its_revision_not_its_prose():
+    from dataclasses import replace
+
+    from imbalance.registry import METHODS, fingerprint, legacy_fingerprint
+    # golden values: a new Loss field left at its default must not change any existing fingerprint
+    assert legacy_fingerprint("baseline") == fingerprint("baseline") == "d267d23d7560"
+    assert legacy_fingerprint("cb-focal") == "8cb5f5096270"
+    saved = METHODS["focal"]
+    try:
+        METHODS["focal"] = replace(saved, changes="reworded", source="elsewhere")
+        assert fingerprint("focal") == legacy_fingerprint("focal")
+        METHODS["focal"] = replace(saved, revision=2)
+        assert fingerprint("focal") != legacy_fingerprint("focal")
+        assert fingerprint("focal-la") != legacy_fingerprint("focal-la")     # a post-hoc method follows its base
+        assert legacy_fingerprint("focal") == legacy_fingerprint("focal") and len(fingerprint("focal")) == 12
+    finally:
+        METHODS["focal"] = saved
+    assert fingerprint("baseline-thresh") != fingerprint("baseline-la") != fingerprint("baseline")

@@ -20,8 +20,9 @@ A method is a frozen record of four independent choices:
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -87,6 +88,7 @@ class Method:
     posthoc_tau: float = 1.0         # '-la': logits - tau log(prior); '-tau-norm': w_c / |w_c|^tau
     source: str = ""                 # paper (and equation) the method follows
     changes: str = ""                # what it changes, one line (the README's methods table)
+    revision: int = 1                # raise it when what the method does changes without a field changing
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or any(c.isspace() for c in self.name):
@@ -253,6 +255,34 @@ def display_order() -> tuple[str, ...]:
     return PAPER_METHODS + tuple(rest) + ("baseline-la", "baseline-tau-norm")
 
 
+def _definition(m: Method, revision: int) -> tuple:
+    """What a method does, as data: every field but its name's prose (source, changes), at `revision`;
+    a post-hoc method is its adjustment of its base's definition."""
+    if m.posthoc:
+        base = METHODS[m.base]
+        return ("posthoc", m.posthoc, m.posthoc_tau, _definition(base, base.revision))
+    loss = tuple((f.name, getattr(m.loss, f.name)) for f in fields(Loss) if getattr(m.loss, f.name) != f.default)
+    return ("trained", m.sampling, loss, m.stage2, revision)
+
+
+def fingerprint(name: str) -> str:
+    """The fingerprint of method `name`'s current definition (12 hex digits of a SHA-256): records carry it,
+    and a study refuses to mix two definitions of one name."""
+    return hashlib.sha256(repr(_definition(get_method(name), get_method(name).revision)).encode()).hexdigest()[:12]
+
+
+def legacy_fingerprint(name: str) -> str:
+    """The fingerprint records made before fingerprints existed stand for: revision 1 of `name`'s fields
+    (every method was at revision 1 then), with a post-hoc method's base at revision 1 too."""
+    m = get_method(name)
+    if m.posthoc:
+        base = METHODS[m.base]
+        definition = ("posthoc", m.posthoc, m.posthoc_tau, _definition(base, 1))
+    else:
+        definition = _definition(m, 1)
+    return hashlib.sha256(repr(definition).encode()).hexdigest()[:12]
+
+
 def trained_method(name: str) -> str:
     """The method whose network `name` uses: itself, or a post-hoc method's base."""
     m = get_method(name)
@@ -263,7 +293,7 @@ def trained_method(name: str) -> str:
 
 # The fast CIFAR-10 recipes (imbalance.training.fast) train with their own label-smoothed cross-entropy on
 # shuffled resampled sets: loss terms, streamed sampling and cRT's re-initialised head are the paper
-# recipes' only.  Their names, torch-free, for params files (tests/test_params.py pins them).
+# recipes' only.  Their names, torch-free, for params files (tests/study/test_params.py pins them).
 
 
 def fast_recipe_problem(name: str) -> str | None:

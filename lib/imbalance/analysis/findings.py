@@ -2,7 +2,7 @@
 
 The README's section "What the study finds" and `outputs/README.md` (the index of the committed
 studies) are generated here, never typed in: `python -m imbalance.analysis.findings --write` rewrites the
-README between its markers and the index whole; `tests/test_findings.py` regenerates both and
+README between its markers and the index whole; `tests/analysis/test_findings.py` regenerates both and
 fails when the committed text differs, and checks the verdicts against `imbalance conclusions`.
 
 The conclusions are `imbalance.analysis.conclusions.check_all` on `mnist-step` with the other real studies

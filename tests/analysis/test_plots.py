@@ -174,8 +174,8 @@ if __name__ == "__main__":
 
 def test_svg_is_identical_in_another_process(tmp_path):
     """Nothing process-specific (object ids, hash order, layout-solver round-off) reaches the SVG."""
-    here = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent / "lib"), str(here)]), "MPLBACKEND": "Agg"}
+    tests = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent / "lib"), str(tests)]), "MPLBACKEND": "Agg"}
     subprocess.run([sys.executable, "-c", CROSS_PROCESS, str(tmp_path / "other")], env=env, check=True)
     namespace = {"__name__": "in_process"}
     exec(CROSS_PROCESS, namespace)

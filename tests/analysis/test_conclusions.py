@@ -13,7 +13,7 @@ from imbalance.analysis.frames import load_study
 from imbalance.cli import main
 from scipy import stats as st
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOISE = 0.002
 
 

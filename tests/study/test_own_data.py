@@ -12,7 +12,7 @@ from imbalance.cli import main
 from imbalance.study.params import expand_grid, load_params
 from imbalance.study.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "skewed.yaml"
 MAKE = ROOT / "examples" / "make_skewed_folder.py"
 TINY = ["repeats=2", "recipe_overrides={iterations: 20, eval_interval: 10}"]
@@ -51,6 +51,7 @@ def test_the_example_params_file_is_short_and_defaults_its_notebook():
     assert [p.point_id for p in expand_grid(params)] == ["natural"]
 
 
+@pytest.mark.slow
 def test_an_image_folder_keeps_its_natural_counts_and_named_classes(folder_study):
     _, records = folder_study
     assert len(records) == 6 * 2 and set(records["point_id"]) == {"natural"}

@@ -95,7 +95,7 @@ def test_load_study_reads_the_database_and_creates_nothing(tmp_path):
 
 def test_tables_import_neither_torch_nor_matplotlib():
     """Nor do their intervals: imbalance.analysis.stats is pandas + scipy."""
-    lib = Path(__file__).resolve().parents[1] / "lib"
+    lib = Path(__file__).resolve().parents[2] / "lib"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import imbalance.analysis.tables as t; "
             "t.mean_intervals([dict(point_id='p', method='m', roc_auc=v) for v in (0.8, 0.9, 0.7)], metric='roc_auc'); "
             "print(sorted(m for m in ('torch', 'matplotlib', 'seaborn') if m in sys.modules))")

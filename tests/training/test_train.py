@@ -189,6 +189,7 @@ def test_gcn_zca_must_be_fitted_before_use():
 
 # --- the training loop ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_short_lenet5_training_on_the_mnist_sample_clearly_beats_chance(digits):
     recipe = recipe_with(LENET, iterations=300, eval_interval=100)
     result = train_network(lenet5(seed=0), digits.train_images, digits.train_labels,

@@ -69,6 +69,7 @@ def test_progress_file_is_written_atomically_at_most_once_per_interval(tmp_path)
     assert read_progress(path) is None                             # a display, never an error
 
 
+@pytest.mark.slow
 def test_the_runner_bar_moves_inside_a_point_from_the_notebook_s_progress_file(tmp_path, monkeypatch):
     ensure_kernel()
     seen = []

@@ -14,7 +14,7 @@ from torch.utils.data import DistributedSampler, Subset, TensorDataset, Weighted
 
 Y = np.array([0] * 6 + [1] * 2 + [2] * 1)        # positions 0-5 class 0, 6-7 class 1, 8 class 2
 SKEWED = np.random.default_rng(5).permutation(np.repeat([0, 1, 2], [60, 15, 4]))
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _classes(sampler, y=Y):

@@ -8,7 +8,7 @@ import pytest
 from imbalance.analysis import findings
 from imbalance.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

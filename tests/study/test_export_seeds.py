@@ -37,6 +37,7 @@ def trained_and_exported():
     return captured, readable(pd.DataFrame(result.records))
 
 
+@pytest.mark.slow
 def test_every_method_family_is_exported_with_the_seeds_it_trained_with(trained_and_exported):
     captured, exported = trained_and_exported
     nets = pipeline._point_networks([get_method(m) for m in TRAINED + POSTHOC])

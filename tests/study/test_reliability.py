@@ -19,7 +19,7 @@ from imbalance.study.params import RUNNER_PARAMETERS, load_params
 from imbalance.study.runner import run_study
 from imbalance.study.store import Store, error_line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAINING = ["mnist/step", "mnist/linear", "mnist/graded", "cifar10/step", "cifar10/linear",
             "cifar10/convergence", "imagenet/subsets"]
 

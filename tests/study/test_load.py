@@ -7,6 +7,8 @@ import multiprocessing
 import sqlite3
 from collections import Counter
 
+import pytest
+
 from fixtures.studies import NOTEBOOKS, fake_params
 
 N_POINTS, N_RUNNERS = 2_000, 4
@@ -21,6 +23,7 @@ def _runner(path, outputs, queue):
     queue.put((summary.trained, summary.skipped, summary.failed, summary.grid_seconds, pool.submitted))
 
 
+@pytest.mark.slow
 def test_four_runners_on_2000_points_do_each_point_exactly_once(tmp_path):
     path = fake_params(tmp_path, rho=[1 + i for i in range(N_POINTS)], mu=(0.5,), repeats=1)
     path.write_text(path.read_text().replace("notebook_parameters: {}", "methods: [baseline, baseline-thresh]"))

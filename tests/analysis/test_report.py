@@ -15,7 +15,7 @@ from browser.study import make_database  # noqa: E402
 from imbalance.analysis import frames, report, tables  # noqa: E402
 from scipy import stats as st  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "outputs" / "quick" / "results.sqlite"
 MACHINE_PATHS = ("/work/", "/home/", "/tmp/", "/root/", "/Users/", "C:\\")
 
@@ -83,6 +83,7 @@ def quick(tmp_path_factory):
     return outputs, path, path.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["tiny", "quick"])
 def test_report_is_a_document_without_code_markers_or_machine_paths(which, request):
     outputs, path, html = request.getfixturevalue(which)
@@ -139,6 +140,7 @@ def test_conclusions_table_comes_right_after_what_was_run(quick):
         assert check in text, check
 
 
+@pytest.mark.slow
 def test_two_repeats_give_no_interval_but_say_too_few(two):
     """n=2 per point: no interval anywhere, and the report says why."""
     _, _, html = two

@@ -79,7 +79,7 @@ def test_explorer_figure_leaves_thresholding_out_of_roc_auc_only(records):
 
 # --- paired differences, the log axis, and the widget on the committed quick study ------------------
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_explorer_paired_is_stats_paired_differences_at_the_point(records):

@@ -277,7 +277,7 @@ def test_opening_a_database_that_is_not_one_names_the_file(tmp_path):
 
 # --- readable exports (issue 10) --------------------------------------------------------------------
 
-QUICK_DB = Path(__file__).resolve().parents[1] / "outputs" / "quick" / "results.sqlite"
+QUICK_DB = Path(__file__).resolve().parents[2] / "outputs" / "quick" / "results.sqlite"
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +327,7 @@ def test_thresh_rows_share_their_base_network_and_are_not_counted_twice(quick_ex
 
 
 def test_the_column_dictionary_describes_every_exported_column(quick_export):
-    text = (Path(__file__).resolve().parents[1] / "docs" / "export-columns.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "export-columns.md").read_text()
     first_cells = re.findall(r"^\| (`\w+`(?:, `\w+`)*) \|", text, flags=re.M)   # a row may name a family
     documented = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
     assert documented == set(quick_export.columns)

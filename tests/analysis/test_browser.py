@@ -16,7 +16,7 @@ from browser.jupyterlab import jupyterlab
 from browser.study import make_database
 from fixtures.kernel import ensure_kernel
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("IMBALANCE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -75,6 +75,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.mark.slow
 def test_explorer_slider_redraws_the_figure(lab, tmp_path):
     base, token = lab
     with sync_api.sync_playwright() as p:

@@ -193,6 +193,7 @@ def cifar10_jpg(shared_data, data_cache):
     return dataset, before
 
 
+@pytest.mark.slow
 def test_cifar10_jpg_has_5000_train_and_1000_test_per_class(cifar10_jpg, shared_data):
     dataset, _ = cifar10_jpg
     assert dataset.train_images.shape == (50000, 3, 32, 32) and dataset.test_images.shape == (10000, 3, 32, 32)

@@ -24,6 +24,7 @@ def _max_rel(a, b):
                for p, q in zip(a.model.parameters(), b.model.parameters()))
 
 
+@pytest.mark.slow
 def test_threads_layout_is_bit_identical_to_single_runs_after_200_steps_float32(digits):
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=200, eval_interval=100)
     specs = _specs(3)

@@ -12,7 +12,7 @@ from imbalance.analysis import stats
 from imbalance.analysis.frames import load_study
 from scipy import stats as st
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def records(values: dict, *, point="step_rho=100_mu=0.5", rho=100.0, mu=0.5, metric="roc_auc", diverged=()):

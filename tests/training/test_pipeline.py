@@ -68,6 +68,7 @@ def test_two_phase_fine_tunes_a_copy_of_the_pretrained_network(point):
             0.1 * recipe_with(RECIPES["lenet5-mnist"], iterations=40).base_lr * (1 + 1e-4 * 39) ** -0.75)
 
 
+@pytest.mark.slow
 def test_batched_grid_point_gives_the_same_metrics_as_one_at_a_time(digits, point):
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=40, eval_interval=20)
     with intra_op_threads(1):      # the batched CPU layout runs each network on one intra-op thread
@@ -197,6 +198,7 @@ def test_tau_norm_scores_come_from_the_rescaled_network(modern):
     assert by["baseline-tau-norm"]["curve"] == by["baseline"]["curve"]
 
 
+@pytest.mark.slow
 def test_modern_methods_batched_give_the_same_records_as_one_at_a_time(digits, modern):
     recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=30, eval_interval=15)
     with intra_op_threads(1):
@@ -362,6 +364,7 @@ def test_without_validation_la_keeps_its_fixed_tau_and_a_train_prior_test_set_is
 SEARCHED = dict(iterations=40, eval_interval=20, lr_search=(0.01, 0.001), lr_search_runs=2)   # 4 candidates
 
 
+@pytest.mark.slow
 def test_test_best_of_keeps_for_each_method_the_candidate_with_the_best_test_roc_auc(digits):
     methods = ["baseline", "ros", "two-phase-ros", "baseline-thresh"]
     best = run_grid_point(digits, methods=methods, repeats=1, progress=False, selection="test-best-of-8",
@@ -379,6 +382,7 @@ def test_test_best_of_keeps_for_each_method_the_candidate_with_the_best_test_roc
     assert by["baseline-thresh"]["accuracy"] == by["baseline"]["thresholded_accuracy"]
 
 
+@pytest.mark.slow
 def test_validation_best_of_chooses_on_the_validation_split_never_the_test_set(digits):
     point = run_grid_point(digits, methods=["baseline", "rus"], repeats=2, progress=False, validation=0.2,
                            selection="validation-best-of-8",

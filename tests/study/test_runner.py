@@ -22,7 +22,7 @@ from imbalance.study.params import load_params, params_from_dict
 from imbalance.study.runner import run_study
 from imbalance.study.store import Store
 
-LIB = Path(__file__).resolve().parents[1] / "lib"
+LIB = Path(__file__).resolve().parents[2] / "lib"
 BASE = {"study": "t", "dataset": "mnist-sample", "notebook": "fake/step", "imbalance": "step",
         "rho": [10], "mu": [0.5], "recipe": "lenet5-mnist"}
 POINTS = 6  # the fake study: rho in {10, 100, 1000} x mu in {0.3, 0.7}
@@ -85,6 +85,7 @@ def test_a_done_study_trains_nothing_and_says_so(reference, capsys):
     assert rows(folder / "out" / "fake" / "results.sqlite") == expected
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path, reference):
     path, db = fake_params(tmp_path, sleep_s=1.0), tmp_path / "out" / "fake" / "results.sqlite"
     proc = subprocess.Popen(cli(path, tmp_path / "out", "--workers", "1"), env=env())
@@ -118,6 +119,7 @@ def test_two_runners_on_one_study_train_each_point_once(tmp_path, reference):
     assert sum(int(o.split(" trained")[0].rsplit(" ", 1)[1]) for o in outs) == POINTS
 
 
+@pytest.mark.slow
 def test_dask_executor_gives_the_local_rows(tmp_path, reference):
     path = fake_params(tmp_path)
     summary = run_study(load_params(path), executor="dask", workers=2, outputs_dir=tmp_path / "out",
@@ -142,6 +144,7 @@ def test_a_failing_point_is_retried_then_marked_failed_with_its_error(tmp_path):
     assert "fake failure at rho=100" in summary.errors["step_rho=100_mu=0.5"]
 
 
+@pytest.mark.slow
 def test_a_cell_that_outruns_cell_timeout_fails_its_point_instead_of_holding_it(tmp_path):
     path = fake_params(tmp_path, rho=(10,), mu=(0.5,), sleep_s=120)     # a hung cell, as far as the runner knows
     started = time.monotonic()
@@ -186,6 +189,7 @@ def test_dry_run_refuses_a_changed_study_as_run_does(reference, capsys):
     assert code == 2 and "repeats: 2 then, 3 now" in err
 
 
+@pytest.mark.slow
 def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5():
     """The dry run's figure against the job itself, on one thread.  The machine is shared, so the
     job is timed twice and the prediction must land within x1.5 of one of the two."""

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from imbalance.study.params import METHODS, GridPoint, check_data, expand_grid, load_params, params_from_dict
 
-PARAMS = Path(__file__).resolve().parents[1] / "params"
+PARAMS = Path(__file__).resolve().parents[2] / "params"
 
 BASE = {"study": "t", "dataset": "mnist-sample", "notebook": "mnist/step", "imbalance": "step",
         "rho": [10, 100], "mu": [0.5], "repeats": 2, "recipe": "lenet5-mnist"}
