@@ -192,7 +192,7 @@ def test_dry_run_refuses_a_changed_study_as_run_does(reference, capsys):
 @pytest.mark.slow
 def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5():
     """The dry run's figure against the job itself, on one thread.  The machine is shared, so the
-    job is timed twice and the prediction must land within x1.5 of one of the two."""
+    probe and the job are timed twice each and the faster probe must land within x1.5 of one of the two jobs."""
     import torch
     from imbalance.data.datasets import load_dataset
     from imbalance.training import pipeline as methods
@@ -200,7 +200,8 @@ def test_the_timed_point_predicts_the_real_jobs_wall_time_within_a_factor_of_1_5
     params = params_from_dict({**BASE, "methods": ["baseline"], "repeats": 1, "device": "cpu",
                                "recipe_overrides": {"iterations": 300, "eval_interval": 100}})
     point = runner.expand_grid(params)[0]
-    timing = runner.time_point(params, point, threads=1)
+    # the probe, like the job, is timed twice (its first run can pay one-off costs of a busy machine)
+    timing = min((runner.time_point(params, point, threads=1) for _ in range(2)), key=lambda t: t.seconds)
     data, actual, threads = load_dataset("mnist-sample"), [], torch.get_num_threads()
     torch.set_num_threads(1)
     try:
