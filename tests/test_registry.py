@@ -115,13 +115,14 @@ def test_a_method_fingerprint_follows_its_definition_and_its_revision_not_its_pr
     from imbalance.registry import METHODS, fingerprint, legacy_fingerprint
     # golden values: a new Loss field left at its default must not change any existing fingerprint
     assert legacy_fingerprint("baseline") == fingerprint("baseline") == "d267d23d7560"
-    assert legacy_fingerprint("cb-focal") == "8cb5f5096270"
+    assert legacy_fingerprint("cb-focal") == "8cb5f5096270" != fingerprint("cb-focal")   # revision 2 (issue 23)
+    assert legacy_fingerprint("ldam-drw") != fingerprint("ldam-drw") and legacy_fingerprint("ros") == fingerprint("ros")
     saved = METHODS["focal"]
     try:
         METHODS["focal"] = replace(saved, changes="reworded", source="elsewhere")
         assert fingerprint("focal") == legacy_fingerprint("focal")
         METHODS["focal"] = replace(saved, revision=2)
-        assert fingerprint("focal") != legacy_fingerprint("focal")
+        assert fingerprint("focal") != legacy_fingerprint("focal") == "62ced0382307"
         assert fingerprint("focal-la") != legacy_fingerprint("focal-la")     # a post-hoc method follows its base
         assert legacy_fingerprint("focal") == legacy_fingerprint("focal") and len(fingerprint("focal")) == 12
     finally:

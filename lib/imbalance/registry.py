@@ -22,13 +22,17 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 SAMPLINGS = ("none", "ros", "rus", "class-aware", "sqrt")
 STREAMED = ("class-aware", "sqrt")          # drawn batch by batch, not a resampled set
 WEIGHTINGS = ("none", "inverse", "class-balanced")
+REDUCTIONS = ("weights", "batch")            # a batch's weighted loss over its summed weights, or over its size
+FOCAL_FORMS = ("softmax", "sigmoid")         # focal over the softmax's true class, or over C sigmoids (Cui et al.)
+HEADS = ("model", "cosine")                  # the model's own output layer, or Cao et al.'s normalised one
+BIAS_INITS = ("model", "sigmoid-uniform")    # the model's init, or Cui et al.'s -log(C - 1) for sigmoid outputs
 STAGES = (None, "two-phase", "crt")
 POSTHOC = ("thresh", "la", "tau-norm")      # suffixes '-thresh', '-la', '-tau-norm'
 THRESH_SUFFIX = "-thresh"                   # '<m>-thresh': <m>'s network, its scores divided by the priors
@@ -44,10 +48,13 @@ class Loss:
     """Loss terms, one mechanism for every loss-level method (imbalance.training.losses.class_loss):
 
         z'_j = s * (z_j + tau log pi_j - [j = y] delta_y)          (logits; pi = training priors)
-        l    = (1 - p'_y)^gamma * (-log p'_y)                        (p' = softmax(z'))
-        loss = sum_i w_{y_i} l_i / sum_i w_{y_i}                     (F.cross_entropy's weighted mean)
+        l    = (1 - p'_y)^gamma * (-log p'_y)                        (p' = softmax(z'); focal_form 'softmax')
+        l    = sum_j (1 - q_j)^gamma * BCE(z'_j, [j = y])           (q_j = sigmoid of the right sign; 'sigmoid')
+        loss = sum_i w_{y_i} l_i / sum_i w_{y_i}                     (reduction 'weights': F.cross_entropy's)
+        loss = sum_i w_{y_i} l_i / B                                 (reduction 'batch': Cui et al.'s)
 
-    with class weights w (from iteration `deferred` x iterations on when deferred > 0; 1 before).
+    with class weights w (from iteration `deferred` x iterations on when deferred > 0; 1 before), and the
+    learning rate multiplied by `deferred_lr` from that switch on (Cao et al. drop it there).
     The defaults are plain cross-entropy.
     """
     weights: str = "none"          # 'none' | 'inverse' (1/n_c, mean 1) | 'class-balanced' (Cui et al.)
@@ -57,14 +64,22 @@ class Loss:
     logit_tau: float = 0.0         # logit offsets tau * log(prior) added while training; 0 = none
     max_margin: float = 0.0        # LDAM: delta_c proportional to n_c^(-1/4), the largest = max_margin; 0 = none
     scale: float = 1.0             # LDAM: s, multiplies the adjusted logits
+    reduction: str = "weights"     # 'weights' (sum w l / sum w) | 'batch' (sum w l / B)
+    focal_form: str = "softmax"    # 'softmax' | 'sigmoid' (Cui et al.'s focal over C one-vs-rest sigmoids)
+    deferred_lr: float = 1.0       # the learning rate's factor from the deferred switch on (Cao et al.: 0.01)
 
     def __post_init__(self):
         if self.weights not in WEIGHTINGS:
             raise ValueError(f"Loss weights must be one of {WEIGHTINGS}, got {self.weights!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"Loss reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        if self.focal_form not in FOCAL_FORMS:
+            raise ValueError(f"Loss focal_form must be one of {FOCAL_FORMS}, got {self.focal_form!r}")
         for key, ok, what in (("beta", lambda v: 0 <= v < 1, "in [0, 1)"),
                               ("deferred", lambda v: 0 <= v < 1, "in [0, 1)"),
                               ("focal_gamma", lambda v: v >= 0, ">= 0"), ("logit_tau", lambda v: True, "finite"),
-                              ("max_margin", lambda v: v >= 0, ">= 0"), ("scale", lambda v: v > 0, "> 0")):
+                              ("max_margin", lambda v: v >= 0, ">= 0"), ("scale", lambda v: v > 0, "> 0"),
+                              ("deferred_lr", lambda v: v > 0, "> 0")):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
                 raise ValueError(f"Loss {key} must be a number {what}, got {v!r}")
@@ -88,6 +103,9 @@ class Method:
     posthoc_tau: float = 1.0         # '-la': logits - tau log(prior); '-tau-norm': w_c / |w_c|^tau
     source: str = ""                 # paper (and equation) the method follows
     changes: str = ""                # what it changes, one line (the README's methods table)
+    head: str = "model"              # 'model' | 'cosine': Cao et al.'s normalised output layer, times head_scale
+    head_scale: float = 30.0         # s of a cosine head (its logits lie in [-s, s])
+    bias_init: str = "model"         # 'model' | 'sigmoid-uniform': output biases -log(C - 1) (Cui et al.)
     revision: int = 1                # raise it when what the method does changes without a field changing
 
     def __post_init__(self):
@@ -102,6 +120,11 @@ class Method:
         if self.posthoc is not None and (self.posthoc not in POSTHOC or self.base is None):
             raise ValueError(f"method {self.name!r}: posthoc must be one of {POSTHOC} with a base method, "
                              f"got posthoc={self.posthoc!r}, base={self.base!r}")
+        if self.head not in HEADS or self.bias_init not in BIAS_INITS:
+            raise ValueError(f"method {self.name!r}: head must be one of {HEADS} and bias_init one of {BIAS_INITS}, "
+                             f"got {self.head!r}, {self.bias_init!r}")
+        if not (isinstance(self.head_scale, (int, float)) and math.isfinite(self.head_scale) and self.head_scale > 0):
+            raise ValueError(f"method {self.name!r}: head_scale must be a number > 0, got {self.head_scale!r}")
         if not (isinstance(self.posthoc_tau, (int, float)) and math.isfinite(self.posthoc_tau)
                 and self.posthoc_tau >= 0):
             raise ValueError(f"method {self.name!r}: posthoc_tau must be a number >= 0, got {self.posthoc_tau!r}")
@@ -116,18 +139,26 @@ class Method:
         return self.posthoc == "thresh"
 
     @property
+    def scores(self) -> str:
+        """How its network's outputs become scores: 'sigmoid' for a sigmoid (one-vs-rest) loss, else 'softmax'."""
+        return "sigmoid" if self.loss.focal_form == "sigmoid" else "softmax"
+
+    @property
     def trains(self) -> bool:
         """Whether the method trains a network of its own (post-hoc methods reuse their base's)."""
         return self.posthoc is None
 
 
 CB = dict(weights="class-balanced", beta=0.9999)     # Cui et al. 2019: beta = 0.9999
-# Every weighted loss here divides a batch's weighted sum by the batch's summed weights, as
-# F.cross_entropy(weight=) does and as Cao et al.'s LDAM-DRW code does.  Cui et al.'s code divides it by
-# the batch size instead.  Under the summed-weights rule a batch holding one minority example at
-# rho = 1000 puts most of its step on that example: the likely cause of cb-focal's divergences on full
-# MNIST (outputs/mnist-step).  Kept, so the committed studies stay one definition; a batch-size variant
-# would be a new, separately named method.
+# Each method follows its authors' code (docs/methods.md has a card per method: reference, formula,
+# deviations, the pinned check).  Revision 2 (issue 23) made four of them faithful:
+# - cb-ce, cb-focal: Cui et al.'s code divides a batch's weighted loss by the batch size (revision 1 divided
+#   by the summed weights, so one minority example at rho = 1000 carried most of a step: the cause of
+#   cb-focal's divergences in the committed studies); cb-focal is their sigmoid focal loss over all C
+#   outputs, gamma = 1, with the output biases starting at -log(C - 1);
+# - ldam-drw, drw: Cao et al.'s deferred re-weighting starts where their learning rate drops x0.01 (160 of
+#   200 epochs); LeNet-5's 'inv' schedule has no drop, so the method brings one (x0.01 at the switch: the
+#   smallest declared recipe change); ldam-drw has their normalised (cosine) head with s = 30.
 _BUILTIN = [
     # --- the paper (Buda et al. 2018, section 3.3) ---
     Method(name="baseline", source="Buda et al. 2018", changes="nothing: cross-entropy on the imbalanced subset"),
@@ -142,12 +173,14 @@ _BUILTIN = [
     # --- losses ---
     Method(name="weighted-ce", loss=Loss(weights="inverse"), source="inverse class frequency weighting",
            changes="loss: cross-entropy weighted by 1/n_c, normalised to mean 1"),
-    Method(name="cb-ce", loss=Loss(**CB), source="Cui et al. 2019 (CVPR), class-balanced loss",
-           changes="loss: cross-entropy weighted by (1-beta)/(1-beta^n_c), beta = 0.9999, over the batch's summed "
-                   "weights (Cui et al.: over the batch size)"),
-    Method(name="cb-focal", loss=Loss(**CB, focal_gamma=1.0), source="Cui et al. 2019 (CVPR), class-balanced focal",
-           changes="loss: focal (gamma = 1) weighted by (1-beta)/(1-beta^n_c), beta = 0.9999, over the batch's "
-                   "summed weights (Cui et al.: over the batch size)"),
+    Method(name="cb-ce", loss=Loss(**CB, reduction="batch"), revision=2,
+           source="Cui et al. 2019 (CVPR), class-balanced loss; richardaecn/class-balanced-loss",
+           changes="loss: cross-entropy weighted by (1-beta)/(1-beta^n_c), beta = 0.9999, over the batch size"),
+    Method(name="cb-focal", loss=Loss(**CB, focal_gamma=1.0, focal_form="sigmoid", reduction="batch"),
+           bias_init="sigmoid-uniform", revision=2,
+           source="Cui et al. 2019 (CVPR), class-balanced focal loss; richardaecn/class-balanced-loss",
+           changes="loss: sigmoid focal over all C outputs (gamma = 1) weighted by (1-beta)/(1-beta^n_c), "
+                   "beta = 0.9999, over the batch size; output biases start at -log(C-1); sigmoid scores"),
     Method(name="focal", loss=Loss(focal_gamma=2.0), source="Lin et al. 2017 (ICCV), FL = -(1-p_y)^gamma log p_y",
            changes="loss: focal, gamma = 2"),
     Method(name="la-loss", loss=Loss(logit_tau=1.0), source="Menon et al. 2021 (ICLR), logit-adjusted loss",
@@ -155,18 +188,19 @@ _BUILTIN = [
     # Ren et al.'s balanced softmax, exp(z_y) n_y / sum_j exp(z_j) n_j, is the logit-adjusted loss at tau = 1
     Method(name="balanced-softmax", loss=Loss(logit_tau=1.0), source="Ren et al. 2020 (NeurIPS), balanced softmax",
            changes="loss: softmax of z + log(prior) (= la-loss, tau = 1)"),
-    # Cao et al. 2019: delta_c = C / n_c^(1/4) with the largest 0.5 (their eq. for the margins), s = 30, and
-    # DRW over the last 20% (their 160 of 200 epochs) with class-balanced weights (beta = 0.9999).  Their
-    # network ends in a normalised (cosine) linear head, whose logits lie in [-1, 1], and s = 30 sets their
-    # range.  This project keeps LeNet-5's and All-CNN-C's plain output layers (the same initial weights as
-    # the paired methods, in the same batched job), so the margins are subtracted from raw logits and the
-    # scale is s = 1: s = 30 on raw logits diverged within 5 iterations on mnist-sample (LeNet-5, lr 0.01).
-    Method(name="ldam-drw", loss=Loss(max_margin=0.5, scale=1.0, deferred=0.2, **CB),
-           source="Cao et al. 2019 (NeurIPS), LDAM loss + deferred re-weighting",
-           changes="loss: margin 0.5 (n_min/n_c)^(1/4) off the true logit (raw head, s = 1); CB weights over "
-                   "the last 20%"),
-    Method(name="drw", loss=Loss(deferred=0.2, **CB), source="Cao et al. 2019 (NeurIPS), deferred re-weighting",
-           changes="loss: cross-entropy; CB weights (beta = 0.9999) over the last 20% of iterations"),
+    # Cao et al. 2019 (kaidic/LDAM-DRW): delta_c proportional to n_c^(-1/4), the largest 0.5, on the cosine
+    # logits of their NormedLinear head, times s = 30: CE(30 (cos - delta)).  Here the head outputs 30 cos
+    # (its logits are what the loss sees, so softmax scores are the trained ones), and the margins are in
+    # those logits' units: 30 x 0.5 = 15.  DRW over the last 20% (their 160 of 200 epochs) with class-balanced
+    # weights (beta = 0.9999, F.cross_entropy(weight=): over the summed weights), starting with a lr x0.01 drop.
+    Method(name="ldam-drw", loss=Loss(max_margin=15.0, scale=1.0, deferred=0.2, deferred_lr=0.01, **CB),
+           head="cosine", head_scale=30.0, revision=2,
+           source="Cao et al. 2019 (NeurIPS), LDAM loss + deferred re-weighting; kaidic/LDAM-DRW",
+           changes="head: cosine x 30; loss: margin 0.5 (n_min/n_c)^(1/4) on the cosine; CB weights and lr x0.01 "
+                   "over the last 20%"),
+    Method(name="drw", loss=Loss(deferred=0.2, deferred_lr=0.01, **CB), revision=2,
+           source="Cao et al. 2019 (NeurIPS), deferred re-weighting; kaidic/LDAM-DRW",
+           changes="loss: cross-entropy; CB weights (beta = 0.9999) and lr x0.01 over the last 20% of iterations"),
     # --- sampling streams ---
     Method(name="class-aware", sampling="class-aware", source="Shen et al. 2016 (ECCV), class-aware sampling",
            changes="mini-batches: a class uniformly, then one of its examples"),
@@ -255,32 +289,50 @@ def display_order() -> tuple[str, ...]:
     return PAPER_METHODS + tuple(rest) + ("baseline-la", "baseline-tau-norm")
 
 
-def _definition(m: Method, revision: int) -> tuple:
-    """What a method does, as data: every field but its name's prose (source, changes), at `revision`;
-    a post-hoc method is its adjustment of its base's definition."""
-    if m.posthoc:
-        base = METHODS[m.base]
-        return ("posthoc", m.posthoc, m.posthoc_tau, _definition(base, base.revision))
+def _definition(m: Method) -> tuple:
+    """What a trained method does, as data: its sampling, loss, second stage, head and revision; never its prose
+    (source, changes) nor its name.  Fields at their defaults are left out, so adding a field keeps every
+    existing fingerprint."""
     loss = tuple((f.name, getattr(m.loss, f.name)) for f in fields(Loss) if getattr(m.loss, f.name) != f.default)
-    return ("trained", m.sampling, loss, m.stage2, revision)
+    extra = tuple((f.name, getattr(m, f.name)) for f in fields(Method)
+                  if f.name in ("head", "head_scale", "bias_init") and getattr(m, f.name) != f.default)
+    return ("trained", m.sampling, loss, m.stage2, m.revision) + ((extra,) if extra else ())
+
+
+def _hash(definition) -> str:
+    return hashlib.sha256(repr(definition).encode()).hexdigest()[:12]
+
+
+# The built-in methods' definitions before fingerprints existed (every one at revision 1): the records of
+# studies registered then were made with these, whatever the registry says now.  Computed once from the
+# registry of that time (git e5a04fc) and pinned by tests/test_registry.py.
+REVISION_1 = {"baseline": "d267d23d7560", "ros": "7613caa90be2", "rus": "b1ff5c7073b9",
+              "two-phase-ros": "b222515b7a36", "two-phase-rus": "55cabe5ba294", "weighted-ce": "84afbf9528c6",
+              "cb-ce": "69350c5dd546", "cb-focal": "8cb5f5096270", "focal": "62ced0382307",
+              "la-loss": "17371b4582f7", "balanced-softmax": "17371b4582f7", "ldam-drw": "c82d209fada2",
+              "drw": "7f30dd802455", "class-aware": "3335ba36cdce", "sqrt-sampling": "f4fab5156424",
+              "crt": "5f0ae851d204"}
 
 
 def fingerprint(name: str) -> str:
     """The fingerprint of method `name`'s current definition (12 hex digits of a SHA-256): records carry it,
-    and a study refuses to mix two definitions of one name."""
-    return hashlib.sha256(repr(_definition(get_method(name), get_method(name).revision)).encode()).hexdigest()[:12]
+    and a study refuses to mix two definitions of one name.  A post-hoc method's is its adjustment of its
+    base's fingerprint."""
+    m = get_method(name)
+    if m.posthoc:
+        return _hash(("posthoc", m.posthoc, m.posthoc_tau, fingerprint(m.base)))
+    return _hash(_definition(m))
 
 
 def legacy_fingerprint(name: str) -> str:
-    """The fingerprint records made before fingerprints existed stand for: revision 1 of `name`'s fields
-    (every method was at revision 1 then), with a post-hoc method's base at revision 1 too."""
+    """The definition that records made before fingerprints existed stand for: a built-in method's
+    REVISION_1 entry; a user's method's current fields at revision 1."""
     m = get_method(name)
     if m.posthoc:
-        base = METHODS[m.base]
-        definition = ("posthoc", m.posthoc, m.posthoc_tau, _definition(base, 1))
-    else:
-        definition = _definition(m, 1)
-    return hashlib.sha256(repr(definition).encode()).hexdigest()[:12]
+        return _hash(("posthoc", m.posthoc, m.posthoc_tau, legacy_fingerprint(m.base)))
+    if m.name in REVISION_1:
+        return REVISION_1[m.name]
+    return _hash(_definition(replace(m, revision=1)))
 
 
 def trained_method(name: str) -> str:

@@ -40,7 +40,10 @@ NETWORK_FIELDS = (
     "validation", "n_validation", *(f"val_{m}" for m in VALIDATION_METRICS), "posthoc_tau", "tau_source",
     "test_prior", *(f"prior_{m}" for m in VALIDATION_METRICS),
     # added for the paper's selection protocols (issue 13): how the network's base lr was chosen
-    "selection", "base_lr", "selection_score", "zca_fit")
+    "selection", "base_lr", "selection_score", "zca_fit",
+    # added for faithful methods (issue 23): which failure rule stopped a failed network (`diverged` is its
+    # flag: a failed network has no scores), and the fingerprint of its method's definition (registry)
+    "failure", "method_fingerprint")
 
 
 JSON_FIELDS = ("class_counts", "per_class_recall", "versions", "confusion_matrix", "classes", "per_class_precision")

@@ -58,7 +58,16 @@ from imbalance.training.loop import (
     sgd_step_,
 )
 from imbalance.training.losses import LossTerms, class_loss
-from imbalance.training.models import SeededDropout, build_model, dropout_masks, dropout_shapes, reseed_dropout
+from imbalance.training.models import (
+    CosineHead,
+    SeededDropout,
+    build_model,
+    dropout_masks,
+    dropout_shapes,
+    reseed_dropout,
+    set_output_bias,
+    with_cosine_head,
+)
 from imbalance.training.recipes import Recipe, learning_rate
 from imbalance.training.single import train_network
 
@@ -77,6 +86,8 @@ class NetworkSpec:
     reinit_output: bool = False          # cRT: with init_from, output layers re-drawn from init_seed
     loss: LossTerms | None = None        # the method's loss terms (imbalance.training.losses); None = cross-entropy
     shuffle: bool = True                 # False: stream `indices` in order (class-aware batches drawn already)
+    head_scale: float = 0.0              # > 0: the last output layer becomes a cosine head x head_scale (Cao et al.)
+    output_bias: float | None = None     # the last output layer's biases start at this (Cui et al.: -log(C - 1))
 
 
 # The layout "auto" picks for K >= 2 networks without batch norm, per device type (override: layout=...);
@@ -129,6 +140,14 @@ class _Progress:
         self.bar.close()
 
 
+def _head(spec: NetworkSpec) -> str:
+    """The network's output-layer kind: stacked (vmap, gemm) groups hold one architecture each."""
+    if spec.head_scale or (spec.init_from is not None and any(isinstance(m, CosineHead)
+                                                               for m in spec.init_from.modules())):
+        return "cosine"
+    return "model"
+
+
 def _trainable(spec: NetworkSpec, model: nn.Module):
     return tuple(model.output_layers) if spec.trainable == "output" else spec.trainable
 
@@ -144,8 +163,12 @@ def _initial_model(spec: NetworkSpec, recipe: Recipe, *, n_classes: int, in_chan
         drawn = dict(fresh().named_parameters())
         with torch.no_grad():
             for name, p in model.named_parameters():
-                if any(name == q or name.startswith(q + ".") for q in model.output_layers):
+                if any(name == q or name.startswith(q + ".") for q in model.output_layers) and name in drawn:
                     p.copy_(drawn[name])
+    if spec.init_from is None and spec.output_bias is not None:
+        set_output_bias(model, spec.output_bias)
+    if spec.init_from is None and spec.head_scale:
+        model = with_cosine_head(model, scale=spec.head_scale)
     model = model.to(device, dtype)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
@@ -253,7 +276,8 @@ def _train_vmap_groups(specs, source, ys, recipe, *, test_set, group_size, bar, 
     """vmap groups of networks that share their trainable layers; a CUDA out-of-memory error halves
     the group and retrains it (warned, and recorded in each result's group_size / oom_halvings)."""
     results: list[TrainResult | None] = [None] * len(specs)
-    keys = [(s.trainable if isinstance(s.trainable, (str, type(None))) else tuple(s.trainable)) for s in specs]
+    keys = [(s.trainable if isinstance(s.trainable, (str, type(None))) else tuple(s.trainable), _head(s))
+            for s in specs]
     for key in dict.fromkeys(keys):
         todo = [i for i, k in enumerate(keys) if k == key]
         size, halvings = group_size or len(todo), 0
@@ -328,10 +352,16 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         early, late = torch.stack([lt.weights for lt in terms]), torch.stack([lt.late_weights for lt in terms])
         switch = torch.tensor([lt.switch for lt in terms], device=device)
 
+        late_factor = torch.tensor([lt.late_lr for lt in terms], dtype=dtype, device=device)
+
     def stacked_terms(t: int):
         if terms is None:
             return None
         return {**fixed, "weights": torch.where((t >= switch).unsqueeze(-1), late, early)}
+
+    def late_lr(t: int):
+        """Each network's learning-rate factor at step t (Cao et al.'s drop at the DRW switch); 1 without terms."""
+        return 1.0 if terms is None else torch.where(t >= switch, late_factor, torch.ones_like(late_factor))
 
     def body(b: dict):
         """One step of the K networks from its inputs: the gather, forward, backward and SGD update."""
@@ -353,7 +383,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         n = min(recipe.eval_interval, recipe.iterations - start)
         batches = torch.stack([s.next_many(n) for s in streams], 1).to(device)     # (n, K, B)
         for t in range(start, start + n):
-            inputs = {"idx": batches[t - start], "lr": learning_rate(recipe, t) * lr_scale * alive,
+            inputs = {"idx": batches[t - start], "lr": learning_rate(recipe, t) * lr_scale * alive * late_lr(t),
                       "masks": dropout_masks(models, shapes, device=device, dtype=dtype) if shapes else {},
                       "terms": stacked_terms(t)}
             log.losses[t], log.hits[t] = whole_step(inputs)
@@ -362,7 +392,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         end = start + n
         test = (lambda: _vmap_test_accuracy(base, {**train_p, **frozen_p}, test_set)) if test_set else None
         for j in log.close_interval(start, end, examples_per_step=recipe.batch_size, test_accuracy=test,
-                                    lrs=[learning_rate(recipe, end - 1) * float(s) for s in lr_scale]):
+                                    lrs=[learning_rate(recipe, end - 1) * float(s) for s in lr_scale * late_lr(end - 1)]):
             alive[j] = False
             n_alive -= 1
         if not n_alive:
@@ -376,7 +406,8 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(stacked[name][j])
-        results.append(TrainResult(model, log.done[j], log.diverged_at[j], log.curves[j], seconds))
+        results.append(TrainResult(model, log.done[j], log.diverged_at[j], log.curves[j], seconds,
+                                   failure=log.failure[j]))
     return results
 
 
@@ -474,6 +505,16 @@ def predict_networks(models: list[nn.Module], images, *, device=None, batch_size
     """Logits (K, N, C) of K networks of one architecture on preprocessed test images, batched when
     the models have no buffers (one vmapped pass per test batch), else one model at a time."""
     device = resolve_device(device)
+    kinds: dict[tuple, list[int]] = {}          # one stacked pass per architecture (a cosine head is another)
+    for i, m in enumerate(models):
+        kinds.setdefault(tuple((n, type(x).__name__) for n, x in m.named_modules()), []).append(i)
+    if len(kinds) > 1:
+        out: list = [None] * len(models)
+        for where in kinds.values():
+            for i, logits in zip(where, predict_networks([models[i] for i in where], images, device=device,
+                                                         batch_size=batch_size)):
+                out[i] = logits
+        return torch.stack(out)
     source = images if hasattr(images, "batch") else ResidentImages(images.to(device))
     if any(b.numel() for m in models for b in m.buffers()):
         return torch.stack([_predict(m.to(device), source, batch_size=batch_size, device=device) for m in models])

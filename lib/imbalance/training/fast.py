@@ -559,7 +559,8 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
     params = {n: params[n] for n in nets[0][0]}                                      # the layer order
     split = (lambda d: [{n: t[j] for n, t in d.items()} for j in range(k)]) if stacked else \
         (lambda d: _split(d, k))
-    return [TrainResult(FastNet(p, bf, recipe).eval(), log.done[j], log.diverged_at[j], log.curves[j], seconds)
+    return [TrainResult(FastNet(p, bf, recipe).eval(), log.done[j], log.diverged_at[j], log.curves[j], seconds,
+                        failure=log.failure[j])
             for j, (p, bf) in enumerate(zip(split(params), split(buffers)))]
 
 

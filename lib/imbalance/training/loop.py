@@ -153,12 +153,13 @@ def lr_multipliers(model: nn.Module, recipe: Recipe, trainable=None) -> list[flo
 class TrainResult:
     model: nn.Module
     iterations_done: int                    # updates made (< recipe.iterations if diverged)
-    diverged_at: int | None                 # first iteration with a NaN/inf loss
+    diverged_at: int | None                 # the iteration it failed at (FAILURES: non-finite or exploded loss)
     curve: list[dict] = field(default_factory=list)  # one point per eval_interval
     seconds: float = 0.0
     preprocessor: Preprocessor | None = None  # to apply to test images (evaluate)
     group_size: int | None = None           # vmap/gemm layouts: networks trained in lockstep with it
     oom_halvings: int = 0                   # times its group was halved after a CUDA out-of-memory error
+    failure: str | None = None              # which rule of FAILURES stopped it, None if none did
 
     @property
     def diverged(self) -> bool:
@@ -179,10 +180,19 @@ def _predict(model: nn.Module, source, *, batch_size: int, device) -> torch.Tens
             m.train(mode)
 
 
+# A network fails, and is stopped with no scores, when (the first rule that fires is recorded):
+NON_FINITE = "non-finite loss"        # a step's loss is NaN or inf
+EXPLODED = "exploded loss"            # an interval's mean training loss > EXPLOSION x the run's first interval's
+CONSTANT = "constant outputs"         # its scores do not vary over the test set (the pipeline checks, after training)
+FAILURES = (NON_FINITE, EXPLODED, CONSTANT)
+EXPLOSION = 100.0
+
+
 class IntervalLog:
     """The scaffold every trainer shares (single, batched, fast): each step's loss and correct predictions
     of K networks trained together, and, at the end of each evaluation interval, one host sync that finds
-    the networks whose loss turned non-finite (stopped, `diverged_at` = that step) and adds a curve point
+    the networks that failed (a non-finite loss: stopped at that step; an exploded loss, EXPLOSION times the
+    run's own first interval's mean: stopped at the interval's first step) and adds a curve point
     (iteration, lr, mean train loss and accuracy of the interval, test accuracy when given) to the others."""
 
     def __init__(self, k: int, *, iterations: int, device):
@@ -190,6 +200,8 @@ class IntervalLog:
         self.hits = torch.zeros(iterations, k, device=device)
         self.curves: list[list[dict]] = [[] for _ in range(k)]
         self.diverged_at: list[int | None] = [None] * k
+        self.failure: list[str | None] = [None] * k
+        self.first_loss: list[float | None] = [None] * k
         self.done = [0] * k
 
     @property
@@ -200,20 +212,32 @@ class IntervalLog:
         """Close the interval [start, end): returns the networks that diverged in it.  `test_accuracy`: a
         function giving the K networks' test accuracies, called only when a network is still training."""
         bad = ~torch.isfinite(self.losses[start:end])                       # (n, K): the one host sync
+        means = self.losses[start:end].mean(0).tolist()
         diverged = []
-        alive = [d is None and not bad[:, j].any() for j, d in enumerate(self.diverged_at)]
+        alive = [d is None and not bad[:, j].any() and not self._exploded(j, means[j])
+                 for j, d in enumerate(self.diverged_at)]
         test_accuracy = test_accuracy() if test_accuracy is not None and any(alive) else None
         for j, curve in enumerate(self.curves):
             if self.diverged_at[j] is not None:
                 continue
             self.done[j] = end
             if bad[:, j].any():
-                self.diverged_at[j] = start + int(torch.nonzero(bad[:, j])[0])
+                self.diverged_at[j], self.failure[j] = start + int(torch.nonzero(bad[:, j])[0]), NON_FINITE
                 diverged.append(j)
                 continue
+            if self._exploded(j, means[j]):
+                self.diverged_at[j], self.failure[j] = start, EXPLODED
+                diverged.append(j)
+                continue
+            if self.first_loss[j] is None:
+                self.first_loss[j] = means[j]
             point = {"iteration": end, "lr": float(lrs[j]), "train_loss": float(self.losses[start:end, j].mean()),
                      "train_accuracy": float(self.hits[start:end, j].sum()) / ((end - start) * examples_per_step)}
             if test_accuracy is not None:
                 point["test_accuracy"] = float(test_accuracy[j])
             curve.append(point)
         return diverged
+
+    def _exploded(self, j: int, mean: float) -> bool:
+        first = self.first_loss[j]
+        return first is not None and first > 0 and mean > EXPLOSION * first

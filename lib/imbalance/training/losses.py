@@ -54,18 +54,25 @@ class LossTerms:
     margins: torch.Tensor        # subtracted from the true class's logit
     scale: float                 # multiplies the adjusted logits
     gamma: float                 # focal exponent
+    sigmoid: float = 0.0         # 1: the focal loss over C one-vs-rest sigmoids (Cui et al.); 0: over the softmax
+    per_batch: float = 0.0       # 1: the weighted sum over the batch size (Cui et al.); 0: over the summed weights
+    late_lr: float = 1.0         # the learning rate's factor from iteration `switch` on (Cao et al.'s DRW drop)
 
     def at(self, iteration: int) -> dict:
         """Keyword arguments of `class_loss` for the update of `iteration`."""
         w = self.late_weights if iteration >= self.switch else self.weights
-        return dict(weights=w, offsets=self.offsets, margins=self.margins,
-                    scale=torch.tensor(self.scale, dtype=w.dtype, device=w.device),
-                    gamma=torch.tensor(self.gamma, dtype=w.dtype, device=w.device))
+        scalar = lambda v: torch.tensor(v, dtype=w.dtype, device=w.device)   # noqa: E731
+        return dict(weights=w, offsets=self.offsets, margins=self.margins, scale=scalar(self.scale),
+                    gamma=scalar(self.gamma), sigmoid=scalar(self.sigmoid), per_batch=scalar(self.per_batch))
+
+    def lr_factor(self, iteration: int) -> float:
+        """The factor of the recipe's learning rate for the update of `iteration`."""
+        return self.late_lr if iteration >= self.switch else 1.0
 
     def to(self, device=None, dtype=None) -> "LossTerms":
         move = lambda t: t.to(device=device, dtype=dtype)   # noqa: E731
         return LossTerms(move(self.weights), move(self.late_weights), self.switch, move(self.offsets),
-                         move(self.margins), self.scale, self.gamma)
+                         move(self.margins), self.scale, self.gamma, self.sigmoid, self.per_batch, self.late_lr)
 
 
 def loss_terms(loss: Loss, counts, *, iterations: int, dtype=torch.float64) -> LossTerms | None:
@@ -84,25 +91,38 @@ def loss_terms(loss: Loss, counts, *, iterations: int, dtype=torch.float64) -> L
     return LossTerms(weights=as_t(ones if loss.deferred else w), late_weights=as_t(w), switch=switch,
                      offsets=as_t(loss.logit_tau * np.log(prior)),
                      margins=as_t(ldam_margins(n, max_margin=loss.max_margin) if loss.max_margin else 0 * n),
-                     scale=float(loss.scale), gamma=float(loss.focal_gamma))
+                     scale=float(loss.scale), gamma=float(loss.focal_gamma),
+                     sigmoid=float(loss.focal_form == "sigmoid"), per_batch=float(loss.reduction == "batch"),
+                     late_lr=float(loss.deferred_lr))
 
 
-def class_loss(logits: torch.Tensor, y: torch.Tensor, *, weights, offsets, margins, scale, gamma) -> torch.Tensor:
+def class_loss(logits: torch.Tensor, y: torch.Tensor, *, weights, offsets, margins, scale, gamma,
+               sigmoid=0.0, per_batch=0.0) -> torch.Tensor:
     """The loss of a batch of logits (B, C) with labels y (B,):
 
-        z' = scale * (logits + offsets - onehot(y) * margins[y]),   l_i = (1 - p'_y)^gamma * -log p'_y,
-        loss = sum_i weights[y_i] l_i / sum_i weights[y_i].
+        z' = scale * (logits + offsets - onehot(y) * margins[y])
+        l_i = (1 - p'_y)^gamma * -log p'_y                                  (sigmoid = 0: softmax p')
+        l_i = sum_j exp(-gamma (t_ij z'_ij + softplus(-z'_ij))) BCE(z'_ij, t_ij)   (sigmoid = 1; t = onehot(y))
+        loss = sum_i weights[y_i] l_i / sum_i weights[y_i]                  (per_batch = 0)
+        loss = sum_i weights[y_i] l_i / B                                   (per_batch = 1)
 
-    gamma = 0, zero offsets and margins, scale 1 and equal weights give F.cross_entropy; equal
-    gamma = 0 and any weights give F.cross_entropy(weight=weights).  vmap-able over all arguments.
+    The sigmoid form is Cui et al.'s focal loss (their `focal_loss`, with its numerically stable modulator
+    (1 - q)^gamma, q the sigmoid of the right sign).  gamma = 0, zero offsets and margins, scale 1, equal
+    weights and the softmax form give F.cross_entropy; any weights give F.cross_entropy(weight=weights).
+    vmap-able over all arguments.
     """
     onehot = (y.unsqueeze(-1) == torch.arange(logits.shape[-1], device=logits.device)).to(logits.dtype)
     z = scale * (logits + offsets - onehot * margins)
     log_p = torch.log_softmax(z, -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
     # (1 - p_y)^gamma via -expm1(log p_y); clamped so gamma = 0 at p_y = 1 has gradient 0, not 0 * inf
-    focal = (-torch.expm1(log_p)).clamp_min(torch.finfo(logits.dtype).tiny) ** gamma
+    soft = (-torch.expm1(log_p)).clamp_min(torch.finfo(logits.dtype).tiny) ** gamma * -log_p
+    bce = F.softplus(z) - onehot * z                                   # BCE with logits, per class
+    sig = (torch.exp(-gamma * (onehot * z + F.softplus(-z))) * bce).sum(-1)
+    as_flag = lambda v: torch.as_tensor(v, device=logits.device) > 0   # noqa: E731  (a float or a 0-d tensor)
+    per_example = torch.where(as_flag(sigmoid), sig, soft)
     w = weights.gather(-1, y)
-    return (w * focal * -log_p).sum(-1) / w.sum(-1)
+    denominator = torch.where(as_flag(per_batch), torch.full_like(w.sum(-1), y.shape[-1]), w.sum(-1))
+    return (w * per_example).sum(-1) / denominator
 
 
 def network_loss(logits: torch.Tensor, y: torch.Tensor, terms: LossTerms | None, iteration: int) -> torch.Tensor:

@@ -273,3 +273,55 @@ def _init_(model: nn.Module, seed: int, *, conv: str = "xavier") -> nn.Module:
         elif isinstance(module, nn.BatchNorm2d):
             module.reset_parameters()  # weight 1, bias 0, running mean 0 / var 1, count 0
     return model
+
+
+# --- output heads of today's methods (per network, after the model is built) ---------------------------------
+
+class CosineHead(nn.Module):
+    """Cao et al.'s NormedLinear (kaidic/LDAM-DRW, models/resnet_cifar.py) with its scale folded in:
+    s * normalize(x) . normalize(w_c) for each class c, on a linear layer's features, or per position on a
+    1x1 convolution's channels (All-CNN-C's last layer: a declared extension).  No bias.  Its weight starts as
+    the replaced layer's (the same draw as the paired methods'); only its direction matters."""
+
+    def __init__(self, layer: nn.Module, *, scale: float):
+        super().__init__()
+        if not isinstance(layer, (nn.Linear, nn.Conv2d)) or (isinstance(layer, nn.Conv2d)
+                                                               and layer.kernel_size != (1, 1)):
+            raise ValueError(f"a cosine head replaces a linear or 1x1 convolution output layer, got {layer}")
+        self.weight = nn.Parameter(layer.weight.detach().clone())
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.nn.functional.normalize(self.weight.flatten(1), dim=1)
+        if self.weight.dim() == 2:
+            return self.scale * torch.nn.functional.normalize(x, dim=1) @ w.t()
+        return self.scale * torch.nn.functional.conv2d(torch.nn.functional.normalize(x, dim=1),
+                                                       w.view_as(self.weight))
+
+
+def _last_output_layer(model: nn.Module) -> tuple[nn.Module, str]:
+    """(the module holding it, the attribute name) of the model's last output layer."""
+    path = model.output_layers[-1].split(".")
+    parent = model
+    for part in path[:-1]:
+        parent = getattr(parent, part)
+    return parent, path[-1]
+
+
+def with_cosine_head(model: nn.Module, *, scale: float) -> nn.Module:
+    """`model` with its last output layer replaced by a `CosineHead` of that layer's weights."""
+    parent, name = _last_output_layer(model)
+    setattr(parent, name, CosineHead(getattr(parent, name), scale=scale))
+    return model
+
+
+def set_output_bias(model: nn.Module, value: float) -> nn.Module:
+    """Every bias of the model's last output layer set to `value` (Cui et al.: -log(C - 1), so each sigmoid
+    output starts at 1/C)."""
+    parent, name = _last_output_layer(model)
+    layer = getattr(parent, name)
+    if getattr(layer, "bias", None) is None:
+        raise ValueError(f"the output layer {name!r} has no bias to initialise")
+    with torch.no_grad():
+        layer.bias.fill_(value)
+    return model

@@ -54,8 +54,8 @@ from imbalance.registry import (
     STREAMED,
     TAU_GRID,
     TAU_SELECTED_BY,
-    Loss,
     fast_recipe_problem,
+    fingerprint,
     get_method,
     logit_adjusted_scores,
 )
@@ -64,7 +64,7 @@ from imbalance.seeds import batch_seed, batch_stream, derive_seed, init_seed, sa
 from imbalance.seeds import point_id as point_id_of
 from imbalance.training.batched import NetworkSpec, predict_networks, search_base_lr, train_networks
 from imbalance.training.fast import FAST_RECIPES, FastRecipe, ScaledImages, fast_recipe_with, train_fast_networks
-from imbalance.training.loop import resolve_device
+from imbalance.training.loop import CONSTANT, resolve_device
 from imbalance.training.losses import loss_terms
 from imbalance.training.metrics import accuracy, all_metrics, roc_auc_ovr, threshold_scores
 from imbalance.training.models import sized_model
@@ -175,6 +175,10 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
 
     nets = _point_networks(chosen)
     trained_of, trained_methods, trunk, final = nets.trained_of, nets.trained_methods, nets.trunk, nets.final
+    # each network's scores as its method defines them (softmax, or a sigmoid loss's one-vs-rest sigmoids)
+    kind = {**{n: t.scores for n, t in nets.trunk_method.items()},
+            **{t.name: t.scores for t in trained_methods if t.stage2},
+            **{m.name: trained_of[m.name].scores for m in chosen if m.posthoc == "tau-norm"}}
 
     # the candidates each method's pipeline trains: (lr scale, run); run 0 keeps the paired seeds
     lr_candidates = [(1.0, 0)] if selection == "train-loss" else \
@@ -242,7 +246,8 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                                        else test_inputs,
                                        labels={r: labels[held_out[r]] for r in held_out}
                                        if selection.startswith("validation") else
-                                       {r: dataset.test_labels.numpy() for r in range(repeats)}, device=device)
+                                       {r: dataset.test_labels.numpy() for r in range(repeats)}, device=device,
+                                       kind=kind)
     phase1_of = {(t.name, r): trained[(trunk[t.name], r, picked[(final[t.name], r)])]
                  for t in trained_methods for r in range(repeats)}
     trained = {(n, r): trained[(n, r, picked[(n, r)])] for n in finals for r in range(repeats)}
@@ -254,14 +259,14 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     for inputs in {id(x): x for x in test_inputs.values()}.values():
         networks = [k for k in models if test_inputs[k[1]] is inputs]
         logits = predict_networks([models[k] for k in networks], inputs, device=device)
-        scores.update(zip(networks, torch.softmax(logits.double(), -1).cpu().numpy()))
+        scores.update((k, to_scores(x, kind[k[0]])) for k, x in zip(networks, logits))
 
     # validation scores: each repeat's networks on its own held-out examples (never the test set)
     val_scores = {}
     for r, images in val_images.items():
         keys = [k for k in models if k[1] == r]
         val_logits = predict_networks([models[k] for k in keys], images, device=device)
-        val_scores.update(zip(keys, torch.softmax(val_logits.double(), -1).cpu().numpy()))
+        val_scores.update((k, to_scores(x, kind[k[0]])) for k, x in zip(keys, val_logits))
     y_test = dataset.test_labels.numpy()
     prior_test = {r: prior_test_subset(y_test, priors=priors[r], random_state=derive_seed(seed, point_id, r,
                                                                                           "test-prior"))
@@ -275,23 +280,26 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
         for r in range(repeats):
             net = (final[t.name], r)
             result = trained[net]
+            key = (m.name, r) if m.posthoc == "tau-norm" else net
+            failure = result.failure or (CONSTANT if constant_outputs(scores[net]) or constant_outputs(scores[key])
+                                         else None)
+            failed = failure is not None
             spent = result.seconds + (phase1_of[(t.name, r)].seconds if t.stage2 else 0.0)  # with its phase 1
             record = dict(study=study, point_id=point_id, dataset=dataset.name, imbalance=imbalance,
                           rho=natural_rho(subsets[r].counts) if natural else rho, mu=mu,
                           level=level, method=m.name, repeat=r, seed=seed, n_train=n_train[net],
                           class_counts=subsets[r].counts.tolist(), classes=list(dataset.classes),
-                          diverged=result.diverged,
+                          diverged=failed, failure=failure, method_fingerprint=fingerprint(m.name),
                           diverged_at=result.diverged_at, iterations=result.iterations_done, train_seconds=spent,
                           device=str(device), versions=versions, git_rev=git_rev, curve=result.curve)
-            key = (m.name, r) if m.posthoc == "tau-norm" else net
             posthoc = m.posthoc if m.posthoc in ("thresh", "la") else None
             tau, tau_source = (m.posthoc_tau, "fixed") if m.posthoc in ("la", "tau-norm") else (None, None)
             y_val = labels[held_out[r]] if r in held_out else None
-            if m.posthoc == "la" and y_val is not None and not result.diverged:
+            if m.posthoc == "la" and y_val is not None and not failed:
                 tau, tau_source = _tau_on_validation(val_scores[key], y_val, priors=priors[r]), "validation"
             if (m.name, r) in chosen_tau:
                 tau, tau_source = chosen_tau[(m.name, r)], "validation"
-            metric = dict(priors=priors[r], diverged=result.diverged, posthoc=posthoc, tau=1.0 if tau is None else tau)
+            metric = dict(priors=priors[r], diverged=failed, posthoc=posthoc, tau=1.0 if tau is None else tau)
             main = prior_test[r] if test_prior == "train" else slice(None)
             record.update(method_metrics(scores[key][main], y_test[main], **metric))
             scale = lr_candidates[picked[net]][0]
@@ -345,26 +353,34 @@ def _check_fast_point(dataset, recipe, methods) -> None:
 
 @dataclass(frozen=True)
 class _PointNetworks:
-    """Which network each chosen method trains and evaluates.  One phase-1 network per (sampling,
-    loss), named by the sampling kind for cross-entropy (as the paper's methods always were), else by
-    the first method that uses it (never a second stage's own key)."""
+    """Which network each chosen method trains and evaluates.  One phase-1 network per (sampling, loss,
+    head), named by the sampling kind for cross-entropy with the model's head (as the paper's methods always
+    were), else by the first method that uses it (never a second stage's own key)."""
     trained_of: dict          # chosen method's name -> the trained Method behind it (a post-hoc one's base)
     trained_methods: list     # the distinct trained Methods, in order
-    trunk_name: dict          # (sampling, Loss) -> phase-1 network key
+    trunk_name: dict          # _trunk_key(method) -> phase-1 network key
+    trunk_method: dict        # phase-1 network key -> the first trained Method that uses it
     trunk: dict               # trained method's name -> its phase-1 network key
     final: dict               # trained method's name -> the network it evaluates (its own if it has a stage 2)
+
+
+def _trunk_key(t) -> tuple:
+    """What makes two trained methods' phase-1 networks the same network."""
+    return t.sampling, t.loss, t.head, t.head_scale if t.head != "model" else None, t.bias_init
 
 
 def _point_networks(chosen) -> _PointNetworks:
     trained_of = {m.name: get_method(m.base) if m.posthoc else m for m in chosen}
     trained_methods = list(dict.fromkeys(trained_of.values()))
-    trunk_name: dict[tuple[str, Loss], str] = {}
+    trunk_name: dict[tuple, str] = {}
+    trunk_method: dict[str, object] = {}
     for t in trained_methods:
-        trunk_name.setdefault((t.sampling, t.loss), t.sampling if t.loss.plain else
-                              f"{t.name}:phase-1" if t.stage2 else t.name)
-    trunk = {t.name: trunk_name[(t.sampling, t.loss)] for t in trained_methods}
+        plain = t.loss.plain and t.head == "model" and t.bias_init == "model"
+        name = trunk_name.setdefault(_trunk_key(t), t.sampling if plain else f"{t.name}:phase-1" if t.stage2 else t.name)
+        trunk_method.setdefault(name, t)
+    trunk = {t.name: trunk_name[_trunk_key(t)] for t in trained_methods}
     final = {t.name: t.name if t.stage2 else trunk[t.name] for t in trained_methods}
-    return _PointNetworks(trained_of, trained_methods, trunk_name, trunk, final)
+    return _PointNetworks(trained_of, trained_methods, trunk_name, trunk_method, trunk, final)
 
 
 def _repeat_subset(labels, r: int, *, imbalance, rho, mu, n_max, minority, n_classes, validation, seed, point_id):
@@ -412,7 +428,8 @@ def _phase1_specs(nets: _PointNetworks, subsets, labels, lr_candidates, *, level
     phase1, n_train = [], {}
     for r, subset in subsets.items():
         y = labels[subset.indices]
-        for (kind, loss), name in nets.trunk_name.items():
+        for name, t in nets.trunk_method.items():
+            kind = t.sampling
             pos = sampled_positions(kind, y, level=level, random_state=sample_seed(seed, point_id, r, kind),
                                     size=stream_size)
             streamed = kind in STREAMED
@@ -421,7 +438,9 @@ def _phase1_specs(nets: _PointNetworks, subsets, labels, lr_candidates, *, level
                 phase1.append(((name, r, c), NetworkSpec(
                     indices=subset.indices[pos], init_seed=init_seed(seed, point_id, r, run),
                     batch_seed=batch_seed(seed, point_id, r, kind, run), lr_scale=scale,
-                    loss=loss_terms(loss, counts, iterations=iterations), shuffle=not streamed)))
+                    loss=loss_terms(t.loss, counts, iterations=iterations), shuffle=not streamed,
+                    head_scale=t.head_scale if t.head == "cosine" else 0.0,
+                    output_bias=-math.log(n_classes - 1) if t.bias_init == "sigmoid-uniform" else None)))
             n_train[(name, r)] = len(y) if streamed else len(pos)
     return phase1, n_train
 
@@ -473,8 +492,22 @@ def _tau_norm_models(chosen, final, trained, *, repeats, val_images, val_labels,
     return adjusted, chosen_tau
 
 
+def constant_outputs(scores: np.ndarray) -> bool:
+    """Whether a network's scores (N, C) do not vary over the test set (every class's spread <= 1e-9): it
+    cannot rank, so it has failed (FAILURES), whatever its loss did."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return bool(np.isfinite(scores).all() and len(scores) > 1 and (np.ptp(scores, axis=0) <= 1e-9).all())
+
+
+def to_scores(logits: torch.Tensor, kind: str) -> np.ndarray:
+    """A network's logits (N, C) as float64 scores: 'softmax' probabilities, or 'sigmoid': each class's own
+    sigmoid (a one-vs-rest loss's scores, as Cui et al. predict; their rows need not sum to 1)."""
+    logits = logits.double()
+    return (torch.sigmoid(logits) if kind == "sigmoid" else torch.softmax(logits, -1)).cpu().numpy()
+
+
 def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, selection: str, images: dict,
-            labels: dict, device) -> tuple[dict, dict]:
+            labels: dict, device, kind: dict) -> tuple[dict, dict]:
     """The candidate kept for each (final network, repeat): the one with the best ROC AUC on `images[r]`
     (the test set, or the repeat's validation split), ties to the first, diverged or non-finite networks
     last; one candidate is kept as it is.  Returns ({(name, r): c}, {(name, r): its ROC AUC, or None})."""
@@ -484,7 +517,7 @@ def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, sel
     for r in range(repeats):
         keys = [(n, r, c) for n in finals for c in range(n_candidates)]
         logits = predict_networks([trained[k].model for k in keys], images[r], device=device)
-        probabilities = torch.softmax(logits.double(), -1).cpu().numpy()
+        probabilities = [to_scores(x, kind[k[0]]) for k, x in zip(keys, logits)]
         auc = {}
         for k, p in zip(keys, probabilities):
             ok = not trained[k].diverged and np.isfinite(p).all()

@@ -102,7 +102,7 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
                 logits = model(x)
                 loss = network_loss(logits.to(params[0].dtype), y, terms, t)   # bf16: the loss in fp32
                 grads = torch.autograd.grad(loss, params)
-            lr = learning_rate(recipe, t) * lr_scale
+            lr = learning_rate(recipe, t) * lr_scale * (1.0 if terms is None else terms.lr_factor(t))
             sgd_step_(params, grads, velocity, lr=lr, momentum=recipe.momentum,
                       weight_decay=recipe.weight_decay, lr_mults=mults)
             log.losses[t, 0] = loss.detach()
@@ -120,7 +120,7 @@ def train_network(model: nn.Module, images, labels: torch.Tensor, indices, recip
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return TrainResult(model, log.done[0], log.diverged_at[0], log.curves[0], time.perf_counter() - started,
-                       preprocessor)
+                       preprocessor, failure=log.failure[0])
 
 
 @dataclass
