@@ -25,6 +25,7 @@ from pathlib import Path
 from imbalance.catalog import TEST_IMAGES, n_classes_of
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
+from imbalance.study.preflight import check_study_data
 from imbalance.study.store import DatabaseError, Store, StudyChanged, copy_path, error_line, point_seconds, worker_id, write_copy
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
@@ -112,6 +113,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         _check_kernel(kernel_name)
         check_device(params)
     check_data(params)
+    check_study_data(params)
     verify_data(params)
     _check_writable(study_dir)
 
