@@ -240,7 +240,10 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
     finally:
         bar.close()
         for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
-            store.release(params.study, point_id, me)
+            try:
+                store.release(params.study, point_id, me)
+            except sqlite3.OperationalError:    # locked: the claim dies with this process instead
+                pass
         pool.close(wait=clean)
 
 

@@ -936,10 +936,7 @@ def _write_json_atomic(payload: Any, path: str | os.PathLike) -> Path:
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a records file written by `write_records`."""
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a records file (invalid JSON: {exc})") from None
+    payload = read_json(path)
     if not isinstance(payload, dict) or payload.get("format") != RECORDS_FORMAT \
             or not isinstance(payload.get("records"), list):
         raise ValueError(f"{path}: not a records file; expected a JSON object with "
