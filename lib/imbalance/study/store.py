@@ -145,9 +145,11 @@ class Store:
                 raise DatabaseError(f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(check)[:300]}); "
                                     + _what_to_do(self.path))
             self._check_structure()
-            if not self.readonly and self._missing_columns():
+            # "auto" (a reader that may write) adds a missing networks column, as before; the points' digest
+            # column is added by the first write that stores a digest, so reading never changes a file
+            if not self.readonly and self._missing_columns(points=mode == "write"):
                 with self._transaction():
-                    self._add_missing_columns()
+                    self._add_missing_columns(points=mode == "write")
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise self._error(exc) from None
@@ -196,16 +198,16 @@ class Store:
             raise DatabaseError(f"{self.path} is damaged (column networks.{lost[0]} is missing); "
                                 + _what_to_do(self.path))
 
-    def _missing_columns(self) -> list[tuple[str, str]]:
+    def _missing_columns(self, *, points: bool = True) -> list[tuple[str, str]]:
         have = {r["name"] for r in self.db.execute("PRAGMA table_info(networks)")}
-        points = {r["name"] for r in self.db.execute("PRAGMA table_info(points)")}
+        kept = {r["name"] for r in self.db.execute("PRAGMA table_info(points)")}
         return ([("networks", n) for n in NETWORK_FIELDS if n not in have]
-                + [("points", n) for n in LATER_POINT_COLUMNS if n not in points])
+                + [("points", n) for n in LATER_POINT_COLUMNS if n not in kept and points])
 
-    def _add_missing_columns(self) -> None:
+    def _add_missing_columns(self, *, points: bool = True) -> None:
         """Migrate a database made by an older version: add each NETWORK_FIELDS column it lacks
         (committed databases exist; a new field must not make them unreadable), and the points' digest."""
-        for table, name in self._missing_columns():
+        for table, name in self._missing_columns(points=points):
             kind = " TEXT" if name in JSON_FIELDS or table == "points" else ""
             self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}"{kind}')
 
@@ -329,6 +331,7 @@ class Store:
         """
         rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
         with self._transaction():
+            self._add_missing_columns()
             row = self.db.execute("SELECT status FROM points WHERE study = ? AND point_id = ?",
                                   (study, point_id)).fetchone()
             if row is not None and row["status"] == "done":
@@ -430,6 +433,7 @@ class Store:
         if missing and not self.readonly:
             digests = self.content_digests(study, missing)
             with self._transaction():
+                self._add_missing_columns()
                 self.db.executemany("UPDATE points SET digest = ? WHERE study = ? AND point_id = ? AND digest IS NULL",
                                     [(digests[p], study, p) for p in missing])
         return missing
