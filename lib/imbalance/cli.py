@@ -9,7 +9,6 @@ are given back, finished ones kept).  Tracebacks are for bugs.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -68,9 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.plugins:   # the notebooks' kernels import them too: from the folder `imbalance` runs in
-            os.environ["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-        params = load_params(args.params, args.overrides, plugins=args.plugins)
+        params = load_params(args.params, args.overrides, plugins=args.plugins)   # plugins: loaded by file path
+        _check_outputs(args.outputs)
         if args.command == "run":
             from imbalance.study.runner import run_study
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
@@ -83,12 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rebuild":
             result = rebuild_database(db.parent, params.study)
             print(f"rebuilt {result.path}: {result.points} done grid points, {result.networks} networks, from "
-                  f"{db.parent / 'records'}" + (f"; the replaced database is kept as {result.kept}" if result.kept else ""))
+                  f"{db.parent / 'records'}" + (f"; the replaced database is kept as {result.kept}" if result.kept else "")
+                  + (f"; {len(result.unsealed)} copies were written before digests and are taken as they are"
+                     if result.unsealed else ""))
             return 0
         if args.command == "report":
             from imbalance.analysis.report import write_report
             if db.is_file():
-                Store(db, create=False).close()   # quick_check: a damaged database stops here
+                with Store(db, mode="read") as store:   # quick_check and digests: a damaged database stops here
+                    store.verify(params.study)
             others = [load_params(path).study for path in args.others]
             html = write_report(params.study, args.outputs, kernel_name=args.kernel, with_studies=others)
             print(f"figures in {html.parent / 'figures'}; report: {html}")
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         if not db.exists():
             raise FileNotFoundError(f"{db} not found: study {params.study!r} has not run yet "
                                     f"(imbalance run {args.params})")
-        with Store(db, create=False) as store:
+        with Store(db, mode="read") as store:
             if args.command == "status":
                 return _status(store, params)
             n = store.export(params.study, args.out)
@@ -111,9 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, sqlite3.DatabaseError) as exc:  # user errors: one line, no traceback
         print(f"imbalance: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print(f"imbalance: error: {args.params}: a value nested too deeply (a params file, --set value or records "
+              "file holds settings, not thousands of levels)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("imbalance: interrupted; finished points are kept, run again to resume", file=sys.stderr)
         return 130
+
+
+def _check_outputs(outputs) -> None:
+    """--outputs must lead somewhere: a symlink loop (or a file) is refused in one line."""
+    try:
+        Path(outputs).resolve(strict=False)
+        if Path(outputs).exists() and not Path(outputs).is_dir():
+            raise ValueError(f"--outputs {outputs}: not a folder")
+    except (RuntimeError, OSError) as exc:    # "Symlink loop" (RuntimeError before Python 3.13)
+        raise ValueError(f"--outputs {outputs}: cannot be resolved ({' '.join(str(exc).split())}); "
+                         "pass a folder") from None
 
 
 def _conclusions(params, args) -> int:
@@ -138,12 +154,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _status(store, params) -> int:
+    verified = store.verify(params.study)
     ids = [p.point_id for p in expand_grid(params)]
     counts = store.status(params.study, ids)
     print(f"{params.study}: {len(ids)} grid points: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     for row in store.points(params.study):
         if row["status"] == "failed" and row["point_id"] in ids:
             print(f"  failed {row['point_id']} ({row['attempts']} attempts): {error_line(row['error'])}")
+    if verified.unchecked:
+        print(f"  {len(verified.unchecked)} done point(s) have no digest yet and no records copy to check them "
+              "against; the next `imbalance run` stores their digests")
     return 0
 
 

@@ -383,25 +383,91 @@ def logit_adjusted_scores(scores, priors, *, tau: float = 1.0) -> np.ndarray:
 
 # --- plugins: users' modules that register methods ----------------------------------------------
 
-def load_plugins(modules=()) -> tuple[str, ...]:
-    """Import each named module (its import registers its methods) and return the names.
+PLUGIN_PACKAGE = "imbalance_plugins"   # plugin files load as imbalance_plugins.<stem>_<hash>: nothing can shadow them
 
-    The current folder is searched first, as `python -m` does, so a user file `my_methods.py` next
-    to the params works as `--plugin my_methods`.  Only explicit calls import code (the CLI's
-    `--plugin`, the training notebook's `plugins` parameter); reading a params file never does.
+
+def load_plugins(modules=()) -> tuple[str, ...]:
+    """Load each plugin (its import registers its methods) and return them as the kernels must load them.
+
+    A plugin is a file, `my_methods.py` (or `path/to/my_methods.py`; a bare name `my_methods` means the file
+    my_methods.py in the current folder), loaded by its absolute path under a module name of its own in the
+    `imbalance_plugins` namespace, so neither a notebook's folder (`step.py`) nor the standard library
+    (`os`) can stand in for it, and nothing is put on sys.path; or an installed package's module (a dotted
+    name that no file in the current folder matches), imported as it is.  A module of Python's standard
+    library is refused.  Only explicit calls import code (the CLI's `--plugin`, the training notebook's
+    `plugins` parameter); reading a params file never does.  Errors are one line naming the plugin.
     """
     import importlib
     import os
     import sys
     names = (modules,) if isinstance(modules, str) else tuple(modules or ())
+    loaded = []
     for name in names:
-        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
-            raise ValueError(f"plugin {name!r}: expected an importable module name, e.g. my_methods")
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
+        if not isinstance(name, str) or not name or "\0" in name:
+            raise ValueError(f"plugin {name!r}: expected a plugin file (my_methods.py) or a module name")
+        path = _plugin_file(name)
         try:
-            importlib.import_module(name)
+            if path is not None:
+                _load_plugin_file(path)
+                loaded.append(str(path))
+                continue
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise ValueError(f"plugin {name!r}: no such file, and not a module name; pass the plugin's file, "
+                                 "e.g. --plugin ./my_methods.py")
+            if name.split(".")[0] in getattr(sys, "stdlib_module_names", ()):
+                raise ValueError(f"plugin {name!r}: a module of Python's standard library, not a plugin; "
+                                 "name your plugin file, e.g. --plugin ./my_methods.py")
+            cwd = {"", os.getcwd()}
+            saved = sys.path[:]
+            sys.path[:] = [p for p in sys.path if p not in cwd]   # an installed module, never a file here
+            try:
+                importlib.import_module(name)
+            finally:
+                sys.path[:] = saved
+            loaded.append(name)
+        except ValueError:
+            raise
         except ImportError as exc:
-            raise ValueError(f"plugin {name!r}: cannot import it ({exc}); run from the folder that holds "
-                             f"{name.replace('.', '/')}.py or put that folder on PYTHONPATH") from None
-    return names
+            raise ValueError(f"plugin {name!r}: cannot import it ({exc}); pass the plugin's file, e.g. "
+                             f"--plugin ./{name.replace('.', '/')}.py") from None
+        except SyntaxError as exc:
+            raise ValueError(f"plugin {name!r}: syntax error in {exc.filename} line {exc.lineno}: {exc.msg}") from None
+        except Exception as exc:   # the plugin's own code raised: name it, in one line
+            raise ValueError(f"plugin {name!r} raised {type(exc).__name__} while loading: "
+                             f"{' '.join(str(exc).split())[:300]}") from None
+    return tuple(loaded)
+
+
+def _plugin_file(name: str):
+    """The plugin's file as an absolute path, or None for a module name."""
+    from pathlib import Path
+    candidate = Path(name) if name.endswith(".py") or "/" in name or "\\" in name else Path(f"{name}.py")
+    try:
+        if candidate.is_file():
+            return candidate.resolve()
+    except (OSError, RuntimeError):
+        pass
+    if name.endswith(".py") or "/" in name:
+        raise ValueError(f"plugin {name!r}: file not found")
+    return None
+
+
+def _load_plugin_file(path) -> None:
+    import hashlib
+    import importlib.util
+    import sys
+    import types
+    package = sys.modules.setdefault(PLUGIN_PACKAGE, types.ModuleType(PLUGIN_PACKAGE))
+    package.__path__ = []
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    module = f"{PLUGIN_PACKAGE}.{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    if module in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(module, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[module] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        del sys.modules[module]
+        raise

@@ -13,6 +13,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -218,14 +219,23 @@ def _find_idx_files(name: str, base: Path) -> tuple[Path, dict[str, Path]]:
           f" that holds them, or call load_dataset({name!r}, download=True) with internet access.")
 
 
+IDX_MAX_BYTES = 1 << 30   # an IDX file's content may claim at most this (MNIST's largest is 47 MB)
+
+
 def _read_idx(path: Path, *, ndim: int, sha256: str | None) -> np.ndarray:
     """Read one uint8 IDX file (plain or gzip), checking header, size and content hash."""
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            data = f.read()
+            head = f.read(4 + 4 * ndim)     # the header says how much follows: never read more than that + 1
+            dims = tuple(int(d) for d in np.frombuffer(head[4:], ">u4")) if len(head) == 4 + 4 * ndim else ()
+            size = int(np.prod(dims, dtype=object)) if dims else 0
+            if size > IDX_MAX_BYTES:
+                raise ValueError(f"{path}: its header claims dims {dims} ({size:,} bytes); expected at most "
+                                 f"{IDX_MAX_BYTES:,} (not an MNIST-style file)")
+            data = head + f.read(size + 1)
     except EOFError:
         raise ValueError(f"{path}: truncated (the gzip stream ends early)") from None
-    except gzip.BadGzipFile as exc:
+    except (gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: not a valid gzip file ({exc})") from None
     magic = data[:4]
     if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or magic[3] != ndim:
@@ -576,8 +586,13 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                     version = fmt.read_magic(f)
                     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                     shape, _, dtype = read(f)
+                    claimed = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+                    held = archive.getinfo(member).file_size - f.tell()
+                if claimed > held:      # checked from the headers, before any array is read
+                    raise ValueError(f"{path}: array {member[:-4]} claims shape {tuple(shape)} ({claimed:,} bytes) "
+                                     f"but holds {held:,}; the file is damaged or forged")
                 headers[member[:-4]] = (tuple(shape), np.dtype(dtype))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, zlib.error, EOFError) as exc:
         raise ValueError(f"{path}: not a readable .npz ({exc}); expected a file written by numpy.savez") from None
     return headers
 
@@ -591,6 +606,8 @@ def _npz_labels(npz, path: Path, split: str, n_images: int) -> np.ndarray:
         raise ValueError(f"{where} has dtype {y.dtype}; expected integer class labels 0..K-1")
     if y.min() < 0:
         raise ValueError(f"{where} holds label {y.min()}; expected labels >= 0")
+    if y.max() >= max(2, n_images):      # every class needs an example: K <= N
+        raise ValueError(f"{where} holds label {y.max():,} but only {n_images:,} images; expected labels 0..K-1")
     return y.astype(np.int64)
 
 

@@ -229,10 +229,12 @@ class DaskPool:
                                             dashboard_address=None)
             self.client = Client(self.cluster)
         else:
+            self.address = address
             try:
-                self.client = Client(address, timeout="30s")
-            except OSError as exc:
-                raise ConnectionError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+                self.client = Client(address, timeout=f"{CONNECT_SECONDS}s")
+            except (OSError, TimeoutError) as exc:
+                raise ConnectionError(f"cannot reach the Dask scheduler at {address} within {CONNECT_SECONDS} s "
+                                      f"({' '.join(str(exc).split())[:200]}); start it, or check the address") from None
 
     def submit(self, task: Task):
         return self.client.submit(execute_point, task, key=f"{task.point_id}-{uuid.uuid4().hex[:8]}",
@@ -244,13 +246,27 @@ class DaskPool:
             wait(list(handles), timeout=timeout, return_when="FIRST_COMPLETED")
         except TimeoutError:
             pass
-        done = [f for f in handles if f.done()]
-        return [(f, f.result() if f.status == "finished" else _crash(f.exception())) for f in done]
+        try:
+            done = [f for f in handles if f.done()]
+            return [(f, f.result() if f.status == "finished" else _crash(f.exception())) for f in done]
+        except Exception as exc:
+            if self.cluster is None and self.client.status not in ("running", "connecting"):
+                raise SchedulerLost(f"lost the Dask scheduler at {getattr(self, 'address', '?')} "
+                                    f"({type(exc).__name__}); the running points' claims are released and finished "
+                                    "points are kept: run again to resume") from None
+            raise
 
     def close(self, *, wait: bool = True) -> None:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+CONNECT_SECONDS = 5   # how long joining a Dask scheduler may take before the runner gives up
+
+
+class SchedulerLost(ConnectionError):
+    """The Dask scheduler went away while points ran."""
 
 
 def _crash(exc: BaseException | None) -> dict[str, Any]:
@@ -263,8 +279,9 @@ def parse_executor(executor: str) -> tuple[str, str | None]:
     """'local' | 'dask' | 'dask://HOST:PORT' | 'tcp://HOST:PORT' -> (kind, scheduler address)."""
     if executor in ("local", "dask"):
         return executor, None
-    match = re.fullmatch(r"(dask|tcp|tls)://([^/:]+):(\d+)", executor or "")
-    if not match:
-        raise ValueError(f"executor {executor!r}: expected local, dask, dask://HOST:PORT or tcp://HOST:PORT")
+    match = re.fullmatch(r"(dask|tcp|tls)://([^/:]+):(\d{1,5})", executor or "")
+    if not match or not 1 <= int(match[3]) <= 65535:
+        raise ValueError(f"executor {executor!r}: expected local, dask, dask://HOST:PORT or tcp://HOST:PORT "
+                         "with PORT from 1 to 65535")
     scheme = "tcp" if match[1] == "dask" else match[1]
     return "dask", f"{scheme}://{match[2]}:{match[3]}"

@@ -190,15 +190,17 @@ class _DataLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node, deep=False):
         seen = {}
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:     # on separate lines, or twice on one (a flow mapping {a: 1, a: 2})
             key = self.construct_object(key_node, deep=True)
             try:
-                first = seen.setdefault(key, key_node.start_mark.line + 1)
+                first = seen.setdefault(key, key_node.start_mark)
             except TypeError:   # an unhashable key: let SafeLoader report it
                 continue
-            if first != key_node.start_mark.line + 1:
-                raise yaml.YAMLError(f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1}; "
-                                     "give each key once")
+            if first is not key_node.start_mark:
+                where = (f"twice on line {first.line + 1} (columns {first.column + 1} and {key_node.start_mark.column + 1})"
+                         if first.line == key_node.start_mark.line
+                         else f"on lines {first.line + 1} and {key_node.start_mark.line + 1}")
+                raise yaml.YAMLError(f"duplicate key {key!r} {where}; give each key once")
         return super().construct_mapping(node, deep=deep)
 
 
@@ -207,11 +209,33 @@ def _load_yaml(text: str, where: str):
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"{where}: {len(text.encode('utf-8', 'surrogatepass')):,} bytes; expected at most "
                          f"{MAX_DOCUMENT_BYTES:,} (a params file holds a study's settings, not data)")
+    depth = _bracket_depth(text)
+    if depth > MAX_NESTING:
+        raise ValueError(f"{where}: values nested {depth:,} levels deep; expected at most {MAX_NESTING} "
+                         "(a params file holds a study's settings)")
     loader = _DataLoader(text)
     try:
         return loader.get_single_data()
+    except RecursionError:
+        raise ValueError(f"{where}: values nested too deeply; a params file holds a study's settings") from None
     finally:
         loader.dispose()
+
+
+MAX_NESTING = 50   # levels of [ ] and { } a params value may nest
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of flow brackets ([ and {), counted without parsing (quotes and comments
+    included: an over-count only refuses a file that is strange anyway)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def load_params(path: str | os.PathLike, overrides=(), *, plugins=()) -> StudyParams:
@@ -279,8 +303,13 @@ def _apply_override(raw: dict, path, text: str, key: str, value: Any) -> None:
     if not isinstance(node, dict):
         raise ValueError(f"{path}: override {text!r}: key {top!r} is {node!r}, not a mapping")
     raw[top] = node = dict(node)
-    for part in rest[:-1]:
-        node[part] = node = dict(node.get(part) or {})
+    for i, part in enumerate(rest[:-1]):
+        inner = node.get(part) or {}
+        if not isinstance(inner, dict):
+            reached = ".".join([top, *rest[:i + 1]])
+            raise ValueError(f"{path}: override {_short(text)}: {reached!r} is {_short(inner)}, not a mapping, "
+                             f"so it has no key {rest[i + 1]!r}")
+        node[part] = node = dict(inner)
     node[rest[-1]] = value
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from imbalance.catalog import TEST_IMAGES, n_classes_of
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
-from imbalance.study.store import Store, StudyChanged, copy_path, error_line, point_seconds, worker_id, write_copy
+from imbalance.study.preflight import check_study_data
+from imbalance.study.store import DatabaseError, Store, StudyChanged, copy_path, error_line, point_seconds, worker_id, write_copy
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
 HEARTBEAT_SECONDS = 30   # how often the runner refreshes its claims while points run
@@ -112,14 +113,21 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         _check_kernel(kernel_name)
         check_device(params)
     check_data(params)
+    check_study_data(params)
     verify_data(params)
     _check_writable(study_dir)
 
-    store = Store(study_dir / "results.sqlite")
+    store = Store(study_dir / "results.sqlite", mode="write", busy_timeout=LOCK_SECONDS)
     try:
         settings = _check_same_study(params, store)
+        _insert_kept(store, params, study_dir, settings)
+        store.verify(params.study)
+        sealed = store.seal(params.study)
+        if sealed:
+            print(f"{store.path}: stored the content digest of {len(sealed)} done point(s) kept from before digests "
+                  "existed (checked against their records copies), once")
         done = store.done_points(params.study)
-        _restore_copies(store, params.study, done, study_dir)
+        _restore_copies(store, params.study, done, study_dir, rewrite=set(sealed))
         pending = [p for p in points if p.point_id not in done]
         summary.skipped = len(points) - len(pending)
         if not pending:
@@ -184,6 +192,12 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                                    settings=settings)
                         except StudyChanged:
                             raise
+                        except sqlite3.OperationalError as exc:   # locked past LOCK_SECONDS, or a full disk
+                            kept = _keep_records(study_dir, point.point_id, outcome["records"])
+                            raise DatabaseError(
+                                f"{store.path}: cannot record point {point.point_id!r} ({exc}; waited up to "
+                                f"{LOCK_SECONDS:.0f} s for another process's lock); its trained records are kept in "
+                                f"{kept} and the next `imbalance run` inserts them without retraining") from None
                         except (ValueError, TypeError, OverflowError, sqlite3.IntegrityError) as exc:  # bad fields
                             error = f"inserting the records failed: {type(exc).__name__}: {exc}"
                         else:
@@ -226,7 +240,10 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
     finally:
         bar.close()
         for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
-            store.release(params.study, point_id, me)
+            try:
+                store.release(params.study, point_id, me)
+            except sqlite3.OperationalError:    # locked: the claim dies with this process instead
+                pass
         pool.close(wait=clean)
 
 
@@ -338,12 +355,22 @@ def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
     own = [[int(r) if float(r).is_integer() else r, m, n] for r, m, n in params.points or () if n is not None and n != params.repeats]
     if own:    # points with repeats of their own shape their records too (registered only where there are some)
         settings["point_repeats"] = own
+    from imbalance import registry
+    settings["method_fingerprints"] = {m: registry.fingerprint(m) for m in params.methods}
     if isinstance(store, Path):
         if not store.exists():
             return settings
         with Store(store, create=False) as opened:
             return _check_same_study(params, opened)
     changed = store.check_study(params.study, settings)
+    redefined = changed.pop("method_fingerprints", None)
+    if redefined:
+        then, now = redefined
+        name = next(m for m in sorted(now) if (then or {}).get(m, now[m]) != now[m])
+        raise ValueError(f"{params.source}: study {params.study!r} in {store.path} was trained with another definition "
+                         f"of method {name!r} (fingerprint {then[name]} then, {now[name]} now: a --plugin that replaces "
+                         "it, or a changed method), so its results would mix; drop that plugin, give the new "
+                         "definition its own name, or use a new study name")
     if changed:
         diffs = "; ".join(f"{k}: {then!r} then, {now!r} now" for k, (then, now) in changed.items())
         raise ValueError(f"{params.source}: study {params.study!r} in {store.path} was run with other "
@@ -352,14 +379,43 @@ def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
     return settings
 
 
-def _restore_copies(store: Store, study: str, done: set[str], study_dir: Path) -> None:
+def _restore_copies(store: Store, study: str, done: set[str], study_dir: Path, *, rewrite=frozenset()) -> None:
     """Write the records copy of any done point that lacks one (a runner killed between the
-    commit and the copy, or a database from before copies were kept)."""
+    commit and the copy, or a database from before copies were kept), and again for the points in
+    `rewrite` (just given a digest: their copies now carry it)."""
     folder = study_dir / "records"
     have = {p.name for p in folder.glob("*.json")} if folder.is_dir() else set()
     for point_id in sorted(done):
-        if copy_path(study_dir, point_id).name not in have:
+        if copy_path(study_dir, point_id).name not in have or point_id in rewrite:
             write_copy(store.point_copy(study, point_id), study_dir)
+
+
+# How long the runner waits for another process's write lock before it keeps a finished point's records
+# aside (outputs/<study>/incoming/<point_id>.kept.json) and stops; the next run inserts them.
+LOCK_SECONDS = 120.0
+KEPT_SUFFIX = ".kept.json"
+
+
+def _keep_records(study_dir: Path, point_id: str, records: list) -> Path:
+    from imbalance.study.store import write_records
+    return write_records(records, study_dir / "incoming" / f"{point_id}{KEPT_SUFFIX}")
+
+
+def _insert_kept(store: Store, params: StudyParams, study_dir: Path, settings: dict) -> None:
+    """Insert the records a runner kept aside because it could not write the database (see LOCK_SECONDS)."""
+    from imbalance.study.store import read_records
+    ids = {p.point_id: p for p in expand_grid(params)}
+    for path in sorted((study_dir / "incoming").glob(f"*{KEPT_SUFFIX}")):
+        point = ids.get(path.name[:-len(KEPT_SUFFIX)])
+        if point is None:
+            continue
+        records = read_records(path)
+        error = _coverage_error(records, params, path, repeats=point.repeats)
+        if error:
+            raise ValueError(f"{path}: kept records that do not fit the study ({error}); move it away")
+        if store.insert_point(params.study, point.point_id, records, worker=worker_id(), settings=settings):
+            write_copy(store.point_copy(params.study, point.point_id), study_dir)
+        path.unlink()
 
 
 def _huge_grid(params: StudyParams, study_dir: Path, workers: int) -> str | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from imbalance.schema import COPY_FORMAT, CURVE_FIELDS, JSON_FIELDS, NETWORK_FIELDS, RECORDS_FORMAT, VALIDATION_METRICS  # noqa: F401
+from imbalance.study.integrity import POINT_COLUMNS, parse_copy, point_digest, read_json
 
 
 class DatabaseError(ValueError):
@@ -59,9 +60,13 @@ CREATE TABLE IF NOT EXISTS points (
     study TEXT NOT NULL, point_id TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
     attempts INTEGER NOT NULL DEFAULT 0, error TEXT, worker TEXT,
-    started_at TEXT, finished_at TEXT, heartbeat_at TEXT,
+    started_at TEXT, finished_at TEXT, heartbeat_at TEXT, digest TEXT,
     PRIMARY KEY (study, point_id));
 """
+TABLES = ("networks", "curves", "studies", "points")
+# the networks columns every database has had since the first version: one missing is damage, not age
+FIRST_COLUMNS = (*NETWORK_FIELDS[:NETWORK_FIELDS.index("per_class_recall") + 1], "created_at")
+LATER_POINT_COLUMNS = ("digest",)   # points columns added later: older databases gain them on a writable open
 
 
 def _now() -> str:
@@ -103,58 +108,108 @@ class Store:
 
     claim_timeout: seconds after which a claim whose runner stopped heart-beating counts as dead
     (a claim by a dead process on this host is dead at once).  busy_timeout: seconds a writer
-    waits for another's lock before failing.
+    waits for another's lock before failing.  mode: "write" (the runner: refuses a read-only file),
+    "read" (status, export: opens read-only, never waits for a writer's lock, changes nothing), or
+    "auto" (write where the file and its folder can be written, else read).
     """
 
     def __init__(self, path: str | os.PathLike, *, claim_timeout: float = 600.0,
-                 busy_timeout: float = 60.0, create: bool = True):
+                 busy_timeout: float = 60.0, create: bool = True, mode: str = "auto"):
+        if mode not in ("auto", "read", "write"):
+            raise ValueError(f"mode must be 'auto', 'read' or 'write', got {mode!r}")
         self.path = Path(path)
         self.claim_timeout = claim_timeout
         if not self.path.exists():
-            if not create:
+            if not create or mode == "read":
                 raise FileNotFoundError(f"{self.path} not found")
             _create_database(self.path)
         elif self.path.is_file() and self.path.stat().st_size == 0:
             raise DatabaseError(f"{self.path} is empty (0 bytes), so its results are lost, not pending; "
                                 + _what_to_do(self.path))
-        try:
-            self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise DatabaseError(f"{self.path}: cannot open the results database ({exc})") from None
+        writable = _writable(self.path)
+        if mode == "write" and not writable:
+            raise DatabaseError(f"{self.path} is read-only (the file or its folder cannot be written), so `run` "
+                                "cannot record results in it; the file is intact and `status`, `export` and "
+                                "`conclusions` read it as it is; copy the study folder somewhere writable and "
+                                "pass --outputs")
+        self.readonly = mode == "read" or not writable
+        self.db = self._connect(busy_timeout)
         try:
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._use_wal(busy_timeout)
+            if not self.readonly:
+                self._use_wal(busy_timeout)
             self.db.execute("PRAGMA foreign_keys = ON")
             check = [r[0] for r in self.db.execute("PRAGMA quick_check(5)")]
             if check != ["ok"]:
                 raise DatabaseError(f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(check)[:300]}); "
                                     + _what_to_do(self.path))
-            with self._transaction():
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self._add_missing_columns()
+            self._check_structure()
+            # "auto" (a reader that may write) adds a missing networks column, as before; the points' digest
+            # column is added by the first write that stores a digest, so reading never changes a file
+            if not self.readonly and self._missing_columns(points=mode == "write"):
+                with self._transaction():
+                    self._add_missing_columns(points=mode == "write")
         except sqlite3.DatabaseError as exc:
             self.db.close()
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
-            if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in str(exc) or "readonly" in str(exc)):
-                raise DatabaseError(f"{self.path}: cannot use the results database ({exc}); check the "
-                                    "permissions of the file and its folder") from None
-            raise DatabaseError(f"{self.path} is damaged ({exc}); " + _what_to_do(self.path)) from None
+            raise self._error(exc) from None
         except BaseException:
             self.db.close()
             raise
 
-    def _add_missing_columns(self) -> None:
-        """Migrate a database made by an older version: add each NETWORK_FIELDS column it lacks
-        (committed databases exist; a new field must not make them unreadable)."""
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            if not self.readonly:
+                return sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+            con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)
+            try:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:   # a WAL database on a read-only file system: nobody can write it
+                con.close()
+                con = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+            return con
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{self.path}: cannot open the results database ({exc})") from None
+
+    def _error(self, exc: sqlite3.DatabaseError) -> DatabaseError:
+        """An SQLite error on open as one line naming the file and the way out."""
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return DatabaseError(f"{self.path}: another process holds the database's write lock (SQLite: {text}); "
+                                 "wait for it to finish (imbalance status PARAMS shows what runs) and try again")
+        if "disk is full" in text or "disk I/O" in text:
+            return DatabaseError(f"{self.path}: {text}; free space on its file system and try again "
+                                 "(nothing was changed)")
+        if "unable to open" in text or "readonly" in text:
+            return DatabaseError(f"{self.path}: cannot use the results database ({text}); check the "
+                                 "permissions of the file and its folder")
+        return DatabaseError(f"{self.path} is damaged ({text}); " + _what_to_do(self.path))
+
+    def _check_structure(self) -> None:
+        """Every table, and every column the first version had: a dropped one is damage, never recreated empty."""
+        have = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [t for t in TABLES if t not in have]
+        if missing:
+            raise DatabaseError(f"{self.path} is damaged (table {missing[0]!r} is missing); " + _what_to_do(self.path))
+        columns = {r["name"] for r in self.db.execute("PRAGMA table_info(networks)")}
+        lost = [c for c in FIRST_COLUMNS if c not in columns]
+        if lost:
+            raise DatabaseError(f"{self.path} is damaged (column networks.{lost[0]} is missing); "
+                                + _what_to_do(self.path))
+
+    def _missing_columns(self, *, points: bool = True) -> list[tuple[str, str]]:
         have = {r["name"] for r in self.db.execute("PRAGMA table_info(networks)")}
-        for name in NETWORK_FIELDS:
-            if name not in have:
-                kind = " TEXT" if name in JSON_FIELDS else ""
-                self.db.execute(f'ALTER TABLE networks ADD COLUMN "{name}"{kind}')
+        kept = {r["name"] for r in self.db.execute("PRAGMA table_info(points)")}
+        return ([("networks", n) for n in NETWORK_FIELDS if n not in have]
+                + [("points", n) for n in LATER_POINT_COLUMNS if n not in kept and points])
+
+    def _add_missing_columns(self, *, points: bool = True) -> None:
+        """Migrate a database made by an older version: add each NETWORK_FIELDS column it lacks
+        (committed databases exist; a new field must not make them unreadable), and the points' digest."""
+        for table, name in self._missing_columns(points=points):
+            kind = " TEXT" if name in JSON_FIELDS or table == "points" else ""
+            self.db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}"{kind}')
 
     def _use_wal(self, patience: float) -> None:
         """Switch to WAL once per file. Two runners opening a brand-new database at once can get
@@ -276,6 +331,7 @@ class Store:
         """
         rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
         with self._transaction():
+            self._add_missing_columns()
             row = self.db.execute("SELECT status FROM points WHERE study = ? AND point_id = ?",
                                   (study, point_id)).fetchone()
             if row is not None and row["status"] == "done":
@@ -291,12 +347,96 @@ class Store:
                     " test_accuracy) VALUES (?, ?, ?, ?, ?, ?)",
                     [(cursor.lastrowid, *c) for c in curve])
             now = _now()
+            digest = self.content_digests(study, [point_id]).get(point_id)
             self.db.execute(
-                "INSERT INTO points (study, point_id, status, attempts, worker, started_at, finished_at)"
-                " VALUES (?, ?, 'done', 1, ?, ?, ?) ON CONFLICT (study, point_id) DO UPDATE SET"
-                " status = 'done', error = NULL, finished_at = excluded.finished_at",
-                (study, point_id, worker, now, now))
+                "INSERT INTO points (study, point_id, status, attempts, worker, started_at, finished_at, digest)"
+                " VALUES (?, ?, 'done', 1, ?, ?, ?, ?) ON CONFLICT (study, point_id) DO UPDATE SET"
+                " status = 'done', error = NULL, finished_at = excluded.finished_at, digest = excluded.digest",
+                (study, point_id, worker, now, now, digest))
         return len(rows)
+
+    # --- content digests ----------------------------------------------------------------------
+
+    def content_digests(self, study: str, point_ids: Iterable[str] | None = None) -> dict[str, str]:
+        """The digest of each point's networks and curves as they are stored now (integrity.point_digest)."""
+        wanted = None if point_ids is None else set(point_ids)
+        columns = ["id", *self._columns("networks", NETWORK_FIELDS)]
+        networks: dict[int, dict] = {}
+        by_point: dict[str, list[dict]] = {}
+        one = wanted is not None and len(wanted) == 1
+        for row in self.db.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in columns)} FROM networks"
+                                   " WHERE study = ?" + (" AND point_id = ?" if one else ""),
+                                   (study, *(wanted if one else ()))):
+            if wanted is not None and row["point_id"] not in wanted:
+                continue
+            network = {c: row[c] for c in columns}
+            for key in JSON_FIELDS:
+                if isinstance(network.get(key), str):
+                    network[key] = _json_or_text(network[key])
+            network["curve"] = []
+            networks[network["id"]] = network
+            by_point.setdefault(network["point_id"], []).append(network)
+        for row in self.db.execute(f"SELECT c.network_id, {', '.join('c.' + f for f in CURVE_FIELDS)} FROM curves c"
+                                   " JOIN networks n ON n.id = c.network_id WHERE n.study = ?"
+                                   + (" AND n.point_id = ?" if one else "") + " ORDER BY c.rowid",
+                                   (study, *(wanted if one else ()))):
+            if row[0] in networks:
+                networks[row[0]]["curve"].append(list(row)[1:])
+        points = wanted if wanted is not None else self.done_points(study) | set(by_point)
+        return {p: point_digest(by_point.get(p, [])) for p in points}
+
+    def _columns(self, table: str, names: Iterable[str]) -> list[str]:
+        have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
+        return [n for n in names if n in have]
+
+    def stored_digests(self, study: str) -> dict[str, str | None]:
+        """Done points -> the digest stored when each was inserted (None: stored before digests existed)."""
+        if "digest" not in self._columns("points", ["digest"]):
+            return {p: None for p in self.done_points(study)}
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT point_id, digest FROM points WHERE study = ? AND status = 'done'", (study,))}
+
+    def verify(self, study: str, *, copies: str | os.PathLike | None = None) -> "Verified":
+        """Recompute every done point's digest and compare it with the stored one (or, for a point stored
+        before digests, with its records copy's, where `copies` holds one); raise DatabaseError naming the
+        first damaged point and how to restore it.  A records copy of a point that is not done here means
+        the database lost rows, or is another study's: refused too."""
+        stored = self.stored_digests(study)
+        now = self.content_digests(study, stored)
+        folder = Path(copies) if copies is not None else self.path.parent / "records"
+        unchecked = []
+        for point_id in sorted(stored):
+            expected = stored[point_id]
+            if expected is None:
+                expected = _copy_digest(copy_path(folder.parent, point_id))
+                if expected is None:
+                    unchecked.append(point_id)
+                    continue
+            if now[point_id] != expected:
+                raise DatabaseError(_damaged(self.path, study, point_id, copy_path(folder.parent, point_id), expected))
+        if folder.is_dir():
+            orphans = sorted(f.stem for f in folder.glob("*.json") if not f.name.startswith(".")
+                             and f.stem not in stored and _copy_study(f) == study)
+            if orphans:
+                registered = [r[0] for r in self.db.execute("SELECT study FROM studies")]
+                whose = ("it registers study " + ", ".join(map(repr, registered)) + f", not {study!r}: another study's "
+                         "database" if registered and study not in registered else "it lost their rows")
+                raise DatabaseError(f"{self.path} lacks done point {orphans[0]!r} (and {len(orphans) - 1} more) that "
+                                    f"{folder} holds copies of ({whose}); nothing was changed: move {self.path.name} "
+                                    "aside and recreate it with `imbalance rebuild PARAMS`")
+        return Verified(len(stored) - len(unchecked), tuple(unchecked))
+
+    def seal(self, study: str) -> list[str]:
+        """Store the digest of every done point stored before digests existed (its content as it is now,
+        checked against its records copy where there is one by `verify` first); returns those points."""
+        missing = [p for p, d in self.stored_digests(study).items() if d is None]
+        if missing and not self.readonly:
+            digests = self.content_digests(study, missing)
+            with self._transaction():
+                self._add_missing_columns()
+                self.db.executemany("UPDATE points SET digest = ? WHERE study = ? AND point_id = ? AND digest IS NULL",
+                                    [(digests[p], study, p) for p in missing])
+        return missing
 
     def point_status(self, study: str, point_id: str) -> str | None:
         """'done', 'running', 'failed', or None (never claimed)."""
@@ -334,6 +474,7 @@ class Store:
     def records_frame(self, study: str, *, decode_json: bool = True):
         """The study's networks as a pandas DataFrame (JSON columns decoded unless told not to)."""
         import pandas as pd
+        self.verify(study)
         frame = pd.read_sql_query(
             'SELECT * FROM networks WHERE study = ? ORDER BY point_id, method, "repeat"',
             self.db, params=(study,))
@@ -395,17 +536,20 @@ class Store:
                 f"SELECT {', '.join(CURVE_FIELDS)} FROM curves WHERE network_id = ? ORDER BY rowid", (row["id"],))]
             networks.append(network)
         return {"format": COPY_FORMAT, "study": study, "point_id": point_id, "point": dict(point),
-                "registered": None if registered is None else dict(registered), "networks": networks}
+                "registered": None if registered is None else dict(registered), "networks": networks,
+                "digest": point_digest(networks)}
 
     def _insert_copy(self, copy: dict[str, Any]) -> int:
-        """Inside a transaction: insert a point's copy as it was (ids included)."""
+        """Inside a transaction: insert a point's copy (checked by integrity.parse_copy) as it was, ids
+        included; every column name is the schema's, every value a parameter."""
         if copy.get("registered"):
             reg = copy["registered"]
-            self.db.execute("INSERT OR IGNORE INTO studies VALUES (?, ?, ?)",
+            self.db.execute("INSERT OR IGNORE INTO studies (study, params, created_at) VALUES (?, ?, ?)",
                             (reg["study"], reg["params"], reg["created_at"]))
-        point = copy["point"]
-        self.db.execute(f"INSERT INTO points ({', '.join(point)}) VALUES ({', '.join('?' * len(point))})",
-                        tuple(point.values()))
+        point = {**copy["point"], "digest": None}
+        names = [c for c in POINT_COLUMNS if c in point]
+        self.db.execute(f"INSERT INTO points ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                        [point[c] for c in names])
         columns = ", ".join(f'"{f}"' for f in ("id", *NETWORK_FIELDS))
         marks = ", ".join("?" * (len(NETWORK_FIELDS) + 1))
         for network in copy["networks"]:
@@ -418,7 +562,59 @@ class Store:
             self.db.executemany(
                 f"INSERT INTO curves (network_id, {', '.join(CURVE_FIELDS)}) VALUES (?, ?, ?, ?, ?, ?)",
                 [(network["id"], *(c.get(f) for f in CURVE_FIELDS)) for c in network.get("curve") or []])
+        digest = self.content_digests(copy["study"], [copy["point_id"]])[copy["point_id"]]
+        if digest != (copy.get("digest") or point_digest(copy["networks"])):
+            raise ValueError(f"the records copy of point {copy['point_id']!r} does not store back as it reads "
+                             "(a value of the wrong type for its column): it was not written by a runner")
+        self.db.execute("UPDATE points SET digest = ? WHERE study = ? AND point_id = ?",
+                        (digest, copy["study"], copy["point_id"]))
         return len(copy["networks"])
+
+
+@dataclass(frozen=True)
+class Verified:
+    checked: int                      # done points whose content matched their digest
+    unchecked: tuple[str, ...]        # done points stored before digests, with no copy to check against
+
+
+def _json_or_text(text: str):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _copy_study(path: Path) -> str | None:
+    try:
+        raw = read_json(path)
+    except ValueError:
+        return None
+    return raw.get("study") if isinstance(raw, dict) else None
+
+
+def _copy_digest(path: Path) -> str | None:
+    """The digest a point's records copy vouches for: its stored one, or its content's; None without a copy."""
+    if not path.is_file():
+        return None
+    try:
+        copy = parse_copy(read_json(path), path)
+    except ValueError:
+        return None
+    return copy.get("digest") or point_digest(copy["networks"])
+
+
+def _damaged(path: Path, study: str, point_id: str, copy: Path, expected: str) -> str:
+    good = _copy_digest(copy) == expected
+    way = (f"restore it from its records copy {copy} (which matches) with `imbalance rebuild PARAMS`" if good else
+           f"its records copy {copy} does not match either: move {path.name} aside, `imbalance rebuild PARAMS` "
+           f"without that copy, and `imbalance run PARAMS` retrains the point")
+    return (f"{path}: point {point_id!r} of study {study!r} does not match the digest stored when it was trained "
+            f"(its records were changed since); nothing was changed: {way}")
+
+
+def _writable(path: Path) -> bool:
+    folder = path.parent if str(path.parent) else Path(".")
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
 # Export columns added to the database's (docs/export-columns.md describes every column).
@@ -474,18 +670,28 @@ def readable(frame):
 
 
 def _create_database(path: Path) -> None:
-    """Create an empty results database atomically (built aside, then linked into place), so that
-    a results.sqlite that exists is never a half-made one and a 0-byte file can only mean damage."""
+    """Create an empty results database atomically: built aside (rollback journal, so the file alone is the
+    whole database), checked, synced, then linked into place; a failure (a full disk) leaves nothing behind,
+    so a results.sqlite that exists is never a half-made one and a 0-byte file can only mean damage."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
     os.close(fd)
     try:
-        con = sqlite3.connect(tmp, isolation_level=None)
         try:
-            con.execute("PRAGMA journal_mode = WAL")
-            con.executescript(SCHEMA)
-        finally:
-            con.close()
+            con = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode = DELETE")
+                con.executescript(SCHEMA)
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not set(TABLES) <= tables:
+                    raise sqlite3.DatabaseError("the new database lacks tables")
+            finally:
+                con.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"{path}: cannot create the results database ({exc}); nothing was left "
+                                "behind: free space (or fix the folder's permissions) and try again") from None
         try:
             os.link(tmp, path)         # fails if another runner created it first: use theirs
         except FileExistsError:
@@ -494,7 +700,8 @@ def _create_database(path: Path) -> None:
             if not path.exists():
                 os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
 
 def _what_to_do(path: Path) -> str:
@@ -506,8 +713,14 @@ EMPTY = (None, {}, [])  # a setting registered before it became one, e.g. notebo
 
 
 def _differences(then: dict[str, Any], settings: dict[str, Any]) -> dict[str, tuple]:
-    """Settings that differ, as {key: (then, now)}; a key the registration lacks matches an empty value."""
+    """Settings that differ, as {key: (then, now)}; a key the registration lacks matches an empty value,
+    and a study registered before method fingerprints existed registered revision 1 of every method
+    (registry.legacy_fingerprint).  A method added to the study since compares with itself."""
     now = json.loads(json.dumps(settings))
+    if "method_fingerprints" in now:
+        from imbalance import registry
+        registered = then.get("method_fingerprints") or {m: registry.legacy_fingerprint(m) for m in now["method_fingerprints"]}
+        then = {**then, "method_fingerprints": {m: registered.get(m, fp) for m, fp in now["method_fingerprints"].items()}}
     return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now))
             if then.get(k) != now.get(k) and not (k not in then and now.get(k) in EMPTY)}
 
@@ -539,15 +752,14 @@ def write_copy(copy: dict[str, Any], study_dir: str | os.PathLike) -> Path:
     return _write_json_atomic(copy, copy_path(study_dir, copy["point_id"]))
 
 
-def read_copy(path: str | os.PathLike) -> dict[str, Any]:
+def read_copy(path: str | os.PathLike, *, study: str | None = None) -> dict[str, Any]:
+    """A records copy, checked against the schema (integrity.parse_copy) and against its own digest."""
     path = Path(path)
-    try:
-        copy = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable point copy ({exc})") from None
-    if not isinstance(copy, dict) or copy.get("format") != COPY_FORMAT or not isinstance(copy.get("networks"), list) \
-            or not isinstance(copy.get("point"), dict):
-        raise ValueError(f"{path}: not a point copy; expected a JSON object with format {COPY_FORMAT!r}")
+    copy = parse_copy(read_json(path), path, study=study)
+    if copy.get("digest") is not None and copy["digest"] != point_digest(copy["networks"]):
+        raise ValueError(f"{path}: this records copy was edited (its content does not match its digest); "
+                         "restore it from git or a backup, or delete it and run the study again to retrain "
+                         f"point {copy['point_id']!r}")
     return copy
 
 
@@ -557,32 +769,57 @@ class RebuildResult:
     points: int                 # done points recreated (one per records copy)
     networks: int
     kept: Path | None           # the replaced database, moved aside (None: there was none)
+    unsealed: tuple[str, ...] = ()   # points whose copies carry no digest (written before digests): taken as they are
 
 
-def rebuild_database(study_dir: str | os.PathLike, study: str) -> RebuildResult:
+def rebuild_database(study_dir: str | os.PathLike, study: str, *, lost_ok: bool = False) -> RebuildResult:
     """Recreate study_dir/results.sqlite from the copies in study_dir/records/: every done point's
     networks, curves and points row as they were (failed and pending points are not kept: run the
-    study again to redo them).  The replaced database is moved aside, never deleted.  Stop the
-    study's runners first."""
+    study again to redo them).  The replaced database is moved aside, never deleted.
+
+    Refused, changing nothing: while a runner holds a live claim on the study; a copy that is not valid
+    data or whose content does not match its digest (or, for a copy from before digests, the readable
+    database's content); and, unless lost_ok, a done point of the readable database that has no copy."""
     study_dir = Path(study_dir)
     db = study_dir / "results.sqlite"
     files = sorted(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith("."))
     if not files:
         raise FileNotFoundError(f"no point copies in {study_dir / 'records'}: nothing to rebuild "
                                 f"{db} from (copies are kept by runs of this version on)")
-    copies = [read_copy(f) for f in files]
-    other = [f for f, c in zip(files, copies) if c.get("study") != study]
-    if other:
-        raise ValueError(f"{other[0]}: a copy of study {copies[files.index(other[0])].get('study')!r}, not {study!r}")
+    copies = [read_copy(f, study=study) for f in files]
+    old = _old_contents(db, study)
+    if old is not None:
+        running, digests = old
+        if running:
+            raise ValueError(f"{db}: a runner holds point {running[0]!r} of study {study!r} now; rebuilding would "
+                             "set aside the points it finishes: stop it (or wait for it) and rebuild then")
+        have = {c["point_id"] for c in copies}
+        lost = sorted(set(digests) - have)
+        if lost and not lost_ok:
+            raise ValueError(f"{study_dir / 'records'} has no copy of done point {lost[0]!r} (and {len(lost) - 1} more) "
+                             f"that {db.name} holds: rebuilding would lose it; restore the copy (git checkout, a "
+                             "backup), or run the study after rebuilding to retrain it")
+        for copy, path in zip(copies, files):
+            known = digests.get(copy["point_id"])
+            if copy.get("digest") is None and known is not None and known != point_digest(copy["networks"]):
+                raise ValueError(f"{path}: this records copy does not match point {copy['point_id']!r} in {db.name} "
+                                 "(one of them was edited); restore the copy from git or a backup")
+    unsealed = tuple(c["point_id"] for c in copies if c.get("digest") is None)
     fresh = study_dir / f".results.rebuild-{os.getpid()}.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{fresh}{suffix}").unlink(missing_ok=True)
     networks = 0
-    with Store(fresh) as store:
-        with store._transaction():
-            for copy in sorted(copies, key=lambda c: min((n["id"] for n in c["networks"]), default=0)):
-                networks += store._insert_copy(copy)
-        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        with Store(fresh, mode="write") as store:
+            with store._transaction():
+                for copy in sorted(copies, key=lambda c: min(n["id"] for n in c["networks"])):
+                    networks += store._insert_copy(copy)
+            store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.IntegrityError as exc:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+        raise ValueError(f"{study_dir / 'records'}: the copies do not fit together ({exc}: two copies hold the "
+                         "same point or network id); restore them from git or a backup") from None
     kept = None
     if db.exists():
         kept = study_dir / f"results.sqlite.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
@@ -592,7 +829,27 @@ def rebuild_database(study_dir: str | os.PathLike, study: str) -> RebuildResult:
     os.replace(fresh, db)
     for suffix in ("-wal", "-shm"):
         Path(f"{fresh}{suffix}").unlink(missing_ok=True)
-    return RebuildResult(db, len(copies), networks, kept)
+    return RebuildResult(db, len(copies), networks, kept, unsealed)
+
+
+def _old_contents(db: Path, study: str):
+    """(live claims, {done point: digest of its content}) of the database a rebuild replaces; None when it
+    cannot be read (damaged, emptied, missing: the copies are all there is)."""
+    if not db.is_file() or db.stat().st_size == 0:
+        return None
+    made = [Path(f"{db}{s}") for s in ("-wal", "-shm") if not Path(f"{db}{s}").exists()]
+    try:
+        with Store(db, mode="read") as old:
+            running = sorted(r["point_id"] for r in old.db.execute(
+                "SELECT * FROM points WHERE study = ? AND status = 'running'", (study,)).fetchall()
+                if old._claim_live(r))
+            return running, old.content_digests(study, old.done_points(study))
+    except (DatabaseError, sqlite3.Error, OSError):
+        return None
+    finally:   # a reader of a WAL database makes these; leave the replaced database as it was
+        if all(not p.exists() or p.name.endswith("-shm") or p.stat().st_size == 0 for p in made):
+            for p in made:
+                p.unlink(missing_ok=True)
 
 
 def _network_row(study: str, point_id: str, record: dict[str, Any], index: int):
@@ -683,10 +940,7 @@ def _write_json_atomic(payload: Any, path: str | os.PathLike) -> Path:
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a records file written by `write_records`."""
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not a records file (invalid JSON: {exc})") from None
+    payload = read_json(path)
     if not isinstance(payload, dict) or payload.get("format") != RECORDS_FORMAT \
             or not isinstance(payload.get("records"), list):
         raise ValueError(f"{path}: not a records file; expected a JSON object with "
