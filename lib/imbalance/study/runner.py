@@ -125,6 +125,9 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         if not pending:
             print(f"all {len(points)} grid points already done; nothing to train")
             return summary
+        if summary.skipped and not quiet:   # a resume: the bar's rate and ETA count only the work left
+            print(f"{params.study}: {summary.skipped} of {len(points)} points already done; "
+                  f"training the other {len(pending)}")
         threads = max(1, _cores() // workers) if address is None else None
         resources = {"GPU": 1} if address and params.device.startswith("cuda") else None
         if pool is None:
@@ -210,15 +213,16 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                            f"{line}")
                         return
                 del inflight[handle]
-                if attempts[point.point_id] < max_attempts:
+                if attempts[point.point_id] < max_attempts and not recurs(line):
                     queue.appendleft(point)  # retry it next (our own claim is re-taken)
                     bar.finish(point.point_id, counted=False)    # its progress restarts with the retry
                 else:
                     _fail(store, params, point.point_id, error, summary)
                     claimed.discard(point.point_id)
-                    bar.finish(point.point_id)
+                    bar.finish(point.point_id, failed=True)
                     if not quiet:
-                        tqdm.write(f"{point.point_id} failed after {max_attempts} attempt(s): {line}")
+                        tqdm.write(f"{point.point_id} failed after {attempts[point.point_id]} attempt(s)"
+                                   + (" (a ValueError recurs: not retried)" if recurs(line) else "") + f": {line}")
             if inflight and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 store.heartbeat(params.study, [p.point_id for p in inflight.values()], me)
                 last_beat = time.monotonic()
@@ -228,6 +232,12 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
         for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
             store.release(params.study, point_id, me)
         pool.close(wait=clean)
+
+
+def recurs(line: str) -> bool:
+    """Whether a point's error will recur on a retry: a ValueError is the library's (or the user's data's)
+    deterministic refusal, e.g. an image size a model cannot take; a dead kernel or worker is worth a retry."""
+    return line.startswith("ValueError:")
 
 
 class _GridBar:
@@ -254,7 +264,9 @@ class _GridBar:
         self._postfix()
 
     def _postfix(self) -> None:
-        self.bar.set_postfix_str(f"points {self.finished}/{self.summary.points}, {self.summary.records} networks")
+        failed = f", {self.summary.failed} failed" if self.summary.failed else ""
+        self.bar.set_postfix_str(f"points {self.finished}/{self.summary.points}{failed}, "
+                                 f"{self.summary.records} networks")
 
     def poll(self) -> None:
         """Read the running points' progress files and move the bar."""
@@ -265,13 +277,15 @@ class _GridBar:
                 self.bar.update(now - self.shown.get(point_id, 0))
                 self.shown[point_id] = now
 
-    def finish(self, point_id: str, *, counted: bool = True) -> None:
-        """A point left the running set: done or failed (counted), or to be retried (not counted)."""
+    def finish(self, point_id: str, *, counted: bool = True, failed: bool = False) -> None:
+        """A point left the running set: done (counted: its iterations move the bar), failed (counted as
+        finished, but its iterations are taken back: the bar never shows failed work as done), or to be
+        retried (not counted)."""
         path = self.progress_paths.pop(point_id, None)
         if path:
             Path(path).unlink(missing_ok=True)       # a killed worker's last report
         shown = self.shown.pop(point_id, 0)
-        self.bar.update((self.units[point_id] if counted else 0) - shown)
+        self.bar.update((self.units[point_id] if counted and not failed else 0) - shown)
         self.finished += bool(counted)
         self._postfix()
 
