@@ -403,3 +403,27 @@ def test_a_resume_says_how_many_points_are_done_and_the_bar_starts_from_them(tmp
     assert "fake: 1 of 2 points already done; training the other 1" in capsys.readouterr().out
     unit = runner._point_iterations(params)
     assert starts[0] == (unit, 2 * unit)     # tqdm's rate and ETA count from `initial`: only the work left
+
+
+def test_cli_prints_its_version(capsys):
+    from imbalance import __version__
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"imbalance {__version__}"
+
+
+@pytest.mark.parametrize("command", [["report"], ["export", "x.csv"], ["conclusions"]])
+def test_a_never_run_study_names_its_real_params_file(tmp_path, capsys, command):
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,))
+    assert main([command[0], str(path), *command[1:], "--outputs", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"study 'fake' has not run yet (imbalance run {path})" in err and "<file>" not in err
+
+
+def test_status_refuses_a_database_run_with_other_settings(tmp_path, capsys):
+    path = fake_params(tmp_path, rho=(10, 20), mu=(0.5,))
+    run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True, pool=StubPool())
+    assert main(["status", str(path), "--outputs", str(tmp_path / "out")]) == 0
+    assert "2 done" in capsys.readouterr().out
+    assert main(["status", str(path), "--set", "repeats=50", "--outputs", str(tmp_path / "out")]) == 2
+    assert "was run with other settings (repeats: " in capsys.readouterr().err
