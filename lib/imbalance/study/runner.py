@@ -528,8 +528,8 @@ def check_model_input(params: StudyParams) -> None:
     a refusal names the images' size and the smallest setting that fixes it. Recipes that crop their inputs
     to a size of their own (ResNet-10's `crop_size`) and the fast recipes are not checked here."""
     shape = model_input(params)
-    recipe = _recipe(params)
-    if shape is None or recipe is None or not hasattr(recipe, "model") or recipe.preprocessing == "imagenet":
+    recipe = _recipe(params) if shape is not None else None
+    if recipe is None or not hasattr(recipe, "model") or getattr(recipe, "preprocessing", None) in (None, "imagenet"):
         return
     error = _takes(recipe.model, shape)
     if error is None:
