@@ -36,6 +36,29 @@ def test_unknown_name_suggests_the_nearest_and_lists_the_suffix_rule():
         registry.get_method("focall")
 
 
+@pytest.mark.parametrize("a, b, distance", [
+    ("rso", "ros", 1), ("rso", "rus", 2), ("ca", "abc", 3), ("basline", "baseline", 1), ("crt", "crt", 0),
+    ("two-phase-rso", "two-phase-ros", 1), ("", "ros", 3), ("abcd", "badc", 2),
+])
+def test_edit_distance_counts_an_adjacent_transposition_as_one_edit(a, b, distance):
+    # by hand: optimal string alignment ("ca" -> "abc" is 3: OSA cannot edit a transposed pair again)
+    assert registry.edit_distance(a, b) == registry.edit_distance(b, a) == distance
+
+
+@pytest.mark.parametrize("typo, said", [
+    ("rso", "(did you mean 'ros'?)"),                  # difflib said 'rus', the opposite method
+    ("rss", "(did you mean 'ros' or 'rus'?)"),         # one substitution from each: both listed
+    ("two-phase-rso", "(did you mean 'two-phase-ros'?)"),
+])
+def test_a_misspelled_method_gets_the_names_one_edit_away_transpositions_included(tmp_path, typo, said):
+    with pytest.raises(ValueError) as info:
+        registry.get_method(typo)
+    assert said in str(info.value)
+    with pytest.raises(ValueError) as info:         # a params file's methods list says the same
+        load_params(ROOT / "params/quick.yaml", [f"methods=[baseline,{typo}]"])
+    assert f"{typo!r} is unknown {said}" in str(info.value)
+
+
 def test_params_accept_every_method_of_the_issue_and_reject_a_typo(tmp_path):
     params = load_params(ROOT / "params/quick.yaml", ["methods=[" + ",".join(ISSUE_LIST) + "]"])
     assert params.methods == tuple(ISSUE_LIST)

@@ -18,7 +18,9 @@ from imbalance.study.store import error_line
 
 
 def _parser() -> argparse.ArgumentParser:
+    from imbalance import __version__
     parser = argparse.ArgumentParser(prog="imbalance", description="Class-imbalance studies of CNNs.")
+    parser.add_argument("--version", action="version", version=f"imbalance {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def study_command(name: str, help: str) -> argparse.ArgumentParser:
@@ -87,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             from imbalance.analysis.report import write_report
-            if db.is_file():
-                with Store(db, mode="read") as store:   # quick_check and digests: a damaged database stops here
-                    store.verify(params.study)
+            for path, p in [(args.params, params)] + [(path, load_params(path)) for path in args.others]:
+                _ran(Path(args.outputs) / p.study / "results.sqlite", p, path)   # names the real params file
+            with Store(db, mode="read") as store:   # quick_check and digests: a damaged database stops here
+                store.verify(params.study)
             others = [load_params(path).study for path in args.others]
             html = write_report(params.study, args.outputs, kernel_name=args.kernel, with_studies=others)
             print(f"figures in {html.parent / 'figures'}; report: {html}")
@@ -100,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             n = len(expand_grid(params))
             print(f"{params.study}: {n} grid points: 0 done, 0 running, 0 failed, {n} pending (not run yet)")
             return 0
-        if not db.exists():
-            raise FileNotFoundError(f"{db} not found: study {params.study!r} has not run yet "
-                                    f"(imbalance run {args.params})")
+        _ran(db, params, args.params)
         with Store(db, mode="read") as store:
             if args.command == "status":
                 return _status(store, params)
@@ -138,12 +139,16 @@ def _conclusions(params, args) -> int:
     from imbalance.analysis.frames import load_study
     studies = [(args.params, params)] + [(path, load_params(path)) for path in args.others]
     for path, p in studies:
-        db = Path(args.outputs) / p.study / "results.sqlite"
-        if not db.is_file():
-            raise FileNotFoundError(f"{db} not found: study {p.study!r} has not run yet (imbalance run {path})")
+        _ran(Path(args.outputs) / p.study / "results.sqlite", p, path)
     (records, curves), *others = [load_study(p.study, args.outputs) for _, p in studies]
     print(format_conclusions(check_all(records, curves, others=[r for r, _ in others])))
     return 0
+
+
+def _ran(db: Path, params, path) -> None:
+    """A study's database must exist: else say so, naming the params file that runs it."""
+    if not db.is_file():
+        raise FileNotFoundError(f"{db} not found: study {params.study!r} has not run yet (imbalance run {path})")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -154,6 +159,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _status(store, params) -> int:
+    from imbalance.study.runner import _check_same_study
+    _check_same_study(params, store)   # a database of other settings: its points are not this file's (issue 26)
     verified = store.verify(params.study)
     ids = [p.point_id for p in expand_grid(params)]
     counts = store.status(params.study, ids)

@@ -254,6 +254,28 @@ def _split_suffix(name: str) -> tuple[str, str | None]:
     return name, None
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment): insertions, deletions, substitutions and
+    transpositions of two adjacent characters each cost 1, so 'rso' is 1 from 'ros' and 2 from 'rus'."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def suggestions(name: str, valid) -> list[str]:
+    """The valid names closest to a misspelled `name` by `edit_distance` (all of them on a tie), if within a
+    third of its length (at least 1); else difflib's closest match, if any."""
+    distances = {v: edit_distance(name.lower(), v.lower()) for v in valid}
+    best = min(distances.values(), default=None)
+    if best is not None and best <= max(1, len(name) // 3):
+        return [v for v in valid if distances[v] == best]
+    return difflib.get_close_matches(name, list(valid), n=1)
+
+
 def get_method(name: str) -> Method:
     """The registered method `name`, or '<m>-thresh' / '<m>-la' / '<m>-tau-norm' derived from trained `<m>`."""
     if isinstance(name, str) and name in METHODS:
@@ -263,8 +285,8 @@ def get_method(name: str) -> Method:
         source, changes = _SUFFIX_SOURCE[suffix]
         return Method(name=name, posthoc=suffix, base=base, source=source, changes=changes)
     valid = method_names()
-    near = difflib.get_close_matches(str(name), valid, n=1)
-    raise ValueError(f"unknown method {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    near = suggestions(str(name), valid)
+    raise ValueError(f"unknown method {name!r}" + (f" (did you mean {' or '.join(map(repr, near))}?)" if near else "")
                      + f"; valid methods: {', '.join(valid)}, and '<m>-thresh', '<m>-la', '<m>-tau-norm' "
                        f"for any of them")
 

@@ -125,9 +125,15 @@ def test_report_top_says_what_was_run(quick):
     # iterations are the study's, not where a diverged network stopped, which is said apart
     stopped = trained.loc[trained["diverged"] > 0, "iterations"].astype(int).tolist()
     full = sorted(set(records.loc[records["diverged"] == 0, "iterations"].astype(int)))
-    assert len(stopped) == 1 and full == [200]
-    assert f"200 (the paper's recipe lenet5-mnist: 10,000; this study ran 2.0% of it); diverged networks stopped " \
-           f"at {stopped[0]:,}" in text
+    assert full == [200]
+    said = "200 (the paper's recipe lenet5-mnist: 10,000; this study ran 2.0% of it)"
+    stopped = sorted(set(stopped))      # a retrain elsewhere may diverge other networks, or none
+    assert said in text
+    if not stopped:
+        assert "diverged networks stopped" not in text
+    else:
+        assert f"{said}; diverged networks stopped " + (f"at {stopped[0]:,}" if len(stopped) == 1 else
+                                                         f"between {stopped[0]:,} and {stopped[-1]:,}") in text
 
 
 def test_conclusions_table_comes_right_after_what_was_run(quick):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from imbalance.data.profiles import imbalanced_subset, step_profile
+from imbalance.data.resampling import oversample_indices, undersample_indices
 from imbalance.sampling import ImbalancedSampler, make_imbalanced
 from scipy.stats import chi2_contingency
 from torch.utils.data import DistributedSampler, Subset, TensorDataset, WeightedRandomSampler
@@ -45,13 +46,69 @@ def test_epochs_are_reproducible_per_seed_and_epoch_and_differ_otherwise():
     assert list(ImbalancedSampler(Y, method="ros", seed=0)) == [4, 8, 6, 2, 8, 8, 3, 7, 7, 7, 0, 8, 6, 5, 1, 8, 8, 7]
     assert list(ImbalancedSampler(Y, method="class-aware", seed=0)) == [7, 5, 1, 4, 8, 8, 7, 8, 6]
     a, b = ImbalancedSampler(SKEWED, method="sqrt", seed=1), ImbalancedSampler(SKEWED, method="sqrt", seed=1)
-    first = list(a)
-    assert list(a) == first == list(b)                  # iterating again without set_epoch repeats the epoch
     a.set_epoch(1)
-    assert list(a) != first
     b.set_epoch(1)
-    assert list(a) == list(b)
-    assert list(ImbalancedSampler(SKEWED, method="sqrt", seed=2)) != first
+    assert list(a) == list(b) == list(a)                # set_epoch fixes the epoch: iterating again repeats it
+    a.set_epoch(2)
+    assert list(a) != list(b)
+    assert list(ImbalancedSampler(SKEWED, method="sqrt", seed=2)) != list(ImbalancedSampler(SKEWED, method="sqrt",
+                                                                                           seed=1))
+
+
+def _reference_epoch(y, key, method="ros"):
+    """An epoch drawn by hand from the resampling functions (the sampler's documented rule)."""
+    rng = np.random.default_rng(key)
+    draw = oversample_indices if method == "ros" else undersample_indices
+    return rng.permutation(draw(y, target_rho=1.0, random_state=rng)).tolist()
+
+
+def test_without_set_epoch_each_iteration_draws_the_next_epoch_as_weighted_random_sampler_redraws():
+    sampler = ImbalancedSampler(Y, method="ros", seed=0)
+    first, second, third = list(sampler), list(sampler), list(sampler)
+    # iteration n is epoch n of the seed: [seed, n]
+    assert first == _reference_epoch(Y, [0, 0]) == [4, 8, 6, 2, 8, 8, 3, 7, 7, 7, 0, 8, 6, 5, 1, 8, 8, 7]
+    assert second == _reference_epoch(Y, [0, 1]) == [8, 7, 1, 8, 4, 0, 8, 5, 7, 8, 7, 7, 7, 8, 3, 2, 8, 6]
+    assert third == _reference_epoch(Y, [0, 2]) and len({tuple(first), tuple(second), tuple(third)}) == 3
+    # a second sampler with the same seed replays the same sequence of epochs
+    again = ImbalancedSampler(Y, method="ros", seed=0)
+    assert [list(again) for _ in range(3)] == [first, second, third]
+    # and every epoch keeps its exact class counts
+    assert all(np.bincount(Y[e], minlength=3).tolist() == [6, 6, 6] for e in (first, second, third))
+
+
+def test_a_dataloader_sees_a_new_draw_each_epoch_without_set_epoch():
+    data = TensorDataset(torch.arange(SKEWED.size), torch.as_tensor(SKEWED))
+    loader = torch.utils.data.DataLoader(data, batch_size=50, sampler=ImbalancedSampler(SKEWED, method="rus", seed=3))
+    epochs = [torch.cat([x for x, _ in loader]).tolist() for _ in range(2)]
+    assert epochs[0] == _reference_epoch(SKEWED, [3, 0], "rus") and epochs[1] == _reference_epoch(SKEWED, [3, 1], "rus")
+    assert epochs[0] != epochs[1] and [len(e) for e in epochs] == [12, 12]
+
+
+def test_a_torch_generator_seeds_each_epoch_as_random_sampler_does():
+    draws = torch.Generator().manual_seed(7)     # the same stream the sampler's generator will give
+    keys = [int(torch.empty((), dtype=torch.int64).random_(generator=draws).item()) for _ in range(2)]
+    sampler = ImbalancedSampler(SKEWED, method="ros", generator=torch.Generator().manual_seed(7))
+    assert [list(sampler), list(sampler)] == [_reference_epoch(SKEWED, [k]) for k in keys]
+    assert keys[0] != keys[1]
+    # a generator advanced by other users gives other epochs, as WeightedRandomSampler's would
+    moved = torch.Generator().manual_seed(7)
+    torch.rand(1, generator=moved)
+    assert list(ImbalancedSampler(SKEWED, method="ros", generator=moved)) != _reference_epoch(SKEWED, [keys[0]])
+    # with set_epoch, the generator's initial seed is the seed: every replica draws the same epoch
+    fixed = ImbalancedSampler(SKEWED, method="ros", generator=torch.Generator().manual_seed(7))
+    fixed.set_epoch(4)
+    assert list(fixed) == list(fixed) == _reference_epoch(SKEWED, [7, 4])
+
+
+@pytest.mark.parametrize("method, level, expected", [
+    # Y has 6 / 2 / 1 examples: ros raises every class to round(6 / level), rus cuts to round(1 * level)
+    ("ros", None, 18), ("ros", 2, 12), ("ros", 6, 9), ("rus", None, 3), ("rus", 2, 5), ("rus", 6, 9),
+])
+def test_len_is_one_epoch_of_the_resampled_set_not_the_dataset(method, level, expected):
+    sampler = ImbalancedSampler(Y, method=method, level=level, seed=0)
+    assert len(sampler) == expected == sum(1 for _ in sampler)
+    assert len(ImbalancedSampler(Y, method=method, level=level, seed=0, num_replicas=2)) == -(-expected // 2)
+    assert len(ImbalancedSampler(Y, method=method, level=level, seed=0, num_replicas=2, drop_last=True)) == expected // 2
 
 
 def _wrs_counts(weights, n, seed):
@@ -157,6 +214,8 @@ def test_make_imbalanced_returns_the_profiles_subset_as_a_list():
     (lambda: ImbalancedSampler(Y.astype(float)), "labels must be a non-empty 1-d sequence of integer"),
     (lambda: ImbalancedSampler(TensorDataset(torch.zeros(3))), "without .targets: pass label_getter"),
     (lambda: ImbalancedSampler(Y).set_epoch(-1), "epoch must be a non-negative integer"),
+    (lambda: ImbalancedSampler(Y, seed=1, generator=torch.Generator()), "pass seed or generator, not both"),
+    (lambda: ImbalancedSampler(Y, generator=np.random.default_rng(0)), "generator must be a torch.Generator"),
     (lambda: make_imbalanced(Y, rho=10), "mu is required for the step profile"),
 ])
 def test_sampler_rejects_bad_input_naming_the_parameter(call, message):

@@ -40,6 +40,17 @@ def test_every_shipped_params_file_is_valid():
         assert expand_grid(load_params(f))
 
 
+def test_no_two_shipped_params_files_share_a_study_name():
+    """A study's outputs are outputs/<study>/: two files with one name would share (and be refused by) one
+    database, as params/mnist/step.yaml once was by the committed params/real/mnist-step.yaml (issue 26)."""
+    files = sorted(PARAMS.rglob("*.yaml")) + sorted((PARAMS.parent / "examples").glob("*.yaml"))
+    names = {}
+    for f in files:
+        names.setdefault(load_params(f).study, []).append(f.relative_to(PARAMS.parent).as_posix())
+    assert {n: fs for n, fs in names.items() if len(fs) > 1} == {}
+    assert names["mnist-step-paper"] == ["params/mnist/step.yaml"] and names["mnist-step"] == ["params/real/mnist-step.yaml"]
+
+
 def test_paper_mnist_step_expands_to_81_points_and_81_x_methods_x_50_records():
     params = load_params(PARAMS / "mnist/step.yaml")
     points = expand_grid(params)

@@ -178,7 +178,7 @@ def test_the_same_error_at_the_first_points_stops_the_grid(tmp_path, capsys):
     pool = StubPool(lambda task, n: {"ok": False, "error": "ValueError: train-images-idx3-ubyte.gz: truncated\n..."})
     summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True,
                         pool=pool, max_attempts=2)
-    assert len(pool.submitted) == 3       # point 1 twice, point 2 once: not 162 runs
+    assert pool.submitted == ["step_rho=10_mu=0.5", "step_rho=20_mu=0.5"]   # once each (a ValueError recurs): not 162
     assert summary.failed == 2 and "stopped early" in summary.stopped and "truncated" in summary.stopped
     assert "stopped early: grid points step_rho=10_mu=0.5, step_rho=20_mu=0.5 failed" in capsys.readouterr().out
     with Store(tmp_path / "out" / "fake" / "results.sqlite") as store:
@@ -355,3 +355,75 @@ def test_a_database_registered_before_notebook_parameters_was_a_setting_still_ma
         assert store.check_study("fake", {**old, "notebook_parameters": {}}) == {}
         assert store.check_study("fake", {**old, "notebook_parameters": {"x": 1}}) == {
             "notebook_parameters": (None, {"x": 1})}
+
+
+# --- issue 26: a deterministic error is not retried, a failed point is no progress, a resume says so ----------
+
+def test_a_value_error_is_not_retried_and_a_runtime_error_is(tmp_path):
+    path = fake_params(tmp_path, rho=(10, 20), mu=(0.5,))
+    answer = {"step_rho=10_mu=0.5": "ValueError: image_size must be at least 16 for LeNet-5, got (8, 8)",
+              "step_rho=20_mu=0.5": "RuntimeError: CUDA error: unspecified launch failure"}
+    pool = StubPool(lambda task, n: {"ok": False, "error": answer[task.point_id]})
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True,
+                        pool=pool, workers=1, max_attempts=3)
+    assert sorted(pool.submitted) == ["step_rho=10_mu=0.5"] + ["step_rho=20_mu=0.5"] * 3
+    assert summary.failed == 2 and summary.stopped is None      # different errors: not 'the same everywhere'
+    assert runner.recurs("ValueError: x") and not runner.recurs("DeadKernelError: x")
+
+
+def test_the_bar_never_counts_a_failed_points_iterations_as_done(tmp_path, monkeypatch):
+    bars = []
+    original = runner._GridBar
+
+    class Spy(original):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+        def close(self):     # keep the numbers tqdm shows, to read them after the run
+            self.final = (self.bar.n, self.bar.total)
+            super().close()
+    monkeypatch.setattr(runner, "_GridBar", Spy)
+    path = fake_params(tmp_path, rho=(10, 20), mu=(0.5,))
+    pool = StubPool(lambda task, n: {"ok": False, "error": "ValueError: bad"} if "20" in task.point_id else None)
+    run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=False, pool=pool,
+              workers=1, max_attempts=2)
+    n, total = bars[0].final
+    assert total == 2 * runner._point_iterations(load_params(path)) and n == total // 2    # 50%, not 100%
+
+
+def test_a_resume_says_how_many_points_are_done_and_the_bar_starts_from_them(tmp_path, monkeypatch, capsys):
+    path = fake_params(tmp_path, rho=(10, 20), mu=(0.5,))
+    params = load_params(path)
+    run_study(load_params(path, ["rho=[10]"]), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True,
+              pool=StubPool())
+    starts = []
+    monkeypatch.setattr(runner._GridBar, "_postfix", lambda self: starts.append((self.bar.initial, self.bar.total)))
+    run_study(params, outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=False, pool=StubPool())
+    assert "fake: 1 of 2 points already done; training the other 1" in capsys.readouterr().out
+    unit = runner._point_iterations(params)
+    assert starts[0] == (unit, 2 * unit)     # tqdm's rate and ETA count from `initial`: only the work left
+
+
+def test_cli_prints_its_version(capsys):
+    from imbalance import __version__
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"imbalance {__version__}"
+
+
+@pytest.mark.parametrize("command", [["report"], ["export", "x.csv"], ["conclusions"]])
+def test_a_never_run_study_names_its_real_params_file(tmp_path, capsys, command):
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,))
+    assert main([command[0], str(path), *command[1:], "--outputs", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"study 'fake' has not run yet (imbalance run {path})" in err and "<file>" not in err
+
+
+def test_status_refuses_a_database_run_with_other_settings(tmp_path, capsys):
+    path = fake_params(tmp_path, rho=(10, 20), mu=(0.5,))
+    run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=True, pool=StubPool())
+    assert main(["status", str(path), "--outputs", str(tmp_path / "out")]) == 0
+    assert "2 done" in capsys.readouterr().out
+    assert main(["status", str(path), "--set", "repeats=50", "--outputs", str(tmp_path / "out")]) == 2
+    assert "was run with other settings (repeats: " in capsys.readouterr().err

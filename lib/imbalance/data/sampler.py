@@ -11,10 +11,25 @@ set, drawn by one of `imbalance.sampling`'s functions (no second copy of their l
 | `sqrt`        | `num_samples` draws: class c with p ∝ sqrt(n_c), then an example  | Mahajan 2018    |
 
 `level` is graded sampling (the paper's Figure 7): the imbalance ratio left after ros/rus
-(1 = full balance). Each epoch is drawn from `np.random.default_rng([seed, epoch])`, so
-`set_epoch(e)` gives a new but reproducible epoch, and every replica draws the same one before
-taking its shard, exactly as `torch.utils.data.DistributedSampler` shards (padding by wrapping
-around, or `drop_last`). It is imported lazily as `imbalance.sampling.ImbalancedSampler`.
+(1 = full balance).
+
+When an epoch is drawn (the convention of `WeightedRandomSampler` and `RandomSampler` unless
+`set_epoch` is used, then `DistributedSampler`'s):
+
+- without `set_epoch`, every `iter(sampler)` draws a new epoch: the n-th iteration (n = 0, 1, ...)
+  from `np.random.default_rng([seed, n])`, or, with `generator=` (a `torch.Generator`), from one
+  64-bit integer drawn from that generator per iteration, as `RandomSampler` draws its seed;
+- after `set_epoch(e)`, every iteration draws epoch e, `np.random.default_rng([seed, e])` (with a
+  generator: its `initial_seed()` as the seed), until the next `set_epoch`; every replica then
+  draws the same epoch before taking its shard, exactly as `DistributedSampler` shards (padding by
+  wrapping around, or `drop_last`).
+
+`len(sampler)` is the positions one replica yields per epoch, fixed for the sampler's life: for
+`ros` every class raised to round(n_largest / level) (full balance: n_classes x n_largest, more than
+len(labels)), for `rus` every class cut to round(n_smallest x level) (full balance: n_classes x
+n_smallest, usually far fewer than len(labels)), for `class-aware` and `sqrt` `num_samples`; then
+divided among `num_replicas` as `DistributedSampler` divides (rounded up, or down with `drop_last`).
+It is imported lazily as `imbalance.sampling.ImbalancedSampler`.
 """
 from __future__ import annotations
 
@@ -95,13 +110,15 @@ class ImbalancedSampler(Sampler[int]):
     labels: a sequence/array/tensor of int labels, or a dataset (with `.targets` or `label_getter`).
     method: one of METHODS. level: for ros/rus, the imbalance ratio left after sampling (>= 1;
     None = 1, full balance). num_samples: draws per epoch for class-aware/sqrt (default len(labels)).
-    seed, set_epoch(e): the epoch's draw. num_replicas, rank, drop_last: as DistributedSampler.
-    len(sampler) is the number of positions this replica yields per epoch.
+    seed (default 0) or generator (a torch.Generator, not both): where each epoch's draw comes from;
+    a new epoch per iteration unless set_epoch(e) fixes it (module docstring).
+    num_replicas, rank, drop_last: as DistributedSampler.
+    len(sampler) is the number of positions this replica yields per epoch (module docstring).
     """
 
-    def __init__(self, labels, *, method: str = "ros", level: float | None = None, seed: int = 0,
-                 num_replicas: int | None = None, rank: int | None = None, num_samples: int | None = None,
-                 drop_last: bool = False, label_getter=None):
+    def __init__(self, labels, *, method: str = "ros", level: float | None = None, seed: int | None = None,
+                 generator: torch.Generator | None = None, num_replicas: int | None = None, rank: int | None = None,
+                 num_samples: int | None = None, drop_last: bool = False, label_getter=None):
         self.labels = dataset_labels(labels, label_getter=label_getter)
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -113,14 +130,21 @@ class ImbalancedSampler(Sampler[int]):
             raise ValueError(f"level must be a number >= 1 (imbalance ratio left after sampling), got {level!r}")
         if num_samples is not None and method in _GRADED:
             raise ValueError(f"num_samples applies to 'class-aware' and 'sqrt' only; {method!r} has a fixed epoch")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        if generator is not None and seed is not None:
+            raise ValueError(f"pass seed or generator, not both (got seed={seed!r} and a generator)")
+        seed = (generator.initial_seed() if generator is not None else 0) if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.method, self.level, self.seed = method, level, int(seed)
+        self.method, self.level, self.seed, self.generator = method, level, int(seed), generator
         self.num_samples = (self.labels.size if num_samples is None
                             else _positive_int("num_samples", num_samples))
         self.num_replicas, self.rank = _world(num_replicas, rank)
         self.drop_last = bool(drop_last)
         self.epoch = 0
+        self.epoch_fixed = False     # set_epoch was called: iterate that epoch (DistributedSampler's convention)
+        self.iterations = 0          # epochs drawn without set_epoch so far
         self.epoch_size = len(self.epoch_indices(0))           # the same for every epoch
         if self.drop_last and self.epoch_size < self.num_replicas:
             raise ValueError(f"drop_last=True leaves nothing: one epoch has {self.epoch_size} positions "
@@ -131,11 +155,12 @@ class ImbalancedSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch, self.epoch_fixed = int(epoch), True
 
-    def epoch_indices(self, epoch: int) -> np.ndarray:
-        """All replicas' positions for one epoch, in the order they are dealt out."""
-        rng = np.random.default_rng([self.seed, epoch])
+    def epoch_indices(self, epoch: int, *, key: list[int] | None = None) -> np.ndarray:
+        """All replicas' positions for one epoch, in the order they are dealt out: drawn from
+        `np.random.default_rng([seed, epoch])`, or from `key` when given (a generator's draw)."""
+        rng = np.random.default_rng([self.seed, epoch] if key is None else key)
         target = 1.0 if self.level is None else self.level
         if self.method == "ros":
             return rng.permutation(oversample_indices(self.labels, target_rho=target, random_state=rng))
@@ -144,8 +169,18 @@ class ImbalancedSampler(Sampler[int]):
         draw = class_aware_indices if self.method == "class-aware" else sqrt_indices
         return draw(self.labels, size=self.num_samples, random_state=rng)
 
+    def _next_epoch(self) -> np.ndarray:
+        """The positions of the epoch this iteration draws (module docstring)."""
+        if self.epoch_fixed:
+            return self.epoch_indices(self.epoch)
+        n, self.iterations = self.iterations, self.iterations + 1
+        if self.generator is None:
+            return self.epoch_indices(n)
+        drawn = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        return self.epoch_indices(n, key=[drawn])
+
     def __iter__(self):
-        indices = self.epoch_indices(self.epoch)
+        indices = self._next_epoch()
         total = self.shard_size * self.num_replicas
         if total > indices.size:                                 # pad by wrapping, as DistributedSampler
             indices = np.resize(indices, total)
@@ -156,5 +191,7 @@ class ImbalancedSampler(Sampler[int]):
         return self.shard_size
 
     def __repr__(self) -> str:
-        return (f"ImbalancedSampler(method={self.method!r}, level={self.level}, seed={self.seed}, "
-                f"epoch={self.epoch}, len={len(self)}, rank={self.rank}/{self.num_replicas})")
+        epoch = f"epoch={self.epoch}" if self.epoch_fixed else f"a new epoch per iteration ({self.iterations} drawn)"
+        source = "generator" if self.generator is not None else f"seed={self.seed}"
+        return (f"ImbalancedSampler(method={self.method!r}, level={self.level}, {source}, {epoch}, "
+                f"len={len(self)}, rank={self.rank}/{self.num_replicas})")

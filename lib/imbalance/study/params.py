@@ -421,9 +421,9 @@ def _names(v, key, valid, err, known=None) -> tuple[str, ...]:
         raise err(key, "a non-empty list of " + ", ".join(valid))
     for item in items:
         if not isinstance(item, str) or not known(item):
-            near = difflib.get_close_matches(str(item), valid, n=1)
+            near = registry.suggestions(str(item), valid)      # sees transpositions: 'rso' -> 'ros'
             raise err(key, f"names from {', '.join(valid)} (or '<m>-thresh', '<m>-la', '<m>-tau-norm' of one); "
-                      f"{item!r} is unknown" + (f" (did you mean {near[0]!r}?)" if near else ""))
+                      f"{item!r} is unknown" + (f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""))
     if len(set(items)) != len(items):
         raise err(key, "each name once")
     return tuple(items)

@@ -99,6 +99,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     study_dir = Path(outputs_dir).resolve() / params.study
     notebook, missing = _notebook_path(params, notebooks_dir)
     check_recipe(params)
+    check_model_input(params)    # before the dry run's plan too: an image size the model cannot take never trains
     summary = RunSummary(params.study, len(points))
     if dry_run:
         _check_same_study(params, study_dir / "results.sqlite")
@@ -133,6 +134,9 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         if not pending:
             print(f"all {len(points)} grid points already done; nothing to train")
             return summary
+        if summary.skipped and not quiet:   # a resume: the bar's rate and ETA count only the work left
+            print(f"{params.study}: {summary.skipped} of {len(points)} points already done; "
+                  f"training the other {len(pending)}")
         threads = max(1, _cores() // workers) if address is None else None
         resources = {"GPU": 1} if address and params.device.startswith("cuda") else None
         if pool is None:
@@ -224,15 +228,16 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                            f"{line}")
                         return
                 del inflight[handle]
-                if attempts[point.point_id] < max_attempts:
+                if attempts[point.point_id] < max_attempts and not recurs(line):
                     queue.appendleft(point)  # retry it next (our own claim is re-taken)
                     bar.finish(point.point_id, counted=False)    # its progress restarts with the retry
                 else:
                     _fail(store, params, point.point_id, error, summary)
                     claimed.discard(point.point_id)
-                    bar.finish(point.point_id)
+                    bar.finish(point.point_id, failed=True)
                     if not quiet:
-                        tqdm.write(f"{point.point_id} failed after {max_attempts} attempt(s): {line}")
+                        tqdm.write(f"{point.point_id} failed after {attempts[point.point_id]} attempt(s)"
+                                   + (" (a ValueError recurs: not retried)" if recurs(line) else "") + f": {line}")
             if inflight and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 store.heartbeat(params.study, [p.point_id for p in inflight.values()], me)
                 last_beat = time.monotonic()
@@ -245,6 +250,12 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
             except sqlite3.OperationalError:    # locked: the claim dies with this process instead
                 pass
         pool.close(wait=clean)
+
+
+def recurs(line: str) -> bool:
+    """Whether a point's error will recur on a retry: a ValueError is the library's (or the user's data's)
+    deterministic refusal, e.g. an image size a model cannot take; a dead kernel or worker is worth a retry."""
+    return line.startswith("ValueError:")
 
 
 class _GridBar:
@@ -271,7 +282,9 @@ class _GridBar:
         self._postfix()
 
     def _postfix(self) -> None:
-        self.bar.set_postfix_str(f"points {self.finished}/{self.summary.points}, {self.summary.records} networks")
+        failed = f", {self.summary.failed} failed" if self.summary.failed else ""
+        self.bar.set_postfix_str(f"points {self.finished}/{self.summary.points}{failed}, "
+                                 f"{self.summary.records} networks")
 
     def poll(self) -> None:
         """Read the running points' progress files and move the bar."""
@@ -282,13 +295,15 @@ class _GridBar:
                 self.bar.update(now - self.shown.get(point_id, 0))
                 self.shown[point_id] = now
 
-    def finish(self, point_id: str, *, counted: bool = True) -> None:
-        """A point left the running set: done or failed (counted), or to be retried (not counted)."""
+    def finish(self, point_id: str, *, counted: bool = True, failed: bool = False) -> None:
+        """A point left the running set: done (counted: its iterations move the bar), failed (counted as
+        finished, but its iterations are taken back: the bar never shows failed work as done), or to be
+        retried (not counted)."""
         path = self.progress_paths.pop(point_id, None)
         if path:
             Path(path).unlink(missing_ok=True)       # a killed worker's last report
         shown = self.shown.pop(point_id, 0)
-        self.bar.update((self.units[point_id] if counted else 0) - shown)
+        self.bar.update((self.units[point_id] if counted and not failed else 0) - shown)
         self.finished += bool(counted)
         self._postfix()
 
@@ -530,6 +545,64 @@ def _check_kernel(kernel_name: str) -> None:
             f"`{sys.executable} -m ipykernel install --sys-prefix --name {kernel_name}` (make venv does)")
 
 
+def model_input(params: StudyParams) -> tuple[int, int, int] | None:
+    """(channels, height, width) of the images the recipe's model will be given, read from headers only: an
+    image folder's `image_size` or its first training image, an .npz's arrays; None where not known here (the
+    built-in datasets, whose sizes every recipe takes, or data not found: check_data says so)."""
+    from imbalance.data.datasets import check_npz, data_root
+    try:
+        if params.dataset == "npz":
+            return tuple(check_npz(data_root(params.data_root)).image_shape)
+        if params.dataset != "imagefolder":
+            return None
+        from PIL import Image
+        train = data_root(params.data_root) / "train"
+        first = next(f for d in sorted(train.iterdir()) if d.is_dir() for f in sorted(d.iterdir()) if f.is_file())
+        with Image.open(first) as image:
+            channels, (width, height) = (1 if image.mode in ("L", "1", "I;16") else 3), image.size
+    except (OSError, StopIteration, ValueError):
+        return None
+    return (channels, params.image_size, params.image_size) if params.image_size else (channels, height, width)
+
+
+def _takes(model: str, shape: tuple[int, int, int]) -> str | None:
+    """None if the model runs on one zero image of `shape`, else its error in one line."""
+    import torch
+
+    from imbalance.training.models import build_model
+    c, h, w = shape
+    try:
+        with torch.no_grad():
+            build_model(model, n_classes=2, in_channels=c, seed=0, image_size=(h, w)).eval()(torch.zeros(1, c, h, w))
+    except (ValueError, RuntimeError) as exc:
+        return " ".join(str(exc).split())[:200]
+    return None
+
+
+def check_model_input(params: StudyParams) -> None:
+    """The recipe's model must take the study's images (one forward pass of a zero image, before any training);
+    a refusal names the images' size and the smallest setting that fixes it. Recipes that crop their inputs
+    to a size of their own (ResNet-10's `crop_size`) and the fast recipes are not checked here."""
+    shape = model_input(params)
+    recipe = _recipe(params) if shape is not None else None
+    if recipe is None or not hasattr(recipe, "model") or getattr(recipe, "preprocessing", None) in (None, "imagenet"):
+        return
+    error = _takes(recipe.model, shape)
+    if error is None:
+        return
+    from imbalance.training.models import SIZED
+    c, h, w = shape
+    least = next((s for s in range(max(h, w) + 1, 257) if _takes(recipe.model, (c, s, s)) is None), None)
+    native = SIZED.get(recipe.model, (0, 0))[0]
+    side = native if least and native >= least else least
+    why = (f" ({recipe.model}'s own input size; it takes {least} px and up)" if side == native != least
+           else " or more")
+    fix = (f"set image_size: {side}{why}: each image is fitted to {side}x{side} (image_fit: crop or stretch)"
+           if params.dataset == "imagefolder" else f"resize the arrays to {side}x{side}{why}")
+    raise ValueError(f"{params.source}: the images are {h}x{w} pixels, which recipe {params.recipe!r} "
+                     f"({recipe.model}) cannot take ({error})" + (f"; {fix}" if side else ""))
+
+
 # --- dry run -----------------------------------------------------------------------------------
 
 def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, workers: int) -> str:
@@ -586,7 +659,7 @@ def _subset_line(params: StudyParams, point: GridPoint, available) -> str:
     (from the image folder's counts where known, else the profile with the dataset's classes)."""
     from imbalance.data.profiles import NATURAL, profile_counts, subset_counts
     if point.imbalance == NATURAL:
-        return ""
+        return _natural_line(params, available)
     n_classes = len(available) if available is not None else n_classes_of(params.dataset)
     try:
         if available is not None:
@@ -610,6 +683,35 @@ def _subset_line(params: StudyParams, point: GridPoint, available) -> str:
         text = f"{len(counts)} classes of {min(sizes):,} to {max(sizes):,}"
     return f"  subset: {text} ({int(sum(counts)):,} images" + (", as counted in the folder" if available is not None
                                                               else "") + ")"
+
+
+def _natural_line(params: StudyParams, available) -> str:
+    """A natural study's training counts per class, as the data holds them (the folder's files, the .npz's
+    labels, or the loaded dataset's), e.g. ':  training set: zero 300, three 120, eight 15 (435 images, rho 20)'."""
+    names = None
+    try:
+        if available is None and params.dataset == "npz":
+            from imbalance.data.datasets import check_npz, data_root
+            contents = check_npz(data_root(params.data_root))
+            available, names = contents.train_counts, contents.classes
+        elif available is None:
+            from imbalance.data.datasets import load_dataset
+            data = load_dataset(params.dataset, root=params.data_root)
+            import numpy as np
+            available, names = np.bincount(data.train_labels.numpy(), minlength=len(data.classes)), data.classes
+        elif params.dataset == "imagefolder":
+            from imbalance.data.datasets import data_root
+            names = sorted(d.name for d in (data_root(params.data_root) / "train").iterdir() if d.is_dir())
+    except (OSError, ValueError):
+        return ""
+    counts = [int(c) for c in available]
+    if len(counts) <= 12 and names is not None and len(names) == len(counts):
+        text = ", ".join(f"{n} {c:,}" for n, c in zip(names, counts))
+    else:
+        text = f"{len(counts)} classes of {min(counts):,} to {max(counts):,}"
+    split = f"; before the {params.validation:g} validation split" if params.validation else ""
+    return (f"  training set (the data's own counts): {text} ({sum(counts):,} images, "
+            f"rho {max(counts) / max(1, min(counts)):.3g}{split})")
 
 
 def _gpu_bound(params: StudyParams, repeats: int) -> list[str]:
