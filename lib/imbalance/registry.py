@@ -365,24 +365,6 @@ def trained_method(name: str) -> str:
 
 # --- post-hoc adjustments of stored scores (numpy, float64) ------------------------------------
 
-# The fast CIFAR-10 recipes (imbalance.training.fast) train with their own label-smoothed cross-entropy on
-# shuffled resampled sets: loss terms, streamed sampling and cRT's re-initialised head are the paper
-# recipes' only.  Their names, torch-free, for params files (tests/study/test_params.py pins them).
-
-
-def fast_recipe_problem(name: str) -> str | None:
-    """Why a fast recipe cannot train method `name` (one line), or None when it can."""
-    m = get_method(name)
-    t = get_method(m.base) if m.posthoc else m
-    if not t.loss.plain:
-        return f"method {name!r} changes the loss, and the fast recipes train with label-smoothed cross-entropy only"
-    if t.sampling in STREAMED:
-        return f"method {name!r} samples a stream ({t.sampling}), and the fast recipes train on resampled sets only"
-    if t.stage2 == "crt":
-        return f"method {name!r} re-trains a re-initialised head (cRT), which the fast recipes do not do"
-    return None
-
-
 def _priors(priors, n_classes: int) -> np.ndarray:
     p = np.asarray(priors, dtype=np.float64)
     if p.ndim != 1 or p.shape[0] != n_classes or (p <= 0).any() or not np.isfinite(p).all():

@@ -20,7 +20,6 @@ import yaml
 
 from imbalance import registry
 from imbalance.catalog import (
-    FAST_RECIPES,
     IMAGE_FITS,
     RECIPE_NAMES,
     SELECTIONS,
@@ -355,11 +354,6 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         v[key] = _numbers(v, key, err)
     if v.get("methods") is not None:
         v["methods"] = _names(v, "methods", registry.method_names(), err, known=registry.is_method)
-    if v["recipe"] in FAST_RECIPES:
-        problems = [registry.fast_recipe_problem(m) for m in v.get("methods") or METHODS if registry.is_method(m)]
-        if any(problems):
-            raise err("methods", f"methods a fast recipe can train ({next(p for p in problems if p)}); "
-                                 f"use a paper recipe for it")
     if v.get("plugins") is not None:
         if not isinstance(v["plugins"], list) or not all(isinstance(m, str) and m for m in v["plugins"]):
             raise err("plugins", "a list of importable module names (imbalance run --plugin MODULE)")

@@ -26,7 +26,16 @@ from imbalance.catalog import TEST_IMAGES, n_classes_of
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
-from imbalance.study.store import DatabaseError, Store, StudyChanged, copy_path, error_line, point_seconds, worker_id, write_copy
+from imbalance.study.store import (
+    DatabaseError,
+    Store,
+    StudyChanged,
+    copy_path,
+    error_line,
+    point_seconds,
+    worker_id,
+    write_copy,
+)
 
 THREADS_PER_WORKER = 2   # default torch threads per local worker: 2 cores -> 1 worker x 2 threads
 HEARTBEAT_SECONDS = 30   # how often the runner refreshes its claims while points run

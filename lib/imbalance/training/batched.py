@@ -57,7 +57,7 @@ from imbalance.training.loop import (
     resolve_device,
     sgd_step_,
 )
-from imbalance.training.losses import LossTerms, class_loss
+from imbalance.training.losses import LossTerms, class_loss, neutral_terms
 from imbalance.training.models import (
     CosineHead,
     SeededDropout,
@@ -329,7 +329,7 @@ def _train_vmap(specs, source: ResidentImages, ys, recipe: Recipe, *, n_classes,
     # one loss function for the group: plain cross-entropy, or class_loss on per-network stacked terms
     # (a cross-entropy network in a mixed group gets neutral terms: weights 1, no offsets or margins)
     terms = None if all(s.loss is None for s in specs) else \
-        [(s.loss or _neutral_terms(n_classes)).to(device, dtype) for s in specs]
+        [(s.loss or neutral_terms(n_classes)).to(device, dtype) for s in specs]
 
     # dropout (All-CNN-C): each step's masks drawn from every network's own streams, outside vmap,
     # and passed in with the frozen parameters (models.dropout_masks); evaluation runs in eval mode
@@ -475,12 +475,6 @@ def _gemm_step(base: nn.Module, with_terms: bool, dtype: torch.dtype):
             grads = torch.autograd.grad(loss.sum(), list(p.values()))
         return dict(zip(p, grads)), (loss.detach(), logits.detach())
     return step
-
-
-def _neutral_terms(n_classes: int) -> LossTerms:
-    """Terms under which class_loss is cross-entropy (for a plain network in a mixed vmapped group)."""
-    ones, zeros = torch.ones(n_classes, dtype=torch.float64), torch.zeros(n_classes, dtype=torch.float64)
-    return LossTerms(ones, ones, 0, zeros, zeros, 1.0, 0.0)
 
 
 @torch.no_grad()

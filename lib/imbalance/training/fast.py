@@ -54,6 +54,7 @@ from imbalance.checks import (
 from imbalance.data.images import check_uint8
 from imbalance.training.batched import _Progress, intra_op_threads
 from imbalance.training.loop import BatchStream, IntervalLog, TrainResult, resolve_device
+from imbalance.training.losses import class_loss, neutral_terms
 
 LAYOUTS = ("auto", "single", "grouped", "vmap", "threads")
 
@@ -294,11 +295,12 @@ def _batch_norm(x, shift, mean, var, *, train: bool, momentum: float, eps: float
 
 
 def forward(params: dict, buffers: dict, x: torch.Tensor, recipe: FastRecipe, *, groups: int = 1,
-            train: bool) -> tuple[torch.Tensor, dict]:
+            train: bool, cosine: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Logits (B, groups, n_classes) and the updated running statistics.
 
     x: (B, groups x C, H, W), network j's images in channels [j C, (j+1) C); every tensor holds the
     groups' tensors concatenated along dim 0 (groups=1: one network; under vmap: one network each).
+    cosine > 0: Cao et al.'s normalised head, cosine x `cosine` (ldam-drw), instead of the scaled head.
     """
     new = dict(buffers)
     bn = dict(train=train, momentum=recipe.bn_momentum, eps=recipe.bn_epsilon)
@@ -314,6 +316,11 @@ def forward(params: dict, buffers: dict, x: torch.Tensor, recipe: FastRecipe, *,
                 x, params[key], buffers[key + "_mean"], buffers[key + "_var"], **bn)
             x = F.gelu(x)
     x = F.adaptive_max_pool2d(x, 1)
+    if cosine:                       # each network's features and each class's weights to unit length
+        x = F.normalize(x.view(len(x), groups, -1), dim=-1).view_as(x)
+        head = F.normalize(params["head"].flatten(1), dim=1).view_as(params["head"])
+        logits = F.conv2d(x, head.to(x.dtype), groups=groups).flatten(1) * cosine
+        return logits.view(len(x), groups, -1), new
     logits = F.conv2d(x, params["head"].to(x.dtype), groups=groups).flatten(1) * recipe.output_scale
     return logits.view(len(x), groups, -1), new
 
@@ -322,9 +329,9 @@ class FastNet(nn.Module):
     """One trained network: forward(images in [0, 1]) -> logits; eval mode uses the running statistics
     and, with recipe.tta, the mean of the image's and its mirror's logits."""
 
-    def __init__(self, params: dict, buffers: dict, recipe: FastRecipe):
+    def __init__(self, params: dict, buffers: dict, recipe: FastRecipe, *, cosine: float = 0.0):
         super().__init__()
-        self.recipe = recipe
+        self.recipe, self.cosine = recipe, float(cosine)     # cosine > 0: a normalised head x cosine (ldam-drw)
         self.output_layers = ("head",)
         for name, t in params.items():
             self.register_parameter(name, nn.Parameter(t.detach().clone(), requires_grad=False))
@@ -336,9 +343,9 @@ class FastNet(nn.Module):
         p = {n: getattr(self, n) for n in self._param_names}
         b = {n: getattr(self, n) for n in self._buffer_names}
         x = x.to(p["head"].dtype).contiguous(memory_format=torch.channels_last)    # oneDNN's fast layout
-        logits = forward(p, b, x, self.recipe, train=self.training)[0][:, 0]
+        logits = forward(p, b, x, self.recipe, train=self.training, cosine=self.cosine)[0][:, 0]
         if self.recipe.tta and not self.training:
-            logits = (logits + forward(p, b, x.flip(-1), self.recipe, train=False)[0][:, 0]) / 2
+            logits = (logits + forward(p, b, x.flip(-1), self.recipe, train=False, cosine=self.cosine)[0][:, 0]) / 2
         return logits
 
 
@@ -444,6 +451,10 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
             m = s.init_from
             p = {n: getattr(m, n).detach().to(dtype).clone() for n in m._param_names}
             b = {n: getattr(m, n).detach().to(dtype).clone() for n in m._buffer_names}
+            if getattr(s, "reinit_output", False):      # cRT: the head drawn afresh from the spec's init seed
+                fresh, _ = init_network(recipe, (b["whiten_weight"], b["whiten_bias"]), n_classes=n_classes,
+                                        seed=s.init_seed, dtype=dtype)
+                p["head"] = fresh["head"]
         else:
             whitening = fit_whitening(images, idx, patch=recipe.whiten_patch, epsilon=recipe.whiten_epsilon,
                                       max_images=recipe.whiten_images, seed=s.init_seed)
@@ -456,15 +467,18 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
     bar = _Progress(tqdm(total=len(specs) * recipe.iterations, desc=f"{len(specs)} x {recipe.name} ({layout})",
                          unit="it", disable=not progress, leave=False), progress_callback)
     job = dict(recipe=recipe, train_u8=train_u8, ys=ys, scale=scale, test_set=test_set, device=device, bar=bar)
-    keys = [(_trained_names(s, names), float(getattr(s, "lr_scale", 1.0))) for s in specs]
+    # networks train together when they update the same tensors at the same lr, through the same head
+    keys = [(_trained_names(s, names), float(getattr(s, "lr_scale", 1.0)), _cosine(s), _lr_drop(s)) for s in specs]
     if layout in ("grouped", "vmap"):
         groups = [[i for i, k in enumerate(keys) if k == key] for key in dict.fromkeys(keys)]
     else:
         groups = [[i] for i in range(len(specs))]
 
     def run(group):
+        trained, lr_scale, cosine, lr_drop = keys[group[0]]
         return _train_group([nets[i] for i in group], [specs[i] for i in group], [indices[i] for i in group],
-                            stacked=layout == "vmap", trained=keys[group[0]][0], lr_scale=keys[group[0]][1], **job)
+                            stacked=layout == "vmap", trained=trained, lr_scale=lr_scale, cosine=cosine,
+                            lr_drop=lr_drop, n_classes=n_classes, **job)
     out = [None] * len(specs)
     try:
         if layout == "threads":
@@ -484,10 +498,32 @@ def train_fast_networks(specs, images: torch.Tensor, labels: torch.Tensor, recip
     return out
 
 
+def _cosine(spec) -> float:
+    """The spec's cosine-head scale (ldam-drw), or 0: a second stage keeps its first stage's head."""
+    init_from = getattr(spec, "init_from", None)
+    return float(init_from.cosine) if init_from is not None else float(getattr(spec, "head_scale", 0.0) or 0.0)
+
+
+def _lr_drop(spec) -> tuple[int, float] | None:
+    """(switch iteration, lr factor from it on) of the spec's loss terms (Cao et al.'s DRW drop), or None."""
+    terms = getattr(spec, "loss", None)
+    return None if terms is None or terms.late_lr == 1.0 else (int(terms.switch), float(terms.late_lr))
+
+
+def _terms_loss(logits, y, terms: dict, smoothing: float):
+    """One network's loss with method terms (training.losses.class_loss) and the recipe's label smoothing
+    as torch's: (1 - s) class_loss + s mean_j(-log p_j) over the batch.  Neutral terms give
+    smoothed_cross_entropy exactly."""
+    logp = logits.float().log_softmax(-1) if logits.dtype in (torch.bfloat16, torch.float16) else logits.log_softmax(-1)
+    return (1.0 - smoothing) * class_loss(logits.to(logp.dtype), y, **terms) - smoothing * logp.mean(-1).mean(0)
+
+
 def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...], lr_scale: float,
-                 recipe: FastRecipe, train_u8, ys, scale, test_set, device, bar) -> list[TrainResult]:
+                 recipe: FastRecipe, train_u8, ys, scale, test_set, device, bar, cosine: float = 0.0,
+                 lr_drop: tuple[int, float] | None = None, n_classes: int = 10) -> list[TrainResult]:
     """K networks as one job: concatenated channels with groups=K (stacked=False; K=1 is "single") or
-    stacked tensors under vmap (stacked=True). `trained` names the tensors updated (the rest frozen)."""
+    stacked tensors under vmap (stacked=True). `trained` names the tensors updated (the rest frozen).
+    Networks with loss terms (loss-level methods) get their own loss, networks without them neutral terms."""
     k, b = len(nets), recipe.batch_size
     join = (lambda ds: {n: torch.stack([d[n] for d in ds]) for n in ds[0]}) if stacked else _cat
     params, buffers = join([p for p, _ in nets]), join([b_ for _, b_ in nets])
@@ -499,14 +535,31 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
     autocast = device.type == "cuda" and recipe.half
     channels_last = not stacked
 
-    def loss_fn(p, fixed, buf, x, y):   # one network (vmap) or K networks concatenated (groups=k)
+    with_terms = any(getattr(s, "loss", None) is not None for s in specs)
+    if with_terms:     # each network's terms, stacked (K, ...) on the device; plain ones neutral
+        dtype = next(iter(params.values())).dtype       # the terms in the weights' precision (float64: exactness)
+        per = [(s.loss if s.loss is not None else neutral_terms(n_classes)).to(device, dtype) for s in specs]
+        early = torch.stack([t.weights for t in per])
+        late = torch.stack([t.late_weights for t in per])
+        switch = torch.tensor([t.switch for t in per], device=device)
+        fixed_terms = {key: torch.stack([t.at(0)[key] for t in per]) for key in per[0].at(0) if key != "weights"}
+
+    def loss_fn(p, fixed, buf, x, y, terms=None):   # one network (vmap) or K networks concatenated (groups=k)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            logits, new = forward({**p, **fixed}, buf, x, recipe, groups=1 if stacked else k, train=bn_train)
-        loss = smoothed_cross_entropy(logits, y, recipe.label_smoothing)        # (groups,)
+            logits, new = forward({**p, **fixed}, buf, x, recipe, groups=1 if stacked else k, train=bn_train,
+                                  cosine=cosine)
+        if terms is None:
+            loss = smoothed_cross_entropy(logits, y, recipe.label_smoothing)        # (groups,)
+        elif stacked:
+            loss = _terms_loss(logits[:, 0], y[:, 0], terms, recipe.label_smoothing)[None]
+        else:
+            loss = vmap(lambda z, t, terms: _terms_loss(z, t, terms, recipe.label_smoothing))(
+                logits.transpose(0, 1), y.T, terms)
         return loss.sum(), (loss.detach(), logits.detach(), new)
 
-    vstep = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, 0)) if stacked else None
-    streams = [BatchStream(idx, batch_size=b, seed=s.batch_seed) for s, idx in zip(specs, indices)]
+    vstep = vmap(grad(loss_fn, has_aux=True), in_dims=(0, 0, 0, 0, 0, 0 if with_terms else None)) if stacked else None
+    streams = [BatchStream(idx, batch_size=b, seed=s.batch_seed, shuffle=getattr(s, "shuffle", True))
+               for s, idx in zip(specs, indices)]
     augments = [AugmentStream(s.batch_seed, recipe) for s in specs]
     log = IntervalLog(k, iterations=recipe.iterations, device=device)
     started = time.perf_counter()
@@ -520,10 +573,12 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
             shift = torch.cat([s for _, s in draws]) if recipe.translate else None
             x = augment(scale.transform(train_u8[idx.flatten()]), flip=flip, shift=shift, pad=recipe.translate)
             x = x.view(k, b, *x.shape[1:])                                           # (K, B, C, H, W)
-            lr = learning_rate(recipe, t) * lr_scale
+            lr = learning_rate(recipe, t) * lr_scale * (lr_drop[1] if lr_drop and t >= lr_drop[0] else 1.0)
+            terms = None if not with_terms else \
+                {**fixed_terms, "weights": torch.where((t >= switch).unsqueeze(-1), late, early)}
             if stacked:
                 y = ys[idx]                                                          # (K, B)
-                grads, (loss, logits, new) = vstep(live, frozen, buffers, x.contiguous(), y[..., None])
+                grads, (loss, logits, new) = vstep(live, frozen, buffers, x.contiguous(), y[..., None], terms)
                 grads = [grads[n] for n in names]
                 loss, logits = loss[:, 0], logits[:, :, 0]                           # (K,), (K, B, n)
                 pred = logits.argmax(-1)
@@ -534,7 +589,7 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
                 y = ys[idx].T                                                        # (B, K)
                 for p_ in live.values():
                     p_.requires_grad_()
-                total, (loss, logits, new) = loss_fn(live, frozen, buffers, x, y)
+                total, (loss, logits, new) = loss_fn(live, frozen, buffers, x, y, terms)
                 grads = torch.autograd.grad(total, [live[n] for n in names])
                 for p_ in live.values():
                     p_.requires_grad_(False)
@@ -549,7 +604,8 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
         end = start + n
         params = {**live, **frozen}
         test = (lambda: _test_accuracy(params, buffers, test_set, recipe, k=k, stacked=stacked)) if test_set else None
-        log.close_interval(start, end, examples_per_step=b, lrs=[learning_rate(recipe, end - 1) * lr_scale] * k,
+        log.close_interval(start, end, examples_per_step=b, lrs=[learning_rate(recipe, end - 1) * lr_scale
+                                                     * (lr_drop[1] if lr_drop and end - 1 >= lr_drop[0] else 1.0)] * k,
                            test_accuracy=test)
         if all(log.stopped):
             break
@@ -559,7 +615,7 @@ def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...
     params = {n: params[n] for n in nets[0][0]}                                      # the layer order
     split = (lambda d: [{n: t[j] for n, t in d.items()} for j in range(k)]) if stacked else \
         (lambda d: _split(d, k))
-    return [TrainResult(FastNet(p, bf, recipe).eval(), log.done[j], log.diverged_at[j], log.curves[j], seconds,
+    return [TrainResult(FastNet(p, bf, recipe, cosine=cosine).eval(), log.done[j], log.diverged_at[j], log.curves[j], seconds,
                         failure=log.failure[j])
             for j, (p, bf) in enumerate(zip(split(params), split(buffers)))]
 

@@ -130,3 +130,9 @@ def network_loss(logits: torch.Tensor, y: torch.Tensor, terms: LossTerms | None,
     if terms is None:
         return F.cross_entropy(logits, y)
     return class_loss(logits, y, **terms.at(iteration))
+
+
+def neutral_terms(n_classes: int) -> LossTerms:
+    """Terms under which class_loss is cross-entropy (for a plain network in a group with loss-level ones)."""
+    ones, zeros = torch.ones(n_classes, dtype=torch.float64), torch.zeros(n_classes, dtype=torch.float64)
+    return LossTerms(ones, ones, 0, zeros, zeros, 1.0, 0.0)
