@@ -322,11 +322,11 @@ def _fail(store, params, point_id: str, error: str | None, summary) -> None:
 # grid's extent (rho, mu, points, levels) may grow, and where or how it runs may change.
 SAME_STUDY_KEYS = ("dataset", "notebook", "imbalance", "n_max", "minority", "methods", "repeats",
                    "seed", "recipe", "recipe_overrides", "notebook_parameters", "validation", "test_prior", "selection",
-                   "image_size", "image_fit")
+                   "image_size", "image_fit", "equivalence_margin")
 # Keys that became result-shaping after studies had been registered without them: at their default
 # they are left out of a registration, so an older study (which never set them) still matches, while
 # any other value, then or now, differs.
-LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit", "selection")
+LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit", "selection", "equivalence_margin")
 
 
 def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
