@@ -720,9 +720,10 @@ def format_conclusions(results, *, width: int = 100) -> str:
     import textwrap
     blocks = []
     for r in results:
-        lines = [f"{r.id}  {r.title}: {r.verdict.upper()}" + (f" ({r.summary.partition(': ')[2]})"
-                                                               if r.counts else "")]
-        for label, text in (("claim", f'"{r.claim}"'), ("evidence", r.reason), ("needs", r.needs)):
+        lines = [f"{r.id}  {r.title}: {r.verdict.upper()}"]
+        outcomes = r.summary.partition(": ")[2] if r.counts else None
+        for label, text in (("outcomes", outcomes), ("claim", f'"{r.claim}"'), ("evidence", r.reason),
+                            ("needs", r.needs)):
             if text:
                 lines += textwrap.wrap(text, width, initial_indent=f"    {label}: ",
                                        subsequent_indent=" " * (6 + len(label)))
