@@ -138,7 +138,8 @@ def plan_repeats(records, *, metric: str = "roc_auc", reference: str = stats.REF
     for against, paired in _comparisons(records, metric=metric, reference=reference, alpha=alpha, margin=margin):
         for point_id, at in paired.groupby("point_id", sort=False):
             m = int((~repeats_its_base(at["method"], metric)).sum())
-            for _, r in at[at["verdict"] == stats.UNDECIDED].iterrows():
+            own = at[~repeats_its_base(at["method"], metric)]     # a '-thresh' method repeats its base on ROC AUC
+            for _, r in own[own["verdict"] == stats.UNDECIDED].iterrows():
                 key = (point_id, frozenset((r["method"], r["reference"])))
                 if key in seen:
                     continue
