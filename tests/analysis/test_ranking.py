@@ -31,7 +31,7 @@ def test_average_ranks_and_friedman_by_hand():
     assert r.statistic == pytest.approx(4.5) and r.p_value == pytest.approx(math.exp(-4.5 / 2))   # chi2, 2 df
     assert r.n_points == 4 and r.n_left_out == 0
     assert r.critical_difference == pytest.approx(2.343 * math.sqrt(3 * 4 / 24), abs=2e-3)
-X
+    assert r.cliques == (("ros", "baseline", "rus"),)            # rus - ros = 1.5 < CD = 1.66: one group
     table = ranking.ranking_table(r)
     assert list(table["method"]) == ["ros", "baseline", "rus"]
 
