@@ -1,4 +1,4 @@
-"""`imbalance run | status | export | report | rebuild | conclusions`: the command line.
+"""`imbalance run | status | export | report | rebuild | conclusions | plan-repeats`: the command line.
 
 Exit codes: 0 success; 1 some grid points failed (or the grid was stopped because its first points
 failed alike); 2 a user error: bad params, missing or damaged data, notebook or kernel, an
@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="tries per grid point before it is marked failed (default: 2)")
     run.add_argument("--yes", action="store_true",
                      help="run a huge grid (over 100,000 trained networks) without asking")
+    run.add_argument("--until-decided", action="store_true",
+                     help="then add repeats where comparisons are open, by the internal pilot design "
+                          "(imbalance.analysis.planning), up to --max-repeats, and stop")
+    run.add_argument("--max-repeats", type=int, default=None, metavar="N",
+                     help="with --until-decided: at most N repeats per point (required)")
     study_command("status", "count done / running / failed / pending grid points")
     export = study_command("export", "write the study's records to a .csv (or .parquet) file")
     export.add_argument("out", type=Path, help="output file, e.g. results.csv")
@@ -61,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     conclusions.add_argument("--with", dest="others", type=Path, nargs="+", action="extend", default=[],
                              metavar="OTHER_PARAMS", help="further studies (their databases under --outputs) "
                              "for the checks that compare datasets or imbalance types")
+    study_command("plan-repeats", "list each undecided comparison with the repeats that would decide it "
+                                  "and their training time")
     study_command("rebuild", "recreate outputs/<study>/results.sqlite from its records copies "
                              "(outputs/<study>/records/*.json); the old database is moved aside")
     return parser
@@ -73,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         _check_outputs(args.outputs)
         if args.command == "run":
             from imbalance.study.runner import run_study
+            if args.until_decided and (args.max_repeats is None or args.max_repeats < 3 or args.dry_run):
+                raise ValueError("--until-decided needs --max-repeats N with N >= 3 (and no --dry-run)")
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
                                 outputs_dir=args.outputs, notebooks_dir=args.notebooks,
                                 kernel_name=args.kernel, max_attempts=args.max_attempts,
                                 dry_run=args.dry_run, yes=args.yes)
+            if args.until_decided and not summary.failed:
+                _until_decided(params, args)
             return 1 if summary.failed else 0
         from imbalance.study.store import Store, rebuild_database
         db = Path(args.outputs) / params.study / "results.sqlite"
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "conclusions":
             return _conclusions(params, args)
+        if args.command == "plan-repeats":
+            return _plan_repeats(params, args)
         if args.command == "status" and not db.exists():
             n = len(expand_grid(params))
             print(f"{params.study}: {n} grid points: 0 done, 0 running, 0 failed, {n} pending (not run yet)")
@@ -149,6 +162,41 @@ def _ran(db: Path, params, path) -> None:
     """A study's database must exist: else say so, naming the params file that runs it."""
     if not db.is_file():
         raise FileNotFoundError(f"{db} not found: study {params.study!r} has not run yet (imbalance run {path})")
+
+
+def _loaded(params, args):
+    from imbalance.analysis.frames import load_study
+    _ran(Path(args.outputs) / params.study / "results.sqlite", params, args.params)
+    return load_study(params.study, args.outputs)
+
+
+def _plan_repeats(params, args) -> int:
+    """Print the repeats that would decide each undecided comparison (imbalance.analysis.planning)."""
+    from imbalance.analysis.planning import format_plan, plan_repeats
+    records, _ = _loaded(params, args)
+    print(format_plan(plan_repeats(records, margin=params.margins["roc_auc"]), study=params.study))
+    return 0
+
+
+def _until_decided(params, args) -> None:
+    """The internal pilot: final n per point from the pilot's (blinded) variance, trained once, then stop."""
+    from imbalance.analysis.planning import DESIGN_FILE, internal_pilot_targets, write_design
+    from imbalance.study.runner import extend_repeats
+    done = Path(args.outputs) / params.study / DESIGN_FILE
+    if done.is_file():     # the design re-estimates once: a second look at the data would bend its error rates
+        print(f"until decided: the internal pilot already set each point's final n ({done}); nothing to add")
+        return
+    records, _ = _loaded(params, args)
+    pilot = {str(k): int(v) for k, v in records.groupby("point_id")["repeat"].nunique().items()}
+    margin = params.margins["roc_auc"]
+    targets = internal_pilot_targets(records, margin=margin, max_repeats=args.max_repeats)
+    added = extend_repeats(params, targets, executor=args.executor, workers=args.workers, quiet=args.quiet,
+                           outputs_dir=args.outputs, notebooks_dir=args.notebooks, kernel_name=args.kernel)
+    path = write_design(Path(args.outputs) / params.study, targets=targets, pilot=pilot,
+                        max_repeats=args.max_repeats, metric="roc_auc", margin=margin)
+    print(f"until decided (internal pilot, blinded variance re-estimation): {len(added)} of {len(targets)} points "
+          f"grew, {sum(added.values())} networks added; each comparison is tested once, at its final n; "
+          f"design in {path}")
 
 
 def _one_line(exc: BaseException) -> str:

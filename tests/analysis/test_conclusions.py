@@ -119,6 +119,43 @@ def test_c3_step_drops_more_than_linear_at_equal_rho():
     assert missing.verdict == "not enough data" and C.LINEAR in missing.needs
 
 
+def test_c3_reads_all_four_outcomes_and_says_undecided_where_power_lacks():
+    """supported / contradicted by the opposite / contradicted by equivalence / undecided (too few repeats)."""
+    step, linear = study(hurts(0.03), mus=(0.5,)), study(hurts(0.005), imbalance="linear", name="linear", seed=1)
+    assert C.check_c3(step, others=[linear]).verdict == "supported"
+    same = study(hurts(0.01), mus=(0.5,), repeats=10)
+    flat = C.check_c3(same, others=[study(hurts(0.01), imbalance="linear", name="linear", seed=1, repeats=10)])
+    assert flat.verdict == "contradicted" and set(flat.evidence["verdict"]) == {"equivalent"}   # shown the same
+    assert flat.counts == {"against": 3}
+    # a real but small effect (+0.004 linear - step) seen through 3 noisy repeats: not shown either way
+    noisy = study(lambda m, rho, mu, lv: 0.95, mus=(0.5,), repeats=3, seed=4)
+    noisy_linear = study(lambda m, rho, mu, lv: 0.954, imbalance="linear", name="linear", repeats=3, seed=5)
+    undecided = C.check_c3(noisy, others=[noisy_linear])
+    assert undecided.verdict == "undecided" and "undecided" in undecided.counts
+    assert "lack power" in undecided.summary and "contradicted" not in undecided.reason
+
+
+@pytest.mark.parametrize("outcomes, rule, expected", [
+    (["as claimed"] * 3 + ["undecided"], "most", "supported"),
+    (["against"] * 3 + ["as claimed"], "most", "contradicted"),
+    (["as claimed", "undecided", "undecided", "undecided"], "most", "undecided"),    # C3 on mnist: 1 of 4 shown
+    (["as claimed", "as claimed", "against", "against"], "most", "mixed"),
+    (["undecided", "undecided"], "some", "undecided"),                              # C6: not shown is not contradicted
+    (["against", "against"], "some", "contradicted"),
+    (["against", "as claimed"], "some", "supported"),
+    ([None, None], "most", "not enough data"),
+])
+def test_judging_rules_contradict_only_where_the_opposite_is_shown(outcomes, rule, expected):
+    assert C._judge(outcomes, rule) == expected
+
+
+def test_parts_combine_to_mixed_only_when_one_is_shown_each_way():
+    assert C._combine({"a": "supported", "b": "supported"}) == "supported"
+    assert C._combine({"a": "supported", "b": "contradicted"}) == "mixed"
+    assert C._combine({"a": "supported", "b": "undecided"}) == "undecided"
+    assert C._combine({"a": "not enough data", "b": "contradicted"}) == "contradicted"
+
+
 # --- C4 -----------------------------------------------------------------------------------------
 
 def test_c4_ros_best_and_rus_on_par_only_in_the_extreme_corner():
@@ -205,6 +242,19 @@ def test_c6_contradicted_when_partial_oversampling_wins_and_full_undersampling_i
     assert C.check_c6(graded(ros_best_level=10, rus_best_level=1)).verdict == "contradicted"
 
 
+def test_c6_partial_rus_not_shown_better_is_undecided_not_contradicted():
+    def auc(method, rho, mu, level):       # rus at level 10 a little above level 1, seen through 3 noisy repeats
+        return 0.95 + (0.003 if (method, level) == ("rus", 10) else 0.0)
+    records = study(auc, rhos=(1000,), mus=(0.5,), levels=(1, 10, 100), methods=("ros", "rus"), repeats=3, seed=3)
+    result = C.check_c6(records)
+    assert verdicts(result.reason)["partial rus better"].startswith("undecided"), result.reason
+    assert result.verdict == "undecided" and set(result.evidence["verdict"]) == {"undecided"}
+    # the same records with the rus levels shown within the margin of level 1: the opposite shown, contradicted
+    shown_flat = study(lambda m, rho, mu, lv: 0.95, rhos=(1000,), mus=(0.5,), levels=(1, 10, 100),
+                       methods=("ros", "rus"), repeats=10, seed=3)
+    assert verdicts(C.check_c6(shown_flat).reason)["partial rus better"].startswith("contradicted")
+
+
 def test_c6_not_enough_data_without_graded_points():
     result = C.check_c6(study(hurts()))
     assert result.verdict == "not enough data" and result.needs == C.GRADED
@@ -254,7 +304,7 @@ def test_quick_study_gets_all_seven_checks_with_verdicts():
     results = C.check_all(records, curves)
     table = C.conclusions_table(results)
     assert list(table["conclusion"]) == [f"C{i}" for i in range(1, 8)]
-    assert list(table.columns[:5]) == ["conclusion", "title", "claim", "verdict", "evidence"]
+    assert list(table.columns[:6]) == ["conclusion", "title", "claim", "verdict", "outcomes", "evidence"]
     assert set(table["verdict"]) <= set(C.VERDICTS)
     lacking = table[table["verdict"] == "not enough data"]
     assert {"C2", "C3", "C6"} <= set(lacking["conclusion"])      # one dataset, step only, no levels

@@ -90,7 +90,8 @@ def test_explorer_paired_is_stats_paired_differences_at_the_point(records):
     expected = expected.set_index("method")
     assert list(table.index) == list(expected.index) == ["baseline", "rus", "two-phase-ros"]   # no '-thresh' in ROC AUC
     assert np.allclose(table["roc_auc − ros"], expected["mean_difference"].round(4))
-    assert list(table["verdict"]) == list(expected["verdict"]) and set(table["verdict"]) <= {"better", "worse", "tie"}
+    assert list(table["verdict"]) == list(expected["verdict"]) and set(table["verdict"]) <= set(stats.VERDICTS)
+    assert (table["margin"] == 0.005).all()
     assert (table["roc_auc − ros"] < 0).all()           # ros is the synthetic study's best method
     assert explorer.explorer_paired(records, **POINT, reference="ros-thresh").empty   # not run at this point
 

@@ -68,7 +68,7 @@ def test_the_readme_markers_are_required():
         findings.readme_with_findings("no markers here", "x")
 
 
-def test_the_recommendation_keeps_ros_where_it_ties_and_names_a_method_that_beats_it():
+def test_the_recommendation_keeps_ros_where_it_is_equivalent_and_names_a_method_that_beats_it():
     import numpy as np
     import pandas as pd
     rng = np.random.default_rng(0)
@@ -83,9 +83,9 @@ def test_the_recommendation_keeps_ros_where_it_ties_and_names_a_method_that_beat
                                                             0.002 * r if crt_gain else rng.normal(0, 0.01))))
     frame = pd.DataFrame(rows)
     text = findings._recommendation(frame, findings._point_winners(frame))
-    assert text.startswith("oversampling (`ros`) at 1 of 2 points, where it is the winner or tied with it; "
-                           "elsewhere the winner: `crt` at (ρ 100, μ 0.5).")
-    assert "not shown different" in text and "with 8 repeats" in text
+    assert text.startswith("oversampling (`ros`) at 1 of 2 points, where it is the winner or equivalent to it; "
+                           "elsewhere the winner: `crt` at (ρ 100, μ 0.5) (ros shown worse).")
+    assert "not shown either way" in text and "With 8 repeats" in text
     assert "`crt` at (ρ 100, μ 0.5) (+0.0570)" in text and "Holm over the 2 methods compared" in text
     empty = pd.DataFrame(rows[:0], columns=["level", "method"])
     assert findings._recommendation(empty, findings._point_winners(empty)).startswith("not enough data")

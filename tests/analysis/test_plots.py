@@ -256,20 +256,42 @@ def test_figure_names_never_say_none():
         plots.save_figure(plots.profile_figure(), "/nonexistent", "fig_None")
 
 
-def test_winners_map_marks_ties_and_untested_points():
+def test_winners_map_marks_equivalent_undecided_and_untested_points():
     winners = pd.DataFrame([
-        dict(rho=10, mu=0.5, winner="ros", tied=("rus", "two-phase-ros"), untested=(), n=5),
-        dict(rho=100, mu=0.5, winner="ros", tied=(), untested=(), n=5),
-        dict(rho=10, mu=0.2, winner="baseline", tied=(), untested=("ros",), n=2),
-        dict(rho=100, mu=0.2, winner=None, tied=(), untested=(), n=0),
-        dict(rho=100, mu=0.9, winner="crt", tied=(), untested=("cb-focal", "ldam-drw", "focal"), n=3)])
+        dict(rho=10, mu=0.5, winner="ros", equivalent=("rus", "two-phase-ros"), undecided=(), untested=(), n=5),
+        dict(rho=100, mu=0.5, winner="ros", equivalent=(), undecided=("rus",), untested=(), n=5),
+        dict(rho=10, mu=0.2, winner="baseline", equivalent=(), undecided=(), untested=("ros",), n=2),
+        dict(rho=100, mu=0.2, winner=None, equivalent=(), undecided=(), untested=(), n=0),
+        dict(rho=100, mu=0.9, winner="crt", equivalent=(), undecided=(), untested=("cb-focal", "ldam-drw", "focal"),
+             n=3)])
     fig = plots.winners_figure(winners)
     shown = texts(fig)
-    assert "= rus, two-phase-ros" in shown and "untested: ros" in shown and "no winner" in shown
-    assert "3 untested" in shown                                # named up to two, counted beyond
+    assert "≈ rus, two-phase-ros" in shown and "untested: ros" in shown and "no winner" in shown
+    assert "? rus" in shown and "3 untested" in shown            # named up to two, counted beyond
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
-    assert len(hatched) == 1                                    # the one point with ties
-    assert "tied with others" in shown and "pale: ties untested" in shown
+    assert len(hatched) == 1                                    # the one point with equivalent methods
+    assert "equivalent to others" in shown and "pale: ties untested" in shown
+
+
+def test_forest_plot_draws_each_interval_zero_and_the_margin_band():
+    evidence = pd.DataFrame([
+        dict(part="a", label="rho 10", estimate=0.002, ci_low=-0.001, ci_high=0.005, margin=0.005, outcome="undecided"),
+        dict(part="a", label="rho 100", estimate=0.04, ci_low=0.03, ci_high=0.05, margin=0.005, outcome="as claimed")])
+    fig = plots.forest_figure(evidence)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["rho 10", "rho 100"]
+    bars = [line.get_xdata() for line in ax.lines if len(line.get_xdata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]]
+    assert any(list(b) == [0.03, 0.05] for b in bars) and any(list(b) == [-0.001, 0.005] for b in bars)
+    band = [p for p in ax.patches if p.get_xy is not None]
+    assert band and "±δ = 0.005" in texts(fig)
+
+
+def test_critical_difference_diagram_shows_the_ranks_and_the_cd():
+    from imbalance.analysis.ranking import Ranking
+    ranking = Ranking("roc_auc", pd.Series({"ros": 1.2, "baseline": 2.1, "rus": 2.7}), 12, 0, 10.0, 0.006, 0.96,
+                      0.05, (("ros", "baseline"), ("baseline", "rus")))
+    shown = texts(plots.critical_difference_figure(ranking))
+    assert "CD = 0.96" in shown and "ros (1.20)" in shown and "rus (2.70)" in shown
 
 
 def test_many_classes_get_bars_without_a_label_each():

@@ -82,17 +82,18 @@ def test_holm_correction_spans_the_methods_at_one_point():
     assert list(frame["p_holm"]) == pytest.approx(list(stats.holm(frame["p_value"])))
     rus = row(frame, "rus")
     assert rus["p_value"] < 0.05 <= rus["p_holm"] and rus["ci_low"] > 0
-    assert rus["verdict"] == "tie"                                          # Holm decides here
+    assert rus["verdict"] == "undecided"                                    # Holm decides here
     assert row(frame, "ros")["verdict"] == "better"
-    assert row(frame, "two-phase-ros")["verdict"] == "tie"
+    assert row(frame, "two-phase-ros")["verdict"] == "undecided"             # nor shown within +-0.005
+    assert list(frame["p_equivalent_holm"]) == pytest.approx(list(stats.holm(frame["p_equivalent"])))
 
 
-def test_verdicts_better_worse_tie():
+def test_verdicts_better_worse_undecided():
     y, better = shifted(8, 0.03, seed=1)
     _, worse = shifted(8, -0.03, seed=2)
     _, same = shifted(8, 0.0, seed=3, noise=0.02)
     frame = stats.paired_differences(records({"baseline": y, "ros": better, "rus": worse, "two-phase-rus": same}))
-    assert dict(zip(frame["method"], frame["verdict"])) == {"ros": "better", "rus": "worse", "two-phase-rus": "tie"}
+    assert dict(zip(frame["method"], frame["verdict"])) == {"ros": "better", "rus": "worse", "two-phase-rus": "undecided"}
     assert set(frame["test"]) == {"wilcoxon"} and set(frame["interval_method"]) == {"student-t"}
 
 
@@ -122,17 +123,51 @@ def test_diverged_networks_drop_their_pairs_and_count_them():
 
 
 @pytest.mark.parametrize("n", [4, 12])
-def test_identical_methods_tie_cleanly_without_warnings(n):
+def test_identical_methods_are_equivalent_cleanly_without_warnings(n):
     base, _ = shifted(n, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         frame = stats.paired_differences(records({"baseline": base, "baseline-thresh": base.copy()}))
         winners = stats.point_winners(records({"baseline": base, "ros": base.copy()}))
     r = row(frame, "baseline-thresh")
-    assert r["verdict"] == "tie" and r["p_value"] == 1.0
+    assert r["verdict"] == "equivalent" and r["p_value"] == 1.0 and r["p_equivalent"] == 0.0
     assert (r["ci_low"], r["ci_high"], r["mean_difference"]) == (0.0, 0.0, 0.0)
     assert r["note"] == f"all {n} differences equal 0"
-    assert winners["tied"].iloc[0] == ("ros",)
+    assert winners["equivalent"].iloc[0] == ("ros",) and winners["undecided"].iloc[0] == ()
+
+
+def test_tost_matches_scipy_t_and_a_hand_computation():
+    d = np.array([0.001, -0.002, 0.003, 0.0005, 0.0015])      # paired differences, n = 5
+    mean, se = d.mean(), d.std(ddof=1) / np.sqrt(5)
+    # by hand: mean 0.004 / 5 = 0.0008; squared deviations sum to 1.33e-5, so se = sqrt(1.33e-5 / 4 / 5)
+    assert (mean, se) == pytest.approx((0.0008, math.sqrt(1.33e-5 / 20)), rel=1e-9)
+    e = stats.tost(mean, se, 4, margin=0.005, alpha=0.05)
+    # by hand: t_lower = (0.0008 + 0.005) / se, t_upper = (0.0008 - 0.005) / se; p = the larger one-sided p
+    by_hand = max(st.t.sf((mean + 0.005) / se, 4), st.t.cdf((mean - 0.005) / se, 4))
+    assert e.p_value == pytest.approx(by_hand, rel=1e-12)
+    assert e.p_value == pytest.approx(st.ttest_1samp(d, 0.005, alternative="less").pvalue, rel=1e-12)
+    low, high = st.t.interval(0.90, df=4, loc=mean, scale=se)  # the (1 - 2 alpha) interval
+    assert (e.ci_low, e.ci_high) == pytest.approx((low, high), rel=1e-12)
+    assert (e.p_value < 0.05) == (-0.005 < low and high < 0.005)
+    # the upper test decides: t = (0.0008 - 0.005) / 0.00081548 = -5.150 on 4 df, P(T < -5.150) ~ 0.0034
+    assert e.p_value == pytest.approx(st.t.cdf(-0.0042 / math.sqrt(1.33e-5 / 20), 4), rel=1e-9)
+    assert 0.003 < e.p_value < 0.004
+    outside = stats.tost(0.004, 0.002, 4, margin=0.005)        # interval reaches past +0.005: not shown
+    assert outside.p_value == pytest.approx(st.t.cdf(-0.5, 4)) and outside.p_value > 0.05
+    with pytest.raises(ValueError, match="margin"):
+        stats.tost(0.0, 0.1, 3, margin=0)
+
+
+def test_equivalent_needs_the_interval_inside_the_margin_and_takes_the_study_margin():
+    y, x = shifted(8, 0.0005, seed=6, noise=0.001)
+    tight = stats.paired_differences(records({"baseline": y, "ros": x}))
+    r = row(tight, "ros")
+    assert r["margin"] == 0.005 and r["verdict"] == "equivalent"
+    assert -0.005 < r["eq_low"] and r["eq_high"] < 0.005
+    narrow = row(stats.paired_differences(records({"baseline": y, "ros": x}), margin=0.0002), "ros")
+    assert narrow["verdict"] == "undecided"
+    acc = stats.paired_differences(records({"baseline": y, "ros": x}, metric="accuracy"), metric="accuracy")
+    assert row(acc, "ros")["margin"] == 0.01
 
 
 def test_method_intervals_follow_the_n_rules():
@@ -149,13 +184,16 @@ def test_method_intervals_follow_the_n_rules():
     assert (rus["n"], rus["n_diverged"], rus["note"]) == (2, 1, "n=2: too few repeats; 1 diverged")
 
 
-def test_point_winner_and_the_methods_tied_with_it():
+def test_point_winner_and_the_methods_equivalent_to_it():
     y, close = shifted(8, -0.001, seed=1, noise=0.005)
     _, far = shifted(8, -0.05, seed=2)
     winners = stats.point_winners(records({"baseline": close, "ros": y, "rus": far, "ros-thresh": y.copy()}))
     w = winners.iloc[0]
     assert w["winner"] == "ros" and w["mean"] == pytest.approx(np.mean(y))
-    assert w["tied"] == ("baseline",) and w["untested"] == () and w["n"] == 8
+    assert w["equivalent"] == ("baseline",) and w["untested"] == () and w["n"] == 8
+    assert w["worse"] == ("rus",) and w["undecided"] == ()
+    loose = stats.point_winners(records({"baseline": close, "ros": y}), margin=0.0001).iloc[0]
+    assert loose["equivalent"] == () and loose["undecided"] == ("baseline",)    # within 0.0001: not shown
     # '-thresh' methods are left out of ROC AUC winners, kept for accuracy
     acc = stats.point_winners(records({"baseline": close, "ros": y, "ros-thresh": y + 0.01}, metric="accuracy"),
                               metric="accuracy")
@@ -170,7 +208,7 @@ def test_a_method_with_diverged_networks_cannot_win_on_its_survivors():
     w = winners.iloc[0]
     assert (w["winner"], w["n"], w["diverged"]) == ("ros", 3, ("cb-focal 2 of 3", "ldam-drw 3 of 3"))
     assert w["mean"] == pytest.approx(np.mean(y))
-    assert w["untested"] == ("cb-focal",) and w["note"] == "ties untested: cb-focal (1 pair)"
+    assert w["untested"] == ("cb-focal",) and w["note"] == "untested against the winner: cb-focal (1 pair)"
     every = stats.point_winners(records({"ros": [0.9, None, 0.91], "rus": [0.8, 0.85, None]},
                                         diverged={("ros", 1), ("rus", 2)})).iloc[0]
     assert every["winner"] == "ros" and every["note"].endswith("every method lost networks here")
@@ -182,7 +220,8 @@ def test_grid_tally_counts_verdicts_over_points():
             + records({"baseline": y, "ros": y - 0.05 + 0.001 * np.arange(6)}, point="b", rho=50)
             + records({"baseline": y[:2], "ros": x[:2]}, point="c", rho=100))
     tally = stats.grid_tally(stats.paired_differences(recs))
-    assert tally.to_dict("records") == [dict(method="ros", reference="baseline", better=1, tie=0, worse=1,
+    assert tally.to_dict("records") == [dict(method="ros", reference="baseline", better=1, equivalent=0,
+                                             undecided=0, worse=1,
                                              no_verdict=1, points=3)]
 
 
@@ -209,7 +248,7 @@ def test_quick_study_has_three_repeats_so_t_intervals_and_verdicts():
     assert len(frame) == 6 * 11
     short = frame["n_pairs"] < 3
     assert frame.loc[~short, "interval_method"].eq("student-t").all() and frame.loc[~short, "test"].eq("paired-t").all()
-    assert frame.loc[~short, "verdict"].isin(["better", "worse", "tie"]).all()
+    assert frame.loc[~short, "verdict"].isin(["better", "worse", "equivalent", "undecided"]).all()
     # a retrain elsewhere may diverge other networks (README, "How reproducible a retrain is"): the rows
     # without a verdict are exactly the (point, method) pairs that lost a network
     lone = frame[short]

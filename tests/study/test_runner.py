@@ -315,3 +315,26 @@ def test_per_point_repeats_set_the_coverage_expected_of_that_point():
     three = [{"method": "baseline", "repeat": r} for r in range(3)]
     assert runner._coverage_error(three, expected, Path("nb.ipynb"), repeats=3) is None
     assert "unexpected or repeated" in runner._coverage_error(three, expected, Path("nb.ipynb"))
+
+
+def test_until_decided_adds_repeats_to_a_one_point_study_and_stops(tmp_path, capsys):
+    """A one-point mnist-sample study (the fake notebook, with noisy scores): the pilot's 3 repeats, then the
+    internal pilot's final n (capped at 5), trained once; repeats 0-2 are the stored networks again."""
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,), repeats=3, noise=0.004)
+    raw = yaml.safe_load(path.read_text())
+    raw["methods"] = ["baseline", "ros", "rus"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = tmp_path / "out"
+    args = ["run", str(path), "--outputs", str(out), "--notebooks", str(NOTEBOOKS), "--quiet", "--workers", "1",
+            "--until-decided", "--max-repeats", "5"]
+    assert main(args) == 0
+    db = out / "fake" / "results.sqlite"
+    got = Counter((method, repeat) for _, method, repeat, *_ in rows(db))
+    assert set(got) == {(m, r) for m in ("baseline", "ros", "rus") for r in range(5)} and set(got.values()) == {1}
+    design = yaml.safe_load((out / "fake" / "repeats.json").read_text())
+    assert design["design"] == "internal pilot" and design["points"]["step_rho=10_mu=0.5"] == {"pilot": 3, "final": 5}
+    assert "internal pilot" in capsys.readouterr().out
+    assert main(args) == 0                                   # the design re-estimates once: a second run adds nothing
+    assert len(rows(db)) == 15 and "nothing to add" in capsys.readouterr().out
+    from imbalance.analysis.report import study_report
+    assert "internal pilot design" in study_report("fake", out, save_figures=False).html()

@@ -6,17 +6,27 @@ the reason in words with its numbers, the evidence (a DataFrame, one row per com
 params file that would supply the data it lacks.  `check_all` runs the seven; `conclusions_table`
 and `format_conclusions` show them (`imbalance conclusions PARAMS` prints the latter).
 
-How a check judges.  Every check is a set of comparisons, each with an *outcome*: `as claimed`,
-`against` (significant, the other way) or `no difference` (not significant), or none when it lacks
-data (fewer than 3 networks a side: the stats n rules).  p-values are Holm-corrected across the
-comparisons of one part of a check, alpha = 0.05.  A part is judged by one of two rules:
-- "most" (a claim about most points): `supported` when more than half of the testable comparisons
-  come out as claimed; `contradicted` when none does, or more than half are against; else `mixed`.
+How a check judges (issue 24).  Every check is a set of comparisons, each with a verdict of the
+four in `imbalance.analysis.stats` (`better`, `worse`, `equivalent` within the metric's declared
+margin, `undecided`) and from it an *outcome*: `as claimed`, `against` (the claim's opposite is
+shown: the other direction, or, for a claimed difference, equivalence) or `undecided` (neither
+shown: the comparison lacks power); none when it lacks data (fewer than 3 networks a side: the
+stats n rules).  p-values are Holm-corrected across the comparisons of one part of a check, alpha =
+0.05, for the difference tests and the equivalence tests (TOST) alike.  A part is judged by one of
+two rules:
+- "most" (a claim about most comparisons): `supported` when more than half of the testable ones
+  come out as claimed; `contradicted` when more than half are against; `undecided` when the
+  undecided ones could still tip it either way (as claimed + undecided, or against + undecided,
+  is more than half); else `mixed` (as claimed and against both shown, neither a majority).
 - "some" (a claim that something can happen): `supported` when at least one comparison is as
-  claimed, `contradicted` when none is.
-No testable comparison: `not enough data`.  A check of several parts is `supported` or
-`contradicted` when every part with data agrees, `mixed` otherwise; a part lacking data is named
-in the reason and its params file in `needs`.
+  claimed, `contradicted` when every one is against, else `undecided`.
+No testable comparison: `not enough data`.  A check of several parts takes the verdict its parts
+share; parts that disagree give `mixed` where one is supported and another contradicted (or one is
+mixed), else `undecided`; a part lacking data is named in the reason and its params file in
+`needs`.  "Not shown" is never "contradicted": a claim is contradicted only where its opposite is shown.
+
+Every evidence row also carries `part`, `label`, `estimate`, `ci_low`, `ci_high`, `margin`,
+`verdict` and `outcome`: the forest plot of the report (`plots.forest_figure`) draws those.
 
 Paired statistics (`imbalance.analysis.stats.paired_differences`) are used where networks pair up (two
 methods of one repeat of one point, or two measurements of one network); networks of different
@@ -35,10 +45,12 @@ from scipy import stats as st
 
 from imbalance.analysis import stats
 from imbalance.analysis.frames import close_to, curves_frame, format_value, records_frame, thresholded
+from imbalance.study.params import margin_for
 
 ALPHA = stats.ALPHA
-VERDICTS = ("supported", "contradicted", "mixed", "not enough data")
-AS_CLAIMED, AGAINST, NO_DIFFERENCE = "as claimed", "against", "no difference"
+VERDICTS = ("supported", "contradicted", "mixed", "undecided", "not enough data")
+AS_CLAIMED, AGAINST, UNDECIDED = "as claimed", "against", "undecided"
+OUTCOMES = (AS_CLAIMED, AGAINST, UNDECIDED)
 
 # The params files that supply each check's data (issue 10; the full-scale studies).
 STEP = "params/real/mnist-step.yaml"
@@ -72,6 +84,18 @@ class Conclusion:
     reason: str                 # the verdict in words, with its numbers
     evidence: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)   # one row per comparison
     needs: str | None = None    # the params file(s) that would supply missing data
+    counts: dict = field(default_factory=dict)   # outcome -> comparisons (None: without enough data)
+
+    @property
+    def summary(self) -> str:
+        """One line: the verdict with the count of comparisons per outcome, e.g. 'undecided: 1 as
+        claimed, 3 undecided (lack power) of 4'."""
+        n = sum(v for k, v in self.counts.items() if k is not None)
+        said = [f"{self.counts[o]} {o}" + (" (lack power)" if o == UNDECIDED else "")
+                for o in OUTCOMES if self.counts.get(o)]
+        short = [f"{self.counts[None]} without enough data"] if self.counts.get(None) else []
+        return f"{self.verdict}: " + ", ".join(said + short) + (f" of {n}" if n else "") if said or short \
+            else self.verdict
 
 
 # --- judging ----------------------------------------------------------------------------------
@@ -80,41 +104,73 @@ def _judge(outcomes, rule: str = "most") -> str:
     outcomes = [o for o in outcomes if o is not None]
     if not outcomes:
         return "not enough data"
-    claimed, against = outcomes.count(AS_CLAIMED), outcomes.count(AGAINST)
+    n = len(outcomes)
+    claimed, against, open_ = (outcomes.count(o) for o in OUTCOMES)
     if rule == "some":
-        return "supported" if claimed else "contradicted"
-    if claimed == 0 or against > len(outcomes) / 2:
+        return "supported" if claimed else "contradicted" if against == n else "undecided"
+    if claimed > n / 2:
+        return "supported"
+    if against > n / 2:
         return "contradicted"
-    return "supported" if claimed > len(outcomes) / 2 else "mixed"
+    return "undecided" if claimed + open_ > n / 2 or against + open_ > n / 2 else "mixed"
 
 
 def _combine(parts: dict[str, str]) -> str:
     judged = {v for v in parts.values() if v != "not enough data"}
     if not judged:
         return "not enough data"
-    return judged.pop() if len(judged) == 1 and judged <= {"supported", "contradicted"} else "mixed"
+    if len(judged) == 1:
+        return judged.pop()
+    return "mixed" if {"supported", "contradicted"} <= judged or "mixed" in judged else "undecided"
 
 
 def _counts(outcomes, noun: str) -> str:
-    """'as claimed in 3 of 5 series (1 against, 2 without enough data)'."""
+    """'as claimed in 1 of 4 rhos (3 undecided: too few repeats to tell, 1 without enough data)'."""
     outcomes = list(outcomes)
     tested = [o for o in outcomes if o is not None]
     if not tested:
         return f"none of {len(outcomes)} {noun} testable (fewer than {stats.RULES.min_n} networks a side)"
     extra = [f"{tested.count(AGAINST)} against"] if AGAINST in tested else []
+    extra += [f"{tested.count(UNDECIDED)} undecided: not shown either way"] if UNDECIDED in tested else []
     extra += [f"{len(outcomes) - len(tested)} without enough data"] if len(tested) < len(outcomes) else []
     return f"as claimed in {tested.count(AS_CLAIMED)} of {len(tested)} {noun}" + (
         f" ({', '.join(extra)})" if extra else "")
 
 
-def _outcome(estimate, p_holm, *, claimed_sign: int, ci=None) -> str | None:
-    """A significant effect (corrected p < ALPHA, and the interval, if any, without 0) of the
-    claimed sign -> as claimed, of the other -> against; else no difference."""
-    if p_holm is None or estimate is None or math.isnan(p_holm) or math.isnan(estimate):
+def _outcome(verdict: str | None, *, claimed, against) -> str | None:
+    """A comparison's outcome from its four-way verdict (stats.verdict): as claimed when the verdict
+    is in `claimed`, against when in `against` (the claim's opposite shown), else undecided; None
+    without a verdict (too few networks)."""
+    if verdict is None or (isinstance(verdict, float) and math.isnan(verdict)):
         return None
-    if p_holm >= ALPHA or estimate == 0 or (ci is not None and ci[0] <= 0 <= ci[1]):
-        return NO_DIFFERENCE
-    return AS_CLAIMED if np.sign(estimate) == claimed_sign else AGAINST
+    return AS_CLAIMED if verdict in claimed else AGAINST if verdict in against else UNDECIDED
+
+
+# the claim's direction -> (verdicts as claimed, verdicts against)
+HIGHER = ((stats.BETTER,), (stats.WORSE, stats.EQUIVALENT))        # "x is above y"
+LOWER = ((stats.WORSE,), (stats.BETTER, stats.EQUIVALENT))         # "x is below y"
+NOT_LOWER = ((stats.BETTER, stats.EQUIVALENT), (stats.WORSE,))     # "x is on a par with y, or above"
+NOT_HIGHER = ((stats.WORSE, stats.EQUIVALENT), (stats.BETTER,))    # "x is no higher than y"
+
+
+def _contrast_verdicts(rows: list[dict], *, estimate: str, margin: float) -> list[dict]:
+    """Holm across `rows` (each with p_value, se, df, ci_low, ci_high and the `estimate` column) for
+    the difference tests and their TOSTs at +-`margin`; each row gets p_holm, p_equivalent(_holm),
+    margin and its four-way verdict."""
+    for row in rows:
+        row["p_equivalent"] = stats.tost(row[estimate], row.pop("se", math.nan), row.pop("df", math.nan),
+                                         margin=margin, alpha=ALPHA).p_value
+        row["margin"] = margin
+    _with_holm(rows)
+    for row, p in zip(rows, stats.holm([r["p_equivalent"] for r in rows])):
+        row["p_equivalent_holm"] = p
+        row["verdict"] = stats.verdict(row[estimate], row["ci_low"], row["ci_high"], row["p_holm"], p, alpha=ALPHA)
+    return rows
+
+
+def _plotted(row: dict, *, part: str, label: str, estimate: str) -> dict:
+    """The forest plot's columns of an evidence row."""
+    return {**row, "part": part, "label": label, "estimate": row[estimate]}
 
 
 def _with_holm(rows: list[dict]) -> list[dict]:
@@ -128,7 +184,9 @@ def _result(id, *, parts, rules, reasons, evidence, needs) -> Conclusion:
     verdict = _combine(verdicts)
     reason = "; ".join(f"{name}: {verdicts[name]} ({reasons[name]})" for name in parts)
     missing = [name for name, v in verdicts.items() if v == "not enough data"]
-    return Conclusion(id, TITLES[id], CLAIMS[id], verdict, reason, evidence, needs if missing else None)
+    every = [o for outs in parts.values() for o in outs]
+    counts = {o: every.count(o) for o in (*OUTCOMES, None) if every.count(o)}
+    return Conclusion(id, TITLES[id], CLAIMS[id], verdict, reason, evidence, needs if missing else None, counts)
 
 
 def _plain_records(records) -> pd.DataFrame:
@@ -198,7 +256,7 @@ CLAIMS = {
 }
 
 
-def check_c1(records) -> Conclusion:
+def check_c1(records, *, margins=None) -> Conclusion:
     """C1 Imbalance hurts: "the increasing ratio of examples between majority and minority classes
     as well as the number of minority classes had a negative effect on performance".
 
@@ -207,7 +265,10 @@ def check_c1(records) -> Conclusion:
     between mu and ROC AUC.  Networks of different points do not pair, so this is a rank trend on
     per-network values (scipy.stats.kendalltau), not a paired test.  A series needs two values of
     the varied parameter with >= 3 networks each.  A significant negative tau (Holm across the
-    series of a part) is as claimed, a positive one against; rule "most" per part."""
+    series of a part) is as claimed, a positive one against, neither undecided (a rank trend has no
+    equivalence margin, so nothing shows "no trend"); rule "most" per part, and the two parts
+    combine as the module says (both must agree).  The forest plot shows each series' mean at its
+    largest value minus its smallest, a Welch contrast with its interval, against the ROC AUC margin."""
     frame = _plain_records(records)
     frame = frame[(frame["method"] == "baseline") & (frame["imbalance"] == "step")].dropna(subset=["roc_auc"])
     parts, reasons, evidence = {}, {}, []
@@ -220,14 +281,21 @@ def check_c1(records) -> Conclusion:
             row = {"part": name, "dataset": dataset, "fixed": f"{fixed}={format_value(value)}",
                    "values": ", ".join(map(format_value, levels)), "n": len(series),
                    "tau": math.nan, "p_value": math.nan}
+            row.update(estimate=math.nan, ci_low=math.nan, ci_high=math.nan, margin=margin_for("roc_auc", margins),
+                       part=name, label=f"{dataset}, {fixed} {format_value(value)}")
             if len(levels) >= 2:
                 tau = st.kendalltau(series[varied], series["roc_auc"])
                 means = series.groupby(varied)["roc_auc"].mean()
                 row.update(tau=float(tau.statistic), p_value=float(tau.pvalue), mean_first=float(means.iloc[0]),
                            mean_last=float(means.iloc[-1]))    # at levels[0] and levels[-1]
+                shown = stats.compare_independent(_values(series[close_to(series[varied], levels[-1])]),
+                                                  _values(series[close_to(series[varied], levels[0])]))
+                row.update(estimate=shown.estimate, ci_low=shown.ci_low, ci_high=shown.ci_high)
             rows.append(row)
         for row in _with_holm(rows):
-            row["outcome"] = _outcome(row["tau"], row["p_holm"], claimed_sign=-1)
+            row["verdict"] = (None if math.isnan(row["p_holm"]) else stats.UNDECIDED if row["p_holm"] >= ALPHA
+                              else stats.WORSE if row["tau"] < 0 else stats.BETTER)
+            row["outcome"] = _outcome(row["verdict"], claimed=(stats.WORSE,), against=(stats.BETTER,))
         parts[name] = [r["outcome"] for r in rows]
         several = len({r["dataset"] for r in rows}) > 1          # then each series names its dataset
         quoted = [f"{r['dataset'] + ', ' if several else ''}{r['fixed'].replace('=', ' ')}: tau {r['tau']:+.2f} (Holm p {r['p_holm']:.2g}), mean "
@@ -256,7 +324,7 @@ def _easier_harder(a: str, b: str, frame: pd.DataFrame):
     return (a, b) if key(a) < key(b) else (b, a)
 
 
-def check_c2(records, others=()) -> Conclusion:
+def check_c2(records, others=(), *, margins=None) -> Conclusion:
     """C2 The effect grows with task difficulty: "the effect of imbalance is significantly
     stronger for the task with higher complexity".
 
@@ -265,8 +333,9 @@ def check_c2(records, others=()) -> Conclusion:
     (imbalance, mu) series and each matched rho above the series' mildest common rho: the drop of
     baseline ROC AUC from the mildest rho to that rho, harder dataset's minus easier's, as a Welch
     contrast of four independent samples (stats.compare_independent, weights 1, -1, -1, 1).  A
-    significantly larger drop on the harder task (Holm across the comparisons) is as claimed;
-    rule "most"."""
+    significantly larger drop on the harder task (Holm across the comparisons) is as claimed; a
+    significantly smaller one, or one shown equivalent within the ROC AUC margin (TOST on the Welch
+    contrast), against; else undecided.  Rule "most"."""
     frame = _pool(records, others)
     frame = frame[frame["level"].isna() & (frame["method"] == "baseline")].dropna(subset=["roc_auc"])
     rows = []
@@ -290,10 +359,11 @@ def check_c2(records, others=()) -> Conclusion:
                              "drop_easier": _mean(at[easy, mild]) - _mean(at[easy, rho]),
                              "drop_harder": _mean(at[hard, mild]) - _mean(at[hard, rho]),
                              "difference": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                             "interval_method": c.interval_method, "p_value": c.p_value})
-    for row in _with_holm(rows):
-        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
-                                  ci=(row["ci_low"], row["ci_high"]))
+                             "interval_method": c.interval_method, "p_value": c.p_value, "se": c.se, "df": c.df,
+                             "part": "difficulty", "label": f"{hard} vs {easy}, rho {format_value(rho)}"
+                             + (f", mu {format_value(mu)}" if pd.notna(mu) else ""), "estimate": c.estimate})
+    for row in _contrast_verdicts(rows, estimate="difference", margin=margin_for("roc_auc", margins)):
+        row["outcome"] = _outcome(row["verdict"], claimed=HIGHER[0], against=HIGHER[1])
     outcomes = [r["outcome"] for r in rows]
     reason = ("the harder task's baseline drops more: " + _counts(outcomes, "matched (rho, mu)")
               + ", with the harder's drop minus the easier's: " + _quoted_drops(rows) if rows else
@@ -313,14 +383,16 @@ def _quoted_drops(rows: list[dict]) -> str:
     return "; ".join(f"{pair}: " + " / ".join(quotes) for pair, quotes in pairs.items())
 
 
-def check_c3(records, others=()) -> Conclusion:
+def check_c3(records, others=(), *, margins=None) -> Conclusion:
     """C3 It is not only fewer examples: for equal rho, step imbalance with mu = 0.5 and linear
     imbalance train on equally many examples, and "the drop in performance is much higher for
     step imbalance".
 
     Rule: per dataset and rho present in both, baseline ROC AUC of linear minus step (mu = 0.5),
     a Welch contrast of the two points' networks (stats.compare_independent).  Significantly
-    positive (Holm across the rhos) is as claimed; rule "most"."""
+    positive (Holm across the rhos) is as claimed; significantly negative, or shown equivalent within
+    the ROC AUC margin (TOST on the contrast, Holm likewise), against; else undecided (too few
+    repeats to tell).  Rule "most"."""
     frame = _pool(records, others)
     frame = frame[frame["level"].isna() & (frame["method"] == "baseline")].dropna(subset=["roc_auc"])
     step = frame[(frame["imbalance"] == "step") & close_to(frame["mu"], THRESHOLDS.step_mu)]
@@ -333,10 +405,11 @@ def check_c3(records, others=()) -> Conclusion:
             c = stats.compare_independent(a, b)
             rows.append({"dataset": dataset, "rho": rho, "n": c.n, "linear": float(np.mean(a)),
                          "step_mu=0.5": float(np.mean(b)), "difference": c.estimate, "ci_low": c.ci_low,
-                         "ci_high": c.ci_high, "interval_method": c.interval_method, "p_value": c.p_value})
-    for row in _with_holm(rows):
-        row["outcome"] = _outcome(row["difference"], row["p_holm"], claimed_sign=1,
-                                  ci=(row["ci_low"], row["ci_high"]))
+                         "ci_high": c.ci_high, "interval_method": c.interval_method, "p_value": c.p_value,
+                         "se": c.se, "df": c.df, "part": "step vs linear", "estimate": c.estimate,
+                         "label": f"{dataset}, rho {format_value(rho)}"})
+    for row in _contrast_verdicts(rows, estimate="difference", margin=margin_for("roc_auc", margins)):
+        row["outcome"] = _outcome(row["verdict"], claimed=HIGHER[0], against=HIGHER[1])
     outcomes = [r["outcome"] for r in rows]
     reason = ("step (mu=0.5) is below linear at the same rho: " + _counts(outcomes, "rhos")
               + ", with linear minus step by rho: " + ", ".join(
@@ -348,55 +421,64 @@ def check_c3(records, others=()) -> Conclusion:
                    needs=f"{STEP} with {LINEAR} (imbalance conclusions {STEP} --with {LINEAR})")
 
 
-def check_c4(records) -> Conclusion:
+def check_c4(records, *, margins=None) -> Conclusion:
     """C4 Oversampling is best for ROC AUC: "in most of the cases outperforms all others with
     respect to multi-class ROC AUC"; "for extreme ratio of imbalance and large portion of classes
     being minority, undersampling performs on a par with oversampling".
 
     Rule, on non-graded points ('-thresh' methods left out: same ROC AUC as their base):
-    - "best": ros is the winner or tied with it (stats.point_winners, paired, Holm); rule "most".
+    - "best": ros is the winner or equivalent to it (stats.point_winners, paired, Holm): as
+      claimed; shown worse than the winner: against; undecided against the winner: undecided; rule "most".
     - "on par in the corner": at points with mu > THRESHOLDS.corner_mu and rho at or above the
-      grid's median rho, rus against ros (paired) is a tie or better: as claimed; rule "some".
-    - "only there": elsewhere rus is worse than ros (paired): as claimed, a tie against; rule "most"."""
+      grid's median rho, rus against ros (paired) is equivalent or better: as claimed, worse:
+      against; rule "some".
+    - "only there": elsewhere rus is worse than ros (paired): as claimed, equivalent or better:
+      against; rule "most".
+    The three parts combine as the module says."""
     frame = _plain_records(records)
     frame = frame[~thresholded(frame["method"])]
     parts = {"best": [], "on par in the corner": [], "only there": []}
     reasons = {k: "no points with ros" for k in parts}
     rows = []
     if "ros" in set(frame["method"]):
-        winners = stats.point_winners(frame, metric="roc_auc", alpha=ALPHA)
+        winners = stats.point_winners(frame, metric="roc_auc", alpha=ALPHA, margin=margin_for("roc_auc", margins))
         for _, w in winners.iterrows():
             if "ros" not in set(frame.loc[frame["point_id"] == w["point_id"], "method"]):
                 continue
-            if "ros" in w["tied"] or (w["winner"] == "ros" and not w["untested"]):
+            if "ros" in w["equivalent"] or (w["winner"] == "ros" and not w["untested"]):
                 outcome = AS_CLAIMED
             elif w["winner"] == "ros" or "ros" in w["untested"]:
                 outcome = None      # best by its mean, but not tested against all: too few repeats
             else:
-                outcome = AGAINST
+                outcome = AGAINST if "ros" in w["worse"] else UNDECIDED
             rows.append({"part": "best", "point_id": w["point_id"], "rho": w["rho"], "mu": w["mu"],
-                         "winner": w["winner"], "tied": ", ".join(w["tied"]), "outcome": outcome})
+                         "winner": w["winner"], "equivalent": ", ".join(w["equivalent"]),
+                         "undecided": ", ".join(w["undecided"]), "outcome": outcome,
+                         "label": f"rho {format_value(w['rho'])}, mu {format_value(w['mu'])}"})
             parts["best"].append(outcome)
-        reasons["best"] = "ros best or tied-best: " + _counts(parts["best"], "points")
+        reasons["best"] = "ros best, or equivalent to the best: " + _counts(parts["best"], "points")
         if "baseline" in set(frame["method"]):
             reasons["best"] += ", with ros minus baseline pooled over points: " + _pooled(frame, "ros", "baseline")
         if "rus" in set(frame["method"]):
-            paired = stats.paired_differences(frame, reference="ros", methods=["ros", "rus"], alpha=ALPHA)
+            paired = stats.paired_differences(frame, reference="ros", methods=["ros", "rus"], alpha=ALPHA,
+                                              margin=margin_for("roc_auc", margins))
             rhos = np.unique(frame["rho"].dropna())
             extreme = float(np.quantile(rhos, THRESHOLDS.corner_rho_quantile)) if len(rhos) else math.inf
             for _, p in paired.iterrows():
                 corner = bool(p["mu"] > THRESHOLDS.corner_mu and p["rho"] >= extreme)
                 part = "on par in the corner" if corner else "only there"
                 v = p["verdict"]
-                outcome = None if v is None else (
-                    (AS_CLAIMED if v in ("tie", "better") else NO_DIFFERENCE) if corner else
-                    (AS_CLAIMED if v == "worse" else AGAINST))
+                outcome = _outcome(v, claimed=(NOT_LOWER if corner else LOWER)[0],
+                                   against=(NOT_LOWER if corner else LOWER)[1])
                 rows.append({"part": part, "point_id": p["point_id"], "rho": p["rho"], "mu": p["mu"],
                              "rus_minus_ros": p["mean_difference"], "ci_low": p["ci_low"], "ci_high": p["ci_high"],
-                             "p_holm": p["p_holm"], "verdict": v, "outcome": outcome})
+                             "p_holm": p["p_holm"], "p_equivalent_holm": p["p_equivalent_holm"],
+                             "margin": p["margin"], "verdict": v, "outcome": outcome,
+                             "estimate": p["mean_difference"],
+                             "label": f"rus - ros, rho {format_value(p['rho'])}, mu {format_value(p['mu'])}"})
                 parts[part].append(outcome)
             corner_text = f"mu > {format_value(THRESHOLDS.corner_mu)}, rho >= {format_value(extreme)}"
-            reasons["on par in the corner"] = (f"rus ties or beats ros where {corner_text}: "
+            reasons["on par in the corner"] = (f"rus equivalent to or above ros where {corner_text}: "
                                                + _counts(parts["on par in the corner"], "points")
                                                if parts["on par in the corner"]
                                                else f"no points with {corner_text}")
@@ -411,34 +493,39 @@ def check_c4(records) -> Conclusion:
                    reasons=reasons, evidence=pd.DataFrame(rows), needs=STEP)
 
 
-def check_c5(records) -> Conclusion:
+def check_c5(records, *, margins=None) -> Conclusion:
     """C5 Thresholding raises accuracy with baseline and oversampling, not with undersampling:
     "A combination of thresholding with baseline and oversampling is the most preferable, whereas
     it should not be combined with undersampling."
 
     Rule: each network of baseline, ros and rus carries its accuracy and its thresholded
     accuracy (scores divided by the training priors): a paired comparison of the same network.
-    Per point, stats.paired_differences of thresholded minus plain accuracy (Holm per point).
-    For baseline and ros, 'better' is as claimed and 'worse' against; for rus, a tie or 'worse'
-    is as claimed and 'better' against.  Rule "most" for each of the three."""
+    Per point, stats.paired_differences of thresholded minus plain accuracy (Holm per point), with
+    the accuracy margin for `equivalent`.  For baseline and ros, 'better' is as claimed, 'worse' or
+    'equivalent' against (the claimed gain is shown absent); for rus, 'worse' or 'equivalent' is as
+    claimed and 'better' against; 'undecided' stays undecided.  Rule "most" for each of the three;
+    the parts combine as the module says."""
     frame = _plain_records(records)
     parts, reasons, rows = {}, {}, []
-    for base, claimed in (("baseline", ("better",)), ("ros", ("better",)), ("rus", ("tie", "worse"))):
+    for base, (claimed, against) in (("baseline", HIGHER), ("ros", HIGHER), ("rus", NOT_HIGHER)):
         own = frame[frame["method"] == base]
         if own.empty:
             parts[base], reasons[base] = [], f"no {base} networks"
             continue
         both = pd.concat([own, own.assign(method=base + "-thresh", accuracy=own["thresholded_accuracy"])])
-        paired = stats.paired_differences(both, metric="accuracy", reference=base, alpha=ALPHA)
+        paired = stats.paired_differences(both, metric="accuracy", reference=base, alpha=ALPHA,
+                                              margin=margin_for("accuracy", margins))
         outcomes = []
         for _, p in paired.iterrows():
             v = p["verdict"]
-            outcome = None if v is None else AS_CLAIMED if v in claimed else (
-                AGAINST if v in ("better", "worse") else NO_DIFFERENCE)
+            outcome = _outcome(v, claimed=claimed, against=against)
             outcomes.append(outcome)
             rows.append({"method": base, "point_id": p["point_id"], "rho": p["rho"], "mu": p["mu"],
                          "n_pairs": p["n_pairs"], "gain": p["mean_difference"], "ci_low": p["ci_low"],
-                         "ci_high": p["ci_high"], "p_holm": p["p_holm"], "verdict": v, "outcome": outcome})
+                         "ci_high": p["ci_high"], "p_holm": p["p_holm"], "p_equivalent_holm": p["p_equivalent_holm"],
+                         "margin": p["margin"], "verdict": v, "outcome": outcome, "part": base,
+                         "estimate": p["mean_difference"],
+                         "label": f"{base}, rho {format_value(p['rho'])}, mu {format_value(p['mu'])}"})
         parts[base] = outcomes
         word = "raises" if base != "rus" else "does not raise"
         reasons[base] = (f"thresholding {word} {base}'s accuracy: " + _counts(outcomes, "points")
@@ -448,19 +535,22 @@ def check_c5(records) -> Conclusion:
                    evidence=pd.DataFrame(rows), needs=STEP)
 
 
-def check_c6(records, others=()) -> Conclusion:
+def check_c6(records, others=(), *, margins=None) -> Conclusion:
     """C6 Graded sampling: "Oversampling should be applied to the level that totally eliminates
     the imbalance, whereas undersampling can perform better when the imbalance is only removed to
     some extent."
 
     Rule, on graded points (a `level`: the ratio left after sampling; 1 = fully balanced), per
     (dataset, rho, mu) series, baseline-free, by Welch contrasts of the levels' networks
-    (different points: unpaired), Holm within a series:
-    - "full ros best": no level of ros is significantly above level 1 (as claimed), one is (against);
-      rule "most" over the series.
-    - "partial rus better": some level 1 < level < rho of rus is significantly above level 1
-      (as claimed), none is (no difference); rule "some" over the series.
-    The graded points of `others` (e.g. a graded study passed with --with) count too."""
+    (different points: unpaired), Holm within a series for the difference tests and for the TOSTs
+    at the ROC AUC margin; each level minus level 1 gets a four-way verdict, and a series:
+    - "full ros best": every level of ros shown below level 1 or equivalent to it: as claimed; some
+      level shown above level 1: against; else undecided.  Rule "most" over the series.
+    - "partial rus better": some level 1 < level < rho of rus shown above level 1: as claimed;
+      every such level shown below or equivalent: against (the opposite shown); else undecided
+      (not shown either way: too few repeats).  Rule "some" over the series.
+    The two parts combine as the module says.  The graded points of `others` (e.g. a graded study
+    passed with --with) count too."""
     frame = _pool(records, others)
     frame = frame[frame["level"].notna()].dropna(subset=["roc_auc"])
     parts = {"full ros best": [], "partial rus better": []}
@@ -477,17 +567,19 @@ def check_c6(records, others=()) -> Conclusion:
                 c = stats.compare_independent(_values(own[close_to(own["level"], level)]), full)
                 found.append({"part": part, "dataset": dataset, "rho": rho, "mu": mu, "method": method,
                               "level": level, "n": c.n, "minus_full": c.estimate, "ci_low": c.ci_low,
-                              "ci_high": c.ci_high, "p_value": c.p_value})
-            found = _with_holm(found)
-            tested = [r for r in found if not math.isnan(r["p_holm"])]
-            above = [r for r in tested if _outcome(r["minus_full"], r["p_holm"], claimed_sign=1,
-                                                   ci=(r["ci_low"], r["ci_high"])) == AS_CLAIMED]
-            if not tested:
+                              "ci_high": c.ci_high, "p_value": c.p_value, "se": c.se, "df": c.df,
+                              "estimate": c.estimate, "label": f"{method} level {format_value(level)} - level 1, "
+                                                               f"rho {format_value(rho)}, mu {format_value(mu)}"})
+            found = _contrast_verdicts(found, estimate="minus_full", margin=margin_for("roc_auc", margins))
+            verdicts = [r["verdict"] for r in found if r["verdict"] is not None]
+            above = stats.BETTER in verdicts
+            not_above = bool(verdicts) and all(v in NOT_HIGHER[0] for v in verdicts)
+            if not verdicts:
                 outcome = None
             elif method == "ros":
-                outcome = AGAINST if above else AS_CLAIMED
+                outcome = AGAINST if above else AS_CLAIMED if not_above else UNDECIDED
             else:
-                outcome = AS_CLAIMED if above else NO_DIFFERENCE
+                outcome = AS_CLAIMED if above else AGAINST if not_above else UNDECIDED
             for r in found:
                 r["series_outcome"] = outcome
             parts[part].append(outcome)
@@ -496,7 +588,7 @@ def check_c6(records, others=()) -> Conclusion:
         return " / ".join(f"rho {format_value(r['rho'])}, mu {format_value(r['mu'])}, level {format_value(r['level'])}: "
                          + _with_interval(r["minus_full"], r["ci_low"], r["ci_high"])
                          for r in rows if r["part"] == part)
-    reasons = {"full ros best": "no level of ros beats level 1: " + _counts(parts["full ros best"], "series"),
+    reasons = {"full ros best": "no level of ros above level 1: " + _counts(parts["full ros best"], "series"),
                "partial rus better": "a partial level of rus beats level 1: "
                                      + _counts(parts["partial rus better"], "series")}
     for part in reasons:
@@ -538,7 +630,7 @@ def _network_curves(records, curves) -> pd.DataFrame:
     return out
 
 
-def check_c7(records, curves) -> Conclusion:
+def check_c7(records, curves, *, margins=None) -> Conclusion:
     """C7 Oversampling does not overfit: "Accuracy does not decrease as the training progresses
     and the gap between accuracy on the training and test sets is smaller for oversampling [...]
     than undersampling."
@@ -548,11 +640,13 @@ def check_c7(records, curves) -> Conclusion:
     - "no late fall": each ros network's mean test accuracy over evaluations after
       THRESHOLDS.late_from of its iterations vs its mean over (earlier_from, late_from]: two
       measurements of one network, paired (stats.compare_paired), pooled over the dataset's
-      points: the claim is about training, not about a point.  No significant fall: as claimed.
+      points: the claim is about training, not about a point.  Late shown equivalent (accuracy
+      margin, TOST) or higher: as claimed; shown lower: against; else undecided.
     - "gap no larger": the final train - test accuracy gap, ros minus rus, paired by
-      (point, repeat) and pooled likewise: not significantly larger is as claimed (the paper says
-      smaller; the issue says no larger), significantly larger against.
-    Diverged networks are left out (and counted)."""
+      (point, repeat) and pooled likewise: shown smaller or equivalent is as claimed (the paper
+      says smaller; the issue says no larger), shown larger against, else undecided.
+    Rule "most" per part over the datasets; the parts combine as the module says.  Diverged
+    networks are left out (and counted)."""
     nets = _network_curves(records, curves)
     parts = {"no late fall": [], "gap no larger": []}
     rows = []
@@ -560,18 +654,24 @@ def check_c7(records, curves) -> Conclusion:
         ros = d[d["method"] == "ros"]
         if len(ros):
             c = stats.compare_paired(ros["late"], ros["earlier"])
-            parts["no late fall"].append(_outcome_paired(c, claimed=("tie", "better")))
+            v = _paired_verdict(c, margin_for("accuracy", margins))
+            parts["no late fall"].append(_outcome(v, claimed=NOT_LOWER[0], against=NOT_LOWER[1]))
             rows.append({"part": "no late fall", "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
                          "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                         "test": c.test, "p_value": c.p_value, "outcome": parts["no late fall"][-1], "note": c.note})
+                         "test": c.test, "p_value": c.p_value, "verdict": v, "outcome": parts["no late fall"][-1],
+                         "note": c.note, "margin": margin_for("accuracy", margins), "estimate": c.mean_difference,
+                         "label": f"{dataset}: ros late - earlier test accuracy"})
         pair = d[d["method"].isin(["ros", "rus"])].pivot_table(index=["point_id", "repeat"], columns="method",
                                                                values="gap", aggfunc="first", dropna=False)
         if {"ros", "rus"} <= set(pair.columns):
             c = stats.compare_paired(pair["ros"], pair["rus"])
-            parts["gap no larger"].append(_outcome_paired(c, claimed=("tie", "worse")))
+            v = _paired_verdict(c, margin_for("accuracy", margins))
+            parts["gap no larger"].append(_outcome(v, claimed=NOT_HIGHER[0], against=NOT_HIGHER[1]))
             rows.append({"part": "gap no larger", "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
                          "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                         "test": c.test, "p_value": c.p_value, "outcome": parts["gap no larger"][-1], "note": c.note})
+                         "test": c.test, "p_value": c.p_value, "verdict": v, "outcome": parts["gap no larger"][-1],
+                         "note": c.note, "margin": margin_for("accuracy", margins), "estimate": c.mean_difference,
+                         "label": f"{dataset}: train-test gap, ros - rus"})
     evidence = pd.DataFrame(rows)
 
     def said(part, text):
@@ -588,28 +688,31 @@ def check_c7(records, curves) -> Conclusion:
                    evidence=evidence, needs=STEP)
 
 
-def _outcome_paired(c: stats.PairedComparison, *, claimed) -> str | None:
-    v = stats.verdict(c.mean_difference, c.ci_low, c.ci_high, c.p_value, alpha=ALPHA)
-    if v is None:
-        return None
-    return AS_CLAIMED if v in claimed else AGAINST
+def _paired_verdict(c: stats.PairedComparison, margin: float) -> str | None:
+    """One paired comparison's four-way verdict (no family to correct for)."""
+    e = stats.tost(c.mean_difference, c.se, c.df, margin=margin, alpha=ALPHA)
+    return stats.verdict(c.mean_difference, c.ci_low, c.ci_high, c.p_value, e.p_value, alpha=ALPHA)
 
 
 # --- all of them ------------------------------------------------------------------------------
 
-def check_all(records, curves=None, *, others=()) -> list[Conclusion]:
+def check_all(records, curves=None, *, others=(), margins=None) -> list[Conclusion]:
     """C1..C7 on a study's records (and curves, for C7); `others`: records of further studies
-    that C2 (another dataset), C3 (linear imbalance) and C6 (graded sampling) may need."""
-    return [check_c1(records), check_c2(records, others), check_c3(records, others), check_c4(records),
-            check_c5(records), check_c6(records, others), check_c7(records, curves)]
+    that C2 (another dataset), C3 (linear imbalance) and C6 (graded sampling) may need; `margins`:
+    the study's equivalence margins per metric (params `equivalence_margin:`; None: the defaults)."""
+    m = {"margins": margins}
+    return [check_c1(records, **m), check_c2(records, others, **m), check_c3(records, others, **m),
+            check_c4(records, **m), check_c5(records, **m), check_c6(records, others, **m),
+            check_c7(records, curves, **m)]
 
 
 def conclusions_table(results) -> pd.DataFrame:
     """One row per conclusion: conclusion (id), title, claim, verdict, evidence (the reason, with
     its numbers), needs."""
     return pd.DataFrame([{"conclusion": r.id, "title": r.title, "claim": r.claim, "verdict": r.verdict,
-                          "evidence": r.reason, "needs": r.needs} for r in results],
-                        columns=["conclusion", "title", "claim", "verdict", "evidence", "needs"])
+                          "outcomes": r.summary.partition(": ")[2], "evidence": r.reason, "needs": r.needs}
+                         for r in results],
+                        columns=["conclusion", "title", "claim", "verdict", "outcomes", "evidence", "needs"])
 
 
 def format_conclusions(results, *, width: int = 100) -> str:
@@ -618,7 +721,9 @@ def format_conclusions(results, *, width: int = 100) -> str:
     blocks = []
     for r in results:
         lines = [f"{r.id}  {r.title}: {r.verdict.upper()}"]
-        for label, text in (("claim", f'"{r.claim}"'), ("evidence", r.reason), ("needs", r.needs)):
+        outcomes = r.summary.partition(": ")[2] if r.counts else None
+        for label, text in (("outcomes", outcomes), ("claim", f'"{r.claim}"'), ("evidence", r.reason),
+                            ("needs", r.needs)):
             if text:
                 lines += textwrap.wrap(text, width, initial_indent=f"    {label}: ",
                                        subsequent_indent=" " * (6 + len(label)))

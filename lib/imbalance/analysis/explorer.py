@@ -108,12 +108,13 @@ def explorer_paired(records, *, rho: float, mu: float | None, imbalance: str, da
                     methods=None, level: float | None = None, metric: str = "roc_auc",
                     reference: str = REFERENCE) -> pd.DataFrame:
     """Each method minus `reference` at one grid point, paired by repeat: the mean difference, its
-    interval and which, the test's Holm-corrected p-value and the verdict (better / worse / tie;
+    interval and which, the test's Holm-corrected p-value, the equivalence test's (TOST at the
+    metric's margin, Holm-corrected) and the verdict (better / worse / equivalent / undecided;
     none with too few repeats, and the note says why).  Empty if the point lacks the reference."""
     from imbalance.analysis import stats
     point = _point(records, rho=rho, mu=mu, imbalance=imbalance, dataset=dataset, level=level)
     columns = ["method", "n_pairs", "mean_difference", "ci_low", "ci_high", "interval_method", "test", "p_holm",
-               "verdict", "note"]
+               "margin", "p_equivalent_holm", "verdict", "note"]
     if point.empty or reference not in set(point["method"]):
         return pd.DataFrame(columns=columns)
     compared = methods_present(point, methods)

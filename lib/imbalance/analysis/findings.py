@@ -150,7 +150,7 @@ def _point_winners(records: pd.DataFrame) -> pd.DataFrame:
     """ROC AUC winners of the non-graded points (computed once: the winners table and the
     recommendation both read them)."""
     return stats.point_winners(records[records["level"].isna()], metric="roc_auc") if not records.empty else \
-        pd.DataFrame(columns=["rho", "mu", "winner", "tied"])
+        pd.DataFrame(columns=["rho", "mu", "winner", "equivalent", "undecided"])
 
 
 def _winners(records: pd.DataFrame, grid, table: pd.DataFrame) -> str:
@@ -164,8 +164,9 @@ def _winners(records: pd.DataFrame, grid, table: pd.DataFrame) -> str:
                 cells.append("not run yet")
                 continue
             r = row.iloc[0]
-            tied = ", ".join(r["tied"])
-            cells.append(f"**{r['winner']}** ({r['mean']:.4f}, n={r['n']})" + (f"; tied: {tied}" if tied else "")
+            same, open_ = ", ".join(r["equivalent"]), ", ".join(r["undecided"])
+            cells.append(f"**{r['winner']}** ({r['mean']:.4f}, n={r['n']})" + (f"; equivalent: {same}" if same else "")
+                         + (f"; undecided: {open_}" if open_ else "")
                          + (f"; {r['note']}" if isinstance(r["note"], str) else "")
                          + (f"; diverged, so not eligible: {', '.join(r['diverged'])}" if r["diverged"] else ""))
         lines.append(f"| {format_value(rho)} | " + " | ".join(cells) + " |")
@@ -173,21 +174,25 @@ def _winners(records: pd.DataFrame, grid, table: pd.DataFrame) -> str:
 
 
 def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
-    """The recommendation per (ρ, μ): ros where it is the winner or tied with it (the paper's
-    advice stands there), else the winner; and the points where a method beat ros in its own
+    """The recommendation per (ρ, μ): ros where it is the winner or equivalent to it (the paper's
+    advice stands there), else the winner (with ros undecided or shown worse against it); and the points where a method beat ros in its own
     paired comparison with ros (Holm over every method compared with ros at the point)."""
     plain = records[records["level"].isna()] if not records.empty else records
     if plain.empty or REFERENCE not in set(plain["method"]):
         return "not enough data (no point with ros yet)."
     repeats = sorted(set(plain.groupby(["point_id", "method"])["repeat"].nunique()))
-    holds = winners[winners.apply(lambda w: w["winner"] == REFERENCE or REFERENCE in w["tied"], axis=1)]
+    holds = winners[winners.apply(lambda w: w["winner"] == REFERENCE or REFERENCE in w["equivalent"], axis=1)]
     where = lambda frame: ", ".join(f"(ρ {format_value(float(r.rho))}, μ {format_value(float(r.mu))})"  # noqa: E731
                                     for r in frame.itertuples())
     other = winners[~winners.index.isin(holds.index)]
-    text = (f"oversampling (`ros`) at {len(holds)} of {len(winners)} points, where it is the winner or tied with it"
-            + (f"; elsewhere the winner: " + "; ".join(f"`{r.winner}` at {where(other.loc[[i]])}"
+    def against(r):
+        return "shown worse" if REFERENCE in r.worse else "undecided" if REFERENCE in r.undecided else "untested"
+    text = (f"oversampling (`ros`) at {len(holds)} of {len(winners)} points, where it is the winner or equivalent "
+            "to it"
+            + (f"; elsewhere the winner: " + "; ".join(f"`{r.winner}` at {where(other.loc[[i]])} (ros {against(r)})"
                                                       for i, r in other.iterrows()) if len(other) else "")
-            + f". A tie with {'/'.join(map(str, repeats))} repeats means \"not shown different\", not \"equal\"")
+            + f". With {'/'.join(map(str, repeats))} repeats, \"undecided\" means not shown either way: neither "
+              "different nor within the margin")
     compared = [m for m in stats.methods_present(plain) if not m.endswith("-thresh")]
     paired = stats.paired_differences(plain, metric="roc_auc", reference=REFERENCE, methods=compared)
     better = paired[paired["verdict"] == "better"]
@@ -214,32 +219,36 @@ def findings_markdown(studies: list[Loaded]) -> str:
              "BCa bootstrap from 10; a point has 3 pairs, pooled checks more); tests are paired t-tests below 6 "
              "pairs and Wilcoxon signed-rank tests from 6, as each evidence line names, Holm-corrected within a "
              "check. C2, C3 and C6 compare networks of different points, which do not pair: their intervals and "
-             "tests are Welch t contrasts of independent samples. The intervals are not adjusted, so one without 0 can still be a tie. A verdict counts "
-             "comparisons (as claimed, against, no difference, or without enough data): \"supported\" when more "
-             "than half of the testable ones come out as claimed, \"contradicted\" when none does (a claimed effect "
-             "shown nowhere) or more than half go against, \"mixed\" otherwise; a part that claims something can "
-             "happen (C4's \"on par in the corner\", C6's \"partial rus better\") is supported by one comparison "
-             "as claimed. A difference "
+             "tests are Welch t contrasts of independent samples. The intervals are not adjusted, so one without 0 "
+             "can still be undecided. Each comparison is better, worse, equivalent (shown within the margin: ROC AUC "
+             "±0.005, accuracy ±0.01, by two one-sided t-tests) or undecided, and from that as claimed, against "
+             "(the claim's opposite shown) or undecided. A verdict counts them: \"supported\" when more than half "
+             "of the testable ones come out as claimed, \"contradicted\" when more than half go against, "
+             "\"undecided\" when the undecided ones could tip it either way, \"mixed\" otherwise; a part that "
+             "claims something can happen (C4's \"on par in the corner\", C6's \"partial rus better\") is "
+             "supported by one comparison as claimed and contradicted only when every one is against. A difference "
              "\"pooled over points\" pairs networks by point and repeat across the grid and is quoted beside "
              "the counts, not used by them.", "",
              "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]
     for c in check(studies):
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
     lines += ["", f"**Today's methods against oversampling** (`{primary.study}`, paired per point and repeat, "
-              "reference `ros`; better / tie / worse are the paired rules' verdicts, Holm-corrected per point over "
+              "reference `ros`; better / equivalent / undecided / worse are the paired rules' verdicts, Holm-corrected per point over "
               "`ros`'s comparisons with these five methods):", ""]
     for metric, label in (("roc_auc", "ROC AUC"), ("balanced_accuracy", "balanced accuracy")):
         tally = _tally(primary.records, metric)
         if tally.empty:
             lines.append(f"- {label}: not enough data (no point with ros and today's methods yet).")
             continue
-        parts = [f"`{r.method}` {r.better} better, {r.tie} tied, {r.worse} worse, {r.no_verdict} untested "
+        parts = [f"`{r.method}` {r.better} better, {r.equivalent} equivalent, {r.undecided} undecided, {r.worse} worse, "
+                 f"{r.no_verdict} untested "
                  f"(median over points of the mean difference: {r.median_difference:+.4f})" for r in tally.itertuples()
                  if r.method != REFERENCE]
         lines.append(f"- {label}: " + "; ".join(parts) + ".")
     lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
               "its repeats, among the methods none of whose networks diverged there (a mean over the survivors "
-              "would flatter them); tied: methods whose paired difference to it is not significant; '-thresh' "
+              "would flatter them); equivalent: methods shown within ±0.005 of it; undecided: neither shown worse "
+              "nor shown equivalent; '-thresh' "
               "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid, winners),
               "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners),
               "", *_replication(studies)]

@@ -15,7 +15,9 @@ record dicts a training notebook gets from `run_grid_point`) and returns a matpl
 | `curves_figure`             | Figure 8    | train/test accuracy vs iteration, one panel per grid point     |
 | `imagenet_table`            | Table 4     | ROC AUC per method and ImageNet subset, as a table             |
 | `recall_figure`             |             | per-class recall vs the class's training size, per method      |
-| `winners_figure`            |             | the winning method per (ρ, μ), ties marked (`stats.point_winners`) |
+| `winners_figure`            |             | the winning method per (ρ, μ), equivalent ones marked (`stats.point_winners`) |
+| `forest_figure`             |             | a conclusion's differences with intervals, 0 and the ±δ band   |
+| `critical_difference_figure`|             | average ranks with Nemenyi's critical difference (`ranking`)   |
 | `method_figure`             |             | a metric per method at one grid point (training notebooks)     |
 
 A line is the mean over a point's repeats; its band (its bar, in a point plot) is the interval of
@@ -570,9 +572,10 @@ def recall_figure(records, *, dataset: str | None = None, methods=None, classes:
 
 def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure:
     """The winning method per (ρ, μ) as a coloured grid, from `stats.point_winners` rows of one
-    dataset and imbalance type.  Each cell names its winner (the highest mean); '= …' lists the (or, past two, counts the)
-    methods statistically tied with it (hatched cell); where the repeats are too few to test a tie
-    ('untested'), the cell says so and is drawn pale: the winner is only the highest mean there."""
+    dataset and imbalance type.  Each cell names its winner (the highest mean); '≈ …' lists the (or, past two, counts the)
+    methods shown equivalent to it within the margin (hatched cell); '? n' counts the methods
+    undecided against it; where the repeats are too few to test ('untested'), the cell says so and
+    is drawn pale: the winner is only the highest mean there."""
     if winners is None or winners.empty:
         return message_figure("no grid points with a winner")
     frame = winners.copy()
@@ -588,7 +591,8 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
             row = cell.iloc[0] if not cell.empty else None
             winner = row["winner"] if row is not None else None
             has_winner = isinstance(winner, str) and bool(winner)
-            tied = tuple(t for t in (row["tied"] or ()) if t != winner) if has_winner else ()
+            tied = tuple(t for t in (row["equivalent"] or ()) if t != winner) if has_winner else ()
+            open_ = tuple(row.get("undecided") or ()) if has_winner else ()
             untested = tuple(row.get("untested") or ()) if has_winner else ()
             any_tied |= bool(tied)
             any_untested |= bool(untested)
@@ -598,7 +602,9 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
                 edgecolor="white", lw=2, hatch="//" if tied else None))
             lines = [winner] if has_winner else ["no winner"]
             if tied:   # a cell holds two names at most; the table beside the map lists every one
-                lines.append("= " + ", ".join(tied) if len(tied) <= 2 else f"= {len(tied)} others")
+                lines.append("≈ " + ", ".join(tied) if len(tied) <= 2 else f"≈ {len(tied)} others")
+            if open_:
+                lines.append(f"? {', '.join(open_)}" if len(open_) <= 2 else f"? {len(open_)} undecided")
             if untested:
                 lines.append(f"untested: {', '.join(untested)}" if len(untested) <= 2 else
                              f"{len(untested)} untested")   # too few pairs with the winner to test
@@ -622,10 +628,105 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
                for m in methods_present(pd.DataFrame({"method": present}))]
     if any_tied:
         handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="0.3", hatch="//",
-                                                label="tied with others (= …)"))
+                                                label="equivalent to others (≈ …)"))
     if any_untested:
         handles.append(matplotlib.patches.Patch(facecolor="0.85", label="pale: ties untested"))
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, title="winner")
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title="winner (? undecided)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+OUTCOME_COLOURS = {"as claimed": "#1a9850", "against": "#d73027", "undecided": "#7f7f7f"}
+
+
+def forest_figure(evidence: pd.DataFrame, *, title: str | None = None, xlabel: str = "difference") -> Figure:
+    """A conclusion's comparisons as a forest plot: one row per evidence row with an `estimate`
+    (its `label` on the left), the interval [ci_low, ci_high] as a bar, the zero line and the
+    ±`margin` band (grey), coloured by `outcome` (as claimed / against / undecided; black: none).
+    Rows are grouped by `part` (a header line each)."""
+    if evidence is None or evidence.empty or "estimate" not in evidence or evidence["estimate"].dropna().empty:
+        return message_figure("no comparison with an estimate")
+    frame = evidence.dropna(subset=["estimate"]).reset_index(drop=True)
+    parts = list(dict.fromkeys(frame["part"])) if "part" in frame else [None]
+    labels, ys, y = [], [], 0
+    order = []
+    for part in parts:
+        rows = frame[frame["part"] == part] if part is not None else frame
+        if part is not None and len(parts) > 1:
+            labels.append((y, str(part), True))
+            y += 1
+        for i in rows.index:
+            order.append((i, y))
+            labels.append((y, str(frame.at[i, "label"]) if "label" in frame else str(i), False))
+            y += 1
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * y + 1.2))
+    margin = pd.to_numeric(frame.get("margin", pd.Series(dtype=float)), errors="coerce").dropna()
+    if not margin.empty:
+        d = float(margin.iloc[0])
+        ax.axvspan(-d, d, color="0.88", zorder=0, label=f"±δ = {format_value(d)}")
+    ax.axvline(0, color="0.3", lw=0.8, zorder=1)
+    for i, yy in order:
+        r = frame.loc[i]
+        colour = OUTCOME_COLOURS.get(r.get("outcome"), "black")
+        if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")):
+            ax.plot([r["ci_low"], r["ci_high"]], [yy, yy], color=colour, lw=1.6, zorder=2)
+        ax.plot([r["estimate"]], [yy], "o", color=colour, ms=4, zorder=3)
+    ax.set_yticks([t[0] for t in labels])
+    ax.set_yticklabels([t[1] for t in labels], fontsize=7)
+    for tick, (_, _, header) in zip(ax.get_yticklabels(), labels):
+        tick.set_fontweight("bold" if header else "normal")
+    ax.set_ylim(y - 0.5, -0.5)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    handles = [Line2D([], [], color=c, marker="o", lw=1.6, label=o) for o, c in OUTCOME_COLOURS.items()
+               if "outcome" in frame and (frame["outcome"] == o).any()]
+    handles += [matplotlib.patches.Patch(color="0.88", label=f"±δ = {format_value(float(margin.iloc[0]))}")] \
+        if not margin.empty else []
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def critical_difference_figure(ranking, *, title: str | None = None) -> Figure:
+    """Demšar's critical-difference diagram of a `ranking.Ranking`: the methods on an axis of
+    average rank (1 = best, left), the critical difference as a bar above, and a thick line under
+    each group of methods whose ranks lie within it (not shown different by Nemenyi's test)."""
+    ranks = ranking.average_ranks
+    if ranks.empty:
+        return message_figure(f"no ranking of {ranking.metric}: fewer than two methods at every point")
+    k = len(ranks)
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.22 * k))
+    low, high = 1, max(k, 2)
+    ax.set_xlim(low - 0.3, high + 0.3)
+    ax.hlines(0, low, high, color="black", lw=1)
+    for t in range(low, high + 1):
+        ax.vlines(t, 0, 0.12, color="black", lw=0.8)
+        ax.text(t, 0.2, str(t), ha="center", va="bottom", fontsize=7)
+    half = (k + 1) // 2
+    for i, (method, r) in enumerate(ranks.items()):
+        left = i < half
+        depth = -0.5 - 0.35 * (i if left else k - 1 - i)
+        xt = low - 0.25 if left else high + 0.25
+        ax.plot([r, r, xt], [0, depth, depth], color=PALETTE.get(method, "0.3"), lw=0.9)
+        ax.text(xt, depth, f"{method} ({r:.2f})", ha="right" if left else "left", va="center", fontsize=7)
+    for j, clique in enumerate(ranking.cliques):
+        a, b = ranks[clique[0]], ranks[clique[-1]]
+        yy = -0.2 - 0.12 * j
+        ax.hlines(yy, a - 0.03, b + 0.03, color="black", lw=3)
+    cd = ranking.critical_difference
+    if not math.isnan(cd):
+        ax.hlines(0.75, low, low + cd, color="black", lw=1.2)
+        ax.vlines([low, low + cd], 0.68, 0.82, color="black", lw=1.2)
+        ax.text(low + cd / 2, 0.88, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(-0.6 - 0.35 * half, 1.2)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -62,20 +62,24 @@ def answer(records: pd.DataFrame, *, point_id: str | None = None) -> str:
     mean = records[(records["point_id"] == point_id) & (records["method"] == REFERENCE)]["roc_auc"].mean()
     better = [r for r in here.itertuples() if r.verdict == "better"]
     worse = [r for r in here.itertuples() if r.verdict == "worse"]
+    equivalent = [r for r in here.itertuples() if r.verdict == "equivalent"]
     untested = int(here["verdict"].isna().sum())
-    ties = len(here) - len(better) - len(worse) - untested
+    undecided = len(here) - len(better) - len(worse) - len(equivalent) - untested
     n = int(here["n_pairs"].max()) if len(here) else 0
     parts = [f"shown better than `{REFERENCE}` on ROC AUC: " + _names(better) if better
              else f"no method is shown better than `{REFERENCE}` on ROC AUC"]
     parts.append("shown worse: " + _names(worse) if worse else "none is shown worse")
-    parts.append(f"the other {ties} are not shown different with {n} repeats"
+    if equivalent:
+        parts.append("shown equivalent within the margin: " + ", ".join(f"`{r.method}`" for r in equivalent))
+    parts.append(f"the other {undecided} are undecided with {n} repeats"
                  + (f" ({untested} untested: a diverged network left too few pairs)" if untested else ""))
     return (f"At the hardest point ({_where(records, point_id)}, where `{REFERENCE}`'s mean ROC AUC is lowest, "
             f"{mean:.3f}), " + "; ".join(parts) + ".")
 
 
 _VERBS = {"better": "raises {what} by {q}", "worse": "lowers {what}: {q}",
-          "tie": "is not shown to change {what} ({q})"}
+          "equivalent": "is shown not to change {what} beyond the margin ({q})",
+          "undecided": "is not shown to change {what}, nor shown equivalent ({q})"}
 
 
 def _comparison(paired: pd.DataFrame, point_id: str, method: str, what: str) -> str | None:
@@ -118,10 +122,11 @@ def _elsewhere(records: pd.DataFrame, hardest: str) -> str:
     points = other["point_id"].nunique()
     counts = other["verdict"].value_counts()
     n_methods = paired.groupby("point_id")["method"].nunique().max()
-    return (f"At the other {points} points, {int(counts.get('tie', 0))} of {len(other)} ROC AUC comparisons with "
-            f"`baseline` are ties ({int(counts.get('better', 0))} better, {int(counts.get('worse', 0))} worse). "
-            f"With {int(paired['n_pairs'].max())} repeats and {n_methods} methods compared per point Holm's correction is "
-            "strict, so a tie here means \"not shown\", not \"no effect\".")
+    return (f"At the other {points} points, {int(counts.get('undecided', 0))} of {len(other)} ROC AUC comparisons with "
+            f"`baseline` are undecided ({int(counts.get('better', 0))} better, {int(counts.get('worse', 0))} worse, "
+            f"{int(counts.get('equivalent', 0))} equivalent). With {int(paired['n_pairs'].max())} repeats and "
+            f"{n_methods} methods compared per point Holm's correction is strict, so undecided means \"not shown either "
+            "way\" (`imbalance plan-repeats params/quick.yaml` says how many repeats each would need).")
 
 
 def _diverged(records: pd.DataFrame) -> str:

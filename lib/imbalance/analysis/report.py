@@ -8,10 +8,14 @@ call it.  It runs no notebook: the document holds prose, tables and figures, no 
 The document, top to bottom (a section without data is left out, and named in the last line):
 1. What was run: datasets, imbalance types, grid, methods, repeats, iterations against the
    paper's recipe, device, train time, library version and git revision (from the records).
-2. The paper's conclusions as checks (`imbalance.analysis.conclusions`).
-3. Recommendations per dataset and imbalance type: the winning method per (ρ, μ) with ties
-   marked, a table per point (winner, tied set, paired difference to the reference method with
-   its interval and which interval), and wins/ties/losses over the grid (`imbalance.analysis.stats`).
+2. The paper's conclusions as checks (`imbalance.analysis.conclusions`): a one-line verdict with
+   the count of comparisons per outcome, a forest plot each (differences, intervals, 0, ±δ), the
+   full numbers in a collapsible block.
+3. Recommendations per dataset and imbalance type: the winning method per (ρ, μ) with the methods
+   equivalent to it and undecided against it, a table per point (winner, paired difference to the
+   reference method with its interval), the four verdicts over the grid (`imbalance.analysis.stats`),
+   and the methods' average ranks with the Friedman test and Nemenyi's critical-difference diagram
+   (`imbalance.analysis.ranking`).
 4. The paper's figures (1, 3, 4, 5, 6, 7, 8 and Table 4), each captioned: what it shows, which
    interval its bands are, and n per point.
 5. New figures: per-class recall against class size.
@@ -43,6 +47,7 @@ class ReportSettings:
     reference: str = stats.REFERENCE      # paired differences are method - reference (issue 10)
     confidence: float = stats.CONFIDENCE  # of every interval (imbalance.analysis.stats)
     alpha: float = stats.ALPHA            # verdicts: Holm-corrected p below this, interval without 0
+    margins: dict | None = None           # equivalence margins per metric (None: the study's registered ones)
     dpi: int = 100                 # resolution of the PNGs, embedded and saved
 
 
@@ -295,13 +300,20 @@ class _Builder:
                     f"</figcaption></figure>")
 
 
+def _margins(s: ReportSettings) -> dict:
+    """The report's equivalence margins: the study's (settings.margins) over the defaults."""
+    from imbalance.study.params import EQUIVALENCE_MARGINS
+    return {**EQUIVALENCE_MARGINS, **(s.margins or {})}
+
+
 def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None = None,
                  settings: ReportSettings = SETTINGS, figures_dir: str | os.PathLike | None = None,
-                 others: dict | None = None) -> Report:
+                 others: dict | None = None, design: str | None = None) -> Report:
     """The report of `records` (and `curves`) as a `Report`; figures are saved under `figures_dir`
     when given.  `run` is the 'what was run' table (`run_table`), if known.  `others`: {study:
     records} of companion studies, which the conclusions that compare datasets, imbalance types
-    or graded levels read with this one (as `imbalance conclusions --with`)."""
+    or graded levels read with this one (as `imbalance conclusions --with`).  `design`: the
+    sentence naming how repeats were added (`planning.design_text`), if they were."""
     records = frames.records_frame(records)
     curves = frames.curves_frame(curves)
     b = _Builder(study, records, curves, settings=settings,
@@ -318,13 +330,22 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
     top.add(paragraph(f"Recommendations rank methods by {plots.METRICS.get(settings.metric, settings.metric)}; "
                       f"every interval is a {settings.confidence:.0%} interval of a mean over repeats: Student-t for "
                       f"n < {rules.bootstrap_from}, BCa bootstrap for n ≥ {rules.bootstrap_from}, none for "
-                      f"n < {rules.min_n}; verdicts use a paired t-test (n < {rules.wilcoxon_from}) or Wilcoxon "
-                      f"signed-rank test (n ≥ {rules.wilcoxon_from}), Holm-corrected across the methods at a point, "
-                      f"α = {settings.alpha:g}. Intervals are not adjusted for multiplicity and verdicts are: "
-                      "an interval without 0 can still be a tie after Holm's correction."))
+                      f"n < {rules.min_n}. Each comparison has one of four verdicts: better or worse (a paired "
+                      f"t-test for n < {rules.wilcoxon_from}, Wilcoxon signed-rank test for n ≥ "
+                      f"{rules.wilcoxon_from}, Holm-corrected across the methods at a point, α = {settings.alpha:g}, "
+                      "and an interval without 0); equivalent (not shown different, and shown within ±δ by two "
+                      f"one-sided t-tests, i.e. the {1 - 2 * settings.alpha:.0%} t interval inside ±δ, Holm-corrected "
+                      "likewise); undecided (neither: too few repeats to tell). Intervals are not adjusted for "
+                      "multiplicity and verdicts are: an interval without 0 can still be undecided after Holm's "
+                      "correction."))
+    top.add(paragraph("Equivalence margins δ (the study's equivalence_margin, else the defaults): "
+                      + ", ".join(f"{m} ±{format_value(v)}" for m, v in _margins(settings).items()) + "."))
+    if design:
+        top.add(paragraph(design))
     report.sections.append(top)
     _conclusions(b)
     _recommendations(b)
+    _ranking(b)
     _paper_figures(b)
     _new_figures(b)
     return report
@@ -336,14 +357,52 @@ def _conclusions(b: _Builder) -> None:
     except ImportError:
         b.report.missing.append("the paper's conclusions as checks: imbalance.analysis.conclusions is not in this version")
         return
-    results = conclusions.check_all(b.records, b.curves, others=list(b.others.values()))
+    results = conclusions.check_all(b.records, b.curves, others=list(b.others.values()), margins=_margins(b.settings))
     table = conclusions.conclusions_table(results)
     section = Section("The paper's conclusions, checked on this study")
     also = f", read together with {', '.join(b.others)} where a conclusion compares studies" if b.others else ""
     section.add(paragraph(f"Each of the paper's conclusions is a rule over this study's records{also}: supported, "
-                          "contradicted, mixed, or not enough data (with the params file that would supply it)."))
-    section.add(table_html(table))
+                          "contradicted (only where the claim's opposite is shown), mixed, undecided (not shown "
+                          "either way: the count says how many comparisons lack the power to tell), or not enough "
+                          "data (with the params file that would supply it). Each comparison's outcome is as "
+                          "claimed, against, or undecided; the full numbers are in the block under the table."))
+    section.add(table_html(table[["conclusion", "title", "verdict", "outcomes", "needs"]]))
+    section.add("<details><summary>Every conclusion's claim and evidence, with the numbers</summary>"
+                + table_html(table[["conclusion", "claim", "evidence"]]) + "</details>")
+    for r in results:
+        if r.evidence.empty or "estimate" not in r.evidence or r.evidence["estimate"].dropna().empty:
+            continue
+        fig = plots.forest_figure(r.evidence, title=f"{r.id} {r.title}: {r.verdict}")
+        b.figure(section, fig, f"forest_{r.id.lower()}", _forest_caption(r), label=f"{r.id}, forest plot")
     b.report.sections.append(section)
+
+
+FOREST_WHAT = {
+    "C1": "baseline ROC AUC at the series' largest value minus at its smallest (Welch t interval or BCa bootstrap "
+          "of the two points' networks); the verdict itself is Kendall's tau per series, Holm-corrected",
+    "C2": "the harder dataset's drop of baseline ROC AUC minus the easier's, a Welch contrast of four points "
+          "(Welch t interval, or BCa bootstrap from 10 networks a point)",
+    "C3": "baseline ROC AUC of linear minus step (μ = 0.5) at each ρ, a Welch contrast (Welch t interval, or BCa "
+          "bootstrap from 10 networks a point)",
+    "C4": "rus minus ros, paired within a repeat (Student-t interval, BCa bootstrap from 10 pairs); the 'best' "
+          "part is a winner table and has no row here",
+    "C5": "thresholded minus plain accuracy of the same networks, paired (Student-t interval, BCa bootstrap from "
+          "10 pairs)",
+    "C6": "each graded level minus level 1, a Welch contrast (Welch t interval, or BCa bootstrap from 10 networks)",
+    "C7": "ros's late minus earlier test accuracy, and the train-test gap of ros minus rus, paired (Student-t "
+          "interval, BCa bootstrap from 10 pairs)",
+}
+
+
+def _forest_caption(r) -> str:
+    margin = r.evidence["margin"].dropna() if "margin" in r.evidence else pd.Series(dtype=float)
+    band = f"the grey band is the equivalence margin ±{format_value(float(margin.iloc[0]))}" if not margin.empty \
+        else "no margin"
+    return (f"{FOREST_WHAT.get(r.id, 'the differences')}: each dot an estimate, each bar its "
+            f"{SETTINGS.confidence:.0%} interval, the vertical line 0; {band}. Colour is the outcome for the claim "
+            "(green as claimed, red against: the opposite shown, grey undecided: too few repeats to tell; "
+            "difference tests Holm-corrected within a part, equivalence by two one-sided t-tests at ±δ). "
+            f"Verdict: {r.summary}.")
 
 
 def _recommendations(b: _Builder) -> None:
@@ -355,15 +414,17 @@ def _recommendations(b: _Builder) -> None:
     section = Section("Recommendations: which method, where")
     section.add(paragraph(
         f"At each grid point the winner is the method with the highest mean {plots.METRICS.get(s.metric, s.metric)}; "
-        "a method is tied with it when their paired difference (same subset and initial weights per repeat) "
-        "is not significant. A method with a diverged network at a point cannot win there (its mean would "
-        "stand on the repeats that survived). Ties cannot be tested with fewer than 3 repeats: the winner is then only the "
+        "a method is equivalent to it when their paired difference (same subset and initial weights per repeat) "
+        "is shown within the margin ±δ, and undecided against it when it is neither shown worse nor shown "
+        "equivalent. A method with a diverged network at a point cannot win there (its mean would "
+        "stand on the repeats that survived). Nothing can be tested with fewer than 3 repeats: the winner is then only the "
         f"highest mean. The table gives each winner's paired difference to {s.reference}."))
     for (dataset, imbalance), group in frame.groupby(["dataset", "imbalance"], sort=True):
-        winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence)
+        margin = _margins(s).get(s.metric)
+        winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence, margin=margin)
         compared = frames.compared_methods(frames.methods_present(group), s.metric)
         paired = stats.paired_differences(group, metric=s.metric, reference=s.reference, confidence=s.confidence,
-                                          alpha=s.alpha, methods=compared) \
+                                          alpha=s.alpha, methods=compared, margin=margin) \
             if s.reference in set(group["method"]) else None
         where = f"{dataset}, {imbalance} imbalance"
         section.add(f"<h3>{esc(where)}</h3>")
@@ -371,24 +432,51 @@ def _recommendations(b: _Builder) -> None:
         b.figure(section, plots.winners_figure(winners, title=where),
                  plots.figure_name("winners", dataset, imbalance),
                  f"The winning method (highest mean {plots.METRICS.get(s.metric, s.metric)}) at each grid point of "
-                 f"{where}; '= …' names the methods statistically tied with it, or counts them when more than two (hatched; the table below names them all); a pale cell's ties "
+                 f"{where}; '≈ …' names the methods shown equivalent to it within ±{format_value(margin)} (two one-sided "
+                 f"t-tests, Holm-corrected), or counts them when more than two (hatched; the table below names them all); "
+                 f"'? …' the methods undecided against it; a pale cell's comparisons "
                  f"could not be tested. n = {', '.join(map(str, n))} networks per method and point.",
                  label="Winners")
         section.add(table_html(_point_table(winners, paired, s)))
         if paired is not None and not paired.empty:
             tally = stats.grid_tally(paired)
-            section.add(paragraph(f"Over the grid, each method against {s.reference} (points where the paired "
-                                  "difference is significantly positive, not significant, significantly "
-                                  "negative, or untestable):"))
+            section.add(paragraph(f"Over the grid, each method against {s.reference}: points where the paired "
+                                  f"difference is shown positive (better), shown within ±{format_value(margin)} "
+                                  "(equivalent), neither (undecided), shown negative (worse), or untestable:"))
             section.add(table_html(tally))
             detail = paired.assign(point=[point_label(r, m, lv) for r, m, lv in
                                           zip(paired["rho"], paired["mu"], paired["level"])])
             detail = detail[["point", "method", "n_pairs", "n_dropped", "mean_difference", "ci_low", "ci_high",
-                             "interval_method", "test", "p_holm", "verdict", "note"]].rename(
+                             "interval_method", "test", "p_holm", "p_equivalent_holm", "verdict", "note"]].rename(
                 columns={"mean_difference": f"mean difference to {s.reference}"})
             section.add(f"<details><summary>Every method against {esc(s.reference)} at every point</summary>"
                         f"{table_html(detail)}</details>")
     b.report.sections.append(section)
+
+
+def _ranking(b: _Builder) -> None:
+    """Average ranks over the grid's points, the Friedman test and Nemenyi's CD diagram, per dataset."""
+    from imbalance.analysis import ranking
+    s = b.settings
+    frame = b.records[b.records["level"].isna()]
+    section = Section("Ranking the methods across the grid")
+    for (dataset, imbalance), group in frame.groupby(["dataset", "imbalance"], sort=True):
+        r = ranking.rank_methods(group, metric=s.metric, alpha=s.alpha)
+        if len(r.average_ranks) < 2 or r.n_points < 2:
+            continue
+        where = f"{dataset}, {imbalance} imbalance"
+        section.add(f"<h3>{esc(where)}</h3>")
+        b.figure(section, plots.critical_difference_figure(r, title=f"{where}: average rank by {s.metric}"),
+                 plots.figure_name("cd", dataset, imbalance),
+                 f"Average rank of each method over the {r.n_points} grid points of {where} (1 = highest mean "
+                 f"{plots.METRICS.get(s.metric, s.metric)} at a point, ties share their average rank). "
+                 f"{ranking.ranking_text(r)}. A thick line joins methods whose average ranks differ by less than "
+                 "the critical difference (Nemenyi's post-hoc test, Demšar 2006): not shown different over the grid. "
+                 "The test treats the grid's points as exchangeable blocks; the per-point verdicts above are the "
+                 "finer answer.", label="Critical-difference diagram")
+        section.add(table_html(ranking.ranking_table(r), digits=2))
+    if section.blocks:
+        b.report.sections.append(section)
 
 
 def _point_table(winners: pd.DataFrame, paired: pd.DataFrame | None, s: ReportSettings) -> pd.DataFrame:
@@ -411,8 +499,8 @@ def _point_table(winners: pd.DataFrame, paired: pd.DataFrame | None, s: ReportSe
             verdict = _text(diff["verdict"])
         untested = tuple(w.get("untested") or ())
         rows.append({"point": point_label(w["rho"], w["mu"], w["level"]), "winner": w["winner"] or "none",
-                     f"mean {s.metric}": w["mean"], "tied with": ", ".join(w["tied"] or ()) or
-                     ("untested" if untested else "none"),
+                     f"mean {s.metric}": w["mean"], "equivalent to it": ", ".join(w["equivalent"] or ()) or "none",
+                     "undecided against it": ", ".join(w["undecided"] or ()) or ("untested" if untested else "none"),
                      f"winner − {s.reference}": difference, "interval": interval, "verdict": verdict,
                      "n": int(w["n"]), "note": "" if _text(w["note"]).startswith(interval) else _text(w["note"])})
     return pd.DataFrame(rows)
@@ -591,10 +679,15 @@ def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, sett
     with Store(db) as store:
         records = frames.records_frame(store.records_frame(study))
         curves = frames.curves_frame(store.curves_frame(study))
-        run = run_table(records, study_settings(store, study), point_seconds(store, study)) \
-            if not records.empty else None
+        stored = study_settings(store, study)
+        run = run_table(records, stored, point_seconds(store, study)) if not records.empty else None
+    if settings.margins is None and stored.get("equivalence_margin"):
+        from dataclasses import replace
+        settings = replace(settings, margins=stored["equivalence_margin"])
+    from imbalance.analysis.planning import design_text
     return build_report(study, records, curves, run=run, settings=settings,
-                        figures_dir=study_dir / "figures" if save_figures else None, others=others)
+                        figures_dir=study_dir / "figures" if save_figures else None, others=others,
+                        design=design_text(study_dir))
 
 
 def show_report(study: str, outputs_dir: str | os.PathLike = "outputs", *,

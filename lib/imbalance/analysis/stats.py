@@ -1,4 +1,4 @@
-"""Paired statistics of a study's records: intervals, tests, verdicts, winners (issue 10).
+"""Paired statistics of a study's records: intervals, tests, verdicts, winners (issues 10, 24).
 
 Within one repeat of a grid point every method shares the imbalanced subset and the initial
 weights, so two methods' networks of one repeat are a *pair*, keyed (point_id, repeat).  The
@@ -10,16 +10,25 @@ with an interval and a test, says whether a method beats a *reference method* at
 | `compare_paired`     | (one comparison)            | `PairedComparison`: mean difference, interval, p |
 | `mean_interval`      | (one sample)                | `MeanInterval`: a mean with its interval       |
 | `compare_independent`| (one contrast)              | `IndependentComparison`: unpaired, Welch t     |
+| `tost`               | (one comparison)            | `Equivalence`: two one-sided tests at +-margin |
 | `paired_differences` | (point, method)             | the difference to the reference, with verdict  |
 | `method_intervals`   | (point, method)             | a method's mean with its interval              |
-| `point_winners`      | point                       | the best method and the methods tied with it   |
-| `grid_tally`         | method                      | better / tie / worse / no verdict, over points |
+| `point_winners`      | point                       | the best method, those equivalent to it, those undecided against it |
+| `grid_tally`         | method                      | better / equivalent / undecided / worse / no verdict, over points |
 
 The rules (`RULES`, from issue 10): fewer than 3 values, no interval and no test; Student t
 interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; paired t-test below 6,
 Wilcoxon signed-rank from 6; Holm's step-down across the methods compared at one point (on ROC
-AUC, a '-thresh' method is its base's networks again, so not a test of its own).  A
-verdict is `tie` when the interval contains 0 or the Holm-corrected p >= alpha.  Never a range.
+AUC, a '-thresh' method is its base's networks again, so not a test of its own).
+
+The verdicts (issue 24), one of four per comparison:
+- `better` / `worse`: the Holm-corrected p < alpha and the interval excludes 0 (the difference is shown);
+- `equivalent`: not shown different, and the difference is shown to lie inside +-margin (the study's
+  `equivalence_margin:` of the metric): two one-sided t-tests (TOST; equivalently the (1 - 2 alpha)
+  t interval inside +-margin), their p Holm-corrected across the same family;
+- `undecided`: neither: the comparison lacks the power to say (more repeats would settle it;
+  `imbalance.analysis.planning`).
+None (no verdict) below 3 pairs.  Never a range.
 
 A diverged network has no metric: its repeat is unpaired for that comparison, and the rows say
 how many pairs were dropped.  Metrics are higher-is-better.  pandas/numpy/scipy only, no torch.
@@ -36,6 +45,7 @@ from scipy import stats as st
 
 from imbalance.analysis.frames import methods_present, records_frame, repeats_its_base
 from imbalance.registry import trained_method
+from imbalance.study.params import margin_for
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,9 @@ POINT_KEYS = ("point_id", "dataset", "imbalance", "rho", "mu", "level")
 T_INTERVAL, BCA_INTERVAL = "student-t", "bca-bootstrap"
 WILCOXON, PAIRED_T = "wilcoxon", "paired-t"
 WELCH = "welch-t"          # unpaired: Welch-Satterthwaite t, interval and test
+TOST = "tost-t"            # equivalence: two one-sided t-tests at +-margin
+BETTER, WORSE, EQUIVALENT, UNDECIDED = "better", "worse", "equivalent", "undecided"
+VERDICTS = (BETTER, EQUIVALENT, UNDECIDED, WORSE)      # a comparison's outcome; None: too few pairs
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,40 @@ class PairedComparison:
     test: str | None
     confidence: float
     note: str | None = None
+    se: float = math.nan        # standard error of the mean difference (the t interval's), for `tost`
+    df: float = math.nan        # its degrees of freedom (n - 1)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) of |difference| < margin: p is the larger one-sided p; the
+    (1 - 2 alpha) t interval lies inside +-margin exactly when p < alpha."""
+    estimate: float
+    margin: float
+    p_value: float
+    ci_low: float               # the (1 - 2 alpha) t interval
+    ci_high: float
+    alpha: float
+    test: str | None = TOST
+
+
+def tost(estimate: float, se: float, df: float, *, margin: float, alpha: float = 0.05) -> Equivalence:
+    """TOST of a t-distributed estimate (standard error `se`, `df` degrees of freedom) against
+    +-`margin`: p = max(P(T > (estimate + margin)/se), P(T < (estimate - margin)/se)) with T ~ t(df)
+    (scipy.stats.t).  se = 0: p is 0 inside the margin, 1 outside; NaN in, NaN out."""
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    if any(v is None or math.isnan(v) for v in (estimate, se, df)):
+        return Equivalence(estimate, margin, math.nan, math.nan, math.nan, alpha, None)
+    if se <= RULES.atol:
+        p = 0.0 if abs(estimate) < margin else 1.0
+        return Equivalence(estimate, margin, p, estimate, estimate, alpha)
+    lower = float(st.t.sf((estimate + margin) / se, df))     # H0: difference <= -margin
+    upper = float(st.t.cdf((estimate - margin) / se, df))    # H0: difference >= +margin
+    half = float(st.t.ppf(1 - alpha, df)) * se
+    return Equivalence(estimate, margin, max(lower, upper), estimate - half, estimate + half, alpha)
 
 
 def _values(values) -> np.ndarray:
@@ -162,7 +209,7 @@ def compare_paired(x, y, *, confidence: float = CONFIDENCE, random_state=0) -> P
     if np.allclose(d, d[0], rtol=0, atol=RULES.atol):
         p = 1.0 if abs(mean) <= RULES.atol else (0.0 if test == PAIRED_T else float(st.wilcoxon(d).pvalue))
         return PairedComparison(n, dropped, mean, mean, mean, method, p, test, confidence,
-                                "; ".join([f"all {n} differences equal {mean:.3g}"] + dropped_note))
+                                "; ".join([f"all {n} differences equal {mean:.3g}"] + dropped_note), 0.0, n - 1)
     if method == T_INTERVAL:
         low, high = st.ttest_rel(x, y).confidence_interval(confidence)
     else:
@@ -175,7 +222,7 @@ def compare_paired(x, y, *, confidence: float = CONFIDENCE, random_state=0) -> P
         p = float(st.ttest_rel(x, y).pvalue)
     note = dropped_note + (["interval undefined (degenerate bootstrap)"] if math.isnan(low) else [])
     return PairedComparison(n, dropped, mean, float(low), float(high), method, p, test, confidence,
-                            "; ".join(note) or None)
+                            "; ".join(note) or None, float(d.std(ddof=1) / math.sqrt(n)), n - 1)
 
 
 @dataclass(frozen=True)
@@ -190,6 +237,8 @@ class IndependentComparison:
     test: str | None
     confidence: float
     note: str | None = None
+    se: float = math.nan        # standard error of the contrast, for `tost`
+    df: float = math.nan        # its Welch-Satterthwaite degrees of freedom
 
 
 def compare_independent(*samples, weights=(1, -1), confidence: float = CONFIDENCE,
@@ -218,7 +267,7 @@ def compare_independent(*samples, weights=(1, -1), confidence: float = CONFIDENC
     if se <= RULES.atol:
         p = 1.0 if abs(estimate) <= RULES.atol else 0.0
         return IndependentComparison(n, estimate, estimate, estimate, WELCH, p, WELCH, confidence,
-                                     "no spread within the samples")
+                                     "no spread within the samples", 0.0, float(sum(n) - len(n)))
     df = parts.sum() ** 2 / sum(q ** 2 / (k - 1) for q, k in zip(parts, n))
     p = float(2 * st.t.sf(abs(estimate) / se, df))
     if min(n) >= RULES.bootstrap_from:
@@ -233,7 +282,8 @@ def compare_independent(*samples, weights=(1, -1), confidence: float = CONFIDENC
     else:
         half = float(st.t.ppf(0.5 + confidence / 2, df)) * se
         low, high, method = estimate - half, estimate + half, WELCH
-    return IndependentComparison(n, estimate, float(low), float(high), method, p, WELCH, confidence)
+    return IndependentComparison(n, estimate, float(low), float(high), method, p, WELCH, confidence, None, se,
+                                 float(df))
 
 
 def holm(p_values) -> np.ndarray:
@@ -250,14 +300,17 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def verdict(mean_difference, ci_low, ci_high, p_holm, *, alpha: float = ALPHA) -> str | None:
-    """'better' / 'worse' (higher-is-better metric) when the interval excludes 0 and the
-    corrected p < alpha; 'tie' otherwise; None when there is no interval or test."""
+def verdict(mean_difference, ci_low, ci_high, p_holm, p_equivalent=math.nan, *, alpha: float = ALPHA) -> str | None:
+    """'better' / 'worse' (higher-is-better metric) when the interval excludes 0 and the corrected
+    p < alpha; else 'equivalent' when the (corrected) TOST p `p_equivalent` < alpha; else
+    'undecided'.  None when there is no interval or test (too few pairs)."""
     if any(v is None or math.isnan(v) for v in (mean_difference, ci_low, ci_high, p_holm)):
         return None
-    if ci_low <= 0 <= ci_high or p_holm >= alpha:
-        return "tie"
-    return "better" if mean_difference > 0 else "worse"
+    if not (ci_low <= 0 <= ci_high or p_holm >= alpha):
+        return BETTER if mean_difference > 0 else WORSE
+    if p_equivalent is not None and not math.isnan(p_equivalent) and p_equivalent < alpha:
+        return EQUIVALENT
+    return UNDECIDED
 
 
 # --- tables over a study's records ------------------------------------------------------------
@@ -312,39 +365,48 @@ def _dropped_note(n_dropped: int, n_diverged: int) -> str | None:
     return f"{n_dropped} pair{'s' * (n_dropped != 1)} dropped: {why}"
 
 
-def _holm_per_point(rows: list[dict], metric: str) -> None:
-    """Holm across a point's comparisons.  On a metric thresholding cannot change (ROC AUC) a
-    '-thresh' method is its base method's networks again: not a test of its own (it would only
-    inflate Holm's count), so it takes its base's corrected p (its own p when the base is the
-    reference: every difference is then 0)."""
+def _holm_per_point(rows: list[dict], metric: str, *, column: str = "p_value", out: str = "p_holm") -> None:
+    """Holm across a point's comparisons (`column` -> `out`: the difference tests, or the TOSTs).  On a
+    metric thresholding cannot change (ROC AUC) a '-thresh' method is its base method's networks
+    again: not a test of its own (it would only inflate Holm's count), so it takes its base's
+    corrected p (its own p when the base is the reference: every difference is then 0)."""
     own = list(~repeats_its_base([r["method"] for r in rows], metric))
     family = [r for r, o in zip(rows, own) if o]
-    for row, p in zip(family, holm([r["p_value"] for r in family])):
-        row["p_holm"] = p
-    corrected = {r["method"]: r["p_holm"] for r in family}
+    for row, p in zip(family, holm([r[column] for r in family])):
+        row[out] = p
+    corrected = {r["method"]: r[out] for r in family}
     for row, o in zip(rows, own):
         if not o:
             base = trained_method(row["method"])
-            row["p_holm"] = corrected.get(base, row["p_value"])
-            if base in corrected and not math.isnan(row["p_value"]):
+            row[out] = corrected.get(base, row[column])
+            if base in corrected and not math.isnan(row[column]) and out == "p_holm":
                 row["note"] = "; ".join(filter(None, [row["note"], f"same networks as {base}: its Holm p"]))
 
 
 PAIRED_COLUMNS = ("study", *POINT_KEYS, "method", "reference", "metric", "n_pairs", "n_dropped", "mean_difference",
-                  "ci_low", "ci_high", "interval_method", "p_value", "test", "p_holm", "verdict", "note")
+                  "ci_low", "ci_high", "interval_method", "p_value", "test", "p_holm", "margin", "eq_low", "eq_high",
+                  "p_equivalent", "p_equivalent_holm", "sd", "verdict", "note")
+
+
+def _check_alpha(alpha) -> None:
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
 
 
 def paired_differences(records, *, metric: str = "roc_auc", reference: str = REFERENCE,
                        confidence: float = CONFIDENCE, alpha: float = ALPHA, random_state=0,
-                       methods=None) -> pd.DataFrame:
+                       methods=None, margin: float | None = None) -> pd.DataFrame:
     """One row per (grid point, method other than the reference): the paired difference
     method - reference of `metric` over the repeats, its interval, test, Holm-corrected p (across
-    the methods compared at that point) and verdict.  Points that did not run the reference are
-    left out.  `methods` (optional) limits the methods compared; every comparison is seeded with
-    `random_state`, so a row does not depend on which others are computed."""
+    the methods compared at that point), its TOST against +-`margin` (default: the metric's
+    `margin_for`; eq_low/eq_high the (1 - 2 alpha) t interval, p_equivalent_holm Holm-corrected
+    likewise), the differences' standard deviation `sd` and the verdict (`verdict`).  Points that
+    did not run the reference are left out.  `methods` (optional) limits the methods compared;
+    every comparison is seeded with `random_state`, so a row does not depend on which others are
+    computed."""
     _check_confidence(confidence)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    _check_alpha(alpha)
+    margin = margin_for(metric) if margin is None else float(margin)
     frame = _frame(records, metric)
     if not frame.empty and reference not in set(frame["method"]):
         raise ValueError(f"reference: method {reference!r} is not in the records; methods present: "
@@ -360,17 +422,20 @@ def paired_differences(records, *, metric: str = "roc_auc", reference: str = REF
                 continue
             x, y, n_diverged = _pair_point(group, method, reference, metric)
             c = compare_paired(x, y, confidence=confidence, random_state=random_state)
+            e = tost(c.mean_difference, c.se, c.df, margin=margin, alpha=alpha)
             notes = [n for n in (c.note or "").split("; ") if n and "dropped" not in n]
             note = "; ".join(filter(None, [_dropped_note(c.n_dropped, n_diverged), *notes])) or None
             point_rows.append({**keys, "method": method, "reference": reference, "metric": metric,
                                "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
                                "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
                                "interval_method": c.interval_method, "p_value": c.p_value, "test": c.test,
-                               "note": note})
+                               "margin": margin, "eq_low": e.ci_low, "eq_high": e.ci_high,
+                               "p_equivalent": e.p_value, "sd": c.se * math.sqrt(c.n_pairs), "note": note})
         _holm_per_point(point_rows, metric)
+        _holm_per_point(point_rows, metric, column="p_equivalent", out="p_equivalent_holm")
         for row in point_rows:
             row["verdict"] = verdict(row["mean_difference"], row["ci_low"], row["ci_high"], row["p_holm"],
-                                     alpha=alpha)
+                                     row["p_equivalent_holm"], alpha=alpha)
         rows += point_rows
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
@@ -394,13 +459,18 @@ def method_intervals(records, *, metric: str = "roc_auc", confidence: float = CO
                                        "ci_high", "interval_method", "note"])
 
 
+WINNER_COLUMNS = ("study", *POINT_KEYS, "winner", "mean", "equivalent", "undecided", "worse", "untested", "n",
+                  "diverged", "note")
+
+
 def point_winners(records, *, metric: str = "roc_auc", alpha: float = ALPHA, confidence: float = CONFIDENCE,
-                  random_state=0, methods=None) -> pd.DataFrame:
-    """One row per grid point: the winner (highest mean of `metric`), `tied` (the methods whose
-    paired difference to the winner is a 'tie' by the paired rules, Holm-corrected across the
-    methods compared with it) and `untested` (no verdict: too few pairs).  n: the winner's
-    networks with the metric.  For ROC AUC without `methods` named, '-thresh' methods are left
-    out: they repeat their base method's numbers exactly.
+                  random_state=0, methods=None, margin: float | None = None) -> pd.DataFrame:
+    """One row per grid point: the winner (highest mean of `metric`) and, by the paired rules
+    against it (Holm-corrected across the methods compared with it, `paired_differences`):
+    `equivalent` (shown within +-`margin` of it), `undecided` (neither shown worse nor shown
+    equivalent: they may still be as good), `worse` (shown worse) and `untested` (no verdict: too
+    few pairs).  n: the winner's networks with the metric.  For ROC AUC without `methods` named,
+    '-thresh' methods are left out: they repeat their base method's numbers exactly.
 
     A method with a diverged network at the point cannot win there while a method without one
     exists: its mean would stand on the repeats that survived.  `diverged` names those methods
@@ -410,8 +480,8 @@ def point_winners(records, *, metric: str = "roc_auc", alpha: float = ALPHA, con
     for keys, group in _points(frame):
         means = group.groupby("method")[metric].mean().dropna()
         if means.empty:
-            rows.append({**keys, "winner": None, "mean": math.nan, "tied": (), "untested": (), "n": 0,
-                         "diverged": (), "note": f"no method has {metric} here"})
+            rows.append({**keys, "winner": None, "mean": math.nan, "equivalent": (), "undecided": (), "worse": (),
+                         "untested": (), "n": 0, "diverged": (), "note": f"no method has {metric} here"})
             continue
         order = [m for m in methods_present(group) if m in means.index]
         lost = group.assign(lost=group["diverged"].fillna(0) > 0).groupby("method")["lost"].agg(["sum", "size"])
@@ -421,25 +491,30 @@ def point_winners(records, *, metric: str = "roc_auc", alpha: float = ALPHA, con
         eligible = intact or order
         winner = max(eligible, key=lambda m: means[m])     # first in registry order on equal means
         paired = paired_differences(group, metric=metric, reference=winner, confidence=confidence,
-                                    alpha=alpha, random_state=random_state, methods=order)
-        tied = tuple(paired.loc[paired["verdict"] == "tie", "method"])
+                                    alpha=alpha, random_state=random_state, methods=order, margin=margin)
+        said = {v: tuple(paired.loc[paired["verdict"] == v, "method"]) for v in VERDICTS}
         untested = tuple(paired.loc[paired["verdict"].isna(), "method"])
         n = int(group.loc[group["method"] == winner, metric].notna().sum())
         short = paired[paired["verdict"].isna()]
-        note = ("ties untested: " + ", ".join(f"{m} ({int(k)} pair{'' if k == 1 else 's'})" for m, k in
-                                             zip(short["method"], short["n_pairs"]))) if untested else None
+        note = ("untested against the winner: " + ", ".join(f"{m} ({int(k)} pair{'' if k == 1 else 's'})" for m, k in
+                                                            zip(short["method"], short["n_pairs"]))) if untested else None
         if not intact:
             note = "; ".join(filter(None, [note, "every method lost networks here"]))
-        rows.append({**keys, "winner": winner, "mean": float(means[winner]), "tied": tied,
-                     "untested": untested, "n": n, "diverged": diverged, "note": note})
-    return pd.DataFrame(rows, columns=["study", *POINT_KEYS, "winner", "mean", "tied", "untested", "n", "diverged",
-                                       "note"])
+        # 'better' than the winner by the paired rules cannot be shown for a higher mean, except by a
+        # method that lost networks (its mean stands on fewer repeats): it counts as undecided here
+        rows.append({**keys, "winner": winner, "mean": float(means[winner]), "equivalent": said[EQUIVALENT],
+                     "undecided": said[UNDECIDED] + said[BETTER], "worse": said[WORSE], "untested": untested,
+                     "n": n, "diverged": diverged, "note": note})
+    return pd.DataFrame(rows, columns=list(WINNER_COLUMNS))
+
+
+TALLY_COLUMNS = ("method", "reference", *VERDICTS, "no_verdict", "points")
 
 
 def grid_tally(paired: pd.DataFrame) -> pd.DataFrame:
-    """Per method (from `paired_differences`): points where it is better than, tied with, worse
-    than the reference, and points with no verdict."""
-    columns = ["method", "reference", "better", "tie", "worse", "no_verdict", "points"]
+    """Per method (from `paired_differences`): points where it is better than, equivalent to,
+    undecided against, worse than the reference, and points with no verdict."""
+    columns = list(TALLY_COLUMNS)
     if paired.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -447,6 +522,6 @@ def grid_tally(paired: pd.DataFrame) -> pd.DataFrame:
         rows_m = paired[paired["method"] == method]
         counts = rows_m["verdict"].value_counts()
         rows.append({"method": method, "reference": ", ".join(pd.unique(rows_m["reference"])),
-                     **{v: int(counts.get(v, 0)) for v in ("better", "tie", "worse")},
+                     **{v: int(counts.get(v, 0)) for v in VERDICTS},
                      "no_verdict": int(rows_m["verdict"].isna().sum()), "points": len(rows_m)})
     return pd.DataFrame(rows, columns=columns)

@@ -45,6 +45,21 @@ MAX_DOCUMENT_BYTES = 1 << 20   # a params file (or one --set value) above 1 MiB 
 MAX_REPEATS = 100_000          # networks per (grid point, method); beyond this no grid is sensible
 MAX_SEED = 2**63 - 1           # seeds are stored in SQLite's signed 64-bit INTEGER
 MAX_RHO = 1e12                 # rho above this gives minority classes of no examples on any dataset
+# Equivalence margins (issue 24): a difference of a metric within +-margin is "practically the same"; two
+# methods are `equivalent` when their paired difference is shown inside it (TOST).  What would change a
+# practitioner's choice (README, "Statistics"): 0.005 of multi-class ROC AUC, one point (0.01) of an accuracy.
+# A params file's `equivalence_margin:` overrides some of them; `margin_for` reads any metric's.
+EQUIVALENCE_MARGINS = {"roc_auc": 0.005, "accuracy": 0.01, "thresholded_accuracy": 0.01,
+                       "balanced_accuracy": 0.01, "macro_f1": 0.01, "macro_average_precision": 0.01,
+                       "g_mean": 0.01, "ece": 0.01}
+
+
+def margin_for(metric: str, margins: dict | None = None) -> float:
+    """The equivalence margin of `metric` (a 'val_' or 'prior_' metric takes its test metric's), from
+    `margins` (a study's `equivalence_margin:`) over EQUIVALENCE_MARGINS; 0.01 for a metric not listed."""
+    table = {**EQUIVALENCE_MARGINS, **(margins or {})}
+    base = metric.removeprefix("val_").removeprefix("prior_")
+    return float(table.get(metric, table.get(base, 0.01)))
 # The training notebooks' parameters, in the order their parameters cell declares them: name -> (the
 # notebook's own default, what it is).  The one list: notebooks/build.py writes the cells from it, the runner
 # sets every one (GridPoint.parameters, plus the executor's EXECUTOR_PARAMETERS), and a params file's
@@ -119,6 +134,7 @@ class StudyParams:
     test_prior: str = "balanced"     # balanced | train | both: test on the data's test set, on a subsample that
                                      # follows the training prior, or both (prior_* metrics)
     notebook_parameters: dict[str, Any] = field(default_factory=dict)  # passed to the notebook as-is
+    equivalence_margin: dict[str, float] | None = None   # per metric, over EQUIVALENCE_MARGINS; null: those
     plugins: tuple[str, ...] = ()    # modules that register methods; only `imbalance run --plugin MODULE`
                                      # sets it (a params file is data and never imports code)
     source: str = field(default="<dict>", compare=False)  # the file it came from (not a key)
@@ -136,6 +152,11 @@ class StudyParams:
     @property
     def trained_per_point(self) -> int:
         return len(self.trained_methods) * self.repeats
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """Every metric's equivalence margin: EQUIVALENCE_MARGINS with this study's `equivalence_margin:`."""
+        return {**EQUIVALENCE_MARGINS, **(self.equivalence_margin or {})}
 
     @property
     def most_repeats(self) -> int:
@@ -388,6 +409,8 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         raise err("data_root", "a folder path, or null")
     for key in MAPPING_KEYS:
         v[key] = _mapping(v, key, err)
+    if v.get("equivalence_margin") is not None:
+        v["equivalence_margin"] = _margins(v, err)
     _check_notebook_parameters(v["notebook_parameters"], err)
     _check_grid(v, raw, source, err)
     # null means "the default" for every key (for most keys the default is null anyway)
@@ -438,6 +461,16 @@ def _numbers(v, key, err) -> tuple[float, ...] | None:
     if len(set(items)) != len(items):
         raise err(key, f"each value once; {what}")
     return tuple(items)
+
+
+def _margins(v, err) -> dict[str, float]:
+    margins = v["equivalence_margin"]
+    want = (f"a mapping of metric to margin in (0, 1), e.g. {{roc_auc: 0.005, accuracy: 0.01}}; metrics: "
+            + ", ".join(EQUIVALENCE_MARGINS))
+    if not isinstance(margins, dict) or not all(k in EQUIVALENCE_MARGINS and is_real(x) and 0 < x < 1
+                                                for k, x in margins.items()):
+        raise err("equivalence_margin", want)
+    return {k: float(x) for k, x in margins.items()}
 
 
 def _mapping(v, key, err) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imbalance.catalog import TEST_IMAGES, n_classes_of
+from imbalance.schema import NETWORK_FIELDS
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
@@ -363,11 +364,11 @@ def _fail(store, params, point_id: str, error: str | None, summary) -> None:
 # grid's extent (rho, mu, points, levels) may grow, and where or how it runs may change.
 SAME_STUDY_KEYS = ("dataset", "notebook", "imbalance", "n_max", "minority", "methods", "repeats",
                    "seed", "recipe", "recipe_overrides", "notebook_parameters", "validation", "test_prior", "selection",
-                   "image_size", "image_fit")
+                   "image_size", "image_fit", "equivalence_margin")
 # Keys that became result-shaping after studies had been registered without them: at their default
 # they are left out of a registration, so an older study (which never set them) still matches, while
 # any other value, then or now, differs.
-LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit", "selection")
+LATER_KEYS = ("validation", "test_prior", "image_size", "image_fit", "selection", "equivalence_margin")
 
 
 def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
@@ -869,3 +870,89 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# --- more repeats at done points (imbalance run --until-decided, issue 24) -------------------------------
+
+def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: str = "local", workers: int | None = None,
+                   quiet: bool = False, outputs_dir="outputs", notebooks_dir="notebooks", kernel_name: str = "imbalance",
+                   pool=None) -> dict[str, int]:
+    """Grow done points to `targets` {point_id: repeats}: each point's notebook runs again with the
+    larger `repeats`; by the seeds rule (imbalance.seeds: every seed is (study seed, point, repeat,
+    purpose)) its repeats 0..n-1 are the stored networks again, which is checked (seed and metrics
+    equal), and only the new repeats are added.  Returns {point_id: networks added}; a point whose
+    retrained repeats differ from the stored ones (e.g. a learning-rate search over every repeat's
+    subset) adds nothing and raises."""
+    kind, address = parse_executor(executor)
+    study_dir = Path(outputs_dir).resolve() / params.study
+    notebook, missing = _notebook_path(params, notebooks_dir)
+    if missing:
+        raise FileNotFoundError(missing)
+    store = Store(study_dir / "results.sqlite", create=False)
+    added: dict[str, int] = {}
+    try:
+        frame = store.records_frame(params.study)
+        have = frame.groupby("point_id")["repeat"].nunique().to_dict() if len(frame) else {}
+        grow = [dataclasses.replace(p, repeats=targets[p.point_id]) for p in expand_grid(params)
+                if targets.get(p.point_id, 0) > have.get(p.point_id, 0) > 0]
+        if not grow:
+            return added
+        workers = workers or default_workers(params)
+        threads = max(1, _cores() // workers) if address is None else None
+        if pool is None:
+            pool = LocalPool(workers) if kind == "local" else DaskPool(address, workers, None)
+        inflight = {}
+        for point in grow:
+            task = Task(point.point_id, str(notebook), str(study_dir / "notebooks" / f"{point.point_id}.more.ipynb"),
+                        str(study_dir / "incoming" / f"{point.point_id}.{uuid.uuid4().hex[:8]}.json"),
+                        point.parameters(params), kernel_name, str(notebook.parent), threads,
+                        str(study_dir / "logs" / f"{point.point_id}.log"), params.cell_timeout, None)
+            inflight[pool.submit(task)] = point
+        try:
+            while inflight:
+                for handle, outcome in pool.wait(list(inflight), timeout=HEARTBEAT_SECONDS):
+                    point = inflight.pop(handle)
+                    error = outcome.get("error") if not outcome["ok"] else \
+                        _coverage_error(outcome["records"], params, notebook, repeats=point.repeats)
+                    if error:
+                        raise ValueError(f"{point.point_id}: adding repeats failed: {error_line(error)}")
+                    old = frame[frame["point_id"] == point.point_id]
+                    added[point.point_id] = _append_repeats(store, params.study, point.point_id, outcome["records"], old)
+                    write_copy(store.point_copy(params.study, point.point_id), study_dir)
+                    if not quiet:
+                        print(f"{point.point_id}: {have[point.point_id]} -> {point.repeats} repeats "
+                              f"({added[point.point_id]} networks added)")
+        finally:
+            pool.close(wait=not inflight)
+    finally:
+        store.close()
+    return added
+
+
+def _append_repeats(store: Store, study: str, point_id: str, records: list[dict], old) -> int:
+    """Insert the records of repeats the point did not have, after checking that the others are the
+    stored networks again (same seed and scores).  The store has no public 'append networks to a done
+    point' (its insert_point is all of a point at once): this is that, in one transaction."""
+    from imbalance.study import store as store_module
+    stored = {(m, int(r)): row for m, r, row in zip(old["method"], old["repeat"], old.to_dict("records"))}
+    new = []
+    for record in records:
+        key = (record["method"], int(record["repeat"]))
+        if key not in stored:
+            new.append(record)
+            continue
+        was = stored[key]
+        for field_name in ("seed", "roc_auc", "accuracy"):
+            a, b = was.get(field_name), record.get(field_name)
+            if a is not None and b is not None and not (a == b or (isinstance(a, float) and abs(a - b) <= 1e-9)):
+                raise ValueError(f"{point_id}: repeat {key[1]} of {key[0]} retrained with {field_name} {b!r}, stored "
+                                 f"{a!r}: the repeat is not the same network, so no repeats were added")
+    rows = [store_module._network_row(study, point_id, r, i) for i, r in enumerate(new)]
+    columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
+    marks = ", ".join("?" * len(NETWORK_FIELDS))
+    with store._transaction():
+        for values, curve in rows:
+            cursor = store.db.execute(f"INSERT INTO networks ({columns}) VALUES ({marks})", values)
+            store.db.executemany("INSERT INTO curves (network_id, iteration, lr, train_loss, train_accuracy,"
+                                 " test_accuracy) VALUES (?, ?, ?, ?, ?, ?)", [(cursor.lastrowid, *c) for c in curve])
+    return len(rows)
