@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats as st
 
 from imbalance.analysis import stats
-from imbalance.analysis.frames import methods_present, records_frame, repeats_its_base
+from imbalance.analysis.frames import records_frame, repeats_its_base
 from imbalance.study.params import margin_for
 
 POWER = 0.8
