@@ -457,3 +457,10 @@ def test_the_dry_run_counts_an_image_folders_classes_for_the_imagenet_subsets(tm
     text = runner.plan(params, expand_grid(params), study_dir=tmp_path / "out", workers=1)
     assert "step_rho=10_mu=0.5  (3 repeats)  subset: 5 classes x 1, 5 classes x 10 (55 images, as counted in " \
            "the folder)" in text
+
+
+def test_the_cifar10_successor_study_names_every_registered_method_on_the_fast_recipe_without_smoothing():
+    from imbalance.registry import METHODS as REGISTERED
+    params = load_params(PARAMS / "real" / "cifar10-v2.yaml")
+    assert set(REGISTERED) <= set(params.methods) and params.recipe == "fast-cifar10-cpu"
+    assert params.recipe_overrides["label_smoothing"] == 0.0
