@@ -460,3 +460,46 @@ def test_a_locked_database_is_named_with_its_file(study):
         holder.execute("ROLLBACK")
         holder.close()
     assert str(db) in message and "write lock" in message
+
+
+def _as_registered_before_fingerprints(db):
+    """The study's registered settings without method fingerprints, as studies run before issue 23 were."""
+    con = sqlite3.connect(db)
+    params = json.loads(con.execute("SELECT params FROM studies WHERE study = 'fake'").fetchone()[0])
+    params.pop("method_fingerprints", None)
+    con.execute("UPDATE studies SET params = ? WHERE study = 'fake'", (json.dumps(params),))
+    con.commit()
+    con.close()
+
+
+def test_an_older_study_stands_for_revision_1_so_a_plugin_replacing_a_built_in_is_still_refused(
+        study, tmp_path, capsys):
+    path, out, db = study
+    _as_registered_before_fingerprints(db)
+    plugin = tmp_path / "evil.py"
+    plugin.write_text("from imbalance.registry import register_method, get_method\n"
+                      "import dataclasses\n"
+                      "register_method(dataclasses.replace(get_method('baseline'), sampling='rus'), replace_existing=True)\n")
+    saved = dict(registry.METHODS)
+    try:
+        code, err = cli(capsys, "run", path, "--plugin", plugin, "--set", "rho=[10,100,1000]", "--outputs", out,
+                        "--notebooks", NOTEBOOKS, "--quiet")
+    finally:
+        registry.METHODS.clear()
+        registry.METHODS.update(saved)
+    one_line(code, err, "method 'baseline'", str(db))
+
+
+def test_an_older_study_of_a_method_whose_definition_changed_since_is_refused_naming_it(tmp_path, capsys):
+    """cb-focal's revision 2 (issue 23) differs from the revision 1 an older study's records stand for."""
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,), repeats=1)
+    params = yaml.safe_load(path.read_text())
+    params["methods"] = ["baseline", "cb-focal"]
+    path.write_text(yaml.safe_dump(params))
+    assert run(path, tmp_path / "out").trained == 1
+    db = tmp_path / "out" / "fake" / "results.sqlite"
+    _as_registered_before_fingerprints(db)
+    code, err = cli(capsys, "run", path, "--set", "rho=[10,100]", "--outputs", tmp_path / "out",
+                    "--notebooks", NOTEBOOKS, "--quiet")
+    one_line(code, err, "method 'cb-focal'", str(db))
+    assert registry.legacy_fingerprint("cb-focal") != registry.fingerprint("cb-focal")
