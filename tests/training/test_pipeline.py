@@ -127,7 +127,10 @@ def test_grid_point_on_a_streamed_image_folder(tmp_path):
     assert sorted(res.class_counts[0]) == [3, 12, 12]
     assert [r["method"] for r in res.records] == ["baseline", "ros"]
     assert [r["n_train"] for r in res.records] == [27, 36]
-    assert all(0 <= r["roc_auc"] <= 1 and r["iterations"] == 4 for r in res.records)
+    # 4 steps of ResNet-10 on noise can leave its outputs constant on the test images (a failed network, issue 23)
+    assert all(r["iterations"] == 4 and (0 <= r["roc_auc"] <= 1 if r["failure"] is None else
+                                         r["roc_auc"] is None and r["failure"] == "constant outputs")
+               for r in res.records)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imbalance.catalog import TEST_IMAGES, n_classes_of
-from imbalance.schema import NETWORK_FIELDS
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
@@ -392,6 +391,13 @@ def _check_same_study(params: StudyParams, store: Store | Path) -> dict:
     if redefined:
         then, now = redefined
         name = next(m for m in sorted(now) if (then or {}).get(m, now[m]) != now[m])
+        done = store.done_points(params.study)
+        if all(p.point_id in done for p in expand_grid(params)):    # nothing to train, so nothing would mix
+            print(f"note: study {params.study!r}'s records were made with another definition of method {name!r} "
+                  f"(fingerprint {then[name]}; {now[name]} now); every point is done, so nothing is trained; "
+                  "use a new study name to train the current definition")
+            redefined = None
+    if redefined:
         raise ValueError(f"{params.source}: study {params.study!r} in {store.path} was trained with another definition "
                          f"of method {name!r} (fingerprint {then[name]} then, {now[name]} now: a --plugin that replaces "
                          "it, or a changed method), so its results would mix; drop that plugin, give the new "
@@ -931,9 +937,7 @@ def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: st
 
 def _append_repeats(store: Store, study: str, point_id: str, records: list[dict], old) -> int:
     """Insert the records of repeats the point did not have, after checking that the others are the
-    stored networks again (same seed and scores).  The store has no public 'append networks to a done
-    point' (its insert_point is all of a point at once): this is that, in one transaction."""
-    from imbalance.study import store as store_module
+    stored networks again (same seed and scores); the store adds them and the point's new digest at once."""
     stored = {(m, int(r)): row for m, r, row in zip(old["method"], old["repeat"], old.to_dict("records"))}
     new = []
     for record in records:
@@ -947,12 +951,4 @@ def _append_repeats(store: Store, study: str, point_id: str, records: list[dict]
             if a is not None and b is not None and not (a == b or (isinstance(a, float) and abs(a - b) <= 1e-9)):
                 raise ValueError(f"{point_id}: repeat {key[1]} of {key[0]} retrained with {field_name} {b!r}, stored "
                                  f"{a!r}: the repeat is not the same network, so no repeats were added")
-    rows = [store_module._network_row(study, point_id, r, i) for i, r in enumerate(new)]
-    columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
-    marks = ", ".join("?" * len(NETWORK_FIELDS))
-    with store._transaction():
-        for values, curve in rows:
-            cursor = store.db.execute(f"INSERT INTO networks ({columns}) VALUES ({marks})", values)
-            store.db.executemany("INSERT INTO curves (network_id, iteration, lr, train_loss, train_accuracy,"
-                                 " test_accuracy) VALUES (?, ?, ?, ?, ?, ?)", [(cursor.lastrowid, *c) for c in curve])
-    return len(rows)
+    return store.add_networks(study, point_id, new)

@@ -355,6 +355,23 @@ class Store:
                 (study, point_id, worker, now, now, digest))
         return len(rows)
 
+    def add_networks(self, study: str, point_id: str, records: list[dict[str, Any]]) -> int:
+        """Append networks (repeats it did not have) to a done point, and store the point's new content digest,
+        in one transaction: the records and their digest never disagree.  Returns the networks added."""
+        rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
+        columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
+        marks = ", ".join("?" * len(NETWORK_FIELDS))
+        with self._transaction():
+            self._add_missing_columns()
+            for values, curve in rows:
+                cursor = self.db.execute(f"INSERT INTO networks ({columns}) VALUES ({marks})", values)
+                self.db.executemany("INSERT INTO curves (network_id, iteration, lr, train_loss, train_accuracy,"
+                                    " test_accuracy) VALUES (?, ?, ?, ?, ?, ?)",
+                                    [(cursor.lastrowid, *c) for c in curve])
+            digest = self.content_digests(study, [point_id]).get(point_id)
+            self.db.execute("UPDATE points SET digest = ? WHERE study = ? AND point_id = ?", (digest, study, point_id))
+        return len(rows)
+
     # --- content digests ----------------------------------------------------------------------
 
     def content_digests(self, study: str, point_ids: Iterable[str] | None = None) -> dict[str, str]:
