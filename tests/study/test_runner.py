@@ -175,6 +175,7 @@ def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, ca
     out = capsys.readouterr().out
     assert "  step_rho=1000_mu=0.7\n" in out and f"{POINTS} grid points (0 done, {POINTS} to train)" in out
     assert f"records: {POINTS} points x 8 methods x 2 repeats = {NETWORKS}" in out
+    assert "methods: baseline, ros, rus, two-phase-ros, two-phase-rus, baseline-thresh, ros-thresh, rus-thresh\n" in out
     assert f"trained networks: {POINTS} points x 5 trained methods x 2 repeats = {POINTS * 10}" in out
     assert ("about 21.0 s: 6 points on 2 worker(s), 7.0 s per point (step_rho=10_mu=0.3's real batched job timed "
             "here at 10 and 20 iterations: 2.0 s + 50.0 ms per iteration x 100 iterations)") in out

@@ -635,6 +635,7 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
     lines += [f"  {p.point_id}" + (f"  ({p.repeats} repeats)" if p.repeats != params.repeats else "")
               + ("  (done)" if p.point_id in done else "") + _subset_line(params, p, available) for p in points]
     lines += [f"{n} grid points ({len(done)} done, {len(todo)} to train)",
+              f"methods: {', '.join(params.methods)}",
               f"records: {per.format(f'{m} methods')} = {m * repeats}",
               f"trained networks: {per.format(f'{t} trained methods')} = {t * repeats} "
               "(thresholding methods reuse a trained network)"]
