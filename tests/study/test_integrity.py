@@ -193,19 +193,23 @@ def test_a_deleted_copy_is_named_by_rebuild_not_lost(study, capsys):
     one_line(code, err, f"done point {POINT!r}", "would lose it")
 
 
-def test_a_plugin_that_redefines_a_method_of_a_study_is_refused(study, tmp_path, monkeypatch, capsys):
-    path, out, db = study
+def _run_with_a_plugin_replacing_baseline(path, out, tmp_path, capsys) -> tuple[int, str]:
     plugin = tmp_path / "evil.py"
     plugin.write_text("from imbalance.registry import Method, register_method, get_method\n"
                       "import dataclasses\n"
                       "register_method(dataclasses.replace(get_method('baseline'), sampling='rus'), replace_existing=True)\n")
     saved = dict(registry.METHODS)
     try:
-        code, err = cli(capsys, "run", path, "--plugin", plugin, "--set", "rho=[10,100,1000]", "--outputs", out,
-                        "--notebooks", NOTEBOOKS, "--quiet")
+        return cli(capsys, "run", path, "--plugin", plugin, "--set", "rho=[10,100,1000]", "--outputs", out,
+                   "--notebooks", NOTEBOOKS, "--quiet")
     finally:
         registry.METHODS.clear()
         registry.METHODS.update(saved)
+
+
+def test_a_plugin_that_redefines_a_method_of_a_study_is_refused(study, tmp_path, monkeypatch, capsys):
+    path, out, db = study
+    code, err = _run_with_a_plugin_replacing_baseline(path, out, tmp_path, capsys)
     one_line(code, err, "method 'baseline'", str(db), "drop that plugin")
 
 
@@ -476,17 +480,7 @@ def test_an_older_study_stands_for_revision_1_so_a_plugin_replacing_a_built_in_i
         study, tmp_path, capsys):
     path, out, db = study
     _as_registered_before_fingerprints(db)
-    plugin = tmp_path / "evil.py"
-    plugin.write_text("from imbalance.registry import register_method, get_method\n"
-                      "import dataclasses\n"
-                      "register_method(dataclasses.replace(get_method('baseline'), sampling='rus'), replace_existing=True)\n")
-    saved = dict(registry.METHODS)
-    try:
-        code, err = cli(capsys, "run", path, "--plugin", plugin, "--set", "rho=[10,100,1000]", "--outputs", out,
-                        "--notebooks", NOTEBOOKS, "--quiet")
-    finally:
-        registry.METHODS.clear()
-        registry.METHODS.update(saved)
+    code, err = _run_with_a_plugin_replacing_baseline(path, out, tmp_path, capsys)
     one_line(code, err, "method 'baseline'", str(db))
 
 
