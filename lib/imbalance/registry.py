@@ -33,7 +33,7 @@ REDUCTIONS = ("weights", "batch")            # a batch's weighted loss over its 
 FOCAL_FORMS = ("softmax", "sigmoid")         # focal over the softmax's true class, or over C sigmoids (Cui et al.)
 HEADS = ("model", "cosine")                  # the model's own output layer, or Cao et al.'s normalised one
 BIAS_INITS = ("model", "sigmoid-uniform")    # the model's init, or Cui et al.'s -log(C - 1) for sigmoid outputs
-STAGES = (None, "two-phase", "crt")
+STAGES = (None, "two-phase", "crt", "head-retrain")   # head-retrain: cRT's compute control (instance-balanced)
 POSTHOC = ("thresh", "la", "tau-norm")      # suffixes '-thresh', '-la', '-tau-norm'
 THRESH_SUFFIX = "-thresh"                   # '<m>-thresh': <m>'s network, its scores divided by the priors
 # '-la' and '-tau-norm' with a validation split (params `validation`): tau chosen on it from this grid by the validation
@@ -209,6 +209,12 @@ _BUILTIN = [
     # --- two stages ---
     Method(name="crt", stage2="crt", source="Kang et al. 2020 (ICLR), classifier re-training",
            changes="baseline first, then output layers re-initialised and retrained with class-aware sampling"),
+    # Kang et al.'s control for cRT: the same head re-training on instance-balanced batches, so a reader can
+    # tell cRT's gain from its extra training of the head
+    Method(name="crt-ib", stage2="head-retrain",
+           source="Kang et al. 2020 (ICLR), instance-balanced classifier re-training (cRT's control)",
+           changes="baseline first, then output layers re-initialised and retrained on the imbalanced subset's "
+                   "instance-balanced batches"),
 ]
 PAPER_METHODS = ("baseline", "ros", "rus", "two-phase-ros", "two-phase-rus",
                  "baseline-thresh", "ros-thresh", "rus-thresh")

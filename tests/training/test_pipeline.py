@@ -185,6 +185,23 @@ def test_crt_retrains_reinitialised_output_layers_of_the_baseline_network(modern
     assert by["crt"]["train_seconds"] > by["baseline"]["train_seconds"]     # includes the baseline's training
 
 
+def test_crt_ib_retrains_the_same_head_on_instance_balanced_batches(digits):
+    """cRT's compute control: the baseline's network, its head re-drawn from the same seed as cRT's and retrained
+    as long, on the imbalanced subset itself (instance-balanced batches), not class-aware draws."""
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=20, eval_interval=10)
+    res = run_grid_point(digits, methods=["baseline", "crt", "crt-ib"], repeats=1, recipe=recipe, progress=False,
+                         **POINT)
+    base, crt, ib = (res.results[(k, 0)].model for k in ("none", "crt", "crt-ib"))
+    for (name, p), q, c in zip(ib.named_parameters(), base.parameters(), crt.parameters()):
+        if name.startswith("fc2"):
+            assert not torch.equal(p, q) and not torch.equal(p, c), name
+        else:
+            assert torch.equal(p, q), name
+    by = {r["method"]: r for r in res.records}
+    assert by["crt-ib"]["n_train"] == sum(by["baseline"]["class_counts"]) == by["crt"]["n_train"]
+    assert by["crt-ib"]["failure"] is None and by["crt-ib"]["roc_auc"] is not None
+
+
 def test_tau_norm_divides_each_class_weight_vector_by_its_norm():
     model = lenet5(seed=0)
     normed = tau_normalised(model, tau=1.0)

@@ -456,6 +456,11 @@ def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates,
                 spec = NetworkSpec(indices=subsets[r].indices, init_seed=0, lr_scale=0.1 * scale, trainable="output",
                                    batch_seed=batches, init_from=pre)
                 n_train[(t.name, r)] = len(subsets[r].indices)
+            elif t.stage2 == "head-retrain":        # cRT's control: its head re-training, instance-balanced batches
+                spec = NetworkSpec(indices=subsets[r].indices, init_seed=init_seed(seed, point_id, r, run),
+                                   batch_seed=batches, trainable="output", lr_scale=scale, init_from=pre,
+                                   reinit_output=True)
+                n_train[(t.name, r)] = len(subsets[r].indices)
             else:
                 y = labels[subsets[r].indices]
                 pos = class_aware_indices(y, size=stream_size,
