@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_outputs(args.outputs)
         if args.command == "run":
             from imbalance.study.runner import run_study
-            if args.until_decided and (args.max_repeats is None or args.max_repeats < 3 or args.dry_run):
-                raise ValueError("--until-decided needs --max-repeats N with N >= 3 (and no --dry-run)")
+            if args.until_decided and (args.max_repeats is None or args.max_repeats < 3):
+                raise ValueError("--until-decided needs --max-repeats N with N >= 3")
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
                                 outputs_dir=args.outputs, notebooks_dir=args.notebooks,
                                 kernel_name=args.kernel, max_attempts=args.max_attempts,
@@ -186,10 +186,18 @@ def _until_decided(params, args) -> None:
     if done.is_file():     # the design re-estimates once: a second look at the data would bend its error rates
         print(f"until decided: the internal pilot already set each point's final n ({done}); nothing to add")
         return
+    if args.dry_run and not (Path(args.outputs) / params.study / "results.sqlite").is_file():
+        print("until decided (dry run): the pilot (the study's own repeats) has not run yet, so no final n yet")
+        return
     records, _ = _loaded(params, args)
     pilot = {str(k): int(v) for k, v in records.groupby("point_id")["repeat"].nunique().items()}
     margin = params.margins["roc_auc"]
     targets = internal_pilot_targets(records, margin=margin, max_repeats=args.max_repeats)
+    if args.dry_run:       # what the design would set; nothing trained, nothing written
+        grow = {p: n for p, n in targets.items() if n > pilot.get(p, 0)}
+        print(f"until decided (dry run, internal pilot): {len(grow)} of {len(targets)} points would grow: "
+              + (", ".join(f"{p} {pilot.get(p, 0)} -> {n}" for p, n in sorted(grow.items())) or "none"))
+        return
     added = extend_repeats(params, targets, executor=args.executor, workers=args.workers, quiet=args.quiet,
                            outputs_dir=args.outputs, notebooks_dir=args.notebooks, kernel_name=args.kernel)
     path = write_design(Path(args.outputs) / params.study, targets=targets, pilot=pilot,
