@@ -342,13 +342,22 @@ REVISION_1 = {"baseline": "d267d23d7560", "ros": "7613caa90be2", "rus": "b1ff5c7
               "crt": "5f0ae851d204"}
 
 
+# Post-hoc adjustments whose definition changed since revision 1: '-tau-norm' drops the output bias since
+# issue 23 (Kang et al.'s tau_norm.py scores without it).
+POSTHOC_REVISIONS = {"tau-norm": 2}
+
+
+def _posthoc(m: Method, base_fingerprint: str, revision: int) -> tuple:
+    return ("posthoc", m.posthoc, m.posthoc_tau, base_fingerprint) + ((revision,) if revision != 1 else ())
+
+
 def fingerprint(name: str) -> str:
     """The fingerprint of method `name`'s current definition (12 hex digits of a SHA-256): records carry it,
     and a study refuses to mix two definitions of one name.  A post-hoc method's is its adjustment of its
     base's fingerprint."""
     m = get_method(name)
     if m.posthoc:
-        return _hash(("posthoc", m.posthoc, m.posthoc_tau, fingerprint(m.base)))
+        return _hash(_posthoc(m, fingerprint(m.base), POSTHOC_REVISIONS.get(m.posthoc, 1)))
     return _hash(_definition(m))
 
 
@@ -357,7 +366,7 @@ def legacy_fingerprint(name: str) -> str:
     REVISION_1 entry; a user's method's current fields at revision 1."""
     m = get_method(name)
     if m.posthoc:
-        return _hash(("posthoc", m.posthoc, m.posthoc_tau, legacy_fingerprint(m.base)))
+        return _hash(_posthoc(m, legacy_fingerprint(m.base), 1))
     if m.name in REVISION_1:
         return REVISION_1[m.name]
     return _hash(_definition(replace(m, revision=1)))

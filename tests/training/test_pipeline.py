@@ -204,11 +204,17 @@ def test_crt_ib_retrains_the_same_head_on_instance_balanced_batches(digits):
 
 def test_tau_norm_divides_each_class_weight_vector_by_its_norm():
     model = lenet5(seed=0)
+    with torch.no_grad():
+        model.fc2.bias.fill_(0.3)                                       # a trained network's bias, not Caffe's 0
     normed = tau_normalised(model, tau=1.0)
     w, v = model.fc2.weight.detach(), normed.fc2.weight.detach()
     assert torch.allclose(v.norm(dim=1), torch.ones(10), atol=1e-6)
     assert torch.allclose(tau_normalised(model, tau=0.5).fc2.weight, w / w.norm(dim=1, keepdim=True).sqrt())
-    assert torch.equal(normed.fc2.bias, model.fc2.bias) and torch.equal(normed.fc1.weight, model.fc1.weight)
+    assert torch.equal(normed.fc2.bias, torch.zeros(10)) and torch.equal(normed.fc1.weight, model.fc1.weight)
+    assert torch.equal(model.fc2.bias, torch.full((10,), 0.3))        # the model itself keeps its bias
+    from imbalance import registry
+    assert registry.fingerprint("baseline-tau-norm") != registry.legacy_fingerprint("baseline-tau-norm")
+    assert registry.fingerprint("baseline-la") == registry.legacy_fingerprint("baseline-la")
     assert torch.equal(tau_normalised(model, tau=0.0).fc2.weight, w)
 
 

@@ -99,14 +99,16 @@ def sampled_positions(kind: str, y: np.ndarray, *, level: float | None, random_s
 
 
 def tau_normalised(model: nn.Module, *, tau: float = 1.0) -> nn.Module:
-    """A copy of `model` whose last output layer's per-class weight vectors are divided by their norm^tau
-    (Kang et al. 2020, tau-normalised classifier; biases are kept: LeNet-5's and All-CNN-C's have them)."""
+    """A copy of `model` whose last output layer's per-class weight vectors are divided by their norm^tau and
+    whose biases are zero, as Kang et al.'s tau_norm.py scores (`pnorm`, then a dot product without the bias)."""
     out = copy.deepcopy(model)
     named, layer = dict(out.named_parameters()), out.output_layers[-1]
     weight = named.get(f"{layer}.weight", named.get(layer))      # (C, ...): a module's, or a tensor (fast.FastNet)
     with torch.no_grad():
         norms = weight.flatten(1).norm(dim=1).clamp_min(torch.finfo(weight.dtype).tiny)
         weight /= (norms ** tau).reshape((-1,) + (1,) * (weight.ndim - 1))
+        if f"{layer}.bias" in named:
+            named[f"{layer}.bias"].zero_()
     return out
 
 
