@@ -650,28 +650,27 @@ def check_c7(records, curves, *, margins=None) -> Conclusion:
     nets = _network_curves(records, curves)
     parts = {"no late fall": [], "gap no larger": []}
     rows = []
+    margin = margin_for("accuracy", margins)
+
+    def add(part, dataset, c, claim, label):
+        """One paired comparison of a part: its verdict, its outcome for the claim, its evidence row."""
+        v = _paired_verdict(c, margin)
+        parts[part].append(_outcome(v, claimed=claim[0], against=claim[1]))
+        rows.append({"part": part, "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
+                     "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                     "test": c.test, "p_value": c.p_value, "verdict": v, "outcome": parts[part][-1],
+                     "note": c.note, "margin": margin, "estimate": c.mean_difference, "label": label})
+
     for dataset, d in nets.groupby("dataset"):
         ros = d[d["method"] == "ros"]
         if len(ros):
-            c = stats.compare_paired(ros["late"], ros["earlier"])
-            v = _paired_verdict(c, margin_for("accuracy", margins))
-            parts["no late fall"].append(_outcome(v, claimed=NOT_LOWER[0], against=NOT_LOWER[1]))
-            rows.append({"part": "no late fall", "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
-                         "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                         "test": c.test, "p_value": c.p_value, "verdict": v, "outcome": parts["no late fall"][-1],
-                         "note": c.note, "margin": margin_for("accuracy", margins), "estimate": c.mean_difference,
-                         "label": f"{dataset}: ros late - earlier test accuracy"})
+            add("no late fall", dataset, stats.compare_paired(ros["late"], ros["earlier"]), NOT_LOWER,
+                f"{dataset}: ros late - earlier test accuracy")
         pair = d[d["method"].isin(["ros", "rus"])].pivot_table(index=["point_id", "repeat"], columns="method",
                                                                values="gap", aggfunc="first", dropna=False)
         if {"ros", "rus"} <= set(pair.columns):
-            c = stats.compare_paired(pair["ros"], pair["rus"])
-            v = _paired_verdict(c, margin_for("accuracy", margins))
-            parts["gap no larger"].append(_outcome(v, claimed=NOT_HIGHER[0], against=NOT_HIGHER[1]))
-            rows.append({"part": "gap no larger", "dataset": dataset, "n_pairs": c.n_pairs, "n_dropped": c.n_dropped,
-                         "mean_difference": c.mean_difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                         "test": c.test, "p_value": c.p_value, "verdict": v, "outcome": parts["gap no larger"][-1],
-                         "note": c.note, "margin": margin_for("accuracy", margins), "estimate": c.mean_difference,
-                         "label": f"{dataset}: train-test gap, ros - rus"})
+            add("gap no larger", dataset, stats.compare_paired(pair["ros"], pair["rus"]), NOT_HIGHER,
+                f"{dataset}: train-test gap, ros - rus")
     evidence = pd.DataFrame(rows)
 
     def said(part, text):
