@@ -9,7 +9,8 @@ A method is a frozen record of four independent choices:
   offsets, LDAM margins and scale); the default is plain cross-entropy;
 - `stage2`: a second stage on a copy of the phase-1 network: "two-phase" (the paper: output layers
   fine-tuned on the imbalanced subset, lr x 0.1) or "crt" (Kang et al.: output layers
-  re-initialised and retrained with class-aware sampling);
+  re-initialised and retrained with class-aware sampling, for `stage2_length` of the recipe's
+  iterations on a cosine schedule);
 - `posthoc`: an adjustment of a trained method's network or scores, no extra training: "thresh"
   (p / prior), "la" (logits - tau log prior) or "tau-norm" (output weights / norm^tau).
 
@@ -34,6 +35,11 @@ FOCAL_FORMS = ("softmax", "sigmoid")         # focal over the softmax's true cla
 HEADS = ("model", "cosine")                  # the model's own output layer, or Cao et al.'s normalised one
 BIAS_INITS = ("model", "sigmoid-uniform")    # the model's init, or Cui et al.'s -log(C - 1) for sigmoid outputs
 STAGES = (None, "two-phase", "crt", "head-retrain")   # head-retrain: cRT's compute control (instance-balanced)
+STAGE2_SCHEDULES = ("recipe", "cosine")     # a second stage's lr: the recipe's, or cosine from its base lr to 0
+# Kang et al.'s cRT retrains the classifier for 10 epochs after 90 of joint training (classifier-balancing,
+# config/ImageNet_LT/cls_crt.yaml num_epochs 10; feat_*.yaml num_epochs 90): a tenth-of-ninety share of the
+# first stage's length, in iterations here (the study's unit of training).
+CRT_STAGE2_LENGTH = 10 / 90
 POSTHOC = ("thresh", "la", "tau-norm")      # suffixes '-thresh', '-la', '-tau-norm'
 THRESH_SUFFIX = "-thresh"                   # '<m>-thresh': <m>'s network, its scores divided by the priors
 # '-la' and '-tau-norm' with a validation split (params `validation`): tau chosen on it from this grid by the validation
@@ -106,6 +112,8 @@ class Method:
     head: str = "model"              # 'model' | 'cosine': Cao et al.'s normalised output layer, times head_scale
     head_scale: float = 30.0         # s of a cosine head (its logits lie in [-s, s])
     bias_init: str = "model"         # 'model' | 'sigmoid-uniform': output biases -log(C - 1) (Cui et al.)
+    stage2_length: float = 1.0       # a second stage's iterations as a fraction of the recipe's (cRT: 10/90)
+    stage2_schedule: str = "recipe"  # one of STAGE2_SCHEDULES
     revision: int = 1                # raise it when what the method does changes without a field changing
 
     def __post_init__(self):
@@ -128,6 +136,13 @@ class Method:
         if not (isinstance(self.posthoc_tau, (int, float)) and math.isfinite(self.posthoc_tau)
                 and self.posthoc_tau >= 0):
             raise ValueError(f"method {self.name!r}: posthoc_tau must be a number >= 0, got {self.posthoc_tau!r}")
+        if isinstance(self.stage2_length, bool) or not isinstance(self.stage2_length, (int, float)) \
+                or not 0 < self.stage2_length <= 1:
+            raise ValueError(f"method {self.name!r}: stage2_length must be a fraction in (0, 1] of the recipe's "
+                             f"iterations, got {self.stage2_length!r}")
+        if self.stage2_schedule not in STAGE2_SCHEDULES:
+            raise ValueError(f"method {self.name!r}: stage2_schedule must be one of {STAGE2_SCHEDULES}, "
+                             f"got {self.stage2_schedule!r}")
 
     # the paper's vocabulary, kept for readers of records and older code
     @property
@@ -137,11 +152,6 @@ class Method:
     @property
     def threshold(self) -> bool:
         return self.posthoc == "thresh"
-
-    @property
-    def scores(self) -> str:
-        """How its network's outputs become scores: 'sigmoid' for a sigmoid (one-vs-rest) loss, else 'softmax'."""
-        return "sigmoid" if self.loss.focal_form == "sigmoid" else "softmax"
 
     @property
     def trains(self) -> bool:
@@ -159,6 +169,12 @@ CB = dict(weights="class-balanced", beta=0.9999)     # Cui et al. 2019: beta = 0
 # - ldam-drw, drw: Cao et al.'s deferred re-weighting starts where their learning rate drops x0.01 (160 of
 #   200 epochs); LeNet-5's 'inv' schedule has no drop, so the method brings one (x0.01 at the switch: the
 #   smallest declared recipe change); ldam-drw has their normalised (cosine) head with s = 30.
+# Later revisions:
+# - cb-focal 3: scored like every network, by the softmax of its logits (revision 2 recorded Cui et al.'s
+#   per-class sigmoids, a re-scoring that moved one-vs-rest ROC AUC by itself; training is unchanged);
+# - class-aware 2, crt 2: Kang et al.'s class-aware sampler (reshuffled cycles of classes and of each
+#   class's examples, 4 examples per class draw) where revision 1 drew i.i.d.; crt retrains its fresh head
+#   for CRT_STAGE2_LENGTH of the iterations on a cosine schedule, as Kang et al.'s 10 of 90 epochs.
 _BUILTIN = [
     # --- the paper (Buda et al. 2018, section 3.3) ---
     Method(name="baseline", source="Buda et al. 2018", changes="nothing: cross-entropy on the imbalanced subset"),
@@ -177,10 +193,10 @@ _BUILTIN = [
            source="Cui et al. 2019 (CVPR), class-balanced loss; richardaecn/class-balanced-loss",
            changes="loss: cross-entropy weighted by (1-beta)/(1-beta^n_c), beta = 0.9999, over the batch size"),
     Method(name="cb-focal", loss=Loss(**CB, focal_gamma=1.0, focal_form="sigmoid", reduction="batch"),
-           bias_init="sigmoid-uniform", revision=2,
+           bias_init="sigmoid-uniform", revision=3,
            source="Cui et al. 2019 (CVPR), class-balanced focal loss; richardaecn/class-balanced-loss",
            changes="loss: sigmoid focal over all C outputs (gamma = 1) weighted by (1-beta)/(1-beta^n_c), "
-                   "beta = 0.9999, over the batch size; output biases start at -log(C-1); sigmoid scores"),
+                   "beta = 0.9999, over the batch size; output biases start at -log(C-1)"),
     Method(name="focal", loss=Loss(focal_gamma=2.0), source="Lin et al. 2017 (ICCV), FL = -(1-p_y)^gamma log p_y",
            changes="loss: focal, gamma = 2"),
     Method(name="la-loss", loss=Loss(logit_tau=1.0), source="Menon et al. 2021 (ICLR), logit-adjusted loss",
@@ -202,19 +218,22 @@ _BUILTIN = [
            source="Cao et al. 2019 (NeurIPS), deferred re-weighting; kaidic/LDAM-DRW",
            changes="loss: cross-entropy; CB weights (beta = 0.9999) and lr x0.01 over the last 20% of iterations"),
     # --- sampling streams ---
-    Method(name="class-aware", sampling="class-aware", source="Shen et al. 2016 (ECCV), class-aware sampling",
-           changes="mini-batches: a class uniformly, then one of its examples"),
+    Method(name="class-aware", sampling="class-aware", revision=2,
+           source="Shen et al. 2016 (ECCV), class-aware sampling; Kang et al.'s ClassAwareSampler",
+           changes="mini-batches: reshuffled cycles of the classes, 4 examples per class draw from its own cycle"),
     Method(name="sqrt-sampling", sampling="sqrt", source="Mahajan et al. 2018; Kang et al. 2020, q = 1/2",
            changes="mini-batches: class c with probability proportional to sqrt(n_c), then an example"),
     # --- two stages ---
-    Method(name="crt", stage2="crt", source="Kang et al. 2020 (ICLR), classifier re-training",
-           changes="baseline first, then output layers re-initialised and retrained with class-aware sampling"),
+    Method(name="crt", stage2="crt", stage2_length=CRT_STAGE2_LENGTH, stage2_schedule="cosine", revision=2,
+           source="Kang et al. 2020 (ICLR), classifier re-training; facebookresearch/classifier-balancing",
+           changes="baseline first, then output layers re-initialised and retrained with class-aware sampling "
+                   "for 1/9 of the iterations, lr cosine to 0"),
     # Kang et al.'s control for cRT: the same head re-training on instance-balanced batches, so a reader can
     # tell cRT's gain from its extra training of the head
-    Method(name="crt-ib", stage2="head-retrain",
+    Method(name="crt-ib", stage2="head-retrain", stage2_length=CRT_STAGE2_LENGTH, stage2_schedule="cosine",
            source="Kang et al. 2020 (ICLR), instance-balanced classifier re-training (cRT's control)",
            changes="baseline first, then output layers re-initialised and retrained on the imbalanced subset's "
-                   "instance-balanced batches"),
+                   "instance-balanced batches, as long and on the same schedule as crt's"),
 ]
 PAPER_METHODS = ("baseline", "ros", "rus", "two-phase-ros", "two-phase-rus",
                  "baseline-thresh", "ros-thresh", "rus-thresh")
@@ -323,7 +342,8 @@ def _definition(m: Method) -> tuple:
     existing fingerprint."""
     loss = tuple((f.name, getattr(m.loss, f.name)) for f in fields(Loss) if getattr(m.loss, f.name) != f.default)
     extra = tuple((f.name, getattr(m, f.name)) for f in fields(Method)
-                  if f.name in ("head", "head_scale", "bias_init") and getattr(m, f.name) != f.default)
+                  if f.name in ("head", "head_scale", "bias_init", "stage2_length", "stage2_schedule")
+                  and getattr(m, f.name) != f.default)
     return ("trained", m.sampling, loss, m.stage2, m.revision) + ((extra,) if extra else ())
 
 

@@ -40,8 +40,10 @@ def test_sampling_is_deterministic_per_seed():
 
 
 def test_class_aware_and_sqrt_draw_exact_positions_for_a_fixed_seed():
-    # seed 0 draws classes [1, 0, 0, 0, 2, 2, 1, 2, 1, 2, 2, 0] for class-aware; position = class's k-th example
-    assert class_aware_indices(Y, size=12, random_state=0).tolist() == [6, 5, 3, 0, 8, 8, 7, 8, 7, 8, 8, 5]
+    # class-aware, seed 0: one cycle of the classes (2, 0, 1), 4 examples per class draw, each from its class's
+    # own reshuffled cycle: class 2's one example 4 times, 4 of class 0's 6, class 1's two examples twice
+    assert class_aware_indices(Y, size=12, random_state=0).tolist() == [8, 8, 8, 8, 5, 3, 2, 4, 7, 6, 7, 6]
+    # sqrt: i.i.d., classes [1, 0, 0, 0, 2, 2, 1, 1, 1, 2, 2, 0]; position = the class's drawn example
     assert sqrt_indices(Y, size=12, random_state=0).tolist() == [6, 5, 3, 0, 8, 8, 7, 7, 7, 8, 8, 1]
     assert class_aware_indices(Y, size=12, random_state=0).dtype == np.int64
     assert not np.array_equal(sqrt_indices(Y, size=50, random_state=1), sqrt_indices(Y, size=50, random_state=2))
@@ -50,6 +52,27 @@ def test_class_aware_and_sqrt_draw_exact_positions_for_a_fixed_seed():
 def _within_binomial_bounds(observed, probabilities, n):
     low, high = binom.interval(1 - 1e-6, n, np.asarray(probabilities))
     return bool(((observed >= low) & (observed <= high)).all())
+
+
+@pytest.mark.parametrize("samples_per_class", [1, 4])
+def test_class_aware_draws_cycle_through_reshuffled_classes_and_examples_as_kang_et_al(samples_per_class):
+    # Kang et al.'s ClassAwareSampler: each pass over the classes is a permutation of them, each class draw
+    # takes `samples_per_class` consecutive examples, and a class's examples come in permutations of themselves
+    y = np.random.default_rng(5).permutation(np.repeat([3, 5, 9], [60, 15, 4]))
+    k, n_draws = samples_per_class, 3 * 40
+    idx = class_aware_indices(y, size=n_draws * k, samples_per_class=k, random_state=2)
+    drawn = y[idx].reshape(n_draws, k)
+    assert (drawn == drawn[:, :1]).all()                                  # one class per draw
+    for cycle in drawn[:, 0].reshape(-1, 3):
+        assert sorted(cycle.tolist()) == [3, 5, 9]                        # every pass: each class once
+    for c, n_c in ((3, 60), (5, 15), (9, 4)):
+        mine = idx[y[idx] == c]
+        assert mine.size == 40 * k                                        # equal draws per class
+        for start in range(0, mine.size - n_c + 1, n_c):                  # each full pass: every example once
+            assert sorted(mine[start:start + n_c].tolist()) == sorted(np.flatnonzero(y == c).tolist())
+    # the same seed, the same stream; another seed, another
+    assert np.array_equal(idx, class_aware_indices(y, size=n_draws * k, samples_per_class=k, random_state=2))
+    assert not np.array_equal(idx, class_aware_indices(y, size=n_draws * k, samples_per_class=k, random_state=3))
 
 
 @pytest.mark.parametrize("draw, class_weights", [(class_aware_indices, np.ones_like), (sqrt_indices, np.sqrt)])
@@ -79,6 +102,7 @@ def test_class_priors_are_frequencies_before_resampling():
     (lambda: oversample_indices(np.array([])), "y must be a non-empty 1-d array"),
     (lambda: class_priors(Y, n_classes=2), r"y holds labels outside \[0, 1\]"),
     (lambda: class_aware_indices(Y, size=0), "size must be a positive integer"),
+    (lambda: class_aware_indices(Y, size=4, samples_per_class=0), "samples_per_class must be a positive integer"),
     (lambda: sqrt_indices(Y, size=2.5), "size must be a positive integer"),
     (lambda: sqrt_indices(np.zeros((2, 2)), size=3), "y must be a non-empty 1-d array"),
 ])

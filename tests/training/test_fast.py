@@ -336,6 +336,20 @@ def test_a_fast_grid_point_trains_every_kind_of_method_loss_stream_and_crt(toy):
     assert set(by) == {"baseline", "la-loss", "cb-focal", "ldam-drw", "class-aware", "crt", "crt-la"}
     assert all(r["failure"] is None and r["roc_auc"] is not None for r in res.records)
     assert by["crt"]["n_train"] == by["baseline"]["n_train"]
+    # cRT's head: a ninth of the 12 iterations (rounded: 1), its one update at the cosine's start, the peak lr
+    assert by["crt"]["iterations"] == 1 and [p["lr"] for p in by["crt"]["curve"]] == [TINY.lr]
+
+
+def test_a_fast_second_stage_cosine_schedule_is_pytorchs_cosine_annealing_to_zero():
+    recipe = fast.fast_recipe_with(TINY, iterations=7, lr_policy="cosine")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7, eta_min=0.0)
+    for t in range(7):
+        assert fast.learning_rate(recipe, t) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        opt.step()
+        sched.step()
+    with pytest.raises(ValueError, match="lr_policy must be one of piecewise-linear, cosine"):
+        fast.fast_recipe_with(TINY, lr_policy="step")
 
 
 def test_tau_norm_rescales_a_fast_networks_head():

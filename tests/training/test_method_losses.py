@@ -64,7 +64,7 @@ def test_cb_focal_is_cui_et_al_sigmoid_focal_loss_over_the_positives():
     alpha = cui_weights()[Y][:, None] * np.ones((1, C))
     assert ours("cb-focal") == pytest.approx(float((alpha * modulator * bce).sum() / t.sum()), abs=1e-6)
     m = get_method("cb-focal")
-    assert m.bias_init == "sigmoid-uniform" and m.scores == "sigmoid"
+    assert m.bias_init == "sigmoid-uniform"
 
 
 def test_ldam_drw_is_cao_et_al_ldam_on_a_cosine_head_with_deferred_weights():

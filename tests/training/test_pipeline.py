@@ -142,7 +142,8 @@ def modern(digits):
 def test_every_modern_method_trains_at_one_point_with_finite_metrics(modern):
     assert [r["method"] for r in modern.records] == MODERN
     for r in modern.records:
-        assert not r["diverged"] and r["iterations"] == 30, r["method"]
+        # every network trains the recipe's 30 iterations; cRT's second stage its own tenth of ninety
+        assert not r["diverged"] and r["iterations"] == (3 if r["method"].startswith("crt") else 30), r["method"]
         assert all(np.isfinite(r[k]) for k in ("roc_auc", "accuracy", "thresholded_accuracy", "balanced_accuracy"))
         assert np.array(r["confusion_matrix"]).sum(1).tolist() == [100] * 10   # mnist-sample's test set: 100 a class
 
@@ -427,3 +428,59 @@ def test_a_selection_the_point_cannot_make_is_refused_before_training(digits, kn
     recipe = recipe_with(RECIPES["lenet5-mnist"], **(SEARCHED if searched else dict(iterations=40)))
     with pytest.raises(ValueError, match=message):
         run_grid_point(digits, methods=["baseline"], repeats=1, progress=False, recipe=recipe, **knobs, **POINT)
+
+
+def test_crt_and_its_control_retrain_the_head_for_a_ninth_of_the_iterations_on_a_cosine_schedule(digits,
+                                                                                                   monkeypatch):
+    """Kang et al.'s cRT: 10 epochs of head re-training after 90 of joint training (cls_crt.yaml), lr annealed
+    by CosineAnnealingLR to 0, class-aware batches of 4 examples per class draw (num_samples_cls: 4)."""
+    from imbalance.training import pipeline
+    captured = {}
+    real = pipeline._phase2_specs
+
+    def keep(*args, **kwargs):
+        specs = real(*args, **kwargs)
+        captured.update((k[0], s) for k, s in specs)
+        return specs
+    monkeypatch.setattr(pipeline, "_phase2_specs", keep)
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=90, eval_interval=5)
+    res = run_grid_point(digits, methods=["baseline", "crt", "crt-ib"], repeats=1, recipe=recipe, progress=False,
+                         **POINT)
+    by = {r["method"]: r for r in res.records}
+    assert by["baseline"]["iterations"] == 90 and by["crt"]["iterations"] == by["crt-ib"]["iterations"] == 10
+    # the head's lr: PyTorch's CosineAnnealingLR from the recipe's base lr to 0 over the 10 updates
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.base_lr)
+    sched, expected = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.0), []
+    for _ in range(10):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    for method in ("crt", "crt-ib"):
+        assert [p["lr"] for p in by[method]["curve"]] == pytest.approx([expected[4], expected[9]], rel=1e-12)
+    # cRT's stream: 10 x 64 positions, in runs of 4 of one class, every class once per cycle of 10 draws
+    y = digits.train_labels.numpy()[captured["crt"].indices]
+    assert y.size == 10 * recipe.batch_size
+    runs = y.reshape(-1, 4)
+    assert (runs == runs[:, :1]).all()
+    assert all(sorted(c.tolist()) == list(range(10)) for c in runs[:150, 0].reshape(-1, 10))
+    assert captured["crt-ib"].shuffle and len(captured["crt-ib"].indices) == sum(by["baseline"]["class_counts"])
+
+
+def test_every_network_is_scored_by_the_softmax_of_its_logits_a_sigmoid_loss_too(digits):
+    """One scoring rule for every method (docs/methods.md, cb-focal): the recorded one-vs-rest ROC AUC of
+    cb-focal's network is that of the softmax of its logits, not of its per-class sigmoids."""
+    from sklearn.metrics import roc_auc_score
+    from imbalance.training.batched import predict_networks
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=30, eval_interval=10)
+    res = run_grid_point(digits, methods=["cb-focal"], repeats=1, recipe=recipe, progress=False, **POINT)
+    record, model = res.records[0], res.results[("cb-focal", 0)].model
+    from imbalance.data.images import Preprocessor
+    images = Preprocessor(recipe).fit(digits.train_images).transform(digits.test_images)
+    logits = predict_networks([model], images, device=torch.device("cpu"))[0].double()
+    y = digits.test_labels.numpy()
+
+    def ovr(scores):            # scikit-learn's one-vs-rest mean, per class (it refuses rows not summing to 1)
+        return float(np.mean([roc_auc_score(y == c, scores[:, c]) for c in range(10)]))
+    softmax, sigmoid = ovr(torch.softmax(logits, -1).numpy()), ovr(torch.sigmoid(logits).numpy())
+    assert record["roc_auc"] == pytest.approx(softmax, abs=1e-9)
+    assert abs(softmax - sigmoid) > 1e-6            # the two rules differ on this network (the test can fail)

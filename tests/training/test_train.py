@@ -55,7 +55,7 @@ def test_recipe_with_names_the_nearest_field_for_a_misspelt_key():
 
 @pytest.mark.parametrize("key, value", [("batch_size", 0), ("iterations", 2.5), ("base_lr", 0.0),
                                         ("momentum", 1.0), ("weight_decay", -1e-4),
-                                        ("lr_policy", "cosine"), ("preprocessing", "whiten"),
+                                        ("lr_policy", "cosin"), ("preprocessing", "whiten"),
                                         ("milestones", (50, 40)), ("model", "vgg"),
                                         ("base_lr", float("nan")), ("eval_interval", True)])
 def test_recipe_values_are_checked_naming_the_field(key, value):

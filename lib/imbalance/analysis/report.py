@@ -225,7 +225,10 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
     # a diverged network stops where it diverged: its iterations are not the study's
     lost = pd.to_numeric(records.get("diverged", pd.Series(0, index=records.index)), errors="coerce").fillna(0) > 0
     counted = lambda frame: sorted({int(v) for v in pd.to_numeric(frame["iterations"], errors="coerce").dropna()})  # noqa: E731
-    iterations, stopped = counted(records[~lost]), counted(trained[lost[trained.index]])
+    # a second stage's records count its own updates (crt's: a ninth of the recipe's): the study's length is
+    # that of the networks trained from the start
+    whole = ~records["method"].map(_second_stage)
+    iterations, stopped = counted(records[~lost & whole]), counted(trained[(lost & whole)[trained.index]])
     paper = paper_iterations(settings.get("recipe"))
     iteration_text = ", ".join(map(str, iterations)) or "—"
     if paper:
@@ -509,6 +512,12 @@ def _point_table(winners: pd.DataFrame, paired: pd.DataFrame | None, s: ReportSe
 def _post_hoc(method) -> bool:
     """A post-hoc method ('<m>-thresh', '<m>-la', '<m>-tau-norm') trains no network of its own."""
     return isinstance(method, str) and registry.is_method(method) and registry.get_method(method).posthoc is not None
+
+
+def _second_stage(method) -> bool:
+    """A method whose network is a second stage on a first (two-phase, crt): its records' iterations are its own."""
+    return isinstance(method, str) and registry.is_method(method) and \
+        registry.get_method(registry.trained_method(method)).stage2 is not None
 
 
 def _text(value) -> str:

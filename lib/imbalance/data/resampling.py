@@ -8,12 +8,16 @@ Graded sampling (the paper's Figure 7) reduces the imbalance ratio to `target_rh
 - undersampling cuts every class larger than n_smallest * target_rho to that size.
 target_rho=1 is full balance. Targets are rounded half up.
 
-Class-balanced draws (with replacement, `size` of them) pick a class first, then an example of it
-uniformly:
-- class-aware sampling (Shen, Lin & Huang 2016, "Relay backpropagation"): each class present with
-  probability 1 / (number of classes present);
-- square-root sampling (Mahajan et al. 2018; Kang et al. 2020): class c with probability
-  sqrt(n_c) / sum_k sqrt(n_k), halfway (on a log scale) between instance and class-aware sampling.
+Class-balanced draws (`size` of them) pick a class first, then examples of it:
+- class-aware sampling (Shen, Lin & Huang 2016, "Relay backpropagation"), as Kang et al.'s
+  ClassAwareSampler draws it (facebookresearch/classifier-balancing, data/ClassAwareSampler.py): classes
+  come in cycles, each cycle a new shuffle of the classes present; each class draw takes
+  `samples_per_class` consecutive examples (4 in their configs) from that class's own cycle, itself a new
+  shuffle of the class's examples on every pass.  Every class gets the same number of draws, and no example
+  of a class repeats before all of its examples have been drawn;
+- square-root sampling (Mahajan et al. 2018; Kang et al. 2020): i.i.d. draws, class c with probability
+  sqrt(n_c) / sum_k sqrt(n_k), then an example uniformly, halfway (on a log scale) between instance and
+  class-aware sampling (Kang et al.'s MixedPrioritizedSampler with nroot 2 draws i.i.d. too).
 """
 from __future__ import annotations
 
@@ -84,14 +88,42 @@ def _class_then_example(y: np.ndarray, class_weights, size: int, random_state) -
     return by_class[starts[k] + rng.integers(0, counts[k])].astype(np.int64)
 
 
-def class_aware_indices(y, *, size: int, random_state=None) -> np.ndarray:
-    """`size` positions of y: a class uniformly among those present, then one of its examples uniformly."""
+CLASS_AWARE_SAMPLES_PER_CLASS = 4   # examples per class draw: Kang et al.'s configs (num_samples_cls: 4)
+
+
+def _cycles(rng: np.random.Generator, items: np.ndarray, length: int) -> np.ndarray:
+    """The first `length` items of a cycle through `items`, each pass a new shuffle (RandomCycleIter)."""
+    passes = -(-length // items.size)
+    return np.concatenate([rng.permutation(items) for _ in range(passes)])[:length]
+
+
+def class_aware_indices(y, *, size: int, samples_per_class: int = CLASS_AWARE_SAMPLES_PER_CLASS,
+                        random_state=None) -> np.ndarray:
+    """`size` positions of y, drawn as Kang et al.'s class-aware sampler does (module docstring): a cycle of
+    reshuffled classes, `samples_per_class` consecutive examples from each drawn class's own reshuffled cycle."""
     y = _labels(y)
-    return _class_then_example(y, np.ones_like, _check_size(size), random_state)
+    size = _check_size(size)
+    if isinstance(samples_per_class, bool) or not isinstance(samples_per_class, (int, np.integer)) \
+            or samples_per_class < 1:
+        raise ValueError(f"samples_per_class must be a positive integer, got {samples_per_class!r}")
+    k = int(samples_per_class)
+    rng = np.random.default_rng(random_state)
+    classes, counts = _present(y)
+    draws = _cycles(rng, np.arange(classes.size), -(-size // k))          # which class each draw takes
+    by_class = np.argsort(y, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.empty((draws.size, k), dtype=np.int64)
+    for c in range(classes.size):                                        # each class's examples, cycled
+        where = np.flatnonzero(draws == c)
+        if where.size:
+            members = by_class[starts[c]:starts[c] + counts[c]]
+            out[where] = _cycles(rng, members, where.size * k).reshape(where.size, k)
+    return out.reshape(-1)[:size]
 
 
 def sqrt_indices(y, *, size: int, random_state=None) -> np.ndarray:
-    """`size` positions of y: class c with probability proportional to sqrt(n_c), then an example uniformly."""
+    """`size` positions of y, i.i.d.: class c with probability proportional to sqrt(n_c), then an example
+    uniformly."""
     y = _labels(y)
     return _class_then_example(y, np.sqrt, _check_size(size), random_state)
 

@@ -7,8 +7,8 @@ set, drawn by one of `imbalance.sampling`'s functions (no second copy of their l
 | ------------- | ----------------------------------------------------------------- | --------------- |
 | `ros`         | every example once + duplicates of each small class, shuffled     | paper, 3.3.1    |
 | `rus`         | each large class cut to the smallest (without replacement)        | paper, 3.3.2    |
-| `class-aware` | `num_samples` draws: a class uniformly, then one of its examples  | Shen et al. 2016|
-| `sqrt`        | `num_samples` draws: class c with p ∝ sqrt(n_c), then an example  | Mahajan 2018    |
+| `class-aware` | `num_samples` draws: reshuffled class cycles, 4 per class draw    | Kang et al. 2020|
+| `sqrt`        | `num_samples` i.i.d. draws: class c with p ∝ sqrt(n_c), an example| Mahajan 2018    |
 
 `level` is graded sampling (the paper's Figure 7): the imbalance ratio left after ros/rus
 (1 = full balance).

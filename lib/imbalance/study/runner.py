@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from imbalance.catalog import TEST_IMAGES, n_classes_of
+from imbalance.registry import get_method
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
@@ -327,8 +328,9 @@ def _point_iterations(params: StudyParams, repeats: int | None = None) -> int:
     recipe = _recipe(params)
     if recipe is None:
         return 1
-    return max(1, recipe.iterations * (len(params.trained_methods) * (repeats or params.repeats) *
-                                       _candidates(params, recipe) + _searched(params, recipe)))
+    networks = sum(get_method(m).stage2_length if get_method(m).stage2 else 1.0 for m in params.trained_methods)
+    return max(1, round(recipe.iterations * (networks * (repeats or params.repeats) * _candidates(params, recipe)
+                                             + _searched(params, recipe))))
 
 
 def _recipe(params: StudyParams):

@@ -83,6 +83,8 @@ class FastRecipe:
     output_scale: float = 0.125      # logits multiplier (Page: 0.125; airbench: 1/9)
     half: bool = True                # bfloat16 autocast on CUDA; ignored on CPU
     model: str = "fastnet"           # the network's name in records (fast.FastNet)
+    lr_policy: str = "piecewise-linear"   # Page's warm-up then linear decay, or 'cosine' from lr to 0 without
+                                          # warm-up (a second stage's: Kang et al.'s cRT)
 
     def __post_init__(self):
         if isinstance(self.widths, list):
@@ -91,6 +93,7 @@ class FastRecipe:
 
 
 _POSITIVE_INTS = ("batch_size", "iterations", "eval_interval", "whiten_patch", "whiten_images")
+FAST_POLICIES = ("piecewise-linear", "cosine")
 _REALS = {"lr": POSITIVE, "momentum": FRACTION, "weight_decay": NON_NEGATIVE, "warmup": FRACTION,
           "final_lr": CLOSED_FRACTION, "label_smoothing": FRACTION, "whiten_epsilon": POSITIVE,
           "bn_momentum": OPEN_CLOSED_FRACTION, "bn_epsilon": POSITIVE, "output_scale": POSITIVE}
@@ -114,6 +117,8 @@ def check_fast_recipe(r: FastRecipe) -> None:
     for key in ("flip", "tta", "half"):
         if not isinstance(getattr(r, key), bool):
             fail(key, "true or false")
+    if r.lr_policy not in FAST_POLICIES:
+        fail("lr_policy", f"one of {', '.join(FAST_POLICIES)}")
 
 
 FAST_RECIPES = {r.name: r for r in (
@@ -146,6 +151,8 @@ def learning_rate(recipe: FastRecipe, iteration: int) -> float:
     """The rate of update `iteration` (0-based): linear 0 -> lr over the warm-up, then linear to
     final_lr x lr at the last update (Page's piecewise-linear schedule)."""
     t, n = int(iteration), recipe.iterations
+    if recipe.lr_policy == "cosine":     # PyTorch's CosineAnnealingLR to eta_min 0, stepped every update
+        return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * t / n))
     w = int(round(recipe.warmup * n))
     if t < w:
         return recipe.lr * (t + 1) / w

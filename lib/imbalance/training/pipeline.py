@@ -176,10 +176,6 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
 
     nets = _point_networks(chosen)
     trained_of, trained_methods, trunk, final = nets.trained_of, nets.trained_methods, nets.trunk, nets.final
-    # each network's scores as its method defines them (softmax, or a sigmoid loss's one-vs-rest sigmoids)
-    kind = {**{n: t.scores for n, t in nets.trunk_method.items()},
-            **{t.name: t.scores for t in trained_methods if t.stage2},
-            **{m.name: trained_of[m.name].scores for m in chosen if m.posthoc == "tau-norm"}}
 
     # the candidates each method's pipeline trains: (lr scale, run); run 0 keeps the paired seeds
     lr_candidates = [(1.0, 0)] if selection == "train-loss" else \
@@ -200,9 +196,10 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     test = (test_images, dataset.test_labels)
     common = dict(n_classes=n_classes, device=device, batched=batched, layout=layout, progress=progress)
 
-    def train(keyed, progress_callback):     # one job of networks (key, spec), key[1] its repeat
+    def train(keyed, progress_callback, stage_recipe=None):   # one job of networks (key, spec), key[1] its repeat
+        recipe_ = stage_recipe or recipe                       # a second stage's own length and schedule
         if fast:
-            return train_fast_networks([s for _, s in keyed], train_images, dataset.train_labels, recipe,
+            return train_fast_networks([s for _, s in keyed], train_images, dataset.train_labels, recipe_,
                                        n_classes=n_classes, device=device, layout=layout if batched else "single",
                                        test=test, progress=progress, progress_callback=progress_callback)
         out, done = [None] * len(keyed), [0]        # networks of one preprocessing train together
@@ -210,28 +207,33 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
             where = [i for i, (k, _) in enumerate(keyed) if prep[k[1]] is pre]
             offset = done[0]
             report = None if progress_callback is None else \
-                (lambda d, _t, offset=offset: progress_callback(offset + d, len(keyed) * recipe.iterations))
-            results = train_networks([keyed[i][1] for i in where], train_images, dataset.train_labels, recipe,
+                (lambda d, _t, offset=offset: progress_callback(offset + d, len(keyed) * recipe_.iterations))
+            results = train_networks([keyed[i][1] for i in where], train_images, dataset.train_labels, recipe_,
                                      test=test, progress_callback=report, preprocessor=pre, **common)
             for i, res in zip(where, results):
                 out[i] = res
-            done[0] += len(where) * recipe.iterations
+            done[0] += len(where) * recipe_.iterations
         return out
     lr_search = getattr(recipe, "lr_search", ())     # the fast recipes have none
     searched = len(lr_search) * recipe.lr_search_runs if lr_search and selection == "train-loss" else 0
     lr_scores = {}
-    job = _point_progress(progress_callback, recipe.iterations, searched + len(phase1) +
-                          repeats * len(lr_candidates) * sum(bool(t.stage2) for t in trained_methods))
+    stage2_iterations = {t.name: second_stage_recipe(recipe, t).iterations for t in trained_methods if t.stage2}
+    job = _point_progress(progress_callback, recipe.iterations * (searched + len(phase1)) +
+                          repeats * len(lr_candidates) * sum(stage2_iterations.values()))
     if lr_search and selection == "train-loss":   # All-CNN-C: one base lr per grid point, on the subsets
         best, lr_scores = search_base_lr([subsets[r].indices for r in range(repeats)], train_images,
                                          dataset.train_labels, recipe, seed=derive_seed(seed, point_id, "lr"),
-                                         progress_callback=job(searched), preprocessor=prep[0], **common)
+                                         progress_callback=job(searched * recipe.iterations),
+                                         preprocessor=prep[0], **common)
         recipe = recipe_with(recipe, base_lr=best, lr_search=())
-    trained = dict(zip([k for k, _ in phase1], train(phase1, job(len(phase1)))))
-    phase2 = _phase2_specs(nets, trained, subsets, labels, lr_candidates, n_train, stream_size=stream_size,
-                           seed=seed, point_id=point_id)
-    if phase2:
-        trained.update(zip([k for k, _ in phase2], train(phase2, job(len(phase2)))))
+    trained = dict(zip([k for k, _ in phase1], train(phase1, job(len(phase1) * recipe.iterations))))
+    stage_recipes = {t.name: second_stage_recipe(recipe, t) for t in trained_methods if t.stage2}
+    phase2 = _phase2_specs(nets, trained, subsets, labels, lr_candidates, n_train, batch_size=recipe.batch_size,
+                           stage_recipes=stage_recipes, seed=seed, point_id=point_id)
+    for stage_recipe in {id(r): r for r in stage_recipes.values()}.values():   # one job per stage length
+        keyed = [(k, spec) for k, spec in phase2 if stage_recipes[k[0]] is stage_recipe]
+        trained.update(zip([k for k, _ in keyed], train(keyed, job(len(keyed) * stage_recipe.iterations),
+                                                        stage_recipe=stage_recipe)))
 
     # each repeat's held-out examples, as the networks take them (never the test set)
     val_images = {r: StreamedImages(torch.utils.data.Subset(dataset.train, where.tolist()), train=False, recipe=recipe)
@@ -247,8 +249,7 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
                                        else test_inputs,
                                        labels={r: labels[held_out[r]] for r in held_out}
                                        if selection.startswith("validation") else
-                                       {r: dataset.test_labels.numpy() for r in range(repeats)}, device=device,
-                                       kind=kind)
+                                       {r: dataset.test_labels.numpy() for r in range(repeats)}, device=device)
     phase1_of = {(t.name, r): trained[(trunk[t.name], r, picked[(final[t.name], r)])]
                  for t in trained_methods for r in range(repeats)}
     trained = {(n, r): trained[(n, r, picked[(n, r)])] for n in finals for r in range(repeats)}
@@ -260,14 +261,14 @@ def run_grid_point(dataset, *, imbalance: str, rho: float | None = None, mu: flo
     for inputs in {id(x): x for x in test_inputs.values()}.values():
         networks = [k for k in models if test_inputs[k[1]] is inputs]
         logits = predict_networks([models[k] for k in networks], inputs, device=device)
-        scores.update((k, to_scores(x, kind[k[0]])) for k, x in zip(networks, logits))
+        scores.update((k, to_scores(x)) for k, x in zip(networks, logits))
 
     # validation scores: each repeat's networks on its own held-out examples (never the test set)
     val_scores = {}
     for r, images in val_images.items():
         keys = [k for k in models if k[1] == r]
         val_logits = predict_networks([models[k] for k in keys], images, device=device)
-        val_scores.update((k, to_scores(x, kind[k[0]])) for k, x in zip(keys, val_logits))
+        val_scores.update((k, to_scores(x)) for k, x in zip(keys, val_logits))
     y_test = dataset.test_labels.numpy()
     prior_test = {r: prior_test_subset(y_test, priors=priors[r], random_state=derive_seed(seed, point_id, r,
                                                                                           "test-prior"))
@@ -443,11 +444,23 @@ def _phase1_specs(nets: _PointNetworks, subsets, labels, lr_candidates, *, level
     return phase1, n_train
 
 
-def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates, n_train, *, stream_size, seed,
-                  point_id) -> list:
+def second_stage_recipe(recipe, method):
+    """The recipe a method's second stage trains with: the recipe itself, or (Kang et al.'s cRT and its
+    control) `stage2_length` of its iterations with the lr annealed from the base lr to 0 by a cosine."""
+    if not method.stage2 or (method.stage2_length == 1.0 and method.stage2_schedule == "recipe"):
+        return recipe
+    iterations = max(1, int(round(recipe.iterations * method.stage2_length)))
+    changes = dict(iterations=iterations, eval_interval=min(recipe.eval_interval, iterations))
+    if method.stage2_schedule == "cosine":
+        changes["lr_policy"] = "cosine"
+    return fast_recipe_with(recipe, **changes) if isinstance(recipe, FastRecipe) else recipe_with(recipe, **changes)
+
+
+def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates, n_train, *, batch_size,
+                  stage_recipes, seed, point_id) -> list:
     """Second stages, on a copy of the phase-1 network: two-phase fine-tunes the output layers on the
-    imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches.
-    Adds each one's training-set size to `n_train`."""
+    imbalanced subset at lr x 0.1; cRT re-initialises them and retrains them on class-aware batches
+    (`stage_recipes[name]`: its own length and schedule).  Adds each one's training-set size to `n_train`."""
     phase2 = []
     for t in nets.trained_methods:
         for r, (c, (scale, run)) in itertools.product(subsets if t.stage2 else (), enumerate(lr_candidates)):
@@ -465,7 +478,7 @@ def _phase2_specs(nets: _PointNetworks, trained, subsets, labels, lr_candidates,
                 n_train[(t.name, r)] = len(subsets[r].indices)
             else:
                 y = labels[subsets[r].indices]
-                pos = class_aware_indices(y, size=stream_size,
+                pos = class_aware_indices(y, size=stage_recipes[t.name].iterations * batch_size,
                                           random_state=sample_seed(seed, point_id, r, t.name))
                 spec = NetworkSpec(indices=subsets[r].indices[pos],
                                    init_seed=init_seed(seed, point_id, r, run), batch_seed=batches,
@@ -502,15 +515,16 @@ def constant_outputs(scores: np.ndarray) -> bool:
     return bool(np.isfinite(scores).all() and len(scores) > 1 and (np.ptp(scores, axis=0) <= 1e-9).all())
 
 
-def to_scores(logits: torch.Tensor, kind: str) -> np.ndarray:
-    """A network's logits (N, C) as float64 scores: 'softmax' probabilities, or 'sigmoid': each class's own
-    sigmoid (a one-vs-rest loss's scores, as Cui et al. predict; their rows need not sum to 1)."""
-    logits = logits.double()
-    return (torch.sigmoid(logits) if kind == "sigmoid" else torch.softmax(logits, -1)).cpu().numpy()
+def to_scores(logits: torch.Tensor) -> np.ndarray:
+    """A network's logits (N, C) as float64 scores: the softmax, for every network whatever its loss (the
+    study's one scoring rule, so a difference in one-vs-rest ROC AUC is a difference in training, never in
+    scoring; a sigmoid loss's own per-class sigmoids rank a class's examples differently: docs/methods.md,
+    cb-focal)."""
+    return torch.softmax(logits.double(), -1).cpu().numpy()
 
 
 def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, selection: str, images: dict,
-            labels: dict, device, kind: dict) -> tuple[dict, dict]:
+            labels: dict, device) -> tuple[dict, dict]:
     """The candidate kept for each (final network, repeat): the one with the best ROC AUC on `images[r]`
     (the test set, or the repeat's validation split), ties to the first, diverged or non-finite networks
     last; one candidate is kept as it is.  Returns ({(name, r): c}, {(name, r): its ROC AUC, or None})."""
@@ -520,7 +534,7 @@ def _select(trained: dict, finals: list, *, repeats: int, n_candidates: int, sel
     for r in range(repeats):
         keys = [(n, r, c) for n in finals for c in range(n_candidates)]
         logits = predict_networks([trained[k].model for k in keys], images[r], device=device)
-        probabilities = [to_scores(x, kind[k[0]]) for k, x in zip(keys, logits)]
+        probabilities = [to_scores(x) for k, x in zip(keys, logits)]
         auc = {}
         for k, p in zip(keys, probabilities):
             ok = not trained[k].diverged and np.isfinite(p).all()
@@ -546,15 +560,15 @@ def _first_best(values: list) -> int:
     return max(range(len(scored)), key=lambda i: (scored[i], -i))
 
 
-def _point_progress(callback, iterations: int, networks: int):
-    """job(n): a train_networks progress callback for the point's next job of n networks, reporting
-    to `callback` over all the point's networks x iterations (None without a callback)."""
-    total, offset = iterations * networks, [0]
+def _point_progress(callback, total: int):
+    """job(n): a train_networks progress callback for the point's next job of n network-iterations,
+    reporting to `callback` over all the point's `total` network-iterations (None without a callback)."""
+    offset = [0]
 
     def job(n: int):
         if callback is None:
             return None
-        start, offset[0] = offset[0], offset[0] + n * iterations
+        start, offset[0] = offset[0], offset[0] + n
         return lambda done, _job_total: callback(start + done, total)
     return job
 

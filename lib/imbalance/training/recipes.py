@@ -1,6 +1,8 @@
 """Training recipes as data: the paper's per-model hyper-parameters, their validation, the lr schedule."""
 from __future__ import annotations
 
+import math
+
 import difflib
 from dataclasses import dataclass, fields, replace
 
@@ -8,7 +10,7 @@ from imbalance.catalog import PAPER_ITERATIONS, ZCA_FITS
 from imbalance.checks import FRACTION, NON_NEGATIVE, POSITIVE, first_bad_number, first_bad_positive_int, is_int, is_real
 from imbalance.training.models import MODELS
 
-POLICIES = ("inv", "multistep", "linear")
+POLICIES = ("inv", "multistep", "linear", "cosine")   # cosine: a second stage's (Kang et al.'s cRT)
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -26,7 +28,7 @@ class Recipe:
     base_lr: float                       # learning rate at iteration 0
     momentum: float                      # SGD momentum, in [0, 1)
     weight_decay: float                  # L2 coefficient, added to the gradient (Caffe)
-    lr_policy: str                       # 'inv' | 'multistep' | 'linear' (see learning_rate)
+    lr_policy: str                       # 'inv' | 'multistep' | 'linear' | 'cosine' (see learning_rate)
     preprocessing: str                   # 'scale' | 'gcn-zca' | 'imagenet' (see Preprocessor)
     eval_interval: int                   # iterations between learning-curve points
     inv_gamma: float = 1e-4              # 'inv': lr = base (1 + gamma t)^-power
@@ -130,4 +132,6 @@ def learning_rate(recipe: Recipe, iteration: int) -> float:
         return base * (1.0 + recipe.inv_gamma * t) ** -recipe.inv_power
     if recipe.lr_policy == "multistep":
         return base * recipe.step_gamma ** sum(t >= m for m in recipe.milestones)
+    if recipe.lr_policy == "cosine":     # PyTorch's CosineAnnealingLR to eta_min 0, stepped every update
+        return base * 0.5 * (1.0 + math.cos(math.pi * t / recipe.iterations))
     return base * max(0.0, 1.0 - t / recipe.iterations)  # 'linear' = Caffe's 'poly', power 1
