@@ -245,7 +245,7 @@ def test_learning_curves_in_grid_order_with_readable_titles(records):
             for r in all_records(kinds=("step",)) for c in r["curve"]]
     fig = plots.curves_figure(pd.DataFrame(rows), records=records)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == [f"step: ρ={r}, μ={m}" for r in (10, 100, 1000) for m in (0.2, 0.5)]
+    assert titles == [f"step: ρ={r}, μ={m}; the paper's methods" for r in (10, 100, 1000) for m in (0.2, 0.5)]
 
 
 def test_figure_names_never_say_none():
@@ -256,7 +256,7 @@ def test_figure_names_never_say_none():
         plots.save_figure(plots.profile_figure(), "/nonexistent", "fig_None")
 
 
-def test_winners_map_marks_equivalent_undecided_and_untested_points():
+def test_winners_map_says_highest_mean_and_never_pales_a_cell_for_one_untested_method():
     winners = pd.DataFrame([
         dict(rho=10, mu=0.5, winner="ros", equivalent=("rus", "two-phase-ros"), undecided=(), untested=(), n=5),
         dict(rho=100, mu=0.5, winner="ros", equivalent=(), undecided=("rus",), untested=(), n=5),
@@ -268,9 +268,12 @@ def test_winners_map_marks_equivalent_undecided_and_untested_points():
     shown = texts(fig)
     assert "≈ rus, two-phase-ros" in shown and "untested: ros" in shown and "no winner" in shown
     assert "? rus" in shown and "3 untested" in shown            # named up to two, counted beyond
+    assert "highest mean: crt" in shown and "others" not in shown.replace("equivalent to others", "")
     hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
     assert len(hatched) == 1                                    # the one point with equivalent methods
-    assert "equivalent to others" in shown and "pale: ties untested" in shown
+    assert "equivalent to others" in shown and "pale" not in shown
+    alphas = {p.get_alpha() for p in fig.axes[0].patches if p.get_facecolor()[:3] != (0.88, 0.88, 0.88)}
+    assert alphas == {0.6}                                      # untested methods do not fade a cell
 
 
 def test_forest_plot_draws_each_interval_zero_and_the_margin_band():

@@ -247,6 +247,9 @@ def test_a_report_with_companion_studies_checks_the_cross_study_conclusions_on_t
     expected = conclusions.check_c3(step, others=[linear])
     assert expected.verdict == "supported" and conclusions.check_c3(step).verdict == "not enough data"
     assert "read together with linear" in intro
-    table = conclusions.conclusions_table(conclusions.check_all(step, others=[linear]))
+    gaps = conclusions.design_gaps(step, others=[linear])
+    assert "C3" not in gaps and "C2" in gaps          # step + linear: C3 testable; one dataset: C2 is not
+    table = conclusions.conclusions_table([r for r in conclusions.check_all(step, others=[linear])
+                                           if r.id not in gaps])
     assert report.table_html(table[["conclusion", "title", "verdict", "outcomes", "needs"]]) == together
     assert together != alone

@@ -728,3 +728,44 @@ def format_conclusions(results, *, width: int = 100) -> str:
                                        subsequent_indent=" " * (6 + len(label)))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def design_gaps(records, curves=None, *, others=()) -> dict[str, str]:
+    """The conclusions this study's design cannot test, each with the reason in words (issue 26: on a one-point
+    study of one's own data, 'C4 supported' is noise).  A check is testable when the design has what its claim
+    is about, whatever the power of the data:
+    C1 two values of ρ (or of μ) under step imbalance; C2 two datasets (with `others`); C3 step and linear
+    imbalance (with `others`); C4 two step grid points with ros and rus; C5 '<m>-thresh' beside its base;
+    C6 graded sampling levels (with `others`); C7 learning curves of ros and rus."""
+    frame = _plain_records(records)
+    pooled = _pool(records, others)
+    step = frame[frame["imbalance"] == "step"]
+    methods = set(frame["method"].dropna())
+    gaps = {}
+    varies = any(step.groupby("mu" if axis == "rho" else "rho", dropna=False)[axis].nunique().gt(1).any()
+                 for axis in ("rho", "mu")) if not step.empty else False
+    if not varies:
+        gaps["C1"] = "it compares imbalance levels, and this study has one ρ and one μ (or no step imbalance)"
+    if pooled["dataset"].nunique() < 2:
+        gaps["C2"] = "it compares datasets of different difficulty, and this study has one dataset"
+    if not {"step", "linear"} <= set(pooled["imbalance"].dropna()):
+        gaps["C3"] = "it compares step with linear imbalance, and this study has only one of them"
+    if step["point_id"].nunique() < 2 or not {"ros", "rus"} <= methods:
+        gaps["C4"] = "it is about most grid points and the corner of large ρ and μ: it needs several step grid " \
+                     "points with ros and rus"
+    if not any(thresholded([m])[0] and m[: -len("-thresh")] in methods for m in methods):
+        gaps["C5"] = "no thresholded method ('-thresh') ran beside its base method"
+    if pooled["level"].dropna().empty:
+        gaps["C6"] = "it compares graded sampling levels, and this study has none"
+    curve_methods = set(curves_frame(curves)["method"].dropna()) if curves is not None else set()
+    if not {"ros", "rus"} <= curve_methods:
+        gaps["C7"] = "it reads learning curves of ros and rus, and this study stores none"
+    return gaps
+
+
+def design_gaps_text(gaps: dict[str, str]) -> str:
+    """One line for readers: which conclusions are left out and why."""
+    if not gaps:
+        return ""
+    return ("Left out, as this study's design cannot test them: "
+            + "; ".join(f"{c} ({why})" for c, why in sorted(gaps.items())) + ".")

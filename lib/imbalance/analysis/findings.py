@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance.analysis import conclusions, stats
-from imbalance.analysis.frames import format_value, load_study
+from imbalance.analysis import answers, conclusions, stats
+from imbalance.analysis.frames import format_value, load_study, methods_present
 from imbalance.study.params import expand_grid, load_params
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,7 +52,9 @@ PRIMARY = REAL_STUDIES[0]
 # whether MNIST's verdicts carry to a harder task (C2, C3 and C6 compare studies: one verdict each)
 REPLICATION, SINGLE_STUDY = REAL_STUDIES[3], ("C1", "C4", "C5", "C7")
 # where the today's methods are set against the paper's recommendation, oversampling
-MODERN = ("la-loss", "cb-focal", "ldam-drw", "crt", "baseline-la")
+MODERN = ("la-loss", "cb-focal", "ldam-drw", "crt")   # trained methods only: post-hoc ones are in RESCORED
+# post-hoc re-scorings, shown as what they add to their own base network (issue 23), never ranked
+RESCORED = ("baseline-la",)
 REFERENCE = "ros"
 
 
@@ -149,7 +151,9 @@ def _tally(records: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _point_winners(records: pd.DataFrame) -> pd.DataFrame:
     """ROC AUC winners of the non-graded points (computed once: the winners table and the
     recommendation both read them)."""
-    return stats.point_winners(records[records["level"].isna()], metric="roc_auc") if not records.empty else \
+    plain = records[records["level"].isna()]
+    return stats.point_winners(plain, metric="roc_auc", methods=answers.trained_methods(methods_present(plain))) \
+        if not records.empty else \
         pd.DataFrame(columns=["rho", "mu", "winner", "equivalent", "undecided"])
 
 
@@ -193,7 +197,7 @@ def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
                                                       for i, r in other.iterrows()) if len(other) else "")
             + f". With {'/'.join(map(str, repeats))} repeats, \"undecided\" means not shown either way: neither "
               "different nor within the margin")
-    compared = [m for m in stats.methods_present(plain) if not m.endswith("-thresh")]
+    compared = answers.trained_methods(stats.methods_present(plain))   # a post-hoc method trains nothing
     paired = stats.paired_differences(plain, metric="roc_auc", reference=REFERENCE, methods=compared)
     better = paired[paired["verdict"] == "better"]
     if len(better):
@@ -234,7 +238,7 @@ def findings_markdown(studies: list[Loaded]) -> str:
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
     lines += ["", f"**Today's methods against oversampling** (`{primary.study}`, paired per point and repeat, "
               "reference `ros`; better / equivalent / undecided / worse are the paired rules' verdicts, Holm-corrected per point over "
-              "`ros`'s comparisons with these five methods):", ""]
+              f"`ros`'s comparisons with these {len(MODERN)} methods):", ""]
     for metric, label in (("roc_auc", "ROC AUC"), ("balanced_accuracy", "balanced accuracy")):
         tally = _tally(primary.records, metric)
         if tally.empty:
@@ -245,14 +249,40 @@ def findings_markdown(studies: list[Loaded]) -> str:
                  f"(median over points of the mean difference: {r.median_difference:+.4f})" for r in tally.itertuples()
                  if r.method != REFERENCE]
         lines.append(f"- {label}: " + "; ".join(parts) + ".")
+    lines += ["", *_rescored(primary)]
     lines += ["", f"**Best method per (ρ, μ)** (`{primary.study}`, ROC AUC; the winner has the highest mean over "
               "its repeats, among the methods none of whose networks diverged there (a mean over the survivors "
               "would flatter them); equivalent: methods shown within ±0.005 of it; undecided: neither shown worse "
-              "nor shown equivalent; '-thresh' "
-              "methods share their base's ROC AUC and are left out):", "", _winners(primary.records, primary.grid, winners),
+              "nor shown equivalent; trained methods only: post-hoc re-scorings ('-thresh', '-la', '-tau-norm') "
+              "train nothing and are shown above as what they add to their base network):", "", _winners(primary.records, primary.grid, winners),
               "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners),
               "", *_replication(studies)]
     return "\n".join(lines) + "\n"
+
+
+def _rescored(study: Loaded) -> list[str]:
+    """What post-hoc re-scoring adds to its base network, counted over the grid (issue 23)."""
+    present = [m for m in RESCORED if m in set(study.records["method"])]
+    if not present:
+        return []
+    lines = [f"**What re-scoring adds** (`{study.study}`, each post-hoc method minus its own base method, paired per "
+             "point and repeat, Holm-corrected per point over the post-hoc methods; never ranked beside trained "
+             "methods, since it trains nothing):", ""]
+    for metric, label in (("roc_auc", "ROC AUC"), ("balanced_accuracy", "balanced accuracy")):
+        rows = answers.rescoring(study.records[study.records["level"].isna()], metric=metric)
+        rows = rows[rows["method"].isin(present)]
+        parts = []
+        for method, of in rows.groupby("method", sort=False):
+            counts = of["verdict"].value_counts()
+            parts.append(f"`{method}` minus `{of['base'].iloc[0]}`: raises it at {int(counts.get('better', 0))} of "
+                         f"{len(of)} points, lowers it at {int(counts.get('worse', 0))}, no change beyond the margin at "
+                         f"{int(counts.get('equivalent', 0))}, undecided at {int(counts.get('undecided', 0))} "
+                         f"(median over points of the mean difference: {of['mean_difference'].median():+.4f})")
+        lines.append(f"- {label}: " + ("; ".join(parts) if parts else "not enough data") + ".")
+    lines.append("- Why post-hoc logit adjustment can move one-vs-rest ROC AUC while thresholding cannot: dividing a "
+                 "class's scores by its prior multiplies them by one positive number, which keeps their order; '-la' "
+                 "renormalises each image's scores after the shift, which reorders a class's scores across images.")
+    return lines
 
 
 def _replication(studies: list[Loaded]) -> list[str]:

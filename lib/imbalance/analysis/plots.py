@@ -40,6 +40,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+import colorcet
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -48,11 +49,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from imbalance.analysis.answers import GROUPS, POSTHOC_GROUP, failed, is_posthoc, method_group
 from imbalance.analysis.frames import curves_frame, format_value, methods_present, records_frame, thresholded
 from imbalance.analysis.stats import CONFIDENCE, RULES
 from imbalance.analysis.tables import mean_intervals, metric_records, point_label, select_records
 from imbalance.data.profiles import profile_counts
-from imbalance.registry import display_order
+from imbalance.registry import PAPER_METHODS, display_order
 from imbalance.schema import RANKED_METRICS
 
 RHO = "imbalance ratio ρ"
@@ -60,10 +62,31 @@ MU = "fraction of minority classes μ"
 LEVEL = "ratio after sampling"
 METRICS = RANKED_METRICS   # what a figure may plot, with its axis label (imbalance.schema)
 METHOD_ORDER = display_order()   # the registry's methods: the paper's first, then today's
-# one colour and one marker per registered method (26 colours; markers cycle): coinciding lines stay visible
-PALETTE = dict(zip(METHOD_ORDER, sns.color_palette("tab10") + sns.color_palette("Dark2") + sns.color_palette("Set2")))
+UNKNOWN_COLOUR = (0.4, 0.4, 0.4)   # a method the registry does not know (a plugin not loaded here)
+
+
+def distinct_colours(n: int) -> list[tuple[float, float, float]]:
+    """n categorical colours, no two alike: Glasbey's maximally distinct sequence (colorcet's, whose first ten are
+    matplotlib's tab10), less those too pale to read on white (relative luminance above 0.7) and the greys
+    (kept for unknown methods and for text)."""
+    out = []
+    for rgb in colorcet.glasbey_category10:
+        r, g, b = (float(v) for v in rgb)
+        luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+        if luminance > 0.7 or max(r, g, b) - min(r, g, b) < 0.08:
+            continue
+        out.append((r, g, b))
+        if len(out) == n:
+            return out
+    raise ValueError(f"n: at most {len(out)} distinct colours, got {n}")
+
+
+# one colour and one marker per registered method, built once from the registry's display order, no two
+# colours alike (issue 26: ros and baseline-la were both orange); markers cycle: coinciding lines stay visible
+PALETTE = dict(zip(METHOD_ORDER, distinct_colours(len(METHOD_ORDER))))
 MARKERS = {m: "osD^vPX*<>ph8Hd"[i % 15] for i, m in enumerate(METHOD_ORDER)}
-MAX_CLASS_TICKS = 20   # class-count bars get one labelled tick each up to this many classes
+MAX_CLASS_TICKS = 20   # class-count bars get one labelled tick each (and their count) up to this many classes
+LOG_FLOOR = 0.5        # on a log axis class-count bars start here: a 1-example class stays visible
 DODGE = 0.025          # x offset between neighbouring methods: a fraction of a decade (log x) or of the x range
 MINORITY_COLOUR, MAJORITY_COLOUR = sns.color_palette()[3], sns.color_palette()[0]
 # under a figure that left the '-thresh' methods out (tables.metric_records)
@@ -87,7 +110,7 @@ SVG_METADATA = {"Date": None, "Creator": None}
 # --- figures: helpers -------------------------------------------------------------------------
 
 def method_palette(methods: Iterable[str]) -> dict[str, Any]:
-    return {m: PALETTE.get(m, (0.4, 0.4, 0.4)) for m in methods}
+    return {m: PALETTE.get(m, UNKNOWN_COLOUR) for m in methods}
 
 
 def method_marker(method: str) -> str:
@@ -182,26 +205,59 @@ def _lines(ax, frame: pd.DataFrame, intervals: pd.DataFrame, *, x: str, y: str, 
 
 
 def _panels(data: pd.DataFrame, col: tuple[str, str] | None, row: tuple[str, str] | None):
-    """[(row value, col value, title)] in grid order; a facet with one value is no facet."""
+    """[(row value, col value, title)] in grid order; a facet with one value is no facet.  Text facets
+    (dataset, method group) keep their order of appearance in GROUPS, else sorted; their title is the value."""
     def values(spec):
         if spec is None:
             return [None]
-        present = sorted(pd.unique(data[spec[0]].dropna()))
+        present = list(pd.unique(data[spec[0]].dropna()))
+        present = [g for g in GROUPS if g in present] + sorted(v for v in present if v not in GROUPS)
         return present if len(present) > 1 else [None]
     rows, cols = values(row), values(col)
+
+    def said(spec, v):
+        return v if isinstance(v, str) else f"{spec[1]} = {format_value(v)}"
     out = []
     for r in rows:
         for c in cols:
-            title = ", ".join(f"{spec[1]} = {format_value(v)}" for spec, v in ((row, r), (col, c)) if v is not None)
+            title = ", ".join(said(spec, v) for spec, v in ((row, r), (col, c)) if v is not None)
             out.append((r, c, title))
     return rows, cols, out
 
 
+def _facet(part: pd.DataFrame, column: str, value) -> pd.DataFrame:
+    if isinstance(value, str):
+        return part[part[column] == value]
+    return part[np.isclose(part[column].astype(float), value)]
+
+
+def _survivor_limits(values: np.ndarray) -> tuple[float, float] | None:
+    """A y-range from the surviving networks' values: their span, padded by a tenth of it on each side
+    (at least 0.002), and never past a bounded metric's [0, 1] by more than that padding."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.1 * (high - low), 0.002)
+    return max(low - pad, -pad), min(high + pad, 1 + pad)
+
+
 def _line_figure(frame: pd.DataFrame, *, x: str, metrics: dict[str, str], methods: list[str], xlabel: str,
                  ylabel: str, col: tuple[str, str] | None = None, row: tuple[str, str] | None = None,
-                 xlog: bool = False, title: str | None = None, thresh_omitted: bool = False) -> Figure:
+                 xlog: bool = False, title: str | None = None, thresh_omitted: bool = False,
+                 note: str | None = None, failures: pd.DataFrame | None = None) -> Figure:
     """Mean of each metric (column -> line style name) vs x per method with its interval (stats),
-    one panel per value of col/row (column, symbol).  The intervals drawn are `fig.imbalance_intervals`."""
+    one panel per value of col/row (column, symbol; a text column such as 'group' titles panels by value).
+    Failed networks (`answers.failed`) are left out of the means and intervals and of the y-range, which
+    the surviving networks' values choose; each failure is a ▼ at the bottom edge of its panel, in its
+    method's colour, and the legend counts them.  `failures`: the failed networks' records when `frame` lost
+    those without a score.  The intervals drawn are `fig.imbalance_intervals`."""
+    frame = frame.assign(_failed=failed(frame))
+    if failures is not None and not failures.empty:
+        key = ["point_id", "method", "repeat"]
+        extra = failures.merge(frame[key].drop_duplicates(), on=key, how="left", indicator=True)
+        extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge")
+        frame = pd.concat([frame, extra.assign(_failed=True)], ignore_index=True)
     rows, cols, panels = _panels(frame, col, row)
     ncols = len(cols) if len(cols) <= 4 or len(rows) > 1 else 3
     nrows = math.ceil(len(panels) / ncols)
@@ -210,18 +266,28 @@ def _line_figure(frame: pd.DataFrame, *, x: str, metrics: dict[str, str], method
     styles = dict(zip(metrics, ["-", "--", ":", "-."]))
     x_values = frame[x].dropna().to_numpy(dtype=float)
     span = float(x_values.max() - x_values.min()) if len(x_values) else 1.0
-    drawn = []
+    drawn, kept = [], []
     for ax, (r, c, panel_title) in zip(axes.flat, panels):
         part = frame
         if r is not None:
-            part = part[np.isclose(part[row[0]].astype(float), r) if row[0] != "dataset" else part[row[0]] == r]
+            part = _facet(part, row[0], r)
         if c is not None:
-            part = part[np.isclose(part[col[0]].astype(float), c) if col[0] != "dataset" else part[col[0]] == c]
+            part = _facet(part, col[0], c)
+        here = [m for m in methods if (part["method"] == m).any()]
+        survivors = part[~part["_failed"]]
         for metric, style in styles.items():
-            values = part.dropna(subset=[metric])
+            values = survivors.dropna(subset=[metric])
+            kept.append(values[metric].to_numpy(dtype=float))
             intervals = mean_intervals(values, metric=metric)
             drawn.append(intervals)
-            _lines(ax, values, intervals, x=x, y=metric, methods=methods, xlog=xlog, linestyle=style, span=span or 1.0)
+            _lines(ax, values, intervals, x=x, y=metric, methods=here, xlog=xlog, linestyle=style, span=span or 1.0)
+        lost = part[part["_failed"]]
+        for i, method in enumerate(here):
+            at = lost.loc[lost["method"] == method, x].dropna().to_numpy(dtype=float)
+            if len(at):
+                xs = _dodged(at, i - (len(here) - 1) / 2, xlog=xlog, span=span or 1.0)
+                ax.plot(xs, np.full(len(xs), 0.02), linestyle="none", marker="v", markersize=6,
+                        color=PALETTE.get(method, UNKNOWN_COLOUR), transform=ax.get_xaxis_transform(), clip_on=False)
         if xlog:
             ax.set_xscale("log")
         ticks = sorted(pd.unique(frame[x].dropna()))
@@ -231,24 +297,53 @@ def _line_figure(frame: pd.DataFrame, *, x: str, metrics: dict[str, str], method
             ax.minorticks_off()
         ax.set_title(panel_title, fontsize=10)
         ax.grid(alpha=0.3)
+    limits = _survivor_limits(np.concatenate(kept)) if kept else None
+    if limits is not None:
+        axes.flat[0].set_ylim(*limits)      # shared y: every panel
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
-    handles = [Line2D([], [], color=PALETTE.get(m, (0.4, 0.4, 0.4)), marker=method_marker(m), label=m) for m in methods]
+    n_failed = frame[frame["_failed"]].drop_duplicates(["point_id", "method", "repeat"]).groupby("method").size()
+    handles = [Line2D([], [], color=PALETTE.get(m, UNKNOWN_COLOUR), marker=method_marker(m),
+                      label=m + (f" ({int(n_failed[m])} failed)" if m in n_failed.index else "")) for m in methods]
     if len(metrics) > 1:
         handles += [Line2D([], [], color="0.3", linestyle=s, label=name) for name, s in
                     zip(metrics.values(), styles.values())]
+    if len(n_failed):
+        handles.append(Line2D([], [], color="0.3", marker="v", linestyle="none",
+                              label="a failed network (no score): ▼ at the axis edge"))
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    thresh_note(fig, thresh_omitted)
+    notes = [THRESH_NOTE if thresh_omitted else None, note]
+    if any(notes):
+        fig.text(0.5, 0, "\n".join(n for n in notes if n), ha="center", va="top", fontsize=9, color="0.3", wrap=True)
     fig.imbalance_intervals = pd.concat(drawn, ignore_index=True) if drawn else None
+    fig.imbalance_failed = int(frame["_failed"].sum())
     plt.close(fig)
     return fig
+
+
+def _grouped(frame: pd.DataFrame, methods, *, rank_metric: bool) -> tuple[pd.DataFrame, str | None]:
+    """The frame with a 'group' column (the paper's methods, today's, other post-hoc re-scorings), and, on a
+    ROC AUC-like figure with no methods named, without the post-hoc re-scorings (-la, -tau-norm): those are
+    shown as what they add to their base network (the report's "What re-scoring adds"), and a note says so."""
+    frame = frame.assign(group=frame["method"].map(method_group))
+    note = None
+    if rank_metric and methods is None:
+        dropped = frame["group"] == POSTHOC_GROUP
+        if dropped.any():
+            names = ", ".join(sorted(pd.unique(frame.loc[dropped, "method"])))
+            note = f"{RESCORED_NOTE}: {names}"
+            frame = frame[~dropped]
+    return frame, note
+
+
+RESCORED_NOTE = "post-hoc re-scorings are shown as what they add to their base network, not as lines here"
 
 
 # --- the paper's figures ----------------------------------------------------------------------
@@ -277,7 +372,14 @@ def profile_bars(ax, counts, *, title: str, labels: Iterable[str] | None = None,
     (a 1-example class stays visible) with a tick at n_max and at n_max/ρ for every ρ in `rhos`."""
     counts = np.asarray(counts, dtype=float)
     minority = counts < counts.max()
-    ax.bar(np.arange(len(counts)), counts, color=[MINORITY_COLOUR if m else MAJORITY_COLOUR for m in minority])
+    colours = [MINORITY_COLOUR if m else MAJORITY_COLOUR for m in minority]
+    if log:   # bars rise from half an example, so a 1-example class is a bar of its own, not a hairline
+        ax.bar(np.arange(len(counts)), counts - LOG_FLOOR, bottom=LOG_FLOOR, color=colours)
+    else:
+        ax.bar(np.arange(len(counts)), counts, color=colours)
+    if len(counts) <= MAX_CLASS_TICKS:        # each bar's count above it
+        for i, c in enumerate(counts):
+            ax.text(i, c, f"{c:,.0f}", ha="center", va="bottom", fontsize=6, color="0.2")
     ax.set_xlabel("class" if labels is not None else "class (smallest first)")
     if len(counts) > MAX_CLASS_TICKS:          # e.g. ImageNet's 1000 classes: no label per bar
         ax.set_xticks([])
@@ -297,7 +399,7 @@ def profile_bars(ax, counts, *, title: str, labels: Iterable[str] | None = None,
         ax.set_yticks(ticks)
         ax.set_yticklabels([labels_at[t] for t in ticks], fontsize=8)
         ax.minorticks_off()
-        ax.set_ylim(min(ticks + [counts.min()]) * 0.6, n_max * 1.6)
+        ax.set_ylim(min([LOG_FLOOR] + [0.8 * t for t in ticks]), n_max * 3)
     ax.set_title(title, fontsize=10)
 
 
@@ -358,12 +460,30 @@ def _step_figure(records, *, x: str, at: tuple[str, float | None], dataset, meth
         where = f" at {symbol[other]} = {format_value(value)}" if value is not None else ""
         return _no_records(f"step-imbalance{where}" + (f" {dataset}" if dataset else ""), "step")
     fixed = f"at fixed {symbol[other]}"
-    return _line_figure(frame, x=x, metrics={metric: metric}, methods=methods_present(frame, methods),
+    frame, note = _grouped(frame, methods, rank_metric=True)
+    return _line_figure(_rows_by_group(frame), x=x, metrics={metric: metric}, methods=methods_present(frame, methods),
+                        failures=_failures(records, frame, dataset=dataset, imbalance="step", **{other: value}),
                         xlabel={"rho": RHO, "mu": MU}[x], ylabel=METRICS.get(metric, metric),
-                        col=(other, symbol[other]), row=("dataset", "dataset"), xlog=x == "rho",
+                        col=(other, symbol[other]), row=("panel_row", ""), xlog=x == "rho",
                         title=figure_title(_datasets_text(frame), "step imbalance",
                                            f"{METRICS.get(metric, metric)} vs {symbol[x]} {fixed}"),
-                        thresh_omitted=omitted)
+                        thresh_omitted=omitted, note=note)
+
+
+def _failures(records, shown: pd.DataFrame, **where) -> pd.DataFrame:
+    """The failed networks of the methods `shown` (with their facet columns), including those whose records
+    hold no score and so left the metric's frame."""
+    everything = select_records(records_frame(records), **where)
+    lost = everything[failed(everything) & everything["method"].isin(set(shown["method"]))]
+    lost = lost.assign(group=lost["method"].map(method_group))
+    return _rows_by_group(lost) if not lost.empty else lost
+
+
+def _rows_by_group(frame: pd.DataFrame) -> pd.DataFrame:
+    """A 'panel_row' column: the method group, prefixed by the dataset when there are several (small
+    multiples with the paper's methods and today's apart)."""
+    several = frame["dataset"].nunique() > 1
+    return frame.assign(panel_row=[f"{d}: {g}" if several else g for d, g in zip(frame["dataset"], frame["group"])])
 
 
 def linear_figure(records, *, dataset: str | None = None, methods=None, metric: str = "roc_auc") -> Figure:
@@ -371,9 +491,11 @@ def linear_figure(records, *, dataset: str | None = None, methods=None, metric: 
     frame, omitted = metric_records(records, metric, methods=methods, dataset=dataset, imbalance="linear")
     if frame.empty:
         return _no_records("linear-imbalance" + (f" {dataset}" if dataset else ""), "linear")
+    frame, note = _grouped(frame, methods, rank_metric=True)
     return _line_figure(frame, x="rho", metrics={metric: metric}, methods=methods_present(frame, methods), xlabel=RHO,
-                        ylabel=METRICS.get(metric, metric), col=("dataset", "dataset"), xlog=True,
-                        title=figure_title(_datasets_text(frame), "linear imbalance"), thresh_omitted=omitted)
+                        ylabel=METRICS.get(metric, metric), col=("dataset", "dataset"), row=("group", ""), xlog=True,
+                        title=figure_title(_datasets_text(frame), "linear imbalance"), thresh_omitted=omitted,
+                        note=note)
 
 
 def threshold_accuracy_figure(records, *, imbalance: str = "step", mu: float | None = None,
@@ -381,14 +503,16 @@ def threshold_accuracy_figure(records, *, imbalance: str = "step", mu: float | N
     """Figure 6: accuracy of each network with argmax (solid) and thresholded (dashed) predictions
     vs ρ, one panel per μ.  '-thresh' methods are left out: they are their base method, thresholded."""
     frame = select_records(records_frame(records), dataset=dataset, imbalance=imbalance, methods=methods, mu=mu)
-    frame = frame[~thresholded(frame["method"])]
+    frame = frame[~frame["method"].map(is_posthoc).astype(bool)]   # a post-hoc row re-scores its base's network
     frame = frame.dropna(subset=["accuracy", "thresholded_accuracy"])
     if frame.empty:
         return _no_records(f"{imbalance}-imbalance (with accuracy and thresholded accuracy)",
                            imbalance if imbalance in RUN else "any")
-    return _line_figure(frame, x="rho", metrics={"accuracy": "argmax", "thresholded_accuracy": "thresholded"},
+    frame, _ = _grouped(frame, methods, rank_metric=False)
+    return _line_figure(_rows_by_group(frame), x="rho",
+                        metrics={"accuracy": "argmax", "thresholded_accuracy": "thresholded"},
                         methods=methods_present(frame, methods), xlabel=RHO, ylabel="accuracy", col=("mu", "μ"),
-                        row=("dataset", "dataset"), xlog=True,
+                        row=("panel_row", ""), xlog=True,
                         title=figure_title(_datasets_text(frame),
                                            f"{imbalance} imbalance: with and without thresholding"))
 
@@ -408,55 +532,54 @@ def graded_figure(records, *, dataset: str | None = None, methods=("ros", "rus")
 
 def curves_figure(curves, *, records=None, point_id: str | Iterable[str] | None = None, methods=None,
                   max_points: int = 12) -> Figure:
-    """Figure 8: test (solid) and train (dashed) accuracy vs iteration per method (thin: each
-    network; thick: their mean), one panel per grid point in grid order (ρ, then μ, then level, from
-    `records`), titled 'ρ = …, μ = …'; `point_id` picks points, else the first `max_points`.
-    '-thresh' methods are left out: they share their base method's network, so its curve."""
+    """Figure 8: test (solid) and train (dashed) accuracy vs iteration, the mean over each method's
+    networks, one row per grid point (in grid order: ρ, then μ, then level, from `records`; titled
+    'ρ = …, μ = …') and one column per method group (the paper's methods, today's), so that no panel
+    holds every method.  `point_id` picks points, else at most `max_points` spread over the grid
+    (its first and last included).  Post-hoc methods are left out: they share their base method's
+    network, so its curve."""
     frame = curves_frame(curves)
     frame = frame.dropna(subset=["iteration"])
-    frame = frame[~thresholded(frame["method"])]   # the base method's network
+    frame = frame[~frame["method"].map(is_posthoc).astype(bool)]   # the base method's network
     if methods is not None:
         frame = frame[frame["method"].isin(list(methods))]
     titles, order = _point_titles(records, pd.unique(frame["point_id"].dropna()))
     if point_id is not None:
         chosen = [point_id] if isinstance(point_id, str) else list(point_id)
         order = [p for p in order if p in chosen]
-    else:
-        order = order[:max_points]
+    elif len(order) > max_points:
+        order = [order[i] for i in np.unique(np.linspace(0, len(order) - 1, max_points).round().astype(int))]
     frame = frame[frame["point_id"].isin(order)]
     if frame.empty:
         return _no_records("training-curve", "curves")
     for column in ("iteration", "train_accuracy", "test_accuracy"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame = frame.assign(group=frame["method"].map(method_group))
+    groups = [g for g in GROUPS if (frame["group"] == g).any()]
     shown = methods_present(frame, methods)
-    ncols = min(len(order), 3)
-    nrows = math.ceil(len(order) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols + 1.6, 3.0 * nrows + 0.5), squeeze=False,
-                             sharex=True, sharey=True)
-    for ax, point in zip(axes.flat, order):
-        part = frame[frame["point_id"] == point]
-        for method in shown:
-            colour = PALETTE.get(method, (0.4, 0.4, 0.4))
-            of_method = part[part["method"] == method]
-            for column, style in (("test_accuracy", "-"), ("train_accuracy", "--")):
-                for _, network in of_method.groupby("repeat"):
-                    ax.plot(network["iteration"], network[column], color=colour, lw=0.6, alpha=0.35, linestyle=style)
-                mean = of_method.groupby("iteration")[column].mean()
-                ax.plot(mean.index, mean.to_numpy(), color=colour, lw=1.6, linestyle=style,
-                        marker=method_marker(method), markersize=4, markevery=max(1, len(mean) // 4))
-        ax.set_title(titles.get(point, point), fontsize=10)
-        ax.grid(alpha=0.3)
-    for ax in axes.flat[len(order):]:
-        ax.axis("off")
+    fig, axes = plt.subplots(len(order), len(groups), figsize=(4.2 * len(groups) + 1.8, 2.6 * len(order) + 0.5),
+                             squeeze=False, sharex=True, sharey=True)
+    for row, point in zip(axes, order):
+        for ax, group in zip(row, groups):
+            part = frame[(frame["point_id"] == point) & (frame["group"] == group)]
+            for method in [m for m in shown if (part["method"] == m).any()]:
+                colour = PALETTE.get(method, UNKNOWN_COLOUR)
+                of_method = part[part["method"] == method]
+                for column, style in (("test_accuracy", "-"), ("train_accuracy", "--")):
+                    mean = of_method.groupby("iteration")[column].mean()
+                    ax.plot(mean.index, mean.to_numpy(), color=colour, lw=1.4, linestyle=style,
+                            marker=method_marker(method), markersize=4, markevery=max(1, len(mean) // 4))
+            ax.set_title(f"{titles.get(point, point)}; {group}", fontsize=9)
+            ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("iteration")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
-    handles = [Line2D([], [], color=PALETTE.get(m, (0.4, 0.4, 0.4)), marker=method_marker(m), label=m) for m in shown]
+    handles = [Line2D([], [], color=PALETTE.get(m, UNKNOWN_COLOUR), marker=method_marker(m), label=m) for m in shown]
     handles += [Line2D([], [], color="0.3", linestyle="-", label="test"),
                 Line2D([], [], color="0.3", linestyle="--", label="train")]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="method")
-    fig.suptitle("learning curves")
+    fig.suptitle("learning curves (mean over repeats)")
     fig.tight_layout()
     plt.close(fig)
     return fig
@@ -598,11 +721,11 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
             any_untested |= bool(untested)
             colour = PALETTE.get(winner, (0.4, 0.4, 0.4)) if has_winner else (0.88, 0.88, 0.88)
             ax.add_patch(matplotlib.patches.Rectangle(
-                (j, i), 1, 1, facecolor=colour, alpha=(0.25 if untested else 0.6) if has_winner else 1,
+                (j, i), 1, 1, facecolor=colour, alpha=0.6 if has_winner else 1,
                 edgecolor="white", lw=2, hatch="//" if tied else None))
-            lines = [winner] if has_winner else ["no winner"]
+            lines = [f"highest mean: {winner}"] if has_winner else ["no winner"]
             if tied:   # a cell holds two names at most; the table beside the map lists every one
-                lines.append("≈ " + ", ".join(tied) if len(tied) <= 2 else f"≈ {len(tied)} others")
+                lines.append("≈ " + ", ".join(tied) if len(tied) <= 2 else f"{len(tied)} equivalent to it")
             if open_:
                 lines.append(f"? {', '.join(open_)}" if len(open_) <= 2 else f"? {len(open_)} undecided")
             if untested:
@@ -629,19 +752,110 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
     if any_tied:
         handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="0.3", hatch="//",
                                                 label="equivalent to others (≈ …)"))
-    if any_untested:
-        handles.append(matplotlib.patches.Patch(facecolor="0.85", label="pale: ties untested"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
-              title="winner (? undecided)")
+              title="highest mean (? undecided)")
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
+NONE_BETTER_COLOUR = (0.9, 0.9, 0.9)
+
+
+def verdict_map_figure(paired: pd.DataFrame, *, reference: str, metric: str, margin: float,
+                       title: str | None = None) -> Figure:
+    """The answer at each (ρ, μ) as a grid, from `stats.paired_differences` rows of the trained methods against
+    `reference`: each cell names the methods shown better than the reference (coloured by the one with the
+    largest mean difference), or says none is; then counts those practically equivalent (within ±δ),
+    undecided, shown worse, and untested (too few pairs).  A cell where no method is shown better is light
+    grey whatever the other counts; an untested method is only a count, never a reason to grey a cell out."""
+    if paired is None or paired.empty:
+        return message_figure(f"no paired comparisons with {reference}")
+    frame = paired.copy()
+    rhos = sorted(pd.unique(frame["rho"].dropna()))
+    mus = sorted(pd.unique(frame["mu"].dropna()), reverse=True)
+    mu_keys = [format_value(m) for m in mus] or ["-"]
+    frame["mu_key"] = frame["mu"].map(lambda v: "-" if pd.isna(v) else format_value(v))
+    fig, ax = plt.subplots(figsize=(2.2 * max(len(rhos), 1) + 2.8, 1.15 * len(mu_keys) + 1.3))
+    present = []
+    for i, mu_key in enumerate(mu_keys):
+        for j, rho in enumerate(rhos or [math.nan]):
+            cell = frame[(frame["mu_key"] == mu_key) & (close_rho(frame["rho"], rho))]
+            if cell.empty:
+                continue
+            verdicts = cell["verdict"].where(cell["verdict"].map(lambda v: isinstance(v, str)), None)
+            better = cell[verdicts == "better"].sort_values("mean_difference", ascending=False)
+            colour = PALETTE.get(better["method"].iloc[0], UNKNOWN_COLOUR) if len(better) else NONE_BETTER_COLOUR
+            ax.add_patch(matplotlib.patches.Rectangle((j, i), 1, 1, facecolor=colour, alpha=0.6 if len(better) else 1,
+                                                      edgecolor="white", lw=2))
+            names = list(better["method"])
+            lines = [("better: " + ", ".join(names) if len(names) <= 2 else f"{len(names)} better: {names[0]}, …")
+                     if names else f"none better than {reference}"]
+            for verdict, word in (("equivalent", "≈ equivalent"), ("undecided", "? undecided"), ("worse", "worse")):
+                k = int((verdicts == verdict).sum())
+                if k:
+                    lines.append(f"{k} {word}")
+            k = int(verdicts.isna().sum())
+            if k:
+                lines.append(f"{k} untested")
+            ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=8, wrap=True)
+            present += names[:1]
+    ax.set_xlim(0, max(len(rhos), 1))
+    ax.set_ylim(len(mu_keys), 0)
+    ax.set_xticks(np.arange(len(rhos)) + 0.5)
+    ax.set_xticklabels([format_value(r) for r in rhos])
+    ax.set_yticks(np.arange(len(mu_keys)) + 0.5)
+    ax.set_yticklabels(mu_keys)
+    ax.set_xlabel(RHO)
+    ax.set_ylabel(MU if mus else "")
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(length=0)
+    ax.set_title(title or f"{METRICS.get(metric, metric)} against {reference} (±δ = {format_value(margin)})",
+                 fontsize=10)
+    handles = [matplotlib.patches.Patch(facecolor=PALETTE.get(m, UNKNOWN_COLOUR), alpha=0.6, label=m)
+               for m in methods_present(pd.DataFrame({"method": present}))]
+    handles.append(matplotlib.patches.Patch(facecolor=NONE_BETTER_COLOUR, label=f"none shown better than {reference}"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title="shown better (largest gain)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def close_rho(values: pd.Series, rho: float) -> np.ndarray:
+    if isinstance(rho, float) and math.isnan(rho):
+        return values.isna().to_numpy()
+    return np.isclose(values.astype(float), rho)
+
+
+def rescoring_figure(rows: pd.DataFrame, *, metric: str, title: str | None = None) -> Figure:
+    """What re-scoring adds: each post-hoc method's paired difference to its base method per point
+    (`answers.rescoring` rows), as a forest plot with the ±δ band."""
+    if rows is None or rows.empty:
+        return message_figure("no post-hoc method with its base method in these records")
+    evidence = rows.assign(part=[f"{m} − {b}" for m, b in zip(rows["method"], rows["base"])],
+                           label=[", ".join(p for p in (f"ρ={format_value(r)}" if pd.notna(r) else "",
+                                                        f"μ={format_value(u)}" if pd.notna(u) else "",
+                                                        f"level {format_value(lv)}" if pd.notna(lv) else "") if p)
+                                  or str(pid) for r, u, lv, pid in zip(rows["rho"], rows["mu"], rows["level"],
+                                                                       rows["point_id"])],
+                           estimate=rows["mean_difference"],
+                           outcome=rows["verdict"].map({"better": "raises", "worse": "lowers",
+                                                        "equivalent": "no change beyond ±δ",
+                                                        "undecided": "undecided"}))
+    return forest_figure(evidence, title=title or f"what re-scoring adds to its base network: {METRICS.get(metric, metric)}",
+                         xlabel=f"{METRICS.get(metric, metric)}: post-hoc minus its base method (paired)",
+                         colours=RESCORING_COLOURS)
+
+
+RESCORING_COLOURS = {"raises": "#1a9850", "lowers": "#d73027", "no change beyond ±δ": "#4575b4",
+                     "undecided": "#7f7f7f"}
 OUTCOME_COLOURS = {"as claimed": "#1a9850", "against": "#d73027", "undecided": "#7f7f7f"}
 
 
-def forest_figure(evidence: pd.DataFrame, *, title: str | None = None, xlabel: str = "difference") -> Figure:
+def forest_figure(evidence: pd.DataFrame, *, title: str | None = None, xlabel: str = "difference",
+                  colours: dict | None = None) -> Figure:
     """A conclusion's comparisons as a forest plot: one row per evidence row with an `estimate`
     (its `label` on the left), the interval [ci_low, ci_high] as a bar, the zero line and the
     ±`margin` band (grey), coloured by `outcome` (as claimed / against / undecided; black: none).
@@ -669,7 +883,7 @@ def forest_figure(evidence: pd.DataFrame, *, title: str | None = None, xlabel: s
     ax.axvline(0, color="0.3", lw=0.8, zorder=1)
     for i, yy in order:
         r = frame.loc[i]
-        colour = OUTCOME_COLOURS.get(r.get("outcome"), "black")
+        colour = (colours or OUTCOME_COLOURS).get(r.get("outcome"), "black")
         if pd.notna(r.get("ci_low")) and pd.notna(r.get("ci_high")):
             ax.plot([r["ci_low"], r["ci_high"]], [yy, yy], color=colour, lw=1.6, zorder=2)
         ax.plot([r["estimate"]], [yy], "o", color=colour, ms=4, zorder=3)
@@ -680,7 +894,7 @@ def forest_figure(evidence: pd.DataFrame, *, title: str | None = None, xlabel: s
     ax.set_ylim(y - 0.5, -0.5)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
-    handles = [Line2D([], [], color=c, marker="o", lw=1.6, label=o) for o, c in OUTCOME_COLOURS.items()
+    handles = [Line2D([], [], color=c, marker="o", lw=1.6, label=o) for o, c in (colours or OUTCOME_COLOURS).items()
                if "outcome" in frame and (frame["outcome"] == o).any()]
     handles += [matplotlib.patches.Patch(color="0.88", label=f"±δ = {format_value(float(margin.iloc[0]))}")] \
         if not margin.empty else []
@@ -794,12 +1008,26 @@ def save_figure(fig: Figure, outdir: str | os.PathLike, name: str, *, dpi: int =
     return png, svg
 
 
+def collapsed(record, counts=None) -> str | None:
+    """Why a network's confusion matrix is that of a failed network, in words, or None: its record says it
+    failed (`answers.failed`), or every test image is predicted as one class (a collapsed network)."""
+    if counts is not None:
+        counts = np.asarray(counts, dtype=float)
+        if counts.ndim == 2 and counts.sum() > 0 and (counts.sum(0) > 0).sum() == 1:
+            return f"collapsed, predicts class {int(np.argmax(counts.sum(0)))} for every image"
+    if failed(pd.DataFrame([dict(record)]))[0]:
+        rule = record.get("failure") if isinstance(record.get("failure"), str) and record.get("failure") else None
+        return f"collapsed ({rule})" if rule else "collapsed (constant outputs: ROC AUC 0.5) or diverged"
+    return None
+
+
 def confusion_figure(records, *, point_id: str, repeat: int = 0, dataset: str | None = None, methods=None,
                      classes: Iterable[str] | None = None) -> Figure:
     """The test confusion matrix of one network per method (repeat `repeat` at grid point `point_id`),
     row-normalised: row = true class, each cell the share of that class's test images predicted as the
     column's class, so the diagonal is per-class recall.  Tick labels of the network's minority classes
-    are red.  From the records' stored `confusion_matrix` (counts)."""
+    are red.  A failed or collapsed network's panel says so in its title (`collapsed`).  From the records' stored
+    `confusion_matrix` (counts)."""
     frame = select_records(records_frame(records), dataset=dataset, methods=methods, graded=None)
     frame = frame[(frame["point_id"] == point_id) & (frame["repeat"] == repeat)]
     if "confusion_matrix" in frame:
@@ -827,7 +1055,9 @@ def confusion_figure(records, *, point_id: str, repeat: int = 0, dataset: str | 
         for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
             for label, is_minority in zip(ticks, minority):
                 label.set_color(MINORITY_COLOUR if is_minority else "black")
-        ax.set_title(method, fontsize=10)
+        why = collapsed(row, counts)
+        ax.set_title(method + (f"\nFAILED: {why}" if why else ""), fontsize=10 if not why else 8,
+                     color="black" if not why else MINORITY_COLOUR)
     for ax in axes.flat[len(shown):]:
         ax.axis("off")
     for ax in axes[-1]:

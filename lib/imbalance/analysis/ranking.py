@@ -16,6 +16,10 @@ mean at every point used are ranked (a complete block design); points missing a 
 out, and the result says how many.  The points are the study's grid, not independent data sets:
 the ranks summarise the grid, the test treats its points as exchangeable blocks.
 
+Post-hoc methods ('<m>-thresh', '<m>-la', '<m>-tau-norm') are never ranked, named or not: they re-score
+their base method's network and train nothing, so they are shown as what they add to it
+(`answers.rescoring`), not as rivals of trained methods (issue 23).
+
 No torch, no plotting here (`plots.critical_difference_figure` draws a `Ranking`).
 """
 from __future__ import annotations
@@ -27,7 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from imbalance.analysis.frames import methods_present, repeats_its_base
+from imbalance.analysis.answers import is_posthoc
+from imbalance.analysis.frames import methods_present
 from imbalance.analysis.stats import ALPHA, _frame
 
 POST_HOC = "nemenyi"
@@ -54,10 +59,11 @@ class Ranking:
 
 def point_means(records, *, metric: str = "roc_auc", methods=None) -> pd.DataFrame:
     """The mean of `metric` per grid point (rows, 'study/point_id') and method (columns, registry
-    order).  For ROC AUC without `methods` named, '-thresh' methods are left out (their base's numbers)."""
+    order).  Post-hoc methods are left out, named or not (the module's docstring says why)."""
     frame = _frame(records, metric)
-    frame = frame[frame["method"].isin(list(methods))] if methods is not None \
-        else frame[~repeats_its_base(frame["method"], metric)]
+    if methods is not None:
+        frame = frame[frame["method"].isin(list(methods))]
+    frame = frame[~frame["method"].map(is_posthoc).astype(bool)]
     if frame.empty:
         return pd.DataFrame()
     key = frame["study"].fillna("").astype(str) + "/" + frame["point_id"].astype(str)

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from imbalance import registry
-from imbalance.analysis import frames, plots, stats, tables
+from imbalance.analysis import answers, frames, plots, stats, tables
 from imbalance.analysis.frames import format_value
 from imbalance.analysis.tables import point_label
 from imbalance.catalog import DISPLAY_NAMES, PAPER_ITERATIONS, classes_of
@@ -53,7 +53,7 @@ class ReportSettings:
 
 SETTINGS = ReportSettings()
 WNID = re.compile(r"n\d{8}")   # ILSVRC-2012's class folders are WordNet ids: an image folder of them is ImageNet
-CURVE_POINTS = 12   # learning-curve panels at most (Figure 8), the first grid points in grid order
+CURVE_POINTS = 4    # learning-curve rows at most (Figure 8): grid points spread over the grid, first and last included
 CONFUSION_MISSING = ("confusion matrices of {dataset}: its records store none (studies run before records held "
                      "them), so the confusion matrix per method at the hardest point is left out")
 
@@ -176,11 +176,20 @@ def duration(seconds: float) -> str:
 
 
 def _class_list(records: pd.DataFrame) -> str:
-    """'name count, ...' of the first record that carries class names and counts (records from issue 12 on)."""
-    for names, counts in zip(records.get("classes", ()), records["class_counts"]):
+    """'at ρ=…, μ=…, repeat 0: name count, ...' of the first record in grid order that carries class names and
+    counts (records from issue 12 on), naming the grid point and repeat whose counts these are."""
+    if "classes" not in records or records.empty:
+        return "—"
+    ordered = records.sort_values(["repeat", "rho", "mu", "level"], na_position="first")
+    for names, counts, rho, mu, level, repeat in zip(ordered["classes"], ordered["class_counts"], ordered["rho"],
+                                                     ordered["mu"], ordered["level"], ordered["repeat"]):
         if isinstance(names, (list, tuple)) and isinstance(counts, (list, tuple)) and len(names) == len(counts):
             shown = ", ".join(f"{n} {c:,}" for n, c in zip(names[:20], counts[:20]))
-            return shown + (f", ... ({len(names)} classes)" if len(names) > 20 else "")
+            where = point_label(rho, mu, level)
+            points = records["point_id"].nunique()
+            at = (f"at {where}, repeat {int(repeat)}" + (f" (one of {points} grid points)" if points > 1 else "")
+                  if where else f"repeat {int(repeat)}")
+            return f"{at}: " + shown + (f", ... ({len(names)} classes)" if len(names) > 20 else "")
     return "—"
 
 
@@ -243,7 +252,7 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
         ("datasets", ", ".join(DISPLAY_NAMES.get(d, d) for d in sorted(pd.unique(records["dataset"].dropna())))),
         ("imbalance types", text_values("imbalance") + (" (the data's own class counts; ρ is their max/min ratio)"
                                                         if "natural" in set(records["imbalance"].dropna()) else "")),
-        ("classes (training examples, repeat 0)", _class_list(records)),
+        ("classes (training examples)", _class_list(records)),
         ("validation split", values("validation") if "validation" in records else "—"),
         ("test set", text_values("test_prior") if "test_prior" in records else "—"),
         ("grid: ρ", values("rho")), ("grid: μ", values("mu")),
@@ -348,6 +357,7 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
     report.sections.append(top)
     _conclusions(b)
     _recommendations(b)
+    _rescoring(b)
     _ranking(b)
     _paper_figures(b)
     _new_figures(b)
@@ -360,9 +370,16 @@ def _conclusions(b: _Builder) -> None:
     except ImportError:
         b.report.missing.append("the paper's conclusions as checks: imbalance.analysis.conclusions is not in this version")
         return
-    results = conclusions.check_all(b.records, b.curves, others=list(b.others.values()), margins=_margins(b.settings))
-    table = conclusions.conclusions_table(results)
+    others = list(b.others.values())
+    gaps = conclusions.design_gaps(b.records, b.curves, others=others)
+    results = [r for r in conclusions.check_all(b.records, b.curves, others=others, margins=_margins(b.settings))
+               if r.id not in gaps]
     section = Section("The paper's conclusions, checked on this study")
+    if not results:
+        section.add(paragraph(conclusions.design_gaps_text(gaps)))
+        b.report.sections.append(section)
+        return
+    table = conclusions.conclusions_table(results)
     also = f", read together with {', '.join(b.others)} where a conclusion compares studies" if b.others else ""
     section.add(paragraph(f"Each of the paper's conclusions is a rule over this study's records{also}: supported, "
                           "contradicted (only where the claim's opposite is shown), mixed, undecided (not shown "
@@ -370,6 +387,8 @@ def _conclusions(b: _Builder) -> None:
                           "data (with the params file that would supply it). Each comparison's outcome is as "
                           "claimed, against, or undecided; the full numbers are in the block under the table."))
     section.add(table_html(table[["conclusion", "title", "verdict", "outcomes", "needs"]]))
+    if gaps:
+        section.add(paragraph(conclusions.design_gaps_text(gaps)))
     section.add("<details><summary>Every conclusion's claim and evidence, with the numbers</summary>"
                 + table_html(table[["conclusion", "claim", "evidence"]]) + "</details>")
     for r in results:
@@ -421,25 +440,44 @@ def _recommendations(b: _Builder) -> None:
         "is shown within the margin ±δ, and undecided against it when it is neither shown worse nor shown "
         "equivalent. A method with a diverged network at a point cannot win there (its mean would "
         "stand on the repeats that survived). Nothing can be tested with fewer than 3 repeats: the winner is then only the "
-        f"highest mean. The table gives each winner's paired difference to {s.reference}."))
+        f"highest mean. The table gives each winner's paired difference to {s.reference}. Only trained methods are "
+        "compared here: a post-hoc method re-scores its base method's network and trains nothing, so it is shown in "
+        "\"What re-scoring adds\" as its paired difference to that network, never ranked beside trained methods."))
     for (dataset, imbalance), group in frame.groupby(["dataset", "imbalance"], sort=True):
         margin = _margins(s).get(s.metric)
-        winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence, margin=margin)
-        compared = frames.compared_methods(frames.methods_present(group), s.metric)
+        trained = answers.trained_methods(frames.methods_present(group))
+        winners = stats.point_winners(group, metric=s.metric, alpha=s.alpha, confidence=s.confidence, margin=margin,
+                                      methods=trained)
         paired = stats.paired_differences(group, metric=s.metric, reference=s.reference, confidence=s.confidence,
-                                          alpha=s.alpha, methods=compared, margin=margin) \
+                                          alpha=s.alpha, methods=trained, margin=margin) \
             if s.reference in set(group["method"]) else None
         where = f"{dataset}, {imbalance} imbalance"
         section.add(f"<h3>{esc(where)}</h3>")
+        if paired is not None and not paired.empty:
+            sentences = answers.point_sentences(group, reference=s.reference, metric=s.metric, margin=margin,
+                                                alpha=s.alpha, confidence=s.confidence)
+            section.add(paragraph(f"In plain words, point by point ({plots.METRICS.get(s.metric, s.metric)}; "
+                                  f"a difference is a mean paired difference to {s.reference} with its "
+                                  f"{s.confidence:.0%} interval over repeats):"))
+            section.add("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in sentences["sentence"]) + "</ul>")
+            b.figure(section, plots.verdict_map_figure(paired, reference=s.reference, metric=s.metric, margin=margin,
+                                                       title=where),
+                     plots.figure_name("answers", dataset, imbalance),
+                     f"The answer at each grid point of {where}: the trained methods shown better than "
+                     f"{s.reference} on {plots.METRICS.get(s.metric, s.metric)} (paired differences, Holm-corrected "
+                     f"across the methods at the point; the cell takes the colour of the largest gain), or 'none "
+                     f"better'; then how many are practically equivalent to {s.reference} (within "
+                     f"±{format_value(margin)}, two one-sided t-tests), undecided (not shown either way), shown worse, "
+                     "or untested (too few pairs: a method that lost networks).", label="Answers")
         n = sorted({int(v) for v in winners["n"].dropna()})
         b.figure(section, plots.winners_figure(winners, title=where),
                  plots.figure_name("winners", dataset, imbalance),
-                 f"The winning method (highest mean {plots.METRICS.get(s.metric, s.metric)}) at each grid point of "
-                 f"{where}; '≈ …' names the methods shown equivalent to it within ±{format_value(margin)} (two one-sided "
-                 f"t-tests, Holm-corrected), or counts them when more than two (hatched; the table below names them all); "
-                 f"'? …' the methods undecided against it; a pale cell's comparisons "
-                 f"could not be tested. n = {', '.join(map(str, n))} networks per method and point.",
-                 label="Winners")
+                 f"The trained method with the highest mean {plots.METRICS.get(s.metric, s.metric)} at each grid point "
+                 f"of {where}; '≈ …' names the methods shown equivalent to it within ±{format_value(margin)} (two "
+                 f"one-sided t-tests, Holm-corrected), or counts them when more than two (hatched; the table below "
+                 f"names them all); '? …' the methods undecided against it; 'untested' those with too few pairs. "
+                 f"The highest mean is not a method shown better: see the map above. "
+                 f"n = {', '.join(map(str, n))} networks per method and point.", label="Highest means")
         section.add(table_html(_point_table(winners, paired, s)))
         if paired is not None and not paired.empty:
             tally = stats.grid_tally(paired)
@@ -455,6 +493,46 @@ def _recommendations(b: _Builder) -> None:
             section.add(f"<details><summary>Every method against {esc(s.reference)} at every point</summary>"
                         f"{table_html(detail)}</details>")
     b.report.sections.append(section)
+
+
+RESCORING_METRICS = ("roc_auc", "accuracy", "balanced_accuracy")
+
+
+def _rescoring(b: _Builder) -> None:
+    """What re-scoring adds: each post-hoc method as its paired difference to its own base method."""
+    s = b.settings
+    frame = b.records[b.records["level"].isna()]
+    if not frame["method"].map(answers.is_posthoc).any():
+        return
+    section = Section("What re-scoring adds")
+    section.add(paragraph(
+        "A post-hoc method adjusts the scores of its base method's own networks ('-thresh' divides each class's "
+        "output by its training prior, '-la' subtracts τ·log prior from the log-probabilities and renormalises, "
+        "'-tau-norm' rescales the output layer's weights); it trains nothing. So it is shown as what it adds to "
+        "that network: the paired difference post-hoc minus base within each repeat, its interval over repeats, "
+        "Holm-corrected across the post-hoc methods of a point. Dividing by a prior multiplies one class's scores by "
+        "one positive number, which keeps the order of that class's scores, so '-thresh' cannot change one-vs-rest "
+        "ROC AUC (it is left out of that table); '-la' renormalises each row after the shift, which reorders a "
+        "class's scores across images and can change ROC AUC, without any training."))
+    for metric in dict.fromkeys((s.metric, *RESCORING_METRICS)):
+        margin = _margins(s).get(metric)
+        rows = answers.rescoring(frame, metric=metric, margin=margin, alpha=s.alpha, confidence=s.confidence)
+        if rows.empty:
+            continue
+        label = plots.METRICS.get(metric, metric)
+        section.add(f"<h3>{esc(label)}</h3>")
+        b.figure(section, plots.rescoring_figure(rows, metric=metric), plots.figure_name("rescoring", metric),
+                 f"{label}: each post-hoc method minus its base method, paired within a repeat, per grid point; each "
+                 f"dot is the mean paired difference, each bar its {s.confidence:.0%} interval over repeats, the grey "
+                 f"band ±{format_value(margin)} (the equivalence margin). Colour: raises or lowers (Holm-corrected "
+                 "test and an interval without 0), no change beyond ±δ (two one-sided t-tests), or undecided.",
+                 label="What re-scoring adds")
+        table = rows.assign(point=[point_label(r, m, lv) for r, m, lv in zip(rows["rho"], rows["mu"], rows["level"])])
+        section.add(table_html(table[["point", "method", "base", "n_pairs", "mean_difference", "ci_low", "ci_high",
+                                      "interval_method", "test", "p_holm", "verdict", "note"]].rename(
+            columns={"mean_difference": "mean difference to its base"})))
+    if section.blocks[1:]:
+        b.report.sections.append(section)
 
 
 def _ranking(b: _Builder) -> None:
@@ -476,7 +554,8 @@ def _ranking(b: _Builder) -> None:
                  f"{ranking.ranking_text(r)}. A thick line joins methods whose average ranks differ by less than "
                  "the critical difference (Nemenyi's post-hoc test, Demšar 2006): not shown different over the grid. "
                  "The test treats the grid's points as exchangeable blocks; the per-point verdicts above are the "
-                 "finer answer.", label="Critical-difference diagram")
+                 "finer answer. Trained methods only: post-hoc re-scorings are in \"What re-scoring adds\".",
+                 label="Critical-difference diagram")
         section.add(table_html(ranking.ranking_table(r), digits=2))
     if section.blocks:
         b.report.sections.append(section)
@@ -666,7 +745,9 @@ def _confusion(b: _Builder, section: Section, of: pd.DataFrame, dataset: str) ->
              f"Test confusion matrices of one network per method (repeat {repeat}) at {dataset}'s hardest grid point, "
              f"{hardest} (the lowest mean {plots.METRICS[s.metric]} of {whose}): rows are true classes, each cell the "
              f"share of that class's test images predicted as the column's class (the diagonal is per-class recall); "
-             f"red tick labels mark the network's minority classes.", label="Confusion matrices")
+             f"red tick labels mark the network's minority classes. A panel titled FAILED is a network that failed "
+             f"(diverged, or collapsed: it predicts one class for every image, or its outputs are constant); it has no "
+             f"scores in the statistics.", label="Confusion matrices")
 
 
 def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
