@@ -169,3 +169,31 @@ def test_explore_without_records_names_the_params_file(tmp_path):
     assert "params/quick.yaml" in shown["text/plain"] and "imbalance run" in shown["text/plain"]
     with pytest.raises(ValueError, match="metric must be one of"):
         explorer.explore("quick", tmp_path, metric="auc")
+
+
+# --- `imbalance explore`: which study, which notebook, which server ---------------------------------------
+
+def test_imbalance_explore_opens_a_params_files_study_or_a_named_one(tmp_path, capsys):
+    import nbformat
+    from fixtures.kernel import ensure_kernel
+    from imbalance import cli
+    ensure_kernel()
+    make_database(tmp_path, "quick", kinds=("step",))
+    assert cli.explorer_study(str(ROOT / "params" / "quick.yaml"), tmp_path) == "quick"
+    assert cli.explorer_study("quick", tmp_path) == "quick"
+    with pytest.raises(ValueError, match=r"study 'mnist-step' has no results under .*studies there: quick"):
+        cli.explorer_study("mnist-step", tmp_path)
+    assert cli.main(["explore", "nowhere.yaml", "--outputs", str(tmp_path)]) == 2
+    assert "nowhere.yaml: no such params file" in capsys.readouterr().err
+    nb_path = cli.explorer_notebook("quick", tmp_path, ROOT / "notebooks", tmp_path, kernel="imbalance")
+    nb = nbformat.read(nb_path, as_version=4)
+    tags = [tuple(c.metadata.get("tags", ())) for c in nb.cells]
+    injected = nb.cells[tags.index(("injected-parameters",))]
+    assert tags.index(("injected-parameters",)) == tags.index(("parameters",)) + 1
+    assert injected.source == f"study = 'quick'\noutputs_dir = {str(tmp_path.resolve())!r}"
+    assert nb.metadata["kernelspec"]["name"] == "imbalance"            # the venv's own kernel
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    with pytest.raises(ValueError, match="--kernel python-nowhere: no such Jupyter kernel"):
+        cli.explorer_notebook("quick", tmp_path, ROOT / "notebooks", tmp_path, kernel="python-nowhere")
+    command = cli.voila_command(nb_path, port=8999, open_browser=False)
+    assert command[1:3] == ["-m", "voila"] and "--Voila.ip=127.0.0.1" in command and "--port=8999" in command
