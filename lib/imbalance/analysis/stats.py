@@ -17,7 +17,9 @@ with an interval and a test, says whether a method beats a *reference method* at
 | `grid_tally`         | method                      | better / equivalent / undecided / worse / no verdict, over points |
 
 The rules (`RULES`, from issue 10): fewer than 3 values, no interval and no test; Student t
-interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; paired t-test below 6,
+interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; a method's mean of a metric
+in [0, 1] (`method_intervals`) takes the t interval on the logit scale (`LOGIT_T_INTERVAL`, issue 26),
+so it stays inside [0, 1]; paired t-test below 6,
 Wilcoxon signed-rank from 6; Holm's step-down across the methods compared at one point (on ROC
 AUC, a '-thresh' method is its base's networks again, so not a test of its own).
 

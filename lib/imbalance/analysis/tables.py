@@ -15,8 +15,9 @@ dicts a training notebook gets from `run_grid_point`) and returns a DataFrame:
 | `method_table_view`, `paired_table_view` | those tables as documents: labels, formatted numbers, a caption |
 
 `mean_intervals` is the one place the figures (`imbalance.analysis.plots`), the explorer and the report get
-the interval of a method's mean from: `imbalance.analysis.stats.method_intervals` (Student-t for n < 10
-repeats, BCa bootstrap for n >= 10, none for n < 3: "n=2: too few repeats"; never a range).
+the interval of a method's mean from: `imbalance.analysis.stats.method_intervals` (Student-t on the logit
+scale for n < 10 repeats, so a metric in [0, 1] keeps its interval there; BCa bootstrap for n >= 10; none for
+n < 3: "n=2: too few repeats"; never a range).
 `metric_records` gives the records a figure of one metric plots: for ROC AUC without methods named,
 the '-thresh' methods are left out, since thresholding cannot change it.
 
