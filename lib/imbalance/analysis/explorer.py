@@ -340,7 +340,8 @@ def explorer_widget(records: pd.DataFrame, *, study: str, metric: str = "roc_auc
                                    description="μ", disabled=not first["mus"])
     w_methods = widgets.SelectMultiple(options=first["methods"], value=first["methods"], description="methods",
                                        rows=8)
-    w_metric = widgets.Dropdown(options=list(METRICS), value=metric, description="metric")
+    w_metric = widgets.Dropdown(options=[(label, key) for key, label in METRICS.items()], value=metric,
+                                description="metric")          # readers' labels; the value stays the key
     w_reference = widgets.Dropdown(options=first["methods"],
                                    value=reference if reference in first["methods"] else first["methods"][0],
                                    description="reference")
