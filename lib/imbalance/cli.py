@@ -1,4 +1,4 @@
-"""`imbalance run | status | export | report | rebuild | conclusions | plan-repeats`: the command line.
+"""`imbalance run | status | export | report | rebuild | conclusions | plan-repeats | explore`: the command line.
 
 Exit codes: 0 success; 1 some grid points failed (or the grid was stopped because its first points
 failed alike); 2 a user error: bad params, missing or damaged data, notebook or kernel, an
@@ -70,11 +70,28 @@ def _parser() -> argparse.ArgumentParser:
                                   "and their training time")
     study_command("rebuild", "recreate outputs/<study>/results.sqlite from its records copies "
                              "(outputs/<study>/records/*.json); the old database is moved aside")
+    explore = commands.add_parser("explore", help="serve the explorer (notebooks/explore.ipynb) as a web app on "
+                                  "localhost with Voila, without JupyterLab; Ctrl-C stops it")
+    explore.add_argument("target", metavar="PARAMS|STUDY",
+                         help="a params file (its study opens first), e.g. params/quick.yaml, or a study name")
+    explore.add_argument("--outputs", default="outputs", metavar="DIR",
+                         help="the studies are DIR/<study>/results.sqlite (default: outputs)")
+    explore.add_argument("--notebooks", default="notebooks", metavar="DIR",
+                         help="where explore.ipynb lives (default: notebooks)")
+    explore.add_argument("--port", type=int, default=8866, help="localhost port (default: 8866)")
+    explore.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
+    explore.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "explore":
+        try:
+            return _explore(args)
+        except (ValueError, OSError) as exc:
+            print(f"imbalance: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
     try:
         params = load_params(args.params, args.overrides, plugins=args.plugins)   # plugins: loaded by file path
         _check_outputs(args.outputs)
@@ -228,6 +245,84 @@ def _status(store, params) -> int:
         print(f"  {len(verified.unchecked)} done point(s) have no digest yet and no records copy to check them "
               "against; the next `imbalance run` stores their digests")
     return 0
+
+
+
+
+def explorer_study(target: str, outputs) -> str:
+    """The study `imbalance explore TARGET` opens: a params file's study, or TARGET as a study name;
+    either must have a database under `outputs`, else a ValueError naming the studies there."""
+    path = Path(target)
+    study = load_params(path).study if path.suffix in (".yaml", ".yml") and path.is_file() else target
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        raise ValueError(f"{target}: no such params file")
+    if not (Path(outputs) / study / "results.sqlite").is_file():
+        there = sorted(p.parent.name for p in Path(outputs).glob("*/results.sqlite"))
+        raise ValueError(f"study {study!r} has no results under {outputs}/ (no {outputs}/{study}/results.sqlite); "
+                         + (f"studies there: {', '.join(there)}" if there else "run `imbalance run PARAMS` first"))
+    return study
+
+
+def explorer_notebook(study: str, outputs, notebooks, folder: Path, *, kernel: str) -> Path:
+    """folder/explore.ipynb: notebooks/explore.ipynb with `study` and the absolute outputs folder injected
+    after its parameters cell (as papermill injects them), its outputs cleared, on `kernel`."""
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    source = Path(notebooks) / "explore.ipynb"
+    if not source.is_file():
+        raise ValueError(f"--notebooks {notebooks}: no explore.ipynb there")
+    if kernel not in KernelSpecManager().find_kernel_specs():
+        raise ValueError(f"--kernel {kernel}: no such Jupyter kernel (`make venv` registers the venv's own, imbalance)")
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    nb.metadata["kernelspec"] = {**nb.metadata.get("kernelspec", {}), "name": kernel}
+    at = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", ())), None)
+    if at is None:
+        raise ValueError(f"{source}: no cell tagged 'parameters'")
+    injected = nbformat.v4.new_code_cell(f"study = {study!r}\noutputs_dir = {str(Path(outputs).resolve())!r}",
+                                         metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(at + 1, injected)
+    path = folder / "explore.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def voila_command(notebook: Path, *, port: int, open_browser: bool) -> list[str]:
+    """Voila serving `notebook` on 127.0.0.1:port only (no retry on another port), sources stripped."""
+    return [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
+            "--Voila.port_retries=0", "--strip_sources=True", f"--Voila.open_browser={open_browser}"]
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _explore(args) -> int:
+    import signal
+    import subprocess
+    import tempfile
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    study = explorer_study(args.target, args.outputs)
+    with tempfile.TemporaryDirectory(prefix="imbalance-explore-") as folder:
+        notebook = explorer_notebook(study, args.outputs, args.notebooks, Path(folder), kernel=args.kernel)
+        print(f"the explorer of {study}: http://127.0.0.1:{args.port}/ (Ctrl-C stops it)", flush=True)
+        signal.signal(signal.SIGTERM, _stop)        # terminated like Ctrl-C: Voila (and its kernels) stop too
+        process = subprocess.Popen(voila_command(notebook, port=args.port, open_browser=not args.no_browser),
+                                   cwd=folder)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            return 130
 
 
 if __name__ == "__main__":

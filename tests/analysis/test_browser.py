@@ -1,6 +1,7 @@
-"""The explorer in a real browser: JupyterLab + headless Chromium (Playwright), run all cells,
-see the controls (with the reference method's paired differences), move the ρ slider with the
-keyboard, and see the figure redrawn.
+"""The explorer in a real browser, headless Chromium (Playwright): in JupyterLab, run all cells, see the
+controls (with the reference method's paired differences), move the ρ slider with the keyboard, and see
+the figure redrawn; without JupyterLab, `imbalance explore` (Voila) serves it on localhost: its tables
+carry readers' labels and no NaN/None, and the study dropdown switches studies.
 
 Needs the system Chromium (`apt-get install chromium`: /usr/bin/chromium) and the Python package
 `playwright` (its own driver only: never `playwright install`, which downloads a browser).
@@ -14,6 +15,7 @@ import nbformat
 import pytest
 from browser.jupyterlab import jupyterlab
 from browser.study import make_database
+from browser.voila import explore_server
 from fixtures.kernel import ensure_kernel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +114,69 @@ def test_explorer_slider_redraws_the_figure(lab, tmp_path):
         except BaseException:
             page.screenshot(path=str(tmp_path / "failure.png"))
             print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+            raise
+        finally:
+            browser.close()
+
+
+# --- the explorer without JupyterLab: `imbalance explore`, served by Voila ---------------------------------
+
+STUDY_SELECT = ".widget-dropdown:has(.widget-label:text-is('study')) select"
+IMBALANCE_SELECT = ".widget-dropdown:has(.widget-label:text-is('imbalance')) select"
+RAW_NAMES = ("roc_auc", "thresholded_accuracy", "balanced_accuracy", "ci_low", "ci_high", "p_holm")
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`imbalance explore quick` over a copy of the committed quick study plus a small linear-only study."""
+    import shutil
+    ensure_kernel()
+    outputs = tmp_path / "outputs"
+    (outputs / "quick").mkdir(parents=True)
+    shutil.copy(ROOT / "outputs" / "quick" / "results.sqlite", outputs / "quick" / "results.sqlite")
+    make_database(outputs, "linear-only", kinds=("linear",))
+    with explore_server("quick", outputs=outputs, home=tmp_path / "jupyter") as base:
+        yield base
+
+
+def table_cells(page) -> tuple[list[str], list[str]]:
+    tables = page.locator(".imbalance-table table")
+    return ([t.strip() for t in tables.locator("th").all_inner_texts()],
+            [t.strip() for t in tables.locator("td").all_inner_texts()])
+
+
+@pytest.mark.slow
+def test_imbalance_explore_serves_the_explorer_without_jupyterlab(served, tmp_path):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = None
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(90_000)
+            page.goto(served + "/")
+            page.wait_for_selector(STUDY_SELECT)
+            page.wait_for_selector(".imbalance-table table")
+            page.wait_for_selector(WIDGET_IMG, state="attached")
+            assert page.locator(STUDY_SELECT).input_value() == "quick"
+            assert set(page.locator(f"{STUDY_SELECT} option").all_inner_texts()) == {"quick", "linear-only"}
+            headers, cells = table_cells(page)
+            assert "multi-class ROC AUC" in headers and "accuracy after thresholding" in headers
+            assert not [h for h in headers if any(raw in h for raw in RAW_NAMES)], headers
+            assert cells and not {"nan", "NaN", "None", "<NA>"} & set(cells)
+            assert page.get_by_text("ρ=100, μ=0.5: the methods ranked").count() == 1
+            assert page.get_by_text("on the logit scale", exact=False).count() >= 1    # the caption names it
+
+            page.locator(STUDY_SELECT).select_option("linear-only")               # another study
+            wait_for(lambda: page.locator(IMBALANCE_SELECT).input_value() == "linear", 60,
+                     "the controls of the linear-only study")
+            page.get_by_text("ρ=100: the methods ranked").wait_for()
+            headers, cells = table_cells(page)
+            assert cells and not {"nan", "NaN", "None", "<NA>"} & set(cells)
+            assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+        except BaseException:
+            if page is not None:
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
             raise
         finally:
             browser.close()

@@ -2,7 +2,8 @@
 
 | function            | gives                                                                        |
 |---------------------|------------------------------------------------------------------------------|
-| `explore`           | the explorer, ready: controls + the view they redraw (the notebook's call)   |
+| `explore`           | the explorer, ready: a study dropdown, controls + the view they redraw      |
+| `studies_under`     | the studies of an outputs folder (those with a results.sqlite)              |
 | `explorer_widget`   | the same over records already loaded                                         |
 | `explorer_options`  | the values present (datasets, imbalance types, ρ, μ, levels, methods)        |
 | `explorer_defaults` | the first view: the main dataset, step imbalance, the point nearest (ρ, μ)   |
@@ -11,7 +12,10 @@
 | `explorer_figure`   | class counts (log axis) + the metric vs ρ and vs μ around the point + methods |
 
 Intervals and verdicts are `imbalance.analysis.stats`' (via `tables.mean_intervals`): none with fewer than
-3 repeats, which the tables say ("n=2: too few repeats").  The figure leaves '-thresh' methods out
+3 repeats, which the tables say ("n=2: too few repeats").  The widgets show the tables as documents
+(`tables.method_table_view`, `tables.paired_table_view`: readers' labels, formatted numbers, a caption naming
+each interval, no NaN/None), and the figure at a size whose smallest text stays readable at widget width
+(`FIGURE_INCHES`, `MIN_FONT_POINTS`).  `imbalance explore` serves the same notebook with Voilà.  The figure leaves '-thresh' methods out
 of ROC AUC unless named, with a note; the tables keep them, as their accuracy differs.
 
 No torch here: exploring a study never imports the training stack.
@@ -22,6 +26,7 @@ import base64
 import html
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -55,7 +60,25 @@ from imbalance.analysis.plots import (
     thresh_note,
 )
 from imbalance.analysis.stats import REFERENCE
-from imbalance.analysis.tables import mean_intervals, method_table, metric_records, point_label, select_records
+from imbalance.analysis.tables import (
+    html_table,
+    mean_intervals,
+    method_table,
+    method_table_view,
+    metric_records,
+    paired_table_view,
+    point_label,
+    select_records,
+)
+
+FIGURE_INCHES = (12.0, 8.0)   # 2 x 2 panels: shown at about its width (1200 px at FIGURE_DPI) or a little less
+FIGURE_DPI = 100
+MIN_FONT_POINTS = 10.0        # no text smaller: 10 pt at 100 dpi stays >= 10 px down to 960 px of width
+TABLE_STYLE = ("<style>.imbalance-table table{border-collapse:collapse;font-size:13px;margin:6px 0 12px}"
+               ".imbalance-table caption{max-width:1100px;font-size:12px;color:#444;padding-bottom:4px}"
+               ".imbalance-table th,.imbalance-table td{padding:2px 8px;text-align:right;"
+               "border-bottom:1px solid #ddd;white-space:nowrap}"
+               ".imbalance-table td:nth-child(-n+2){text-align:left}</style>")
 
 
 def explorer_options(records, *, dataset: str | None = None, imbalance: str | None = None) -> dict[str, list]:
@@ -144,9 +167,10 @@ def explorer_figure(records, *, rho: float, mu: float | None, imbalance: str, da
     ylabel = METRICS.get(metric, metric)
     # fixed margins, not a layout engine: constrained layout's solution varies in the last bits
     # from one process to the next, and with it the SVG's clip-path ids
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), gridspec_kw={"width_ratios": [0.8, 1, 1, 1]})
-    fig.subplots_adjust(left=0.075, right=0.9, bottom=0.16, top=0.84, wspace=0.62)
-    fig.suptitle(figure_title(dataset, f"{imbalance} imbalance", point_label(rho, mu, level)), fontsize=11)
+    fig, grid = plt.subplots(2, 2, figsize=FIGURE_INCHES, dpi=FIGURE_DPI)
+    axes = [grid[0, 0], grid[1, 0], grid[1, 1], grid[0, 1]]     # counts, vs ρ, vs μ, methods here
+    fig.subplots_adjust(left=0.08, right=0.83, bottom=0.1, top=0.9, wspace=0.45, hspace=0.45)
+    fig.suptitle(figure_title(dataset, f"{imbalance} imbalance", point_label(rho, mu, level)), fontsize=13)
 
     point = frame[close_to(frame["rho"], rho) & close_to(frame["mu"], mu)]
     shape_from = every[close_to(every["rho"], rho) & close_to(every["mu"], mu)]
@@ -204,10 +228,19 @@ def explorer_figure(records, *, rho: float, mu: float | None, imbalance: str, da
         ax.set_title(f"methods here, best first; n = {', '.join(map(str, n))}{few}", fontsize=10)
     if chosen:
         handles = [matplotlib.lines.Line2D([], [], color=palette[m], marker=method_marker(m), label=m) for m in chosen]
-        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.905, 0.5), frameon=False, title="method")
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.84, 0.5), frameon=False, title="method")
     thresh_note(fig, omitted)
+    _readable(fig)
     plt.close(fig)
     return fig
+
+
+def _readable(fig: Figure, minimum: float = MIN_FONT_POINTS) -> None:
+    """No text of the figure smaller than `minimum` points (the shared helpers draw ticks at 7-9 pt, sized
+    for a page, not for a widget)."""
+    for text in fig.findobj(matplotlib.text.Text):
+        if text.get_text() and text.get_fontsize() < minimum:
+            text.set_fontsize(minimum)
 
 
 def _class_counts(frame: pd.DataFrame, *, rho, mu, imbalance) -> tuple[list[int] | None, bool]:
@@ -235,24 +268,47 @@ def _axes_message(ax, text: str) -> None:
 
 def _png(fig: Figure) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def studies_under(outputs_dir) -> list[str]:
+    """The studies of `outputs_dir`: its folders holding a results.sqlite, sorted by name."""
+    root = Path(outputs_dir)
+    return sorted(p.parent.name for p in root.glob("*/results.sqlite") if p.is_file()) if root.is_dir() else []
 
 
 def explore(study: str = "quick", outputs_dir: str = "../outputs", *, metric: str = "roc_auc",
             reference: str = REFERENCE, rho: float = 100, mu: float = 0.5):
-    """The explorer of `study` (outputs_dir/<study>/results.sqlite), ready to display: dropdowns for
-    dataset, imbalance type, metric and reference method, sliders for ρ and μ, a method list, and
-    below them the chosen point's ranking, its paired differences to the reference with verdicts,
-    and the figure.  First view: the point nearest (ρ, μ).  Without records, a sentence naming the
-    params file to run.  In a frontend without ipywidgets it shows that first view, static."""
+    """The explorer of `study` (outputs_dir/<study>/results.sqlite), ready to display: a dropdown of the
+    studies under `outputs_dir` (`studies_under`), dropdowns for dataset, imbalance type, metric and
+    reference method, sliders for ρ and μ, a method list, and below them the chosen point's ranking, its
+    paired differences to the reference with verdicts, and the figure.  First view: the point nearest
+    (ρ, μ).  Without any study, a sentence naming the params file to run.  In a frontend without
+    ipywidgets it shows that first view, static."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    records, _ = load_study(study, outputs_dir)
-    if records.empty:
+    studies = studies_under(outputs_dir)
+    if not studies:
         return _Text(f"study {study!r} has no records yet under {outputs_dir}: run {RUN['any']} "
                      "(or any params file), then rerun this notebook")
-    return explorer_widget(records, study=study, metric=metric, reference=reference, rho=rho, mu=mu)
+    w_study = widgets.Dropdown(options=studies, value=study if study in studies else None, description="study")
+    body = widgets.VBox([])
+
+    def show(name):
+        records, _ = load_study(name, outputs_dir) if name is not None else (None, None)
+        if records is None or records.empty:
+            body.children = [widgets.HTML(html.escape(
+                f"study {name or study!r} has no records under {outputs_dir}: pick one of the studies above, "
+                f"or run {RUN['any']} (or any params file)"))]
+            return body.children[0].value
+        inner = explorer_widget(records, study=name, metric=metric, reference=reference, rho=rho, mu=mu)
+        body.children = [inner]
+        return inner._static_html
+
+    static = show(w_study.value)
+    w_study.observe(lambda change: show(change["new"]), names="value")
+    return ExplorerBox([w_study, body], static_html=static)
 
 
 class _Text:
@@ -284,7 +340,8 @@ def explorer_widget(records: pd.DataFrame, *, study: str, metric: str = "roc_auc
                                    description="μ", disabled=not first["mus"])
     w_methods = widgets.SelectMultiple(options=first["methods"], value=first["methods"], description="methods",
                                        rows=8)
-    w_metric = widgets.Dropdown(options=list(METRICS), value=metric, description="metric")
+    w_metric = widgets.Dropdown(options=[(label, key) for key, label in METRICS.items()], value=metric,
+                                description="metric")          # readers' labels; the value stays the key
     w_reference = widgets.Dropdown(options=first["methods"],
                                    value=reference if reference in first["methods"] else first["methods"][0],
                                    description="reference")
@@ -313,12 +370,7 @@ def explorer_widget(records: pd.DataFrame, *, study: str, metric: str = "roc_auc
         kw = view()
         with out:
             out.clear_output(wait=True)
-            display(widgets.HTML(f"<b>{html.escape(point_label(kw['rho'], kw['mu']))}</b>: the methods ranked "
-                                 f"by {html.escape(METRICS[kw['metric']])}"))
-            display(explorer_table(records, **kw))
-            display(widgets.HTML(f"<b>paired differences to {html.escape(w_reference.value)}</b> "
-                                 "(per repeat: same subset and initial weights), with verdicts"))
-            display(explorer_paired(records, **kw, reference=w_reference.value))
+            display(widgets.HTML(_tables_html(records, kw, reference=w_reference.value)))
             display(explorer_figure(records, **kw))
 
     for w in (w_dataset, w_imbalance):
@@ -328,12 +380,28 @@ def explorer_widget(records: pd.DataFrame, *, study: str, metric: str = "roc_auc
     redraw()
     controls = widgets.HBox([widgets.VBox([w_dataset, w_imbalance, w_rho, w_mu, w_metric, w_reference]), w_methods])
     kw = view()
-    static = (f"<p>Explorer of study <code>{html.escape(study)}</code> at "
-                       f"{html.escape(point_label(kw['rho'], kw['mu']))} (open the notebook in Jupyter for the "
-                       f"controls)</p>{explorer_table(records, **kw).to_html()}"
-                       f"{explorer_paired(records, **kw, reference=w_reference.value).to_html()}"
-                       f'<img src="data:image/png;base64,{_png(explorer_figure(records, **kw))}">')
+    static = (f"<p>Explorer of study <code>{html.escape(study)}</code> (open the notebook in Jupyter, or run "
+              f"<code>imbalance explore {html.escape(study)}</code>, for the controls)</p>"
+              f"{_tables_html(records, kw, reference=w_reference.value)}"
+              f'<img src="data:image/png;base64,{_png(explorer_figure(records, **kw))}" style="max-width:100%">')
     return ExplorerBox([controls, out], static_html=static)
+
+
+def _tables_html(records, kw: dict, *, reference: str) -> str:
+    """The chosen point's ranking and its paired differences to `reference`, as captioned HTML tables."""
+    ranked, ranked_caption = method_table_view(explorer_table(records, **kw), rank_by=kw["metric"])
+    paired, paired_caption = paired_table_view(explorer_paired(records, **kw, reference=reference),
+                                               metric=kw["metric"], reference=reference)
+    where = html.escape(point_label(kw["rho"], kw["mu"]))
+    label = html.escape(METRICS[kw["metric"]])
+    parts = [TABLE_STYLE, f'<div class="imbalance-table"><h4>{where}: the methods ranked by {label}</h4>']
+    parts.append(html_table(ranked, caption=ranked_caption) if not ranked.empty
+                 else f"<p>no records at {where}: pick a grid point that exists</p>")
+    parts.append(f"<h4>paired differences to {html.escape(reference)} (per repeat: same subset and initial "
+                 "weights), with verdicts</h4>")
+    parts.append(html_table(paired, caption=paired_caption) if not paired.empty
+                 else f"<p>{html.escape(reference)} was not run at {where}: pick another reference</p>")
+    return "".join(parts) + "</div>"
 
 
 class ExplorerBox(widgets.VBox):

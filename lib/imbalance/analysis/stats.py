@@ -17,7 +17,9 @@ with an interval and a test, says whether a method beats a *reference method* at
 | `grid_tally`         | method                      | better / equivalent / undecided / worse / no verdict, over points |
 
 The rules (`RULES`, from issue 10): fewer than 3 values, no interval and no test; Student t
-interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; paired t-test below 6,
+interval below 10, BCa bootstrap (scipy.stats.bootstrap, seeded) from 10; a method's mean of a metric
+in [0, 1] (`method_intervals`) takes the t interval on the logit scale (`LOGIT_T_INTERVAL`, issue 26),
+so it stays inside [0, 1]; paired t-test below 6,
 Wilcoxon signed-rank from 6; Holm's step-down across the methods compared at one point (on ROC
 AUC, a '-thresh' method is its base's networks again, so not a test of its own).
 
@@ -45,6 +47,7 @@ from scipy import stats as st
 
 from imbalance.analysis.frames import methods_present, records_frame, repeats_its_base
 from imbalance.registry import trained_method
+from imbalance.schema import SCALAR_METRICS
 from imbalance.study.params import margin_for
 
 
@@ -64,6 +67,7 @@ ALPHA = 0.05               # verdicts: Holm-corrected p below this (and an inter
 REFERENCE = "baseline"     # the method others are compared with, pairwise within a repeat
 POINT_KEYS = ("point_id", "dataset", "imbalance", "rho", "mu", "level")
 T_INTERVAL, BCA_INTERVAL = "student-t", "bca-bootstrap"
+LOGIT_T_INTERVAL = "logit-t"   # Student t on the logit scale of a bounded metric (`mean_interval`)
 WILCOXON, PAIRED_T = "wilcoxon", "paired-t"
 WELCH = "welch-t"          # unpaired: Welch-Satterthwaite t, interval and test
 TOST = "tost-t"            # equivalence: two one-sided t-tests at +-margin
@@ -149,24 +153,47 @@ def _too_few(n: int) -> str:
     return f"n={n}: too few repeats"
 
 
-def mean_interval(values, *, confidence: float = CONFIDENCE, random_state=0) -> MeanInterval:
+def mean_interval(values, *, confidence: float = CONFIDENCE, random_state=0,
+                  bounds: tuple[float, float] | None = None) -> MeanInterval:
     """The mean of `values` (NaN ignored) with a `confidence` interval by the n rules:
-    none below 3, Student t below 10, BCa bootstrap from 10.  All-equal values: the point itself."""
+    none below 3, Student t below 10, BCa bootstrap from 10.  All-equal values: the point itself.
+
+    bounds (lo, hi): the values cannot leave [lo, hi] (ROC AUC, accuracy: [0, 1]), nor can the
+    interval.  Below 10 values the Student t interval is then taken on the logit scale of the mean
+    (`LOGIT_T_INTERVAL`, the delta method: logit(u) +- t * se / (u (1 - u)) with u the mean rescaled to
+    [0, 1], mapped back), which lies inside (lo, hi) and tends to the plain t interval away from the
+    bounds; a BCa interval is made of bootstrap means, so it is inside already."""
     _check_confidence(confidence)
     x = _values(values)
     x = x[~np.isnan(x)]
     n = len(x)
     mean = float(x.mean()) if n else math.nan
+    if bounds is not None and not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
+    if bounds is not None and n and not (bounds[0] <= x.min() and x.max() <= bounds[1]):
+        raise ValueError(f"values must lie in bounds {bounds!r}, got {x.min():g} to {x.max():g}")
     if n < RULES.min_n:
         return MeanInterval(n, mean, math.nan, math.nan, None, confidence, _too_few(n))
-    method = BCA_INTERVAL if n >= RULES.bootstrap_from else T_INTERVAL
+    method = BCA_INTERVAL if n >= RULES.bootstrap_from else (T_INTERVAL if bounds is None else LOGIT_T_INTERVAL)
     if np.allclose(x, x[0], rtol=0, atol=RULES.atol):
         return MeanInterval(n, mean, mean, mean, method, confidence, f"all {n} values equal")
     if method == T_INTERVAL:
         low, high = st.ttest_1samp(x, 0.0).confidence_interval(confidence)
+    elif method == LOGIT_T_INTERVAL:
+        low, high = _logit_t(x, confidence, bounds)
     else:
         low, high = _bca((x,), confidence, random_state)
     return MeanInterval(n, mean, float(low), float(high), method, confidence)
+
+
+def _logit_t(x: np.ndarray, confidence: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """The t interval of the mean of `x` on the logit scale of [lo, hi], mapped back (delta method)."""
+    lo, hi = bounds
+    u = (x.mean() - lo) / (hi - lo)                 # in (0, 1): values not all equal, all inside the bounds
+    se = x.std(ddof=1) / math.sqrt(len(x)) / (hi - lo)
+    half = st.t.ppf(0.5 + confidence / 2, len(x) - 1) * se / (u * (1 - u))
+    centre = math.log(u / (1 - u))
+    return tuple(lo + (hi - lo) * float(st.logistic.cdf(centre + s * half)) for s in (-1, 1))
 
 
 def _bca(samples, confidence, random_state, *, paired=False):
@@ -443,13 +470,16 @@ def paired_differences(records, *, metric: str = "roc_auc", reference: str = REF
 def method_intervals(records, *, metric: str = "roc_auc", confidence: float = CONFIDENCE,
                      random_state=0) -> pd.DataFrame:
     """One row per (grid point, method): n networks with the metric, their mean and its interval
-    by the same n rules (never a min-max range), and a note (too few repeats, diverged networks)."""
+    by the same n rules (never a min-max range), and a note (too few repeats, diverged networks).
+    Every record metric (schema.SCALAR_METRICS, and their val_/prior_ forms) lies in [0, 1], and so
+    does its interval: `mean_interval(..., bounds=(0, 1))`, the logit-scale t interval below 10."""
     frame = _frame(records, metric)
+    bounds = (0.0, 1.0) if metric.removeprefix("val_").removeprefix("prior_") in SCALAR_METRICS else None
     rows = []
     for keys, group in _points(frame):
         for method in methods_present(group):
             networks = group[group["method"] == method]
-            m = mean_interval(networks[metric], confidence=confidence, random_state=random_state)
+            m = mean_interval(networks[metric], confidence=confidence, random_state=random_state, bounds=bounds)
             n_diverged = int((networks["diverged"].fillna(0) > 0).sum())
             note = "; ".join(filter(None, [m.note, f"{n_diverged} diverged" if n_diverged else None])) or None
             rows.append({**keys, "method": method, "metric": metric, "n": m.n, "n_diverged": n_diverged,

@@ -12,10 +12,12 @@ dicts a training notebook gets from `run_grid_point`) and returns a DataFrame:
 | `method_table`   | the metrics per method at one grid point, ranked, with the interval of a mean |
 | `mean_intervals` | per (grid point, method): n, mean and its interval (`imbalance.analysis.stats`)        |
 | `counts_table`   | the class counts of a point's imbalanced training sets, one row per repeat    |
+| `method_table_view`, `paired_table_view` | those tables as documents: labels, formatted numbers, a caption |
 
 `mean_intervals` is the one place the figures (`imbalance.analysis.plots`), the explorer and the report get
-the interval of a method's mean from: `imbalance.analysis.stats.method_intervals` (Student-t for n < 10
-repeats, BCa bootstrap for n >= 10, none for n < 3: "n=2: too few repeats"; never a range).
+the interval of a method's mean from: `imbalance.analysis.stats.method_intervals` (Student-t on the logit
+scale for n < 10 repeats, so a metric in [0, 1] keeps its interval there; BCa bootstrap for n >= 10; none for
+n < 3: "n=2: too few repeats"; never a range).
 `metric_records` gives the records a figure of one metric plots: for ROC AUC without methods named,
 the '-thresh' methods are left out, since thresholding cannot change it.
 
@@ -149,3 +151,107 @@ def grid_table(records) -> pd.DataFrame:
                      "methods": len(methods_present(group)), "repeats": int(group["repeat"].nunique()),
                      "networks": len(group), "diverged": int(group["diverged"].fillna(0).sum())})
     return pd.DataFrame(rows)
+
+
+# --- tables as documents: labels, formatted numbers, a caption that names each interval ----------------
+
+DASH = "—"                 # a cell with nothing to show; each table's caption says what it means there
+DIGITS = 4                 # decimals of every metric and difference shown
+INTERVAL_NAMES = {         # stats' interval names, in words for a caption
+    "student-t": "Student t interval",
+    "logit-t": "Student t interval on the logit scale, mapped back, so it stays inside [0, 1]",
+    "bca-bootstrap": "BCa bootstrap interval",
+}
+
+
+def metric_label(metric: str) -> str:
+    """The reader's name of a metric (schema.METRIC_LABELS), e.g. 'accuracy after thresholding'."""
+    from imbalance.schema import METRIC_LABELS
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def format_number(value, *, digits: int = DIGITS, signed: bool = False) -> str:
+    """0.91234 -> '0.9123' ('+0.9123' if signed); NaN or None -> DASH."""
+    if value is None or pd.isna(value):
+        return DASH
+    return f"{float(value):{'+' if signed else ''}.{digits}f}"
+
+
+def format_interval(low, high, *, digits: int = DIGITS, signed: bool = False) -> str:
+    """'[0.9010, 0.9250]'; DASH when either end is missing (no interval)."""
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return DASH
+    return f"[{format_number(low, digits=digits, signed=signed)}, {format_number(high, digits=digits, signed=signed)}]"
+
+
+def interval_words(names: Iterable, *, confidence: float = CONFIDENCE) -> str:
+    """'95% Student t interval on the logit scale, ...' for the interval names a table used."""
+    used = [n for n in dict.fromkeys(names) if isinstance(n, str) and n]
+    if not used:
+        return "no interval"
+    return f"{confidence:.0%} " + "; or ".join(INTERVAL_NAMES.get(n, n) for n in used)
+
+
+def method_table_view(table: pd.DataFrame, *, rank_by: str) -> tuple[pd.DataFrame, str]:
+    """`method_table` as a document: (a frame of strings with readers' column labels, its caption).
+
+    Columns: rank, method, each metric's mean (schema.METRIC_LABELS), the interval of `rank_by`'s mean
+    ('[low, high]'), the networks (and how many failed).  No NaN/None: DASH, said in the caption."""
+    label = metric_label(rank_by)
+    metrics = [c for c in table.columns if c not in ("rank", f"{rank_by} ci_low", f"{rank_by} ci_high", "interval",
+                                                      "networks", "diverged")]
+    rows = []
+    for method, row in table.iterrows():
+        failed = int(row.get("diverged", 0) or 0)
+        rows.append({**({"rank": str(int(row["rank"]))} if "rank" in table.columns else {}), "method": method,
+                     **{metric_label(m): format_number(row[m]) for m in metrics},
+                     f"{label}: interval of the mean": format_interval(row[f"{rank_by} ci_low"],
+                                                                       row[f"{rank_by} ci_high"]),
+                     "networks": f"{int(row['networks'])}" + (f" ({failed} failed)" if failed else "")})
+    view = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["method"])
+    names = [n for n in table["interval"] if n in INTERVAL_NAMES] if "interval" in table.columns else []
+    caption = (f"Mean over each method's networks (repeats){', best first by ' + label if 'rank' in table else ''}. "
+               f"Interval of the mean of {label}: {interval_words(names)}. "
+               f"{DASH} in the interval: fewer than 3 networks with a score, so none; {DASH} in a metric: "
+               "not measured for that method. A failed network (non-finite or exploded loss, constant outputs) "
+               "has no score and is left out of the mean.")
+    return view, caption
+
+
+def paired_table_view(table: pd.DataFrame, *, metric: str, reference: str) -> tuple[pd.DataFrame, str]:
+    """`explorer.explorer_paired`'s table (stats.paired_differences' columns) as a document: (frame of
+    strings, caption); signed differences, '[low, high]' intervals, Holm p-values, the verdict and a
+    note in words, DASH where a comparison has too few pairs."""
+    label = metric_label(metric)
+    difference = next((c for c in table.columns if c.endswith(f" − {reference}")), "mean_difference")
+    rows = []
+    for method, row in table.iterrows():
+        note = row.get("note")
+        rows.append({"method": method, "pairs": str(int(row["n_pairs"])),
+                     f"{label} minus {reference}": format_number(row[difference], signed=True),
+                     "interval of the mean difference": format_interval(row["ci_low"], row["ci_high"], signed=True),
+                     "test, Holm p": DASH if pd.isna(row["p_holm"]) else
+                         f"{row['p_holm']:.3g} ({str(row['test']).replace('-', ' ')})",
+                     f"equivalence (±{format_number(row['margin'], digits=3)}), Holm p":
+                         format_number(row["p_equivalent_holm"], digits=3),
+                     "verdict": row["verdict"] if isinstance(row["verdict"], str) else DASH,
+                     "note": note if isinstance(note, str) else ""})
+    view = pd.DataFrame(rows)
+    names = [n for n in table.get("interval_method", []) if isinstance(n, str)]
+    caption = (f"Each method's {label} minus {reference}'s, within each repeat (the same subset and initial "
+               f"weights), averaged over the pairs. Interval of that mean difference: {interval_words(names)} "
+               "(BCa bootstrap from 10 pairs), not adjusted for multiplicity: it is the paired t-test's own interval, "
+               "so it is not mapped to a bounded scale (a difference of two values in [0, 1] lies in [-1, 1]). Test: paired t below 6 pairs, Wilcoxon signed-rank from 6; "
+               "equivalence: two one-sided t-tests at the margin; both Holm-corrected over the methods compared "
+               f"here. Verdict: better / worse (shown different), equivalent (shown within the margin), undecided "
+               f"(neither). {DASH}: fewer than 3 pairs, so no interval, test or verdict; the note says why. "
+               "An empty note: nothing to add.")
+    return view, caption
+
+
+def html_table(view: pd.DataFrame, *, caption: str) -> str:
+    """A frame of strings as an HTML table with its caption above (escaped; no index column)."""
+    import html as _html
+    body = view.to_html(index=False, border=0, escape=True, na_rep=DASH)
+    return body.replace(">", f"><caption style=\"caption-side: top; text-align: left\">"
+                                 f"{_html.escape(caption)}</caption>", 1)
