@@ -497,3 +497,30 @@ def test_an_older_study_of_a_method_whose_definition_changed_since_is_refused_na
                     "--notebooks", NOTEBOOKS, "--quiet")
     one_line(code, err, "method 'cb-focal'", str(db))
     assert registry.legacy_fingerprint("cb-focal") != registry.fingerprint("cb-focal")
+
+
+# --- an error that will recur is never retried ----------------------------------------------------------
+
+@pytest.mark.parametrize("error, attempts", [
+    ("ValueError: images in train/a are 8x8; lenet5-mnist needs at least 28x28", 1),
+    ("TypeError: unsupported operand type(s) for +: 'int' and 'str'", 1),
+    ("KeyError: 'x_train'", 1),
+    ("RuntimeError: stack expects each tensor to be equal size", 1),
+    ("DeadKernelError: Kernel died", 3),
+    ("CellTimeoutError: a cell ran longer than the params key cell_timeout allows", 3),
+    ("MemoryError: Unable to allocate 3.0 GiB", 3),
+    ("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", 3),
+    ("OperationalError: database is locked", 3)])
+def test_only_a_transient_fault_is_retried_a_deterministic_error_fails_at_once(tmp_path, capsys, error, attempts):
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,))
+    pool = StubPool(lambda task, n: {"ok": False, "error": error + "\nTraceback ..."})
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=False,
+                        pool=pool, max_attempts=3)
+    assert pool.submitted == [POINT] * attempts and summary.failed == 1
+    captured = capsys.readouterr()
+    line = [x for x in (captured.out + captured.err).splitlines() if "failed after" in x]
+    assert line == [f"{POINT} failed after {attempts} attempt(s)"
+                    + (" (not a transient fault: it would recur, so not retried)" if attempts == 1 else "")
+                    + f": {error}"]
+    with Store(tmp_path / "out" / "fake" / "results.sqlite", mode="read") as store:
+        assert [(p["status"], p["attempts"]) for p in store.points("fake")] == [("failed", attempts)]

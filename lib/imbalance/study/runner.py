@@ -237,7 +237,7 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                            f"{line}")
                         return
                 del inflight[handle]
-                if attempts[point.point_id] < max_attempts and not recurs(line):
+                if attempts[point.point_id] < max_attempts and retried(outcome, line):
                     queue.appendleft(point)  # retry it next (our own claim is re-taken)
                     bar.finish(point.point_id, counted=False)    # its progress restarts with the retry
                 else:
@@ -246,7 +246,8 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                     bar.finish(point.point_id, failed=True)
                     if not quiet:
                         tqdm.write(f"{point.point_id} failed after {attempts[point.point_id]} attempt(s)"
-                                   + (" (a ValueError recurs: not retried)" if recurs(line) else "") + f": {line}")
+                                   + ("" if retried(outcome, line) else " (not a transient fault: it would recur, so not retried)")
+                                   + f": {line}")
             if inflight and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 store.heartbeat(params.study, [p.point_id for p in inflight.values()], me)
                 last_beat = time.monotonic()
@@ -261,10 +262,24 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
         pool.close(wait=clean)
 
 
+# The faults a retry can pass (the kernel, the machine, another process: not the notebook's code or data),
+# by the first line of the error text: a dead kernel or worker, a cell past cell_timeout, memory, a lock, a
+# connection, a device fault.  Anything else (a ValueError, TypeError or KeyError the library raises for bad
+# input, a RuntimeError of the notebook's own) would fail again alike: it fails its point at once.
+TRANSIENT_FAULTS = ("DeadKernelError", "CellTimeoutError", "worker died", "MemoryError", "OutOfMemoryError",
+                    "out of memory", "database is locked", "ConnectionError", "ConnectionResetError", "TimeoutError",
+                    "BrokenPipeError", "CUDA error")
+
+
+def retried(outcome: dict, line: str) -> bool:
+    """Whether a failed point is worth another attempt: only a transient fault (the executor's flag, or one of
+    TRANSIENT_FAULTS in its error line); a deterministic error is never retried."""
+    return bool(outcome.get("transient")) or any(fault in line for fault in TRANSIENT_FAULTS)
+
+
 def recurs(line: str) -> bool:
-    """Whether a point's error will recur on a retry: a ValueError is the library's (or the user's data's)
-    deterministic refusal, e.g. an image size a model cannot take; a dead kernel or worker is worth a retry."""
-    return line.startswith("ValueError:")
+    """Whether an error (its first line) will recur on a retry: everything but a transient fault."""
+    return not retried({}, line)
 
 
 class _GridBar:
