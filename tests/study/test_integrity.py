@@ -524,3 +524,84 @@ def test_only_a_transient_fault_is_retried_a_deterministic_error_fails_at_once(t
                     + f": {error}"]
     with Store(tmp_path / "out" / "fake" / "results.sqlite", mode="read") as store:
         assert [(p["status"], p["attempts"]) for p in store.points("fake")] == [("failed", attempts)]
+
+
+# --- "database is locked", "database or disk is full", "embedded null byte": named ---------------------------
+
+def test_a_reader_behind_an_exclusive_lock_gives_up_after_the_stated_seconds_naming_the_file(study, capsys):
+    import time
+    path, out, db = study
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")     # another process that keeps the whole file to itself
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE points SET attempts = attempts")
+    try:
+        started = time.monotonic()
+        code, err = cli(capsys, "status", path, "--outputs", out)
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    one_line(code, err, str(db), f"write lock past the {store_module.READ_LOCK_SECONDS:g} s waited", "try again")
+    assert store_module.READ_LOCK_SECONDS <= waited < store_module.READ_LOCK_SECONDS + 10     # not 60 s
+    assert cli(capsys, "status", path, "--outputs", out)[0] == 0 and "2 done" in cli.out   # intact once it ends
+
+
+def test_a_lock_met_by_a_claim_names_the_file_the_point_and_the_seconds_waited(study, monkeypatch, capsys):
+    path, out, db = study
+    monkeypatch.setattr(runner, "LOCK_SECONDS", 0.3)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        code, err = cli(capsys, "run", path, "--set", "rho=[10,100,1000]", "--outputs", out, "--notebooks", NOTEBOOKS,
+                        "--quiet")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    one_line(code, err, str(db), "claiming point 'step_rho=1000_mu=0.5'", "past the 0.3 s waited", "nothing was changed")
+    with Store(db, mode="read") as store:
+        assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5"} and store.status("fake")["running"] == 0
+
+
+def test_a_full_disk_while_recording_a_point_keeps_its_records_and_names_the_file(study, monkeypatch, capsys):
+    path, out, db = study
+    connect = Store._connect
+
+    def full(self, busy_timeout):      # the file may not grow by a page: SQLite's own "database or disk is full"
+        con = connect(self, busy_timeout)
+        if not self.readonly:
+            pages = con.execute("PRAGMA page_count").fetchone()[0]
+            con.execute(f"PRAGMA max_page_count = {pages}")
+        return con
+    monkeypatch.setattr(Store, "_connect", full)
+    long = [{"iteration": i, "lr": 0.01, "train_loss": 1.0, "train_accuracy": 0.5, "test_accuracy": 0.5}
+            for i in range(1, 400)]   # more rows than the file's free space holds
+    pool = StubPool(lambda task, n: {"ok": True, "records": [dict(r, curve=long) for r in StubPool._answer(task)]})
+    with pytest.raises(store_module.StoreUnavailable) as caught:
+        run(path, out, "rho=[10,100,1000]", pool=pool)
+    message = str(caught.value)
+    for text in (str(db), "cannot record point 'step_rho=1000_mu=0.5'", "database or disk is full",
+                 "step_rho=1000_mu=0.5.kept.json"):
+        assert text in message and "\n" not in message, (text, message)
+    monkeypatch.setattr(Store, "_connect", connect)
+    again = StubPool()
+    assert run(path, out, "rho=[10,100,1000]", pool=again).skipped == 3 and again.submitted == []
+
+
+@pytest.mark.parametrize("where", ["notebook", "data_root", "--outputs", "PARAMS"])
+def test_a_nul_byte_in_a_path_is_named_not_embedded_null_byte(study, capsys, where):
+    path, out, db = study
+    args = [path, "--outputs", out]
+    if where in ("notebook", "data_root"):
+        raw = yaml.safe_load(path.read_text())
+        raw[where] = "fake/st\0ep" if where == "notebook" else "/tmp/da\0ta"
+        path.write_text(yaml.safe_dump(raw))
+        expected = (f"key {where!r}", "NUL byte")
+    elif where == "--outputs":
+        args = [path, "--outputs", f"{out}\0x"]
+        expected = ("--outputs", "NUL byte")
+    else:
+        args = [f"{path}\0x", "--outputs", out]
+        expected = (f"params file {path}", "not found")
+    for command in ("status", "run"):
+        one_line(*cli(capsys, command, *args), *expected)

@@ -27,8 +27,8 @@ from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor,
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
 from imbalance.study.store import (
-    DatabaseError,
     Store,
+    StoreUnavailable,
     StudyChanged,
     copy_path,
     error_line,
@@ -205,12 +205,12 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                                    settings=settings)
                         except StudyChanged:
                             raise
-                        except sqlite3.OperationalError as exc:   # locked past LOCK_SECONDS, or a full disk
+                        except (StoreUnavailable, sqlite3.OperationalError) as exc:   # locked past LOCK_SECONDS, a full disk
                             kept = _keep_records(study_dir, point.point_id, outcome["records"])
-                            raise DatabaseError(
-                                f"{store.path}: cannot record point {point.point_id!r} ({exc}; waited up to "
-                                f"{LOCK_SECONDS:.0f} s for another process's lock); its trained records are kept in "
-                                f"{kept} and the next `imbalance run` inserts them without retraining") from None
+                            reason = str(exc).removeprefix(f"{store.path}: ").split("; nothing was changed")[0]
+                            raise StoreUnavailable(
+                                f"{store.path}: cannot record point {point.point_id!r} ({reason}); its trained records "
+                                f"are kept in {kept} and the next `imbalance run` inserts them without retraining") from None
                         except (ValueError, TypeError, OverflowError, sqlite3.IntegrityError) as exc:  # bad fields
                             error = f"inserting the records failed: {type(exc).__name__}: {exc}"
                         else:
@@ -257,7 +257,7 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
         for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
             try:
                 store.release(params.study, point_id, me)
-            except sqlite3.OperationalError:    # locked: the claim dies with this process instead
+            except (StoreUnavailable, sqlite3.OperationalError):   # locked: the claim dies with this process instead
                 pass
         pool.close(wait=clean)
 
