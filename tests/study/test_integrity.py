@@ -605,3 +605,44 @@ def test_a_nul_byte_in_a_path_is_named_not_embedded_null_byte(study, capsys, whe
         expected = (f"params file {path}", "not found")
     for command in ("status", "run"):
         one_line(*cli(capsys, command, *args), *expected)
+
+
+# --- rebuild and a runner: no window between the check and the replacement -------------------------------------
+
+def test_rebuild_is_refused_while_a_runner_has_the_study_open_before_any_claim(study, monkeypatch, capsys):
+    path, out, db = study
+    opened = []
+
+    def rebuild_now(*args, **kwargs):   # a runner that has opened the database and not claimed anything yet
+        if not opened:
+            opened.append(cli(capsys, "rebuild", path, "--outputs", out))
+        return original(*args, **kwargs)
+    original = Store.verify
+    monkeypatch.setattr(Store, "verify", rebuild_now)
+    assert run(path, out, "rho=[10,100,1000]").trained == 1
+    (code, err), = opened
+    one_line(code, err, str(db), "a runner has this study open now", ".study.lock")
+    with Store(db, mode="read") as store:
+        assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5", "step_rho=1000_mu=0.5"}
+
+
+def test_a_runner_cannot_start_inside_a_rebuild_so_no_point_is_set_aside(study, monkeypatch, capsys):
+    path, out, db = study
+    tried = []
+
+    def run_now(db_path, study_name):   # rebuild has checked the old database; a runner starts now
+        with pytest.raises(ValueError) as caught:
+            run(path, out, "rho=[10,100,1000]")
+        tried.append(str(caught.value))
+        return original(db_path, study_name)
+    original = store_module._old_contents
+    monkeypatch.setattr(store_module, "_old_contents", run_now)
+    monkeypatch.setattr(runner, "REBUILD_WAIT_SECONDS", 0.2)
+    assert cli(capsys, "rebuild", path, "--outputs", out)[0] == 0
+    assert len(tried) == 1 and "`imbalance rebuild` is replacing this database" in tried[0] and "\n" not in tried[0]
+    kept = [p for p in db.parent.iterdir() if p.name.startswith("results.sqlite.replaced-")
+            and not p.name.endswith(("-wal", "-shm"))]
+    with sqlite3.connect(kept[0]) as old, sqlite3.connect(db) as new:   # nothing finished into the set-aside file
+        assert {r[0] for r in old.execute("SELECT point_id FROM points")} == {POINT, "step_rho=100_mu=0.5"}
+        assert {r[0] for r in new.execute("SELECT point_id FROM points")} == {POINT, "step_rho=100_mu=0.5"}
+    assert run(path, out, "rho=[10,100,1000]").trained == 1      # once the rebuild is done, the run goes ahead

@@ -27,8 +27,10 @@ from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor,
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
 from imbalance.study.store import (
+    REBUILD_WAIT_SECONDS,
     Store,
     StoreUnavailable,
+    StudyLock,
     StudyChanged,
     copy_path,
     error_line,
@@ -127,7 +129,12 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     verify_data(params)
     _check_writable(study_dir)
 
-    store = Store(study_dir / "results.sqlite", mode="write", busy_timeout=LOCK_SECONDS)
+    lock = StudyLock(study_dir, shared=True, wait=REBUILD_WAIT_SECONDS)   # no rebuild while this run has it open
+    try:
+        store = Store(study_dir / "results.sqlite", mode="write", busy_timeout=LOCK_SECONDS)
+    except BaseException:
+        lock.release()
+        raise
     try:
         settings = _check_same_study(params, store)
         _insert_kept(store, params, study_dir, settings)
@@ -161,6 +168,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
             summary.grid_seconds = time.monotonic() - loop_start
     finally:
         store.close()
+        lock.release()
     summary.wall_seconds = time.monotonic() - start
     print(summary.line())
     return summary
@@ -910,7 +918,12 @@ def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: st
     notebook, missing = _notebook_path(params, notebooks_dir)
     if missing:
         raise FileNotFoundError(missing)
-    store = Store(study_dir / "results.sqlite", create=False)
+    lock = StudyLock(study_dir, shared=True, wait=REBUILD_WAIT_SECONDS)
+    try:
+        store = Store(study_dir / "results.sqlite", create=False)
+    except BaseException:
+        lock.release()
+        raise
     added: dict[str, int] = {}
     try:
         frame = store.records_frame(params.study)
@@ -948,6 +961,7 @@ def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: st
             pool.close(wait=not inflight)
     finally:
         store.close()
+        lock.release()
     return added
 
 

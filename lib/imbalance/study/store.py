@@ -842,6 +842,56 @@ def read_copy(path: str | os.PathLike, *, study: str | None = None) -> dict[str,
     return copy
 
 
+LOCK_FILE = ".study.lock"   # outputs/<study>/.study.lock: runners hold it shared, `rebuild` exclusively
+REBUILD_WAIT_SECONDS = 60.0   # how long a starting runner waits for a rebuild in progress
+
+
+class StudyLock:
+    """An advisory lock (flock) on outputs/<study>/.study.lock, held for a whole run or rebuild: every runner
+    holds it shared (so runners run side by side, each claiming points), `rebuild` exclusively, so a rebuild
+    never starts while a runner has the database open (even before its first claim), and a runner never
+    starts while a rebuild replaces the file.  The lock goes with its process, so a killed one holds nothing."""
+
+    def __init__(self, study_dir: str | os.PathLike, *, shared: bool, wait: float = 0.0):
+        import fcntl
+        self.path = Path(study_dir) / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self.fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    raise StudyBusy(self.path, shared, wait) from None
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)       # closing the descriptor drops the lock
+            self.fd = None
+
+    def __enter__(self) -> "StudyLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class StudyBusy(ValueError):
+    """The study's lock is held the other way: a runner, while rebuilding; a rebuild, while starting a run."""
+
+    def __init__(self, path: Path, shared: bool, wait: float):
+        db = path.parent / "results.sqlite"
+        super().__init__(
+            f"{db}: `imbalance rebuild` is replacing this database (it holds {path}; waited {wait:g} s); run again "
+            "once it has finished" if shared else
+            f"{db}: a runner has this study open now (it holds {path}); rebuilding would set aside the points it "
+            "finishes: stop it (or wait for it) and rebuild then")
+
+
 @dataclass(frozen=True)
 class RebuildResult:
     path: Path                  # the rebuilt database
@@ -856,15 +906,22 @@ def rebuild_database(study_dir: str | os.PathLike, study: str, *, lost_ok: bool 
     networks, curves and points row as they were (failed and pending points are not kept: run the
     study again to redo them).  The replaced database is moved aside, never deleted.
 
-    Refused, changing nothing: while a runner holds a live claim on the study; a copy that is not valid
+    Refused, changing nothing: while a runner has the study open (StudyLock, held from the check to the
+    replacement, so no runner can start in between) or holds a live claim on it; a copy that is not valid
     data or whose content does not match its digest (or, for a copy from before digests, the readable
     database's content); and, unless lost_ok, a done point of the readable database that has no copy."""
     study_dir = Path(study_dir)
     db = study_dir / "results.sqlite"
-    files = sorted(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith("."))
-    if not files:
+    if not any(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith(".")):
         raise FileNotFoundError(f"no point copies in {study_dir / 'records'}: nothing to rebuild "
                                 f"{db} from (copies are kept by runs of this version on)")
+    with StudyLock(study_dir, shared=False):
+        return _rebuild(study_dir, study, db, lost_ok=lost_ok)
+
+
+def _rebuild(study_dir: Path, study: str, db: Path, *, lost_ok: bool) -> "RebuildResult":
+    """rebuild_database's work, under the study's exclusive lock (the copies are read under it too)."""
+    files = sorted(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith("."))
     copies = [read_copy(f, study=study) for f in files]
     old = _old_contents(db, study)
     if old is not None:
