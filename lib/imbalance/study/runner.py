@@ -35,6 +35,7 @@ from imbalance.study.store import (
     copy_path,
     error_line,
     point_seconds,
+    refuse_foreign_wal,
     worker_id,
     write_copy,
 )
@@ -129,6 +130,8 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     verify_data(params)
     _check_writable(study_dir)
 
+    if (study_dir / "results.sqlite").is_file():   # before this run's own lock hides whether a runner has it open
+        refuse_foreign_wal(study_dir / "results.sqlite")
     lock = StudyLock(study_dir, shared=True, wait=REBUILD_WAIT_SECONDS)   # no rebuild while this run has it open
     try:
         store = Store(study_dir / "results.sqlite", mode="write", busy_timeout=LOCK_SECONDS)
@@ -918,6 +921,8 @@ def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: st
     notebook, missing = _notebook_path(params, notebooks_dir)
     if missing:
         raise FileNotFoundError(missing)
+    if (study_dir / "results.sqlite").is_file():
+        refuse_foreign_wal(study_dir / "results.sqlite")
     lock = StudyLock(study_dir, shared=True, wait=REBUILD_WAIT_SECONDS)
     try:
         store = Store(study_dir / "results.sqlite", create=False)

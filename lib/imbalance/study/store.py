@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -139,7 +140,8 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike, *, claim_timeout: float = 600.0,
-                 busy_timeout: float | None = None, create: bool = True, mode: str = "auto"):
+                 busy_timeout: float | None = None, create: bool = True, mode: str = "auto",
+                 _check_wal: bool = True):
         if mode not in ("auto", "read", "write"):
             raise ValueError(f"mode must be 'auto', 'read' or 'write', got {mode!r}")
         self.path = Path(path)
@@ -161,6 +163,8 @@ class Store:
                                 "`conclusions` read it as it is; copy the study folder somewhere writable and "
                                 "pass --outputs")
         self.readonly = mode == "read" or not writable
+        if _check_wal:
+            refuse_foreign_wal(self.path)
         self.db = self._connect(busy_timeout)
         try:
             self.db.row_factory = sqlite3.Row
@@ -781,6 +785,49 @@ def _create_database(path: Path) -> None:
     finally:
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+
+def refuse_foreign_wal(path: Path) -> None:
+    """A `-wal` file left beside the database while no runner has it open is either a killed runner's committed
+    points (kept: SQLite replays them) or another database's log, which SQLite would replay just the same (its
+    frames carry no mark of the file they belong to) and the first read-write open would checkpoint into this
+    file.  Told apart by the content digests: with the log, every done point must match the digest stored with
+    it.  A log under which they do not, while the file alone verifies, is refused before anything opens the
+    file read-write, so the database is left as it was."""
+    wal = Path(f"{path}-wal")
+    if not wal.is_file() or wal.stat().st_size == 0:
+        return
+    try:
+        lock = StudyLock(path.parent, shared=False)
+    except (StudyBusy, OSError):      # a runner has it open (its own log), or a read-only folder: SQLite decides
+        return
+    with lock, tempfile.TemporaryDirectory(dir=path.parent, prefix=".wal-check-") as aside:
+        with_log = _verifies(path)
+        if with_log is None:
+            return
+        alone = Path(aside) / path.name
+        shutil.copyfile(path, alone)           # the file without the log
+        if _verifies(alone) is None:
+            raise DatabaseError(f"{wal} does not belong to {path} (with it, {with_log}; without it, the database "
+                                "verifies: the log is another database's, or damaged); nothing was changed: move "
+                                f"{wal.name} (and {path.name}-shm) out of the folder, then `imbalance rebuild PARAMS` "
+                                f"restores any point only the log held from its records copy in {path.parent / 'records'}")
+
+
+def _verifies(path: Path) -> str | None:
+    """None when the database at `path` (read-only, with any log beside it) passes its checks and every done
+    point of every study matches its stored digest; else what does not."""
+    try:
+        with Store(path, mode="read", create=False, _check_wal=False) as store:
+            for (study,) in store.db.execute("SELECT DISTINCT study FROM points").fetchall():
+                stored = {p: d for p, d in store.stored_digests(study).items() if d is not None}
+                now = store.content_digests(study, stored)
+                bad = sorted(p for p in stored if now[p] != stored[p])
+                if bad:
+                    return f"point {bad[0]!r} of study {study!r} does not match its stored digest"
+    except (DatabaseError, sqlite3.Error) as exc:
+        return " ".join(str(exc).split())[:200]
+    return None
 
 
 def _what_to_do(path: Path) -> str:
