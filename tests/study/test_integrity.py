@@ -680,3 +680,58 @@ def test_a_runner_cannot_start_inside_a_rebuild_so_no_point_is_set_aside(study, 
         assert {r[0] for r in old.execute("SELECT point_id FROM points")} == {POINT, "step_rho=100_mu=0.5"}
         assert {r[0] for r in new.execute("SELECT point_id FROM points")} == {POINT, "step_rho=100_mu=0.5"}
     assert run(path, out, "rho=[10,100,1000]").trained == 1      # once the rebuild is done, the run goes ahead
+
+
+# --- the Dask scheduler killed mid-point ---------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_point_is_one_line_and_leaves_no_claim(study, monkeypatch, capsys):
+    """A scheduler on 127.0.0.1 with no worker: the point is submitted and in flight (claimed) when it dies."""
+    import subprocess
+    import sys
+    import threading
+    import time
+    path, out, db = study
+    port = _free_port()
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 1)
+
+        def kill_when_claimed():
+            while time.monotonic() < deadline + 20:
+                with closing(sqlite3.connect(db)) as con:
+                    if con.execute("SELECT count(*) FROM points WHERE status = 'running'").fetchone()[0]:
+                        break
+                time.sleep(0.2)
+            scheduler.kill()
+        killer = threading.Thread(target=kill_when_claimed)
+        killer.start()
+        started = time.monotonic()
+        code, err = cli(capsys, "run", path, "--set", "rho=[10,100,1000]", "--executor", f"dask://127.0.0.1:{port}",
+                        "--outputs", out, "--notebooks", NOTEBOOKS, "--quiet")
+        killer.join()
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+    one_line(code, err, f"lost the Dask scheduler at tcp://127.0.0.1:{port}", "claims are released", "run again")
+    assert time.monotonic() - started < 60
+    with Store(db, mode="read") as store:
+        assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5"}     # not marked done
+        assert store.status("fake")["running"] == 0 and all(p["status"] != "running" for p in store.points("fake"))
