@@ -735,3 +735,38 @@ def test_a_scheduler_killed_mid_point_is_one_line_and_leaves_no_claim(study, mon
     with Store(db, mode="read") as store:
         assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5"}     # not marked done
         assert store.status("fake")["running"] == 0 and all(p["status"] != "running" for p in store.points("fake"))
+
+
+# --- a real read-only file system (a read-only bind mount in a private mount namespace) ----------------------------
+
+def _on_read_only(folder: Path, *args, env=None) -> tuple[int, str, str]:
+    """Run `imbalance ARGS` with `folder` bind-mounted read-only (unshare -m: root alone is not stopped by chmod)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    command = (f"mount --bind -o ro {shlex.quote(str(folder))} {shlex.quote(str(folder))} && exec "
+               + shlex.join([sys.executable, "-c", "import sys; from imbalance.cli import main; sys.exit(main(sys.argv[1:]))",
+                             *map(str, args)]))
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "lib"), **(env or {})})
+    return done.returncode, done.stdout, done.stderr.strip()
+
+
+@pytest.mark.slow
+def test_a_finished_study_on_a_read_only_file_system_reads_and_run_says_read_only(study, tmp_path):
+    import subprocess
+    path, out, db = study
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {tmp_path} {tmp_path}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no private mount namespace here (unshare -m needs CAP_SYS_ADMIN): the fake read-only test covers it")
+    before = {p: p.read_bytes() for p in db.parent.rglob("*") if p.is_file()}
+    (tmp_path / "elsewhere").mkdir()
+    for args in (["status", path], ["export", path, tmp_path / "elsewhere" / "x.csv"], ["conclusions", path]):
+        code, stdout, err = _on_read_only(out, *args, "--outputs", out)
+        assert code == 0 and "Traceback" not in err, (args, err)
+    code, _, err = _on_read_only(out, "run", path, "--set", "rho=[10,100,1000]", "--outputs", out,
+                                 "--notebooks", NOTEBOOKS, "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1 and "damaged" not in err, err
+    assert "cannot write there" in err or "read-only" in err.lower(), err
+    assert {p: p.read_bytes() for p in db.parent.rglob("*") if p.is_file()} == before

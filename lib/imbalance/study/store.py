@@ -1084,7 +1084,14 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_LOCK_SECONDS)
         try:
-            check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
+            try:
+                check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
+            except sqlite3.OperationalError as exc:   # a WAL database on a read-only file system, as Store reads it
+                if "unable to open" not in str(exc) or _writable(path):
+                    raise
+                con.close()
+                con = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+                check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
             if check != ["ok"]:
                 raise DatabaseError(f"{path} is damaged (PRAGMA quick_check: {'; '.join(check)[:300]}); "
                                     + _what_to_do(path))
