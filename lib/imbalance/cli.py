@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {n} records of study {params.study} to {args.out}")
             return 0
     except (ValueError, OSError, sqlite3.DatabaseError) as exc:  # user errors: one line, no traceback
-        print(f"imbalance: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"imbalance: error: {_named(exc, args)}", file=sys.stderr)
         return 2
     except RecursionError:
         print(f"imbalance: error: {args.params}: a value nested too deeply (a params file, --set value or records "
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_outputs(outputs) -> None:
     """--outputs must lead somewhere: a symlink loop (or a file) is refused in one line."""
+    if "\0" in str(outputs):
+        raise ValueError(f"--outputs {str(outputs)!r}: a path with a NUL byte (\\0); pass a folder")
     try:
         Path(outputs).resolve(strict=False)
         if Path(outputs).exists() and not Path(outputs).is_dir():
@@ -222,6 +224,25 @@ def _until_decided(params, args) -> None:
     print(f"until decided (internal pilot, blinded variance re-estimation): {len(added)} of {len(targets)} points "
           f"grew, {sum(added.values())} networks added; each comparison is tested once, at its final n; "
           f"design in {path}")
+
+
+def _named(exc: BaseException, args) -> str:
+    """_one_line, and for the errors whose text names no file ("embedded null byte", an SQLite error that
+    escaped the store) the path it concerns."""
+    text = _one_line(exc)
+    if text == "embedded null byte":
+        given = [f"{name} {value!r}" for name, value in (("PARAMS", args.params), ("--outputs", args.outputs),
+                 *(("--plugin", p) for p in args.plugins or ()), ("OUT", getattr(args, "out", None)))
+                 if value is not None and "\0" in str(value)]
+        return (f"{', '.join(given) or 'a path given'}: a path with a NUL byte (\\0), which no file system "
+                "takes; pass the path without it")
+    if isinstance(exc, sqlite3.Error):
+        try:
+            db = Path(args.outputs) / load_params(args.params).study / "results.sqlite"
+        except (ValueError, OSError):
+            db = Path(args.outputs)
+        return f"{db}: {text} (SQLite); nothing was changed: try again, or see `imbalance status {args.params}`"
+    return text
 
 
 def _one_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ import sqlite3
 import struct
 import zipfile
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,7 @@ def test_sql_in_a_records_copys_keys_is_refused_and_injects_nothing(study, capsy
 def test_a_flipped_bit_in_a_value_is_named_by_every_reader(study, capsys, damage):
     path, out, db = study
     if damage == "roc_auc bit":
-        with sqlite3.connect(db) as con:
+        with closing(sqlite3.connect(db)) as con:   # closed: the damage below lands in the file, not a log
             (value,) = con.execute("SELECT roc_auc FROM networks WHERE point_id = ? AND method = 'baseline'",
                                    (POINT,)).fetchone()
         sql(db, "UPDATE networks SET roc_auc = ? WHERE point_id = ? AND method = 'baseline'", flip_bit(value, 51), POINT)
@@ -119,24 +120,57 @@ def test_a_committed_study_without_digests_is_checked_against_its_copies_and_sea
         assert None not in store.stored_digests("quick").values() and store.verify("quick").checked == 6
 
 
-def test_a_foreign_wal_file_is_not_taken_for_the_studys_rows(study, tmp_path, capsys):
+def _uncheckpointed_wal(db: Path, change: str) -> bytes:
+    """The -wal a connection to db leaves after `change` (never checkpointed: as if its process were killed)."""
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA wal_autocheckpoint = 0")
+    con.execute(change)
+    wal = Path(f"{db}-wal").read_bytes()
+    con.close()
+    return wal
+
+
+@pytest.mark.parametrize("whose", ["another study's", "this study's older copy"])
+def test_a_foreign_wal_file_is_refused_naming_it_and_the_database_is_left_as_it_was(study, tmp_path, capsys, whose):
     path, out, db = study
-    before = sorted(sqlite3.connect(db).execute("SELECT point_id, method, roc_auc FROM networks").fetchall())
     other = tmp_path / "other"
     other.mkdir()
-    g = fake_params(other, study="g", rho=(10, 100, 1000), mu=(0.3, 0.7), repeats=2)
+    g = fake_params(other, study="g" if whose.startswith("another") else "fake", rho=(10, 100, 1000), mu=(0.3, 0.7),
+                    repeats=2)
     run(g, other / "out")
-    gdb = other / "out" / "g" / "results.sqlite"
-    con = sqlite3.connect(gdb, isolation_level=None)
-    con.execute("PRAGMA wal_autocheckpoint = 0")
-    con.execute("UPDATE networks SET roc_auc = roc_auc")     # every page into the -wal, not checkpointed
-    shutil.copy(f"{gdb}-wal", f"{db}-wal")
-    con.close()
-    code, err = cli(capsys, "status", path, "--outputs", out)
-    if code == 0:    # SQLite ignored the foreign frames: the study's rows are untouched
-        assert sorted(sqlite3.connect(db).execute("SELECT point_id, method, roc_auc FROM networks").fetchall()) == before
-    else:
-        one_line(code, err, str(db))
+    gdb = next((other / "out").glob("*/results.sqlite"))
+    wal = _uncheckpointed_wal(gdb, "UPDATE networks SET accuracy = accuracy + 0.25")   # 40 rows' pages
+    assert len(wal) > 1000
+    Path(f"{db}-wal").write_bytes(wal)
+    before = db.read_bytes()
+    for command in (["status", path], ["export", path, out / "x.csv"], ["conclusions", path],
+                    ["run", path, "--set", "rho=[10,100,1000]", "--notebooks", NOTEBOOKS, "--quiet"]):
+        code, err = cli(capsys, *command, "--outputs", out)
+        one_line(code, err, f"{db}-wal does not belong to {db}", "without it, the database verifies",
+                 "move results.sqlite-wal")
+        assert db.read_bytes() == before                       # never checkpointed into the study's file
+    Path(f"{db}-wal").unlink()
+    Path(f"{db}-shm").unlink(missing_ok=True)
+    assert cli(capsys, "status", path, "--outputs", out)[0] == 0 and "2 done" in cli.out
+
+
+def test_a_killed_runners_own_wal_is_kept_not_refused(study, tmp_path, capsys):
+    path, out, db = study
+    with Store(db, mode="write") as store:            # a third point committed into the log, never checkpointed
+        store.db.execute("PRAGMA wal_autocheckpoint = 0")
+        from fixtures.stub import fake_records
+        point = "step_rho=1000_mu=0.5"
+        store.insert_point("fake", point, fake_records({"rho": 1000, "mu": 0.5, "dataset": "mnist-sample",
+                                                        "imbalance": "step", "level": None, "seed": 0,
+                                                        "methods": ["baseline"], "repeats": 1}))
+        crashed = tmp_path / "crashed" / "fake"
+        crashed.mkdir(parents=True)
+        for suffix in ("", "-wal"):
+            shutil.copyfile(f"{db}{suffix}", crashed / f"results.sqlite{suffix}")
+    shutil.copytree(db.parent / "records", crashed / "records")
+    assert (crashed / "results.sqlite-wal").stat().st_size > 0
+    code, err = cli(capsys, "status", path, "--set", "rho=[10,100,1000]", "--outputs", crashed.parent)
+    assert code == 0 and "3 done" in cli.out, err
 
 
 def test_another_studys_database_copied_in_is_refused(study, tmp_path, capsys):
@@ -497,3 +531,242 @@ def test_an_older_study_of_a_method_whose_definition_changed_since_is_refused_na
                     "--notebooks", NOTEBOOKS, "--quiet")
     one_line(code, err, "method 'cb-focal'", str(db))
     assert registry.legacy_fingerprint("cb-focal") != registry.fingerprint("cb-focal")
+
+
+# --- an error that will recur is never retried ----------------------------------------------------------
+
+@pytest.mark.parametrize("error, attempts", [
+    ("ValueError: images in train/a are 8x8; lenet5-mnist needs at least 28x28", 1),
+    ("TypeError: unsupported operand type(s) for +: 'int' and 'str'", 1),
+    ("KeyError: 'x_train'", 1),
+    ("RuntimeError: stack expects each tensor to be equal size", 1),
+    ("DeadKernelError: Kernel died", 3),
+    ("CellTimeoutError: a cell ran longer than the params key cell_timeout allows", 3),
+    ("MemoryError: Unable to allocate 3.0 GiB", 3),
+    ("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", 3),
+    ("OperationalError: database is locked", 3)])
+def test_only_a_transient_fault_is_retried_a_deterministic_error_fails_at_once(tmp_path, capsys, error, attempts):
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,))
+    pool = StubPool(lambda task, n: {"ok": False, "error": error + "\nTraceback ..."})
+    summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS, quiet=False,
+                        pool=pool, max_attempts=3)
+    assert pool.submitted == [POINT] * attempts and summary.failed == 1
+    captured = capsys.readouterr()
+    line = [x for x in (captured.out + captured.err).splitlines() if "failed after" in x]
+    assert line == [f"{POINT} failed after {attempts} attempt(s)"
+                    + (" (not a transient fault: it would recur, so not retried)" if attempts == 1 else "")
+                    + f": {error}"]
+    with Store(tmp_path / "out" / "fake" / "results.sqlite", mode="read") as store:
+        assert [(p["status"], p["attempts"]) for p in store.points("fake")] == [("failed", attempts)]
+
+
+# --- "database is locked", "database or disk is full", "embedded null byte": named ---------------------------
+
+def test_a_reader_behind_an_exclusive_lock_gives_up_after_the_stated_seconds_naming_the_file(study, capsys):
+    import time
+    path, out, db = study
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")     # another process that keeps the whole file to itself
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE points SET attempts = attempts")
+    try:
+        started = time.monotonic()
+        code, err = cli(capsys, "status", path, "--outputs", out)
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    one_line(code, err, str(db), f"write lock past the {store_module.READ_LOCK_SECONDS:g} s waited", "try again")
+    assert store_module.READ_LOCK_SECONDS <= waited < store_module.READ_LOCK_SECONDS + 10     # not 60 s
+    assert cli(capsys, "status", path, "--outputs", out)[0] == 0 and "2 done" in cli.out   # intact once it ends
+
+
+def test_a_lock_met_by_a_claim_names_the_file_the_point_and_the_seconds_waited(study, monkeypatch, capsys):
+    path, out, db = study
+    monkeypatch.setattr(runner, "LOCK_SECONDS", 0.3)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        code, err = cli(capsys, "run", path, "--set", "rho=[10,100,1000]", "--outputs", out, "--notebooks", NOTEBOOKS,
+                        "--quiet")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    one_line(code, err, str(db), "claiming point 'step_rho=1000_mu=0.5'", "past the 0.3 s waited", "nothing was changed")
+    with Store(db, mode="read") as store:
+        assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5"} and store.status("fake")["running"] == 0
+
+
+def test_a_full_disk_while_recording_a_point_keeps_its_records_and_names_the_file(study, monkeypatch, capsys):
+    path, out, db = study
+    connect = Store._connect
+
+    def full(self, busy_timeout):      # the file may not grow by a page: SQLite's own "database or disk is full"
+        con = connect(self, busy_timeout)
+        if not self.readonly:
+            pages = con.execute("PRAGMA page_count").fetchone()[0]
+            con.execute(f"PRAGMA max_page_count = {pages}")
+        return con
+    monkeypatch.setattr(Store, "_connect", full)
+    long = [{"iteration": i, "lr": 0.01, "train_loss": 1.0, "train_accuracy": 0.5, "test_accuracy": 0.5}
+            for i in range(1, 400)]   # more rows than the file's free space holds
+    pool = StubPool(lambda task, n: {"ok": True, "records": [dict(r, curve=long) for r in StubPool._answer(task)]})
+    with pytest.raises(store_module.StoreUnavailable) as caught:
+        run(path, out, "rho=[10,100,1000]", pool=pool)
+    message = str(caught.value)
+    for text in (str(db), "cannot record point 'step_rho=1000_mu=0.5'", "database or disk is full",
+                 "step_rho=1000_mu=0.5.kept.json"):
+        assert text in message and "\n" not in message, (text, message)
+    monkeypatch.setattr(Store, "_connect", connect)
+    again = StubPool()
+    assert run(path, out, "rho=[10,100,1000]", pool=again).skipped == 3 and again.submitted == []
+
+
+@pytest.mark.parametrize("where", ["notebook", "data_root", "--outputs", "PARAMS"])
+def test_a_nul_byte_in_a_path_is_named_not_embedded_null_byte(study, capsys, where):
+    path, out, db = study
+    args = [path, "--outputs", out]
+    if where in ("notebook", "data_root"):
+        raw = yaml.safe_load(path.read_text())
+        raw[where] = "fake/st\0ep" if where == "notebook" else "/tmp/da\0ta"
+        path.write_text(yaml.safe_dump(raw))
+        expected = (f"key {where!r}", "NUL byte")
+    elif where == "--outputs":
+        args = [path, "--outputs", f"{out}\0x"]
+        expected = ("--outputs", "NUL byte")
+    else:
+        args = [f"{path}\0x", "--outputs", out]
+        expected = (f"params file {path}", "not found")
+    for command in ("status", "run"):
+        one_line(*cli(capsys, command, *args), *expected)
+
+
+# --- rebuild and a runner: no window between the check and the replacement -------------------------------------
+
+def test_rebuild_is_refused_while_a_runner_has_the_study_open_before_any_claim(study, monkeypatch, capsys):
+    path, out, db = study
+    opened = []
+
+    def rebuild_now(*args, **kwargs):   # a runner that has opened the database and not claimed anything yet
+        if not opened:
+            opened.append(cli(capsys, "rebuild", path, "--outputs", out))
+        return original(*args, **kwargs)
+    original = Store.verify
+    monkeypatch.setattr(Store, "verify", rebuild_now)
+    assert run(path, out, "rho=[10,100,1000]").trained == 1
+    (code, err), = opened
+    one_line(code, err, str(db), "a runner has this study open now", ".study.lock")
+    with Store(db, mode="read") as store:
+        assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5", "step_rho=1000_mu=0.5"}
+
+
+def test_a_runner_cannot_start_inside_a_rebuild_so_no_point_is_set_aside(study, monkeypatch, capsys):
+    path, out, db = study
+    tried = []
+
+    def run_now(db_path, study_name):   # rebuild has checked the old database; a runner starts now
+        with pytest.raises(ValueError) as caught:
+            run(path, out, "rho=[10,100,1000]")
+        tried.append(str(caught.value))
+        return original(db_path, study_name)
+    original = store_module._old_contents
+    monkeypatch.setattr(store_module, "_old_contents", run_now)
+    monkeypatch.setattr(runner, "REBUILD_WAIT_SECONDS", 0.2)
+    assert cli(capsys, "rebuild", path, "--outputs", out)[0] == 0
+    assert len(tried) == 1 and "`imbalance rebuild` is replacing this database" in tried[0] and "\n" not in tried[0]
+    kept = [p for p in db.parent.iterdir() if p.name.startswith("results.sqlite.replaced-")
+            and not p.name.endswith(("-wal", "-shm"))]
+    with sqlite3.connect(kept[0]) as old, sqlite3.connect(db) as new:   # nothing finished into the set-aside file
+        assert {r[0] for r in old.execute("SELECT point_id FROM points")} == {POINT, "step_rho=100_mu=0.5"}
+        assert {r[0] for r in new.execute("SELECT point_id FROM points")} == {POINT, "step_rho=100_mu=0.5"}
+    assert run(path, out, "rho=[10,100,1000]").trained == 1      # once the rebuild is done, the run goes ahead
+
+
+# --- the Dask scheduler killed mid-point ---------------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_point_is_one_line_and_leaves_no_claim(study, monkeypatch, capsys):
+    """A scheduler on 127.0.0.1 with no worker: the point is submitted and in flight (claimed) when it dies."""
+    import subprocess
+    import sys
+    import threading
+    import time
+    path, out, db = study
+    port = _free_port()
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--no-dashboard"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 1)
+
+        def kill_when_claimed():
+            while time.monotonic() < deadline + 20:
+                with closing(sqlite3.connect(db)) as con:
+                    if con.execute("SELECT count(*) FROM points WHERE status = 'running'").fetchone()[0]:
+                        break
+                time.sleep(0.2)
+            scheduler.kill()
+        killer = threading.Thread(target=kill_when_claimed)
+        killer.start()
+        started = time.monotonic()
+        code, err = cli(capsys, "run", path, "--set", "rho=[10,100,1000]", "--executor", f"dask://127.0.0.1:{port}",
+                        "--outputs", out, "--notebooks", NOTEBOOKS, "--quiet")
+        killer.join()
+    finally:
+        scheduler.kill()
+        scheduler.wait()
+    one_line(code, err, f"lost the Dask scheduler at tcp://127.0.0.1:{port}", "claims are released", "run again")
+    assert time.monotonic() - started < 60
+    with Store(db, mode="read") as store:
+        assert store.done_points("fake") == {POINT, "step_rho=100_mu=0.5"}     # not marked done
+        assert store.status("fake")["running"] == 0 and all(p["status"] != "running" for p in store.points("fake"))
+
+
+# --- a real read-only file system (a read-only bind mount in a private mount namespace) ----------------------------
+
+def _on_read_only(folder: Path, *args, env=None) -> tuple[int, str, str]:
+    """Run `imbalance ARGS` with `folder` bind-mounted read-only (unshare -m: root alone is not stopped by chmod)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    command = (f"mount --bind -o ro {shlex.quote(str(folder))} {shlex.quote(str(folder))} && exec "
+               + shlex.join([sys.executable, "-c", "import sys; from imbalance.cli import main; sys.exit(main(sys.argv[1:]))",
+                             *map(str, args)]))
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "lib"), **(env or {})})
+    return done.returncode, done.stdout, done.stderr.strip()
+
+
+@pytest.mark.slow
+def test_a_finished_study_on_a_read_only_file_system_reads_and_run_says_read_only(study, tmp_path):
+    import subprocess
+    path, out, db = study
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind -o ro {tmp_path} {tmp_path}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no private mount namespace here (unshare -m needs CAP_SYS_ADMIN): the fake read-only test covers it")
+    before = {p: p.read_bytes() for p in db.parent.rglob("*") if p.is_file()}
+    (tmp_path / "elsewhere").mkdir()
+    for args in (["status", path], ["export", path, tmp_path / "elsewhere" / "x.csv"], ["conclusions", path]):
+        code, stdout, err = _on_read_only(out, *args, "--outputs", out)
+        assert code == 0 and "Traceback" not in err, (args, err)
+    code, _, err = _on_read_only(out, "run", path, "--set", "rho=[10,100,1000]", "--outputs", out,
+                                 "--notebooks", NOTEBOOKS, "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1 and "damaged" not in err, err
+    assert "cannot write there" in err or "read-only" in err.lower(), err
+    assert {p: p.read_bytes() for p in db.parent.rglob("*") if p.is_file()} == before

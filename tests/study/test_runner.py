@@ -128,18 +128,18 @@ def test_dask_executor_gives_the_local_rows(tmp_path, reference):
     assert rows(tmp_path / "out" / "fake" / "results.sqlite") == reference[3]
 
 
-def test_a_failing_point_is_retried_then_marked_failed_with_its_error(tmp_path):
+def test_a_failing_point_is_marked_failed_with_its_error_and_a_deterministic_one_is_not_retried(tmp_path):
     log = tmp_path / "executions.log"
     path = fake_params(tmp_path, rho=(10, 100), mu=(0.5,), fail_rho=100, log_path=log)
     summary = run_study(load_params(path), outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS,
                         workers=2, quiet=True, max_attempts=2)
     assert (summary.trained, summary.failed) == (1, 1)
-    assert Counter(log.read_text().split())["step_rho=100_mu=0.5"] == 2  # tried twice
+    assert Counter(log.read_text().split())["step_rho=100_mu=0.5"] == 1  # the notebook's own RuntimeError recurs: once
     with Store(tmp_path / "out" / "fake" / "results.sqlite") as s:
         failed = [p for p in s.points("fake") if p["status"] == "failed"]
         assert [p["point_id"] for p in failed] == ["step_rho=100_mu=0.5"]
         assert "RuntimeError: fake failure at rho=100" in failed[0]["error"]
-        assert failed[0]["attempts"] == 2
+        assert failed[0]["attempts"] == 1
         assert s.done_points("fake") == {"step_rho=10_mu=0.5"}
     assert "fake failure at rho=100" in summary.errors["step_rho=100_mu=0.5"]
 

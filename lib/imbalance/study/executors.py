@@ -243,14 +243,17 @@ class DaskPool:
     def wait(self, handles, timeout: float):
         from distributed import wait
         try:
-            wait(list(handles), timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
-            pass
-        try:
+            try:
+                wait(list(handles), timeout=timeout, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
             done = [f for f in handles if f.done()]
             return [(f, f.result() if f.status == "finished" else _crash(f.exception())) for f in done]
         except Exception as exc:
-            if self.cluster is None and self.client.status not in ("running", "connecting"):
+            # the client cancels every future when it loses the scheduler ("scheduler-connection-lost"), and may
+            # still be reconnecting then: the points in flight are lost either way
+            lost = "connection-lost" in str(exc) or "CancelledError" in type(exc).__name__
+            if self.cluster is None and (lost or self.client.status not in ("running", "connecting")):
                 raise SchedulerLost(f"lost the Dask scheduler at {getattr(self, 'address', '?')} "
                                     f"({type(exc).__name__}); the running points' claims are released and finished "
                                     "points are kept: run again to resume") from None

@@ -366,6 +366,9 @@ def params_from_dict(raw: dict[str, Any], *, source: str = "<dict>",
         v["minority"] = _choice(v, "minority", MINORITY_RULES, err)
     if v.get("notebook") is None:
         v["notebook"] = default_notebook(v["dataset"], v["imbalance"], v.get("levels"))
+    for key in ("notebook", "data_root"):     # a path with a NUL byte no file system takes ("embedded null byte")
+        if isinstance(v.get(key), str) and "\0" in v[key]:
+            raise err(key, "a path without a NUL byte (\\0)")
     if not isinstance(v["notebook"], str) or not v["notebook"].strip() or v["notebook"].endswith(".ipynb"):
         raise err("notebook", "a notebook path under notebooks/ without '.ipynb', e.g. mnist/step")
     if os.path.isabs(v["notebook"]) or v["notebook"].startswith("~") or ".." in Path(v["notebook"]).parts:

@@ -28,12 +28,15 @@ from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor,
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
 from imbalance.study.store import (
-    DatabaseError,
+    REBUILD_WAIT_SECONDS,
     Store,
+    StoreUnavailable,
+    StudyLock,
     StudyChanged,
     copy_path,
     error_line,
     point_seconds,
+    refuse_foreign_wal,
     worker_id,
     write_copy,
 )
@@ -128,7 +131,14 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     verify_data(params)
     _check_writable(study_dir)
 
-    store = Store(study_dir / "results.sqlite", mode="write", busy_timeout=LOCK_SECONDS)
+    if (study_dir / "results.sqlite").is_file():   # before this run's own lock hides whether a runner has it open
+        refuse_foreign_wal(study_dir / "results.sqlite")
+    lock = StudyLock(study_dir, shared=True, wait=REBUILD_WAIT_SECONDS)   # no rebuild while this run has it open
+    try:
+        store = Store(study_dir / "results.sqlite", mode="write", busy_timeout=LOCK_SECONDS)
+    except BaseException:
+        lock.release()
+        raise
     try:
         settings = _check_same_study(params, store)
         _insert_kept(store, params, study_dir, settings)
@@ -162,6 +172,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
             summary.grid_seconds = time.monotonic() - loop_start
     finally:
         store.close()
+        lock.release()
     summary.wall_seconds = time.monotonic() - start
     print(summary.line())
     return summary
@@ -206,12 +217,12 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                                    settings=settings)
                         except StudyChanged:
                             raise
-                        except sqlite3.OperationalError as exc:   # locked past LOCK_SECONDS, or a full disk
+                        except (StoreUnavailable, sqlite3.OperationalError) as exc:   # locked past LOCK_SECONDS, a full disk
                             kept = _keep_records(study_dir, point.point_id, outcome["records"])
-                            raise DatabaseError(
-                                f"{store.path}: cannot record point {point.point_id!r} ({exc}; waited up to "
-                                f"{LOCK_SECONDS:.0f} s for another process's lock); its trained records are kept in "
-                                f"{kept} and the next `imbalance run` inserts them without retraining") from None
+                            reason = str(exc).removeprefix(f"{store.path}: ").split("; nothing was changed")[0]
+                            raise StoreUnavailable(
+                                f"{store.path}: cannot record point {point.point_id!r} ({reason}); its trained records "
+                                f"are kept in {kept} and the next `imbalance run` inserts them without retraining") from None
                         except (ValueError, TypeError, OverflowError, sqlite3.IntegrityError) as exc:  # bad fields
                             error = f"inserting the records failed: {type(exc).__name__}: {exc}"
                         else:
@@ -238,7 +249,7 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                                            f"{line}")
                         return
                 del inflight[handle]
-                if attempts[point.point_id] < max_attempts and not recurs(line):
+                if attempts[point.point_id] < max_attempts and retried(outcome, line):
                     queue.appendleft(point)  # retry it next (our own claim is re-taken)
                     bar.finish(point.point_id, counted=False)    # its progress restarts with the retry
                 else:
@@ -247,7 +258,8 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
                     bar.finish(point.point_id, failed=True)
                     if not quiet:
                         tqdm.write(f"{point.point_id} failed after {attempts[point.point_id]} attempt(s)"
-                                   + (" (a ValueError recurs: not retried)" if recurs(line) else "") + f": {line}")
+                                   + ("" if retried(outcome, line) else " (not a transient fault: it would recur, so not retried)")
+                                   + f": {line}")
             if inflight and time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
                 store.heartbeat(params.study, [p.point_id for p in inflight.values()], me)
                 last_beat = time.monotonic()
@@ -257,15 +269,29 @@ def _run(pending: list[GridPoint], *, params, points, store, pool, slots, study_
         for point_id in sorted(claimed):  # interrupted or stopped: give running and retried points back
             try:
                 store.release(params.study, point_id, me)
-            except sqlite3.OperationalError:    # locked: the claim dies with this process instead
+            except (StoreUnavailable, sqlite3.OperationalError):   # locked: the claim dies with this process instead
                 pass
         pool.close(wait=clean)
 
 
+# The faults a retry can pass (the kernel, the machine, another process: not the notebook's code or data),
+# by the first line of the error text: a dead kernel or worker, a cell past cell_timeout, memory, a lock, a
+# connection, a device fault.  Anything else (a ValueError, TypeError or KeyError the library raises for bad
+# input, a RuntimeError of the notebook's own) would fail again alike: it fails its point at once.
+TRANSIENT_FAULTS = ("DeadKernelError", "CellTimeoutError", "worker died", "MemoryError", "OutOfMemoryError",
+                    "out of memory", "database is locked", "ConnectionError", "ConnectionResetError", "TimeoutError",
+                    "BrokenPipeError", "CUDA error")
+
+
+def retried(outcome: dict, line: str) -> bool:
+    """Whether a failed point is worth another attempt: only a transient fault (the executor's flag, or one of
+    TRANSIENT_FAULTS in its error line); a deterministic error is never retried."""
+    return bool(outcome.get("transient")) or any(fault in line for fault in TRANSIENT_FAULTS)
+
+
 def recurs(line: str) -> bool:
-    """Whether a point's error will recur on a retry: a ValueError is the library's (or the user's data's)
-    deterministic refusal, e.g. an image size a model cannot take; a dead kernel or worker is worth a retry."""
-    return line.startswith("ValueError:")
+    """Whether an error (its first line) will recur on a retry: everything but a transient fault."""
+    return not retried({}, line)
 
 
 class _GridBar:
@@ -897,7 +923,14 @@ def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: st
     notebook, missing = _notebook_path(params, notebooks_dir)
     if missing:
         raise FileNotFoundError(missing)
-    store = Store(study_dir / "results.sqlite", create=False)
+    if (study_dir / "results.sqlite").is_file():
+        refuse_foreign_wal(study_dir / "results.sqlite")
+    lock = StudyLock(study_dir, shared=True, wait=REBUILD_WAIT_SECONDS)
+    try:
+        store = Store(study_dir / "results.sqlite", create=False)
+    except BaseException:
+        lock.release()
+        raise
     added: dict[str, int] = {}
     try:
         frame = store.records_frame(params.study)
@@ -935,6 +968,7 @@ def extend_repeats(params: StudyParams, targets: dict[str, int], *, executor: st
             pool.close(wait=not inflight)
     finally:
         store.close()
+        lock.release()
     return added
 
 

@@ -12,10 +12,12 @@ point (`point_copy`, kept by the runner as outputs/<study>/records/<point_id>.js
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -32,6 +34,12 @@ from imbalance.study.integrity import POINT_COLUMNS, parse_copy, point_digest, r
 
 class DatabaseError(ValueError):
     """The results database cannot be used as it is (damaged, emptied, unreadable)."""
+
+
+class StoreUnavailable(DatabaseError):
+    """The database is intact but cannot be used now: another process's write lock outlasted the wait, or
+    its disk is full.  The transaction was rolled back; the message names the file, what was being done and
+    the seconds waited."""
 
 
 class StudyChanged(ValueError):
@@ -66,6 +74,8 @@ CREATE TABLE IF NOT EXISTS points (
 TABLES = ("networks", "curves", "studies", "points")
 # the networks columns every database has had since the first version: one missing is damage, not age
 FIRST_COLUMNS = (*NETWORK_FIELDS[:NETWORK_FIELDS.index("per_class_recall") + 1], "created_at")
+WRITE_LOCK_SECONDS = 60.0   # how long a writer waits for another process's write lock (the runner: LOCK_SECONDS)
+READ_LOCK_SECONDS = 5.0     # how long a reader (status, export, conclusions, report) waits for one
 LATER_POINT_COLUMNS = ("digest",)   # points columns added later: older databases gain them on a writable open
 
 
@@ -103,22 +113,42 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _reads(method):
+    """A Store method that reads: an SQLite error it meets (a lock past busy_timeout, e.g. from a writer in
+    exclusive locking mode; an I/O error) becomes one line naming the file and what was read."""
+    @functools.wraps(method)
+    def reading(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc, f"reading ({method.__name__})") from None
+        except Exception as exc:    # pandas.errors.DatabaseError wraps the SQLite error of read_sql_query
+            if type(exc).__module__.startswith("pandas") and isinstance(exc.__cause__, sqlite3.OperationalError):
+                raise self._unavailable(exc.__cause__, f"reading ({method.__name__})") from None
+            raise
+    return reading
+
+
 class Store:
     """The results database of one or more studies.
 
     claim_timeout: seconds after which a claim whose runner stopped heart-beating counts as dead
-    (a claim by a dead process on this host is dead at once).  busy_timeout: seconds a writer
-    waits for another's lock before failing.  mode: "write" (the runner: refuses a read-only file),
+    (a claim by a dead process on this host is dead at once).  busy_timeout: seconds to wait for another
+    process's lock before failing (default WRITE_LOCK_SECONDS for "write", READ_LOCK_SECONDS otherwise).  mode: "write" (the runner: refuses a read-only file),
     "read" (status, export: opens read-only, never waits for a writer's lock, changes nothing), or
     "auto" (write where the file and its folder can be written, else read).
     """
 
     def __init__(self, path: str | os.PathLike, *, claim_timeout: float = 600.0,
-                 busy_timeout: float = 60.0, create: bool = True, mode: str = "auto"):
+                 busy_timeout: float | None = None, create: bool = True, mode: str = "auto",
+                 _check_wal: bool = True):
         if mode not in ("auto", "read", "write"):
             raise ValueError(f"mode must be 'auto', 'read' or 'write', got {mode!r}")
         self.path = Path(path)
         self.claim_timeout = claim_timeout
+        if busy_timeout is None:
+            busy_timeout = WRITE_LOCK_SECONDS if mode == "write" else READ_LOCK_SECONDS
+        self.busy_timeout = busy_timeout
         if not self.path.exists():
             if not create or mode == "read":
                 raise FileNotFoundError(f"{self.path} not found")
@@ -133,6 +163,8 @@ class Store:
                                 "`conclusions` read it as it is; copy the study folder somewhere writable and "
                                 "pass --outputs")
         self.readonly = mode == "read" or not writable
+        if _check_wal:
+            refuse_foreign_wal(self.path)
         self.db = self._connect(busy_timeout)
         try:
             self.db.row_factory = sqlite3.Row
@@ -165,26 +197,43 @@ class Store:
             con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)
             try:
                 con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            except sqlite3.OperationalError:   # a WAL database on a read-only file system: nobody can write it
+            except sqlite3.OperationalError as exc:   # a WAL database on a read-only file system: nobody can write it
                 con.close()
+                if "locked" in str(exc) or "busy" in str(exc):   # a writer holds it: never read past its lock
+                    raise
                 con = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
             return con
         except sqlite3.Error as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise self._unavailable(exc, "opening it") from None
             raise DatabaseError(f"{self.path}: cannot open the results database ({exc})") from None
 
     def _error(self, exc: sqlite3.DatabaseError) -> DatabaseError:
         """An SQLite error on open as one line naming the file and the way out."""
         text = str(exc)
-        if "locked" in text or "busy" in text:
-            return DatabaseError(f"{self.path}: another process holds the database's write lock (SQLite: {text}); "
-                                 "wait for it to finish (imbalance status PARAMS shows what runs) and try again")
-        if "disk is full" in text or "disk I/O" in text:
-            return DatabaseError(f"{self.path}: {text}; free space on its file system and try again "
-                                 "(nothing was changed)")
+        if "locked" in text or "busy" in text or "disk is full" in text or "disk I/O" in text:
+            return self._unavailable(exc, "opening it")
         if "unable to open" in text or "readonly" in text:
             return DatabaseError(f"{self.path}: cannot use the results database ({text}); check the "
                                  "permissions of the file and its folder")
         return DatabaseError(f"{self.path} is damaged ({text}); " + _what_to_do(self.path))
+
+    def _unavailable(self, exc: BaseException, doing: str) -> DatabaseError:
+        """An SQLite error met while `doing` (e.g. "claiming point 'step_rho=10_mu=0.5'") as one line naming
+        the file, what was being done, and for a lock the seconds waited; the transaction is rolled back."""
+        text = " ".join(str(exc).split())
+        if "locked" in text or "busy" in text:
+            return StoreUnavailable(
+                f"{self.path}: {doing}: another process held the database's write lock past the "
+                f"{self.busy_timeout:g} s waited (SQLite: {text}); nothing was changed: let it finish "
+                "(imbalance status PARAMS shows what runs) and try again")
+        if "full" in text or "disk I/O" in text:
+            return StoreUnavailable(f"{self.path}: {doing}: its file system is full or failing (SQLite: {text}); "
+                                    "nothing was changed: free space there and try again")
+        if "readonly" in text or "read-only" in text:
+            return StoreUnavailable(f"{self.path}: {doing}: the file or its folder is read-only (SQLite: {text}); "
+                                    "copy the study folder somewhere writable and pass --outputs")
+        return DatabaseError(f"{self.path} is damaged ({doing}: {text}); " + _what_to_do(self.path))
 
     def _check_structure(self) -> None:
         """Every table, and every column the first version had: a dropped one is damage, never recreated empty."""
@@ -235,16 +284,22 @@ class Store:
         self.close()
 
     @contextmanager
-    def _transaction(self):
-        """BEGIN IMMEDIATE: take the write lock up front, so check-then-write is atomic."""
-        self.db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, doing: str = "writing"):
+        """BEGIN IMMEDIATE: take the write lock up front, so check-then-write is atomic.  A lock that outlasts
+        busy_timeout, or a full disk, rolls back and raises StoreUnavailable naming the file and `doing`."""
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc, doing) from None
 
+    @_reads
     def check_study(self, study: str, settings: dict[str, Any]) -> dict[str, tuple]:
         """The result-shaping settings that differ from those the study was registered with, as
         {key: (then, now)}; empty for the same settings, or a study not registered yet.  A study is
@@ -282,7 +337,7 @@ class Store:
         A claim whose process is dead on this host, or whose heartbeat is older than
         claim_timeout, is taken over.  Re-claiming one's own point counts another attempt.
         """
-        with self._transaction():
+        with self._transaction(f"claiming point {point_id!r}"):
             row = self.db.execute("SELECT * FROM points WHERE study = ? AND point_id = ?",
                                   (study, point_id)).fetchone()
             if row is not None and (row["status"] == "done" or (
@@ -299,20 +354,21 @@ class Store:
 
     def heartbeat(self, study: str, point_ids: Iterable[str], worker: str) -> None:
         """Keep `worker`'s claims on these points alive."""
-        with self._transaction():
+        point_ids = list(point_ids)
+        with self._transaction(f"renewing the claims on {', '.join(map(repr, point_ids))}"):
             self.db.executemany(
                 "UPDATE points SET heartbeat_at = ? WHERE study = ? AND point_id = ? AND worker = ?"
                 " AND status = 'running'", [(_now(), study, p, worker) for p in point_ids])
 
     def release(self, study: str, point_id: str, worker: str) -> None:
         """Drop `worker`'s running claim (the point becomes pending again)."""
-        with self._transaction():
+        with self._transaction(f"releasing the claim on point {point_id!r}"):
             self.db.execute("DELETE FROM points WHERE study = ? AND point_id = ? AND worker = ?"
                             " AND status = 'running'", (study, point_id, worker))
 
     def mark_failed(self, study: str, point_id: str, error: str) -> None:
         """Record a point's failure and its error text (a done point stays done)."""
-        with self._transaction():
+        with self._transaction(f"marking point {point_id!r} failed"):
             self.db.execute(
                 "INSERT INTO points (study, point_id, status, attempts, error, finished_at)"
                 " VALUES (?, ?, 'failed', 1, ?, ?) ON CONFLICT (study, point_id) DO UPDATE SET"
@@ -330,7 +386,7 @@ class Store:
         inserted: 0 when the point was already done (a no-op).
         """
         rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
-        with self._transaction():
+        with self._transaction(f"recording point {point_id!r}"):
             self._add_missing_columns()
             row = self.db.execute("SELECT status FROM points WHERE study = ? AND point_id = ?",
                                   (study, point_id)).fetchone()
@@ -361,7 +417,7 @@ class Store:
         rows = [_network_row(study, point_id, r, i) for i, r in enumerate(records)]
         columns = ", ".join(f'"{f}"' for f in NETWORK_FIELDS)
         marks = ", ".join("?" * len(NETWORK_FIELDS))
-        with self._transaction():
+        with self._transaction(f"adding repeats to point {point_id!r}"):
             self._add_missing_columns()
             for values, curve in rows:
                 cursor = self.db.execute(f"INSERT INTO networks ({columns}) VALUES ({marks})", values)
@@ -374,6 +430,7 @@ class Store:
 
     # --- content digests ----------------------------------------------------------------------
 
+    @_reads
     def content_digests(self, study: str, point_ids: Iterable[str] | None = None) -> dict[str, str]:
         """The digest of each point's networks and curves as they are stored now (integrity.point_digest)."""
         wanted = None if point_ids is None else set(point_ids)
@@ -406,6 +463,7 @@ class Store:
         have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
         return [n for n in names if n in have]
 
+    @_reads
     def stored_digests(self, study: str) -> dict[str, str | None]:
         """Done points -> the digest stored when each was inserted (None: stored before digests existed)."""
         if "digest" not in self._columns("points", ["digest"]):
@@ -413,6 +471,7 @@ class Store:
         return {r[0]: r[1] for r in self.db.execute(
             "SELECT point_id, digest FROM points WHERE study = ? AND status = 'done'", (study,))}
 
+    @_reads
     def verify(self, study: str, *, copies: str | os.PathLike | None = None) -> "Verified":
         """Recompute every done point's digest and compare it with the stored one (or, for a point stored
         before digests, with its records copy's, where `copies` holds one); raise DatabaseError naming the
@@ -449,27 +508,31 @@ class Store:
         missing = [p for p, d in self.stored_digests(study).items() if d is None]
         if missing and not self.readonly:
             digests = self.content_digests(study, missing)
-            with self._transaction():
+            with self._transaction("storing the content digests of older points"):
                 self._add_missing_columns()
                 self.db.executemany("UPDATE points SET digest = ? WHERE study = ? AND point_id = ? AND digest IS NULL",
                                     [(digests[p], study, p) for p in missing])
         return missing
 
+    @_reads
     def point_status(self, study: str, point_id: str) -> str | None:
         """'done', 'running', 'failed', or None (never claimed)."""
         row = self.db.execute("SELECT status FROM points WHERE study = ? AND point_id = ?",
                               (study, point_id)).fetchone()
         return None if row is None else row["status"]
 
+    @_reads
     def done_points(self, study: str) -> set[str]:
         return {r[0] for r in self.db.execute(
             "SELECT point_id FROM points WHERE study = ? AND status = 'done'", (study,))}
 
+    @_reads
     def points(self, study: str) -> list[dict[str, Any]]:
         """The points table of a study, as dicts (status, attempts, error, times, worker)."""
         return [dict(r) for r in self.db.execute(
             "SELECT * FROM points WHERE study = ? ORDER BY point_id", (study,))]
 
+    @_reads
     def status(self, study: str, point_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Counts of done / running (live claims) / failed / pending among the expected points.
 
@@ -488,6 +551,7 @@ class Store:
                 counts[row["status"]] += 1
         return counts
 
+    @_reads
     def records_frame(self, study: str, *, decode_json: bool = True):
         """The study's networks as a pandas DataFrame (JSON columns decoded unless told not to)."""
         import pandas as pd
@@ -503,6 +567,7 @@ class Store:
                 frame[col] = [json.loads(v) if isinstance(v, str) else None for v in frame[col]]
         return frame
 
+    @_reads
     def curves_frame(self, study: str):
         """Training curves, one row per (network, iteration), with the network's keys."""
         import pandas as pd
@@ -536,6 +601,7 @@ class Store:
 
     # --- a second copy of every done point ---------------------------------------------------------
 
+    @_reads
     def point_copy(self, study: str, point_id: str) -> dict[str, Any]:
         """A done point as stored: its networks (ids and JSON fields decoded), their curves, its
         points row and the study's registration; `rebuild_database` inserts it back identically."""
@@ -721,6 +787,49 @@ def _create_database(path: Path) -> None:
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
 
+def refuse_foreign_wal(path: Path) -> None:
+    """A `-wal` file left beside the database while no runner has it open is either a killed runner's committed
+    points (kept: SQLite replays them) or another database's log, which SQLite would replay just the same (its
+    frames carry no mark of the file they belong to) and the first read-write open would checkpoint into this
+    file.  Told apart by the content digests: with the log, every done point must match the digest stored with
+    it.  A log under which they do not, while the file alone verifies, is refused before anything opens the
+    file read-write, so the database is left as it was."""
+    wal = Path(f"{path}-wal")
+    if not wal.is_file() or wal.stat().st_size == 0:
+        return
+    try:
+        lock = StudyLock(path.parent, shared=False)
+    except (StudyBusy, OSError):      # a runner has it open (its own log), or a read-only folder: SQLite decides
+        return
+    with lock, tempfile.TemporaryDirectory(dir=path.parent, prefix=".wal-check-") as aside:
+        with_log = _verifies(path)
+        if with_log is None:
+            return
+        alone = Path(aside) / path.name
+        shutil.copyfile(path, alone)           # the file without the log
+        if _verifies(alone) is None:
+            raise DatabaseError(f"{wal} does not belong to {path} (with it, {with_log}; without it, the database "
+                                "verifies: the log is another database's, or damaged); nothing was changed: move "
+                                f"{wal.name} (and {path.name}-shm) out of the folder, then `imbalance rebuild PARAMS` "
+                                f"restores any point only the log held from its records copy in {path.parent / 'records'}")
+
+
+def _verifies(path: Path) -> str | None:
+    """None when the database at `path` (read-only, with any log beside it) passes its checks and every done
+    point of every study matches its stored digest; else what does not."""
+    try:
+        with Store(path, mode="read", create=False, _check_wal=False) as store:
+            for (study,) in store.db.execute("SELECT DISTINCT study FROM points").fetchall():
+                stored = {p: d for p, d in store.stored_digests(study).items() if d is not None}
+                now = store.content_digests(study, stored)
+                bad = sorted(p for p in stored if now[p] != stored[p])
+                if bad:
+                    return f"point {bad[0]!r} of study {study!r} does not match its stored digest"
+    except (DatabaseError, sqlite3.Error) as exc:
+        return " ".join(str(exc).split())[:200]
+    return None
+
+
 def _what_to_do(path: Path) -> str:
     return (f"nothing was changed. Restore {path.name} from a backup, or recreate it from the study's records "
             f"copies ({path.parent / 'records'}) with `imbalance rebuild PARAMS`")
@@ -780,6 +889,56 @@ def read_copy(path: str | os.PathLike, *, study: str | None = None) -> dict[str,
     return copy
 
 
+LOCK_FILE = ".study.lock"   # outputs/<study>/.study.lock: runners hold it shared, `rebuild` exclusively
+REBUILD_WAIT_SECONDS = 60.0   # how long a starting runner waits for a rebuild in progress
+
+
+class StudyLock:
+    """An advisory lock (flock) on outputs/<study>/.study.lock, held for a whole run or rebuild: every runner
+    holds it shared (so runners run side by side, each claiming points), `rebuild` exclusively, so a rebuild
+    never starts while a runner has the database open (even before its first claim), and a runner never
+    starts while a rebuild replaces the file.  The lock goes with its process, so a killed one holds nothing."""
+
+    def __init__(self, study_dir: str | os.PathLike, *, shared: bool, wait: float = 0.0):
+        import fcntl
+        self.path = Path(study_dir) / LOCK_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(self.fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    raise StudyBusy(self.path, shared, wait) from None
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)       # closing the descriptor drops the lock
+            self.fd = None
+
+    def __enter__(self) -> "StudyLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class StudyBusy(ValueError):
+    """The study's lock is held the other way: a runner, while rebuilding; a rebuild, while starting a run."""
+
+    def __init__(self, path: Path, shared: bool, wait: float):
+        db = path.parent / "results.sqlite"
+        super().__init__(
+            f"{db}: `imbalance rebuild` is replacing this database (it holds {path}; waited {wait:g} s); run again "
+            "once it has finished" if shared else
+            f"{db}: a runner has this study open now (it holds {path}); rebuilding would set aside the points it "
+            "finishes: stop it (or wait for it) and rebuild then")
+
+
 @dataclass(frozen=True)
 class RebuildResult:
     path: Path                  # the rebuilt database
@@ -794,15 +953,22 @@ def rebuild_database(study_dir: str | os.PathLike, study: str, *, lost_ok: bool 
     networks, curves and points row as they were (failed and pending points are not kept: run the
     study again to redo them).  The replaced database is moved aside, never deleted.
 
-    Refused, changing nothing: while a runner holds a live claim on the study; a copy that is not valid
+    Refused, changing nothing: while a runner has the study open (StudyLock, held from the check to the
+    replacement, so no runner can start in between) or holds a live claim on it; a copy that is not valid
     data or whose content does not match its digest (or, for a copy from before digests, the readable
     database's content); and, unless lost_ok, a done point of the readable database that has no copy."""
     study_dir = Path(study_dir)
     db = study_dir / "results.sqlite"
-    files = sorted(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith("."))
-    if not files:
+    if not any(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith(".")):
         raise FileNotFoundError(f"no point copies in {study_dir / 'records'}: nothing to rebuild "
                                 f"{db} from (copies are kept by runs of this version on)")
+    with StudyLock(study_dir, shared=False):
+        return _rebuild(study_dir, study, db, lost_ok=lost_ok)
+
+
+def _rebuild(study_dir: Path, study: str, db: Path, *, lost_ok: bool) -> "RebuildResult":
+    """rebuild_database's work, under the study's exclusive lock (the copies are read under it too)."""
+    files = sorted(p for p in (study_dir / "records").glob("*.json") if not p.name.startswith("."))
     copies = [read_copy(f, study=study) for f in files]
     old = _old_contents(db, study)
     if old is not None:
@@ -916,9 +1082,16 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
     if path.stat().st_size == 0:
         raise DatabaseError(f"{path} is empty (0 bytes), so its results are lost, not pending; " + _what_to_do(path))
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=READ_LOCK_SECONDS)
         try:
-            check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
+            try:
+                check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
+            except sqlite3.OperationalError as exc:   # a WAL database on a read-only file system, as Store reads it
+                if "unable to open" not in str(exc) or _writable(path):
+                    raise
+                con.close()
+                con = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)
+                check = [r[0] for r in con.execute("PRAGMA quick_check(5)")]
             if check != ["ok"]:
                 raise DatabaseError(f"{path} is damaged (PRAGMA quick_check: {'; '.join(check)[:300]}); "
                                     + _what_to_do(path))
@@ -926,6 +1099,12 @@ def point_seconds(path: str | os.PathLike, study: str) -> dict[str, float | None
                                "WHERE study = ? AND status = 'done'", (study,)).fetchall()
         finally:
             con.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreUnavailable(f"{path}: reading the points' times: another process held the database's write "
+                                   f"lock past the {READ_LOCK_SECONDS:g} s waited (SQLite: {exc}); nothing was "
+                                   "changed: let it finish and try again") from None
+        raise DatabaseError(f"{path} is damaged ({exc}); " + _what_to_do(path)) from None
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path} is damaged ({exc}); " + _what_to_do(path)) from None
     return {p: (datetime.fromisoformat(f) - datetime.fromisoformat(s)).total_seconds() if s and f else None
