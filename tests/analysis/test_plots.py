@@ -202,7 +202,7 @@ def test_bands_are_stats_intervals_and_the_caption_names_them(records):
     assert len(merged) == len(expected) == len(drawn)
     assert np.allclose(merged["ci_low"], merged["ci_low_stats"]) and np.allclose(merged["ci_high"], merged["ci_high_stats"])
     caption = plots.band_caption(drawn)
-    assert "95% student-t interval" in caption and "n = 3" in caption
+    assert "95% logit-t interval" in caption and "n = 3" in caption
     two = plots.auc_vs_rho(records[records["repeat"] < 2], dataset="mnist-sample")
     assert "no interval is drawn" in plots.band_caption(two.imbalance_intervals)
     assert "n = 2" in plots.band_caption(two.imbalance_intervals)

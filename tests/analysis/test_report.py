@@ -162,15 +162,19 @@ def test_three_repeats_captions_name_the_t_interval_and_pin_it(tiny):
     outputs, _, html = tiny
     doc = parse(html)
     fig3 = next(f for f in doc.figures if f["id"] == "fig3_auc_vs_rho_mnist-sample")
-    assert "95% student-t interval" in fig3["caption"] and "n = 3" in fig3["caption"]
-    # the table's interval of one method's mean is scipy's t interval of its 3 networks
+    assert "95% logit-t interval" in fig3["caption"] and "n = 3" in fig3["caption"]
+    # the table's interval of one method's mean is scipy's t interval of its 3 networks on the logit scale
+    # (delta method: logit(u) +- t se / (u (1 - u))), mapped back, so a ROC AUC interval stays in [0, 1]
+    from scipy.special import expit, logit
     records, _ = frames.load_study("tiny", outputs)
     point = records[(records["point_id"] == "step_rho=100_mu=0.5")]
     row = tables.mean_intervals(point, metric="roc_auc").set_index("method").loc["ros"]
     values = point.loc[point["method"] == "ros", "roc_auc"].to_numpy()
-    low, high = st.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=st.sem(values))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=1e-12)
-    assert row["interval_method"] == "student-t"
+    u = values.mean()
+    half = st.t.ppf(0.975, len(values) - 1) * st.sem(values) / (u * (1 - u))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((expit(logit(u) - half), expit(logit(u) + half)),
+                                                            abs=1e-12)
+    assert row["interval_method"] == "logit-t"
 
 
 def test_recommendations_name_the_winner_per_point(tiny):
