@@ -167,13 +167,19 @@ def _check_outputs(outputs) -> None:
 
 def _conclusions(params, args) -> int:
     """Print C1-C7; 'not enough data' is a verdict, not an error (exit 0)."""
-    from imbalance.analysis.conclusions import check_all, format_conclusions
+    from imbalance.analysis.conclusions import check_all, design_gaps, design_gaps_text, format_conclusions
     from imbalance.analysis.frames import load_study
     studies = [(args.params, params)] + [(path, load_params(path)) for path in args.others]
     for path, p in studies:
         _ran(Path(args.outputs) / p.study / "results.sqlite", p, path)
     (records, curves), *others = [load_study(p.study, args.outputs) for _, p in studies]
-    print(format_conclusions(check_all(records, curves, others=[r for r, _ in others])))
+    others = [r for r, _ in others]
+    gaps = design_gaps(records, curves, others=others)     # only what the study's design can test (issue 26)
+    testable = [r for r in check_all(records, curves, others=others) if r.id not in gaps]
+    if testable:
+        print(format_conclusions(testable))
+    if gaps:
+        print(("\n" if testable else "") + design_gaps_text(gaps))
     return 0
 
 
