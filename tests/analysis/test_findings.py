@@ -89,3 +89,80 @@ def test_the_recommendation_keeps_ros_where_it_is_equivalent_and_names_a_method_
     assert "`crt` at (ρ 100, μ 0.5) (+0.0570)" in text and "Holm over the 2 methods compared" in text
     empty = pd.DataFrame(rows[:0], columns=["level", "method"])
     assert findings._recommendation(empty, findings._point_winners(empty)).startswith("not enough data")
+
+
+# --- one sentence per point (issue 26), recomputed here with scipy alone -----------------------------------
+
+PLAIN_BLOCKS = (("mnist-step", "**Point by point, in plain words**"),
+                ("fashion-step", "**Point by point on Fashion-MNIST, in plain words**"),
+                ("cifar10-fast-cpu", "**Point by point on CIFAR-10, in plain words**"))
+POSTHOC = ("-thresh", "-la", "-tau-norm")
+
+
+def _holm_by_hand(p: dict) -> dict:
+    order, out, running = sorted(p, key=p.get), {}, 0.0
+    for i, m in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * p[m]))
+        out[m] = running
+    return out
+
+
+def _verdicts_by_hand(here, *, reference="baseline", margin=0.005, alpha=0.05):
+    """{method: (verdict, mean, low, high)} at one point: paired t-test and Student-t 95% interval over the repeats
+    both networks finished, TOST against ±margin with scipy's t, each Holm-corrected over the methods tested."""
+    from scipy import stats as sps
+    import numpy as np
+    ref = here[here["method"] == reference].set_index("repeat")["roc_auc"]
+    diffs = {}
+    for m in sorted(set(here["method"]) - {reference}):
+        if m.endswith(POSTHOC):
+            continue
+        d = (here[here["method"] == m].set_index("repeat")["roc_auc"] - ref).dropna().to_numpy(float)
+        diffs[m] = d
+    tested = {m: d for m, d in diffs.items() if d.size >= 3}
+    se = {m: d.std(ddof=1) / np.sqrt(d.size) for m, d in tested.items()}
+    p = _holm_by_hand({m: 2 * sps.t.sf(abs(d.mean() / se[m]), d.size - 1) for m, d in tested.items()})
+    q = _holm_by_hand({m: max(sps.t.sf((d.mean() + margin) / se[m], d.size - 1),
+                              sps.t.cdf((d.mean() - margin) / se[m], d.size - 1)) for m, d in tested.items()})
+    out = {m: ("untested", None, None, None) for m in diffs if m not in tested}
+    for m, d in tested.items():
+        half = sps.t.ppf(0.975, d.size - 1) * se[m]
+        low, high = d.mean() - half, d.mean() + half
+        shown = (low > 0 or high < 0) and p[m] < alpha
+        out[m] = ("better" if shown and d.mean() > 0 else "worse" if shown else
+                  "equivalent" if q[m] < alpha else "undecided", d.mean(), low, high)
+    return out
+
+
+def _said(line: str, methods) -> dict:
+    """{method: verdict} from one README line, read by the words around each method's name."""
+    said = {}
+    for part in line.split("; "):
+        kind = ("better" if "shown better" in part else "worse" if "shown worse" in part else
+                "equivalent" if "practically equivalent" in part else "undecided" if "undecided" in part else
+                "untested" if "could not be tested" in part else None)
+        for m in methods:
+            if re.search(rf"(?<![\w-]){re.escape(m)}(?![\w-])", part.split(" than ")[0]):
+                said[m] = kind
+    return said
+
+
+@pytest.mark.parametrize("study, title", PLAIN_BLOCKS)
+def test_each_point_has_one_readme_line_whose_verdicts_scipy_gives_from_the_records(studies, study, title):
+    loaded = next(s for s in studies if s.study == study)
+    if loaded.records.empty:
+        pytest.skip(f"{study} has no committed results yet")
+    block = _findings_section().split(title, 1)[1].split("\n\n")[1]
+    lines = block.splitlines()
+    records = loaded.records[loaded.records["level"].isna()]
+    points = records.drop_duplicates("point_id").sort_values(["rho", "mu"])
+    assert len(lines) == len(points) == len(set(records["point_id"]))      # one line per point, in grid order
+    for line, point in zip(lines, points.itertuples()):
+        assert line.startswith(f"- At ρ={point.rho:g}, μ={point.mu:g} "), line
+        by_hand = _verdicts_by_hand(records[records["point_id"] == point.point_id])
+        assert _said(line, by_hand) == {m: v[0] for m, v in by_hand.items()}, line
+        if not any(v[0] == "better" for v in by_hand.values()):
+            assert "no method is shown better than baseline" in line
+        for m, (verdict, mean, low, high) in by_hand.items():
+            if verdict in ("better", "worse"):
+                assert f"{m} ({mean:+.4f} [{low:+.4f}, {high:+.4f}])" in line, (m, line)

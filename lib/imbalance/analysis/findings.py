@@ -4,6 +4,9 @@ The README's section "What the study finds" and `outputs/README.md` (the index o
 studies) are generated here, never typed in: `python -m imbalance.analysis.findings --write` rewrites the
 README between its markers and the index whole; `tests/analysis/test_findings.py` regenerates both and
 fails when the committed text differs, and checks the verdicts against `imbalance conclusions`.
+Under the recommendations of mnist-step and fashion-step, and for cifar10-fast-cpu, one line per grid point
+says in plain words which trained methods are shown better than the baseline, practically equivalent to
+it, undecided, shown worse or untested there (`answers.point_sentences`, issue 26).
 
 The conclusions are `imbalance.analysis.conclusions.check_all` on `mnist-step` with the other real studies
 as `--with` (C2: Fashion-MNIST and CIFAR-10, C3: linear, C6: graded), i.e. exactly
@@ -56,6 +59,9 @@ MODERN = ("la-loss", "cb-focal", "ldam-drw", "crt")   # trained methods only: po
 # post-hoc re-scorings, shown as what they add to their own base network (issue 23), never ranked
 RESCORED = ("baseline-la",)
 REFERENCE = "ros"
+# the point-by-point answers in plain words (issue 26): every trained method against the untreated network,
+# as the reports and the quick study's section say them; CIFAR-10 is its own block (it has no other)
+PLAIN_REFERENCE, NATURAL_IMAGES = "baseline", REAL_STUDIES[4]
 
 
 @dataclass
@@ -256,7 +262,10 @@ def findings_markdown(studies: list[Loaded]) -> str:
               "nor shown equivalent; trained methods only: post-hoc re-scorings ('-thresh', '-la', '-tau-norm') "
               "train nothing and are shown above as what they add to their base network):", "", _winners(primary.records, primary.grid, winners),
               "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners),
-              "", *_replication(studies)]
+              "", *_point_by_point(primary, "**Point by point, in plain words**"),
+              "", *_replication(studies),
+              "", *_point_by_point(next(s for s in studies if s.spec == NATURAL_IMAGES),
+                                   "**Point by point on CIFAR-10, in plain words**", as_for=primary)]
     return "\n".join(lines) + "\n"
 
 
@@ -297,7 +306,34 @@ def _replication(studies: list[Loaded]) -> list[str]:
     return [head, "", "| | verdict on these data | evidence |", "|---|---|---|",
             *(f"| {c.id} {_cell(c.title)} | **{c.verdict}** | {_cell(c.reason)} |" for c in rows), "",
             f"**Recommendation by region on Fashion-MNIST** (`{study.study}`, ROC AUC; its report maps the "
-            "winners): " + _recommendation(study.records, _point_winners(study.records))]
+            "winners): " + _recommendation(study.records, _point_winners(study.records)),
+            "", *_point_by_point(study, "**Point by point on Fashion-MNIST, in plain words**",
+                                as_for=next(s for s in studies if s.spec == PRIMARY))]
+
+
+def point_by_point(records: pd.DataFrame) -> pd.DataFrame:
+    """`answers.point_sentences` of the non-graded points (trained methods against PLAIN_REFERENCE on
+    ROC AUC), in grid order: ρ, then μ."""
+    plain = records[records["level"].isna()] if not records.empty else records
+    if plain.empty or PLAIN_REFERENCE not in set(plain["method"]):
+        return pd.DataFrame(columns=["point_id", "rho", "mu", "sentence"])
+    sentences = answers.point_sentences(plain, reference=PLAIN_REFERENCE, metric="roc_auc")
+    return sentences.sort_values(["rho", "mu"], kind="stable").reset_index(drop=True)
+
+
+def _point_by_point(study: Loaded, title: str, *, as_for: Loaded | None = None) -> list[str]:
+    """One line per grid point a reader can act on (issue 26): which trained methods are shown better
+    than the baseline, practically equivalent to it, undecided, shown worse or untested there.  `as_for`:
+    the study whose block already explained the rules (said once)."""
+    head = f"{title} (`{study.study}`, " + (
+        f"as for `{as_for.study}`):" if as_for is not None else
+        f"ROC AUC; each trained method against `{PLAIN_REFERENCE}`, paired per repeat, Holm-corrected per point "
+        "over the trained methods compared there; a quoted difference is the mean paired difference with its 95% "
+        "confidence interval, Student-t below 10 pairs; post-hoc re-scorings are never ranked here):")
+    sentences = point_by_point(study.records)
+    if sentences.empty:
+        return [head, "", "not run yet." if study.records.empty else f"not enough data (no `{PLAIN_REFERENCE}`)."]
+    return [head, "", *(f"- {t}" for t in sentences["sentence"])]
 
 
 def readme_with_findings(readme: str, section: str) -> str:
