@@ -21,7 +21,8 @@
 # with the reference by its paired difference (same subset and initial weights per repeat) with a
 # verdict, and the class counts (log axis) and the metric around the point are drawn, from
 # `outputs/<study>/results.sqlite`.  For example: *which method should I use at ρ = 100 with half
-# the classes minority?*  Run all cells; the controls open at the grid point nearest (rho, mu).
+# the classes minority?*  In JupyterLab, run all cells (served by `imbalance explore`, the page runs them
+# itself); the controls open at the grid point nearest (rho, mu).
 # Without Jupyter, `imbalance explore PARAMS` serves this page on localhost.
 
 # %% tags=["parameters"]

@@ -693,6 +693,21 @@ def recall_figure(records, *, dataset: str | None = None, methods=None, classes:
     return fig
 
 
+def _map_axes(ax, rhos, mu_keys, *, has_mu: bool) -> None:
+    """A (ρ x μ) map's grid of cells: one column per ρ, one row per μ, labelled, without spines or ticks."""
+    ax.set_xlim(0, max(len(rhos), 1))
+    ax.set_ylim(len(mu_keys), 0)
+    ax.set_xticks(np.arange(len(rhos)) + 0.5)
+    ax.set_xticklabels([format_value(r) for r in rhos])
+    ax.set_yticks(np.arange(len(mu_keys)) + 0.5)
+    ax.set_yticklabels(mu_keys)
+    ax.set_xlabel(RHO)
+    ax.set_ylabel(MU if has_mu else "")
+    for side in ("top", "right", "left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(length=0)
+
+
 def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure:
     """The winning method per (ρ, μ) as a coloured grid, from `stats.point_winners` rows of one
     dataset and imbalance type.  Each cell names its winner (the highest mean); '≈ …' lists the (or, past two, counts the)
@@ -734,17 +749,7 @@ def winners_figure(winners: pd.DataFrame, *, title: str | None = None) -> Figure
             ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=8, wrap=True)
             if has_winner:
                 present.append(winner)
-    ax.set_xlim(0, len(rhos))
-    ax.set_ylim(len(mu_keys), 0)
-    ax.set_xticks(np.arange(len(rhos)) + 0.5)
-    ax.set_xticklabels([format_value(r) for r in rhos])
-    ax.set_yticks(np.arange(len(mu_keys)) + 0.5)
-    ax.set_yticklabels(mu_keys)
-    ax.set_xlabel(RHO)
-    ax.set_ylabel(MU if mus else "")
-    for side in ("top", "right", "left", "bottom"):
-        ax.spines[side].set_visible(False)
-    ax.tick_params(length=0)
+    _map_axes(ax, rhos, mu_keys, has_mu=bool(mus))
     if title:
         ax.set_title(title, fontsize=10)
     handles = [matplotlib.patches.Patch(facecolor=PALETTE.get(m, (0.4, 0.4, 0.4)), alpha=0.6, label=m)
@@ -800,17 +805,7 @@ def verdict_map_figure(paired: pd.DataFrame, *, reference: str, metric: str, mar
                 lines.append(f"{k} untested")
             ax.text(j + 0.5, i + 0.5, "\n".join(lines), ha="center", va="center", fontsize=8, wrap=True)
             present += names[:1]
-    ax.set_xlim(0, max(len(rhos), 1))
-    ax.set_ylim(len(mu_keys), 0)
-    ax.set_xticks(np.arange(len(rhos)) + 0.5)
-    ax.set_xticklabels([format_value(r) for r in rhos])
-    ax.set_yticks(np.arange(len(mu_keys)) + 0.5)
-    ax.set_yticklabels(mu_keys)
-    ax.set_xlabel(RHO)
-    ax.set_ylabel(MU if mus else "")
-    for side in ("top", "right", "left", "bottom"):
-        ax.spines[side].set_visible(False)
-    ax.tick_params(length=0)
+    _map_axes(ax, rhos, mu_keys, has_mu=bool(mus))
     ax.set_title(title or f"{METRICS.get(metric, metric)} against {reference} (±δ = {format_value(margin)})",
                  fontsize=10)
     handles = [matplotlib.patches.Patch(facecolor=PALETTE.get(m, UNKNOWN_COLOUR), alpha=0.6, label=m)
