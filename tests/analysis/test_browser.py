@@ -101,7 +101,7 @@ def test_explorer_slider_redraws_the_figure(lab, tmp_path):
             # the controls, not a raw 'VBox(...)': the reference dropdown and the paired differences to it
             assert page.get_by_text("VBox(", exact=False).count() == 0
             page.locator(".widget-dropdown:has(.widget-label:text-is('reference'))").first.wait_for()
-            page.get_by_text("paired differences to baseline").first.wait_for()
+            page.get_by_text("paired differences to baseline").filter(visible=True).first.wait_for()   # not the ToC's
 
             handle = page.locator(f"{RHO_SLIDER} .noUi-handle").first
             handle.focus()
