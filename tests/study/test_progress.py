@@ -54,6 +54,20 @@ def test_run_grid_point_reports_over_all_its_networks_second_stages_included(dig
     assert done == sorted(done) and done[-1] == total and len(set(done)) == total
 
 
+def test_the_runner_counts_a_crt_head_as_the_ninth_of_a_network_the_point_reports(digits):
+    """cRT's head trains a ninth of the iterations: the runner's bar total for a point is what run_grid_point
+    reports (baseline 18 + crt's head round(18/9) = 2 per repeat)."""
+    recipe = recipe_with(RECIPES["lenet5-mnist"], iterations=18, eval_interval=9, batch_size=8)
+    calls, callback = _recorder()
+    run_grid_point(digits, imbalance="step", rho=10, mu=0.5, methods=["baseline", "crt"], repeats=2, recipe=recipe,
+                   device="cpu", layout="single", progress=False, progress_callback=callback)
+    assert {t for _, t in calls} == {2 * (18 + 2)} and calls[-1][0] == 2 * (18 + 2)
+    import dataclasses
+    from pathlib import Path
+    quick = load_params(Path(__file__).resolve().parents[2] / "params" / "quick.yaml")
+    assert runner._trainings(dataclasses.replace(quick, methods=("baseline", "crt"))) == pytest.approx(1 + 1 / 9)
+
+
 def test_progress_file_is_written_atomically_at_most_once_per_interval(tmp_path):
     path = tmp_path / "p" / "point.json"
     report = ProgressFile(path, interval=3600)

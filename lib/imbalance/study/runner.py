@@ -354,9 +354,13 @@ def _point_iterations(params: StudyParams, repeats: int | None = None) -> int:
     recipe = _recipe(params)
     if recipe is None:
         return 1
-    networks = sum(get_method(m).stage2_length if get_method(m).stage2 else 1.0 for m in params.trained_methods)
-    return max(1, round(recipe.iterations * (networks * (repeats or params.repeats) * _candidates(params, recipe)
-                                             + _searched(params, recipe))))
+    return max(1, round(recipe.iterations * (_trainings(params) * (repeats or params.repeats) *
+                                             _candidates(params, recipe) + _searched(params, recipe))))
+
+
+def _trainings(params: StudyParams) -> float:
+    """A point's trained methods counted by their length in recipe iterations (a cRT head, a ninth of one)."""
+    return sum(get_method(m).stage2_length if get_method(m).stage2 else 1.0 for m in params.trained_methods)
 
 
 def _recipe(params: StudyParams):
@@ -891,11 +895,14 @@ def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: 
     evaluations = recipe.iterations // recipe.eval_interval + 1
     eval_seconds = per_iteration * 2 * n_test / recipe.batch_size / 3 * evaluations if n_test else 0.0
     per_network = per_iteration * recipe.iterations + eval_seconds
-    return (f"about {_duration(per_network * networks / workers)} for {networks} networks on {workers} worker(s) "
+    trainings = sum(p.repeats for p in todo) * _trainings(params)     # cRT's heads train a ninth as long
+    seconds = per_iteration * recipe.iterations * trainings + eval_seconds * networks
+    return (f"about {_duration(seconds / workers)} for {networks} networks on {workers} worker(s) "
             f"here: {per_iteration * 1000:.0f} ms per iteration per network (fast.probe_seconds_per_iteration, "
             f"K={k}) x {recipe.iterations} iterations" + (f" + {eval_seconds:.0f} s of evaluations" if n_test else
                                                          " (evaluations not included: test size unknown)")
-            + f" = {_duration(per_network)} per network, {networks * per_network / 3600:.1f} CPU-hours"
+            + f" = {_duration(per_network)} per network (a cRT head's training a ninth of it), "
+              f"{seconds / 3600:.1f} CPU-hours"
             if device.type == "cpu" else f" = {_duration(per_network)} per network")
 
 
