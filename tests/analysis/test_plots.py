@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from browser.study import all_records  # noqa: E402
 from fixtures.figures import colour, data_colours, texts  # noqa: E402
-from imbalance.analysis import frames, plots, stats, tables  # noqa: E402
+from imbalance.analysis import evidence_plots, frames, plots, stats, tables  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
@@ -46,7 +46,7 @@ FIGURES = {  # name -> (call on records/curves, words the figure must show)
                               ["ρ=1000, μ=0.5", "400 = n_max", "0.4 (ρ=1000)", "j"]),
     "recall_figure": (lambda r, c: plots.recall_figure(r, dataset="mnist-sample"),
                       ["per-class recall", "minority class", "majority class", "two-phase-ros"]),
-    "winners_figure": (lambda r, c: plots.winners_figure(stats.point_winners(
+    "winners_figure": (lambda r, c: evidence_plots.winners_figure(stats.point_winners(
                            r[(r.dataset == "mnist-sample") & (r.imbalance == "step") & r.level.isna()])),
                        ["ros", "imbalance ratio ρ", "fraction of minority classes μ"]),
 }
@@ -264,7 +264,7 @@ def test_winners_map_says_highest_mean_and_never_pales_a_cell_for_one_untested_m
         dict(rho=100, mu=0.2, winner=None, equivalent=(), undecided=(), untested=(), n=0),
         dict(rho=100, mu=0.9, winner="crt", equivalent=(), undecided=(), untested=("cb-focal", "ldam-drw", "focal"),
              n=3)])
-    fig = plots.winners_figure(winners)
+    fig = evidence_plots.winners_figure(winners)
     shown = texts(fig)
     assert "≈ rus, two-phase-ros" in shown and "untested: ros" in shown and "no winner" in shown
     assert "? rus" in shown and "3 untested" in shown            # named up to two, counted beyond
@@ -280,7 +280,7 @@ def test_forest_plot_draws_each_interval_zero_and_the_margin_band():
     evidence = pd.DataFrame([
         dict(part="a", label="rho 10", estimate=0.002, ci_low=-0.001, ci_high=0.005, margin=0.005, outcome="undecided"),
         dict(part="a", label="rho 100", estimate=0.04, ci_low=0.03, ci_high=0.05, margin=0.005, outcome="as claimed")])
-    fig = plots.forest_figure(evidence)
+    fig = evidence_plots.forest_figure(evidence)
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["rho 10", "rho 100"]
     bars = [line.get_xdata() for line in ax.lines if len(line.get_xdata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]]
@@ -293,7 +293,7 @@ def test_critical_difference_diagram_shows_the_ranks_and_the_cd():
     from imbalance.analysis.ranking import Ranking
     ranking = Ranking("roc_auc", pd.Series({"ros": 1.2, "baseline": 2.1, "rus": 2.7}), 12, 0, 10.0, 0.006, 0.96,
                       0.05, (("ros", "baseline"), ("baseline", "rus")))
-    shown = texts(plots.critical_difference_figure(ranking))
+    shown = texts(evidence_plots.critical_difference_figure(ranking))
     assert "CD = 0.96" in shown and "ros (1.20)" in shown and "rus (2.70)" in shown
 
 

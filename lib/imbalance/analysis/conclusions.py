@@ -26,7 +26,7 @@ mixed), else `undecided`; a part lacking data is named in the reason and its par
 `needs`.  "Not shown" is never "contradicted": a claim is contradicted only where its opposite is shown.
 
 Every evidence row also carries `part`, `label`, `estimate`, `ci_low`, `ci_high`, `margin`,
-`verdict` and `outcome`: the forest plot of the report (`plots.forest_figure`) draws those.
+`verdict` and `outcome`: the forest plot of the report (`evidence_plots.forest_figure`) draws those.
 
 Paired statistics (`imbalance.analysis.stats.paired_differences`) are used where networks pair up (two
 methods of one repeat of one point, or two measurements of one network); networks of different

@@ -20,7 +20,7 @@ Post-hoc methods ('<m>-thresh', '<m>-la', '<m>-tau-norm') are never ranked, name
 their base method's network and train nothing, so they are shown as what they add to it
 (`answers.rescoring`), not as rivals of trained methods (issue 23).
 
-No torch, no plotting here (`plots.critical_difference_figure` draws a `Ranking`).
+No torch, no plotting here (`evidence_plots.critical_difference_figure` draws a `Ranking`).
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from imbalance import registry
-from imbalance.analysis import answers, frames, plots, stats, tables
+from imbalance.analysis import answers, evidence_plots, frames, plots, stats, tables
 from imbalance.analysis.frames import format_value
 from imbalance.analysis.tables import point_label
 from imbalance.catalog import DISPLAY_NAMES, PAPER_ITERATIONS, classes_of
@@ -394,7 +394,7 @@ def _conclusions(b: _Builder) -> None:
     for r in results:
         if r.evidence.empty or "estimate" not in r.evidence or r.evidence["estimate"].dropna().empty:
             continue
-        fig = plots.forest_figure(r.evidence, title=f"{r.id} {r.title}: {r.verdict}")
+        fig = evidence_plots.forest_figure(r.evidence, title=f"{r.id} {r.title}: {r.verdict}")
         b.figure(section, fig, f"forest_{r.id.lower()}", _forest_caption(r), label=f"{r.id}, forest plot")
     b.report.sections.append(section)
 
@@ -460,7 +460,7 @@ def _recommendations(b: _Builder) -> None:
                                   f"a difference is a mean paired difference to {s.reference} with its "
                                   f"{s.confidence:.0%} interval over repeats):"))
             section.add("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in sentences["sentence"]) + "</ul>")
-            b.figure(section, plots.verdict_map_figure(paired, reference=s.reference, metric=s.metric, margin=margin,
+            b.figure(section, evidence_plots.verdict_map_figure(paired, reference=s.reference, metric=s.metric, margin=margin,
                                                        title=where),
                      plots.figure_name("answers", dataset, imbalance),
                      f"The answer at each grid point of {where}: the trained methods shown better than "
@@ -470,7 +470,7 @@ def _recommendations(b: _Builder) -> None:
                      f"±{format_value(margin)}, two one-sided t-tests), undecided (not shown either way), shown worse, "
                      "or untested (too few pairs: a method that lost networks).", label="Answers")
         n = sorted({int(v) for v in winners["n"].dropna()})
-        b.figure(section, plots.winners_figure(winners, title=where),
+        b.figure(section, evidence_plots.winners_figure(winners, title=where),
                  plots.figure_name("winners", dataset, imbalance),
                  f"The trained method with the highest mean {plots.METRICS.get(s.metric, s.metric)} at each grid point "
                  f"of {where}; '≈ …' names the methods shown equivalent to it within ±{format_value(margin)} (two "
@@ -521,7 +521,7 @@ def _rescoring(b: _Builder) -> None:
             continue
         label = plots.METRICS.get(metric, metric)
         section.add(f"<h3>{esc(label)}</h3>")
-        b.figure(section, plots.rescoring_figure(rows, metric=metric), plots.figure_name("rescoring", metric),
+        b.figure(section, evidence_plots.rescoring_figure(rows, metric=metric), plots.figure_name("rescoring", metric),
                  f"{label}: each post-hoc method minus its base method, paired within a repeat, per grid point; each "
                  f"dot is the mean paired difference, each bar its {s.confidence:.0%} interval over repeats, the grey "
                  f"band ±{format_value(margin)} (the equivalence margin). Colour: raises or lowers (Holm-corrected "
@@ -547,7 +547,7 @@ def _ranking(b: _Builder) -> None:
             continue
         where = f"{dataset}, {imbalance} imbalance"
         section.add(f"<h3>{esc(where)}</h3>")
-        b.figure(section, plots.critical_difference_figure(r, title=f"{where}: average rank by {s.metric}"),
+        b.figure(section, evidence_plots.critical_difference_figure(r, title=f"{where}: average rank by {s.metric}"),
                  plots.figure_name("cd", dataset, imbalance),
                  f"Average rank of each method over the {r.n_points} grid points of {where} (1 = highest mean "
                  f"{plots.METRICS.get(s.metric, s.metric)} at a point, ties share their average rank). "
