@@ -521,8 +521,10 @@ def _terms_loss(logits, y, terms: dict, smoothing: float):
     """One network's loss with method terms (training.losses.class_loss) and the recipe's label smoothing
     as torch's: (1 - s) class_loss + s mean_j(-log p_j) over the batch.  Neutral terms give
     smoothed_cross_entropy exactly."""
-    logp = logits.float().log_softmax(-1) if logits.dtype in (torch.bfloat16, torch.float16) else logits.log_softmax(-1)
-    return (1.0 - smoothing) * class_loss(logits.to(logp.dtype), y, **terms) - smoothing * logp.mean(-1).mean(0)
+    logits = logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
+    if not smoothing:       # no smoothing term to add (nor a second log-softmax, whose -inf x 0 would be NaN)
+        return class_loss(logits, y, **terms)
+    return (1.0 - smoothing) * class_loss(logits, y, **terms) - smoothing * logits.log_softmax(-1).mean(-1).mean(0)
 
 
 def _train_group(nets, specs, indices, *, stacked: bool, trained: tuple[str, ...], lr_scale: float,
