@@ -23,7 +23,8 @@ def test_the_readme_findings_section_is_what_the_committed_databases_give(studie
 
 
 def test_the_outputs_index_is_what_the_committed_databases_give(studies):
-    assert (ROOT / "outputs" / "README.md").read_text() == findings.index_markdown(studies), \
+    assert (ROOT / "outputs" / "README.md").read_text() == findings.index_markdown(
+        studies, upcoming=findings.load(specs=findings.NEXT_STUDIES)), \
         "outputs/README.md differs from the databases: run `python -m imbalance.analysis.findings --write`"
 
 
@@ -166,3 +167,18 @@ def test_each_point_has_one_readme_line_whose_verdicts_scipy_gives_from_the_reco
         for m, (verdict, mean, low, high) in by_hand.items():
             if verdict in ("better", "worse"):
                 assert f"{m} ({mean:+.4f} [{low:+.4f}, {high:+.4f}])" in line, (m, line)
+
+
+def test_an_unfinished_study_states_its_points_and_the_time_still_needed():
+    """outputs/README.md's issue-28 table: the median wall time of the finished points times the points left."""
+    import pandas as pd
+    grid = list(range(5))
+    done = {"a": 600.0, "b": 1200.0, "c": 900.0}          # median 900 s, 2 points left: 30 min
+    running = findings.Loaded(findings.NEXT_STUDIES[0], "mnist-step-v2", grid, done,
+                              pd.DataFrame({"method": ["baseline"] * 4, "device": ["cpu"] * 4}), pd.DataFrame())
+    fresh = findings.Loaded(findings.NEXT_STUDIES[3], "cifar10-lt", [0, 1], {}, pd.DataFrame(), pd.DataFrame())
+    text = findings.index_markdown(findings.load(), upcoming=[running, fresh])
+    row = next(line for line in text.splitlines() if line.startswith("| `mnist-step-v2`"))
+    assert "| 3 of 5 |" in row and "about 30 min (2 points)" in row and "4 records" in row
+    row = next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
+    assert "| 0 of 2 |" in row and "not started" in row

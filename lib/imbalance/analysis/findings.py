@@ -51,6 +51,17 @@ REAL_STUDIES = (
               "C2 on natural images (with mnist-step)"),
 )
 PRIMARY = REAL_STUDIES[0]
+# issue 28's studies: the evidence again with the faithful methods; listed in outputs/README.md with their
+# state and the time still needed until they replace the studies above in the findings
+NEXT_STUDIES = (
+    RealStudy("params/real/mnist-step-v2.yaml", "MNIST, as mnist-step, with the faithful methods and crt-ib",
+              "C1, C4, C5, C7 and today's methods (issue 28)"),
+    RealStudy("params/real/fashion-step-v2.yaml", "Fashion-MNIST, as mnist-step-v2", "as mnist-step-v2 (issue 28)"),
+    RealStudy("params/real/mnist-step-paper-length.yaml",
+              "MNIST, ρ 100, 1,000 × μ 0.5, 0.9 at the paper's 10,000 iterations", "the 2,000-iteration cut"),
+    RealStudy("params/real/cifar10-lt.yaml", "CIFAR-10 (JPEG copy), exponential ρ 100, 10, every method, 5 repeats",
+              "today's methods on the long-tailed benchmark"),
+)
 # the other full step grid: the conclusions a study answers alone are checked on it too, to see
 # whether MNIST's verdicts carry to a harder task (C2, C3 and C6 compare studies: one verdict each)
 REPLICATION, SINGLE_STUDY = REAL_STUDIES[3], ("C1", "C4", "C5", "C7")
@@ -74,11 +85,11 @@ class Loaded:
     curves: pd.DataFrame
 
 
-def load(outputs_dir=ROOT / "outputs", root=ROOT) -> list[Loaded]:
+def load(outputs_dir=ROOT / "outputs", root=ROOT, specs=REAL_STUDIES) -> list[Loaded]:
     """Every real study's grid, finished points and records (empty where it has not run)."""
     from imbalance.study.store import point_seconds
     out = []
-    for spec in REAL_STUDIES:
+    for spec in specs:
         params = load_params(Path(root) / spec.params)
         records, curves = load_study(params.study, outputs_dir)
         db = Path(outputs_dir) / params.study / "results.sqlite"
@@ -113,7 +124,7 @@ def _report_link(study: Loaded, outputs_dir) -> str:
         else "when complete"
 
 
-def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs") -> str:
+def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming: list[Loaded] = ()) -> str:
     """outputs/README.md: what each committed study is, how far it got, its cost, how to rerun it."""
     lines = ["# The committed studies", "",
              "Generated from the databases by `python -m imbalance.analysis.findings --write`; do not edit by hand.",
@@ -134,6 +145,21 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs") -> str:
                      f"{len(s.records):,} records, {len(trained):,} trained | "
                      f"{_hours(seconds) if seconds else '—'} | {device} | {_report_link(s, outputs_dir)} | "
                      f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
+    if upcoming:
+        lines += ["", "**In progress (issue 28).** Each is committed point by point as its points finish; the "
+                  "time still needed is the median wall time of its finished points times the points left, on "
+                  "the machine that ran them (a rough figure: points differ in size).", "",
+                  "| study | what | answers | grid points done | networks | time still needed | reproduce |",
+                  "|---|---|---|---|---|---|---|"]
+        for s in upcoming:
+            seconds = sorted(v for v in s.done.values() if v)
+            left = len(s.grid) - len(s.done)
+            needed = ("none" if not left else
+                      f"about {_hours(seconds[len(seconds) // 2] * left)} ({left} points)" if seconds else
+                      f"not started ({left} points; `imbalance run --dry-run` estimates it)")
+            lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
+                         f"{len(s.records):,} records | {needed} | "
+                         f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
     lines += ["", "A real study's report reads the other real studies too, for the conclusions that compare "
               f"studies: `{report_command(studies[0], studies)}` (and likewise for each)."]
     lines += ["", "The real-data studies are weaker than the paper on purpose, to fit two CPU cores: LeNet-5 "
@@ -350,7 +376,7 @@ def main(argv=None) -> int:
     parser.add_argument("--write", action="store_true", help="rewrite README.md's section and outputs/README.md")
     args = parser.parse_args(argv)
     studies = load()
-    section, index = findings_markdown(studies), index_markdown(studies)
+    section, index = findings_markdown(studies), index_markdown(studies, upcoming=load(specs=NEXT_STUDIES))
     if args.write:
         readme = ROOT / "README.md"
         readme.write_text(readme_with_findings(readme.read_text(), section))
