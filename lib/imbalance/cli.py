@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="parallel grid points (default: cores // 2; 1 for cuda)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--dry-run", action="store_true", help="print the grid, counts and a time estimate")
+    run.add_argument("--record-estimate", action="store_true",
+                     help="with --dry-run: also write the estimate to OUTPUTS/estimates.json, where the index of "
+                          "the committed studies gives it as the time a study not started still needs")
     run.add_argument("--notebooks", default="notebooks", metavar="DIR",
                      help="where training notebooks live (default: notebooks)")
     run.add_argument("--kernel", default="imbalance", help="Jupyter kernel name (default: imbalance)")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_study(params, executor=args.executor, workers=args.workers, quiet=args.quiet,
                                 outputs_dir=args.outputs, notebooks_dir=args.notebooks,
                                 kernel_name=args.kernel, max_attempts=args.max_attempts,
-                                dry_run=args.dry_run, yes=args.yes)
+                                dry_run=args.dry_run, record_estimate=args.record_estimate, yes=args.yes)
             if args.until_decided and not summary.failed:
                 _until_decided(params, args)
             return 1 if summary.failed else 0
@@ -198,8 +201,11 @@ def _loaded(params, args):
 def _plan_repeats(params, args) -> int:
     """Print the repeats that would decide each undecided comparison (imbalance.analysis.planning)."""
     from imbalance.analysis.planning import format_plan, plan_repeats
+    from imbalance.study.store import point_seconds
     records, _ = _loaded(params, args)
-    print(format_plan(plan_repeats(records, margin=params.margins["roc_auc"]), study=params.study))
+    wall = point_seconds(Path(args.outputs) / params.study / "results.sqlite", params.study)   # measured, batched
+    print(format_plan(plan_repeats(records, margin=params.margins["roc_auc"], point_seconds=wall or None),
+                      study=params.study))
     return 0
 
 

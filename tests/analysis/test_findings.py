@@ -16,15 +16,26 @@ def studies():
     return findings.load()
 
 
-def test_the_readme_findings_section_is_what_the_committed_databases_give(studies):
+@pytest.fixture(scope="module")
+def earlier():
+    return findings.load(specs=findings.EARLIER)
+
+
+@pytest.fixture(scope="module")
+def upcoming():
+    return findings.load(specs=findings.NEXT_STUDIES)
+
+
+def test_the_readme_findings_section_is_what_the_committed_databases_give(studies, earlier, upcoming):
     readme = (ROOT / "README.md").read_text()
-    assert findings.readme_with_findings(readme, findings.findings_markdown(studies)) == readme, \
+    assert findings.readme_with_findings(readme, findings.findings_markdown(studies, earlier=earlier,
+                                                                            upcoming=upcoming)) == readme, \
         "README.md's findings differ from the databases: run `python -m imbalance.analysis.findings --write`"
 
 
-def test_the_outputs_index_is_what_the_committed_databases_give(studies):
+def test_the_outputs_index_is_what_the_committed_databases_give(studies, earlier, upcoming):
     assert (ROOT / "outputs" / "README.md").read_text() == findings.index_markdown(
-        studies, upcoming=findings.load(specs=findings.NEXT_STUDIES)), \
+        studies, upcoming=upcoming, earlier=earlier), \
         "outputs/README.md differs from the databases: run `python -m imbalance.analysis.findings --write`"
 
 
@@ -48,7 +59,7 @@ def _table_verdicts(text: str) -> dict:
 def test_the_readme_verdicts_are_those_imbalance_conclusions_prints(studies, capsys):
     ran = [str(ROOT / s.spec.params) for s in studies if (ROOT / "outputs" / s.study / "results.sqlite").is_file()]
     if not ran or ran[0] != str(ROOT / findings.PRIMARY.params):
-        pytest.skip("mnist-step has no committed results yet")
+        pytest.skip("the primary study has no committed results yet")
     assert main(["conclusions", ran[0], "--outputs", str(ROOT / "outputs"), *(["--with", *ran[1:]] if ran[1:] else [])]) == 0
     printed = _printed_verdicts(capsys)
     table = _table_verdicts(_findings_section().split(FASHION_BLOCK)[0])     # the first table: all seven
@@ -94,7 +105,7 @@ def test_the_recommendation_keeps_ros_where_it_is_equivalent_and_names_a_method_
 
 # --- one sentence per point (issue 26), recomputed here with scipy alone -----------------------------------
 
-PLAIN_BLOCKS = (("mnist-step", "**Point by point, in plain words**"),
+PLAIN_BLOCKS = (("mnist-step-v2", "**Point by point, in plain words**"),
                 ("fashion-step", "**Point by point on Fashion-MNIST, in plain words**"),
                 ("cifar10-fast-cpu", "**Point by point on CIFAR-10, in plain words**"))
 POSTHOC = ("-thresh", "-la", "-tau-norm")
@@ -169,16 +180,24 @@ def test_each_point_has_one_readme_line_whose_verdicts_scipy_gives_from_the_reco
                 assert f"{m} ({mean:+.4f} [{low:+.4f}, {high:+.4f}])" in line, (m, line)
 
 
-def test_an_unfinished_study_states_its_points_and_the_time_still_needed():
+def test_an_unfinished_study_states_its_points_and_the_time_still_needed(tmp_path):
     """outputs/README.md's issue-28 table: the median wall time of the finished points times the points left."""
     import pandas as pd
     grid = list(range(5))
     done = {"a": 600.0, "b": 1200.0, "c": 900.0}          # median 900 s, 2 points left: 30 min
-    running = findings.Loaded(findings.NEXT_STUDIES[0], "mnist-step-v2", grid, done,
+    running = findings.Loaded(findings.NEXT_STUDIES[0], "fashion-step-v2", grid, done,
                               pd.DataFrame({"method": ["baseline"] * 4, "device": ["cpu"] * 4}), pd.DataFrame())
-    fresh = findings.Loaded(findings.NEXT_STUDIES[3], "cifar10-lt", [0, 1], {}, pd.DataFrame(), pd.DataFrame())
-    text = findings.index_markdown(findings.load(), upcoming=[running, fresh])
-    row = next(line for line in text.splitlines() if line.startswith("| `mnist-step-v2`"))
+    fresh = findings.Loaded(findings.NEXT_STUDIES[2], "cifar10-lt", [0, 1], {}, pd.DataFrame(), pd.DataFrame())
+    text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| `fashion-step-v2`"))
     assert "| 3 of 5 |" in row and "about 30 min (2 points)" in row and "4 records" in row
     row = next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
-    assert "| 0 of 2 |" in row and "not started" in row
+    assert "| 0 of 2 |" in row and "not started" in row and "`imbalance run --dry-run` estimates it" in row
+    from imbalance.study import estimates          # a recorded dry run gives the time still needed
+    estimates.record(tmp_path, "cifar10-lt", seconds=5400.0, text="about 1.5 h", points=2, workers=1)
+    text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
+    assert "not started (2 points); its dry run estimated about 1.5 h on a" in row
+    estimates.record(tmp_path, "cifar10-lt", seconds=5400.0, text="about 1.5 h", points=1, workers=1)
+    text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
+    assert "estimated" not in next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))

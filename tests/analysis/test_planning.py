@@ -91,3 +91,15 @@ def test_internal_pilot_targets_depend_on_the_blinded_variance_only():
     b = planning.internal_pilot_targets(recs(0.02), max_repeats=50)      # same variance, another difference
     assert 3 < a["p"] <= b["p"] <= 50       # the blinded sd grows with the difference: never fewer repeats
     assert planning.internal_pilot_targets(recs(0.0), max_repeats=4) == {"p": 4}
+
+
+def test_a_repeat_costs_the_points_wall_time_over_its_repeats_and_post_hoc_records_cost_nothing():
+    """Networks train batched and a post-hoc record carries its base network's seconds: summing every
+    record's train_seconds counted the baseline once per re-scoring (issue 28's cost figures)."""
+    import pandas as pd
+    rows = [dict(point_id="p", level=None, method=m, repeat=r, train_seconds=s)
+            for r in range(3) for m, s in (("baseline", 10.0), ("baseline-thresh", 10.0), ("baseline-la", 10.0),
+                                            ("ros", 20.0))]
+    records = pd.DataFrame(rows)
+    assert planning.repeat_seconds(records).to_dict() == {"p": 30.0}          # baseline and ros, once each
+    assert planning.repeat_seconds(records, point_seconds={"p": 45.0, "q": None}).to_dict() == {"p": 15.0}

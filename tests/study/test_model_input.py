@@ -58,7 +58,7 @@ def test_the_check_reads_the_size_an_image_folder_and_an_npz_give_the_model(tmp_
 
 
 def test_the_dry_run_of_a_natural_study_lists_its_class_counts(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
+    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: runner.Estimate("(not timed in this test)"))
     root = _folder(tmp_path / "data", 28, counts=(12, 5, 1))
     params = tmp_path / "own.yaml"
     params.write_text(f"study: own\ndataset: imagefolder\ndata_root: {root}\nimbalance: natural\n"

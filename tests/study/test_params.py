@@ -424,7 +424,7 @@ def test_a_best_of_selection_with_a_recipe_without_lr_search_is_refused_before_r
 
 def test_the_dry_run_shows_subsets_the_selection_cost_and_a_fast_recipes_gpu_projection(tmp_path, monkeypatch):
     from imbalance.study import runner
-    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
+    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: runner.Estimate("(not timed in this test)"))
     cifar = load_params(PARAMS / "cifar10" / "step.yaml")
     text = runner.plan(cifar, expand_grid(cifar), study_dir=tmp_path, workers=1)
     assert "step_rho=10_mu=0.5  subset: 5 classes x 500, 5 classes x 5,000 (27,500 images)" in text
@@ -443,7 +443,7 @@ def test_the_dry_run_counts_an_image_folders_classes_for_the_imagenet_subsets(tm
     """A generated ILSVRC-like folder: 10 classes, 3 scarce (fewer than n_max files); with the paper's
     scarcity rule the scarce classes are minority, and the line gives the exact per-class counts."""
     from imbalance.study import runner
-    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: "(not timed in this test)")
+    monkeypatch.setattr(runner, "_estimate", lambda *a, **k: runner.Estimate("(not timed in this test)"))
     sizes = [12, 12, 12, 12, 12, 12, 12, 7, 8, 9]
     for c, n in enumerate(sizes):
         folder = tmp_path / "data" / "train" / f"n{c:08d}"

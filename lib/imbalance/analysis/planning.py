@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import stats as st
 
 from imbalance.analysis import stats
+from imbalance.analysis.answers import is_posthoc
 from imbalance.analysis.frames import records_frame, repeats_its_base
 from imbalance.study.params import margin_for
 
@@ -92,9 +93,21 @@ def repeats_needed(sd: float, *, margin: float, difference: float = 0.0, alpha: 
                   _solve(shown, z(1 - a / 2) + z(1 - b), abs(difference), sd))
 
 
-def repeat_seconds(records) -> pd.Series:
-    """Per point_id: training seconds of one repeat (every method's network), the mean over repeats."""
+def repeat_seconds(records, *, point_seconds=None) -> pd.Series:
+    """Per point_id: the seconds one more repeat of the point costs.
+
+    point_seconds (point id -> wall seconds of its finished attempt, as `store.point_seconds` reads them):
+    the measured wall time divided by the point's repeats, the better figure, since networks train
+    batched.  Without it, the records' train_seconds summed over the trained methods' networks of a
+    repeat (a post-hoc method trains nothing, so its records, which carry its base's seconds, are left
+    out); a second stage's record includes its phase 1, which the phase-1 method's own record counts
+    too, so this is an upper bound."""
     frame = records_frame(records)
+    repeats = frame.groupby("point_id")["repeat"].nunique()
+    if point_seconds is not None:
+        wall = pd.Series({p: s for p, s in point_seconds.items() if s is not None}, dtype=float)
+        return (wall / repeats.reindex(wall.index)).dropna()
+    frame = frame[~frame["method"].map(is_posthoc)]
     seconds = pd.to_numeric(frame.get("train_seconds"), errors="coerce")
     per = frame.assign(s=seconds).groupby(["point_id", "repeat"])["s"].sum(min_count=1)
     return per.groupby(level=0).mean()
@@ -127,13 +140,13 @@ PLAN_COLUMNS = ("point_id", "method", "against", "verdict", "n", "mean_differenc
 
 
 def plan_repeats(records, *, metric: str = "roc_auc", reference: str = stats.REFERENCE, alpha: float = stats.ALPHA,
-                 power: float = POWER, margin: float | None = None) -> pd.DataFrame:
+                 power: float = POWER, margin: float | None = None, point_seconds=None) -> pd.DataFrame:
     """One row per undecided comparison the study cares about (CARED): n now, the mean paired
     difference and its sd, the repeats needed to show equivalence or the difference (`repeats_needed`,
     m = the comparisons Holm corrects over at the point), the repeats to add and their training
-    seconds (`repeat_seconds`)."""
+    seconds (`repeat_seconds`, from the points' wall times when `point_seconds` is given)."""
     margin = margin_for(metric) if margin is None else float(margin)
-    per_repeat = repeat_seconds(records)
+    per_repeat = repeat_seconds(records, point_seconds=point_seconds)
     rows, seen = [], set()
     for against, paired in _comparisons(records, metric=metric, reference=reference, alpha=alpha, margin=margin):
         for point_id, at in paired.groupby("point_id", sort=False):

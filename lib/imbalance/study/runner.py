@@ -24,6 +24,7 @@ from pathlib import Path
 
 from imbalance.catalog import TEST_IMAGES, n_classes_of
 from imbalance.registry import get_method
+from imbalance.study import estimates
 from imbalance.study.executors import DaskPool, LocalPool, Task, parse_executor, read_progress
 from imbalance.study.params import GridPoint, StudyParams, check_data, check_recipe, expand_grid, grid_size
 from imbalance.study.preflight import check_study_data
@@ -90,12 +91,14 @@ STOP_AFTER_SAME_FAILURES = 2  # distinct points failing alike, before any succes
 def run_study(params: StudyParams, *, executor: str = "local", workers: int | None = None,
               quiet: bool = False, outputs_dir="outputs", notebooks_dir="notebooks",
               kernel_name: str = "imbalance", max_attempts: int = 2, dry_run: bool = False,
+              record_estimate: bool = False,
               yes: bool = False, pool=None) -> RunSummary:
     """Train every grid point not yet done; see the module docstring for executors.
 
     Everything that can be checked is checked before any notebook starts (the notebook and its
     parameters, the kernel, the data files' hashes and class sizes, the device, the outputs folder,
-    the database and the study's settings).  `pool`: an object with submit / wait / close (as in
+    the database and the study's settings).  record_estimate: with dry_run, also write the estimate to
+    OUTPUTS/estimates.json (`study.estimates`), which the index of committed studies reads.  `pool`: an object with submit / wait / close (as in
     executors.py) to run the Tasks instead of `executor` (tests, embedding).
     """
     start = time.monotonic()
@@ -104,6 +107,9 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         raise ValueError(f"workers must be >= 1, got {workers}")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    if record_estimate and not dry_run:
+        raise ValueError("record_estimate (--record-estimate) needs dry_run (--dry-run): it records the dry run's "
+                         "estimate")
     explicit_workers, workers = workers is not None, workers or default_workers(params)
     huge = _huge_grid(params, Path(outputs_dir).resolve() / params.study, workers)
     if huge and not (yes or dry_run):
@@ -116,7 +122,14 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
     summary = RunSummary(params.study, len(points))
     if dry_run:
         _check_same_study(params, study_dir / "results.sqlite")
-        print(plan(params, points, study_dir=study_dir, workers=workers))
+        done = point_seconds(study_dir / "results.sqlite", params.study)
+        todo = [p for p in points if p.point_id not in done]
+        estimate = _estimate(params, done, todo, workers)
+        print(plan(params, points, study_dir=study_dir, workers=workers, estimate=estimate))
+        if record_estimate:
+            where = estimates.record(outputs_dir, params.study, seconds=estimate.seconds, text=estimate.text,
+                                     points=len(todo), workers=workers)
+            print(f"estimate recorded in {where}")
         for warning in ([missing] if missing else []) + ([huge + "; `run` needs --yes"] if huge else []):
             print(f"warning: {warning}")
         return summary
@@ -653,8 +666,9 @@ def check_model_input(params: StudyParams) -> None:
 
 # --- dry run -----------------------------------------------------------------------------------
 
-def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, workers: int) -> str:
-    """The dry-run report: grid, counts, and an honest time estimate."""
+def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, workers: int,
+         estimate: Estimate | None = None) -> str:
+    """The dry-run report: grid, counts, and an honest time estimate (`_estimate`'s, unless given)."""
     done = point_seconds(study_dir / "results.sqlite", params.study)
     todo = [p for p in points if p.point_id not in done]
     n, m, t = len(points), len(params.methods), len(params.trained_methods)
@@ -678,7 +692,7 @@ def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, worke
                      + ("test set (the paper's protocol, optimistic: the test set chooses)"
                         if params.selection.startswith("test") else "validation split (never the test set)")
                      + f": {t * repeats} x {k} = {t * repeats * k} networks, {k}x the cost")
-    lines.append("estimate: " + _estimate(params, done, todo, workers))
+    lines.append("estimate: " + (estimate or _estimate(params, done, todo, workers)).text)
     lines += _gpu_bound(params, sum(p.repeats for p in todo) * k)
     try:
         check_data(params)
@@ -837,41 +851,48 @@ def time_point(params: StudyParams, point: GridPoint, *, threads: int) -> PointT
     return PointTiming(point.point_id, max(0.0, t1 - per_iteration * k), per_iteration, recipe.iterations, (k, 2 * k))
 
 
-def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[GridPoint], workers: int) -> str:
+@dataclass(frozen=True)
+class Estimate:
+    """The dry run's time estimate: its sentence and, where it has one, the seconds it gives."""
+    text: str
+    seconds: float | None = None
+
+
+def _estimate(params: StudyParams, done: dict[str, float | None], todo: list[GridPoint], workers: int) -> Estimate:
     if not todo:
-        return "nothing left to train"
+        return Estimate("nothing left to train", 0.0)
     timed = [s for s in done.values() if s is not None]
     if timed:
         per_point = statistics.median(timed)
-        return (f"about {_duration(per_point * len(todo) / workers)} for {len(todo)} points on {workers} "
+        return Estimate(f"about {_duration(per_point * len(todo) / workers)} for {len(todo)} points on {workers} "
                 f"worker(s), from the median {_duration(per_point)} per point of {len(timed)} finished "
-                "points of this study (points differ in size: a rough figure)")
+                "points of this study (points differ in size: a rough figure)", per_point * len(todo) / workers)
     recipe = _recipe(params)
     if recipe is not None and not hasattr(recipe, "lr_search"):     # a fast recipe: probed, not run
         try:
             return _fast_estimate(params, recipe, todo, workers, threads=max(1, _cores() // workers))
         except (ValueError, RuntimeError, OSError) as exc:
-            return f"unavailable (the recipe could not be probed here: {' '.join(str(exc).split())[:300]})"
+            return Estimate(f"unavailable (the recipe could not be probed here: {' '.join(str(exc).split())[:300]})")
     try:
         if params.device.startswith("cuda"):
             check_device(params)
         timing = time_point(params, todo[0], threads=max(1, _cores() // workers))
     except (ValueError, RuntimeError, OSError) as exc:   # no GPU or no data here: say so, plan anyway
-        return f"unavailable (the point could not be timed here: {' '.join(str(exc).split())[:300]})"
+        return Estimate(f"unavailable (the point could not be timed here: {' '.join(str(exc).split())[:300]})")
     if timing is None:
-        return (f"unavailable (no finished points of this study to time from, and {params.dataset} "
+        return Estimate(f"unavailable (no finished points of this study to time from, and {params.dataset} "
                 "is streamed from an image folder, which is not timed here)")
     rounds = -(-len(todo) // workers)   # points run `workers` at a time
-    return (f"about {_duration(timing.seconds * rounds)}: {len(todo)} points on {workers} worker(s), "
-            f"{_duration(timing.seconds)} per point ({timing.point_id}'s real batched job timed here at "
-            f"{timing.lengths[0]} and {timing.lengths[1]} iterations: {timing.fixed:.1f} s + "
-            f"{timing.per_iteration * 1000:.1f} ms per iteration x {timing.iterations} iterations), "
-            "plus each notebook's start-up (a few seconds)")
+    return Estimate(f"about {_duration(timing.seconds * rounds)}: {len(todo)} points on {workers} worker(s), "
+                    f"{_duration(timing.seconds)} per point ({timing.point_id}'s real batched job timed here at "
+                    f"{timing.lengths[0]} and {timing.lengths[1]} iterations: {timing.fixed:.1f} s + "
+                    f"{timing.per_iteration * 1000:.1f} ms per iteration x {timing.iterations} iterations), "
+                    "plus each notebook's start-up (a few seconds)", timing.seconds * rounds)
 
 
 
 
-def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: int, *, threads: int) -> str:
+def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: int, *, threads: int) -> Estimate:
     """A fast recipe's time here: `fast.probe_seconds_per_iteration` (a few steps on random images,
     at the point's batching) x iterations x networks, plus its evaluations (test curve points and the
     final prediction, both with the mirror: about 2 x test images / batch forward passes of a third of a
@@ -897,13 +918,14 @@ def _fast_estimate(params: StudyParams, recipe, todo: list[GridPoint], workers: 
     per_network = per_iteration * recipe.iterations + eval_seconds
     trainings = sum(p.repeats for p in todo) * _trainings(params)     # cRT's heads train a ninth as long
     seconds = per_iteration * recipe.iterations * trainings + eval_seconds * networks
-    return (f"about {_duration(seconds / workers)} for {networks} networks on {workers} worker(s) "
+    text = (f"about {_duration(seconds / workers)} for {networks} networks on {workers} worker(s) "
             f"here: {per_iteration * 1000:.0f} ms per iteration per network (fast.probe_seconds_per_iteration, "
             f"K={k}) x {recipe.iterations} iterations" + (f" + {eval_seconds:.0f} s of evaluations" if n_test else
                                                          " (evaluations not included: test size unknown)")
             + f" = {_duration(per_network)} per network (a cRT head's training a ninth of it), "
               f"{seconds / 3600:.1f} CPU-hours"
             if device.type == "cpu" else f" = {_duration(per_network)} per network")
+    return Estimate(text, seconds / workers)
 
 
 def _duration(seconds: float) -> str:
