@@ -201,3 +201,13 @@ def test_an_unfinished_study_states_its_points_and_the_time_still_needed(tmp_pat
     estimates.record(tmp_path, "cifar10-lt", seconds=5400.0, text="about 1.5 h", points=1, workers=1)
     text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
     assert "estimated" not in next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
+
+
+def test_every_figure_the_findings_show_is_committed_and_captioned():
+    section = _findings_section()
+    images = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", section)
+    assert images, "the findings show the critical-difference diagrams"
+    for path in images:
+        assert (ROOT / path).is_file(), path
+        after = section.split(f"({path})", 1)[1].lstrip("\n")
+        assert after.startswith("*Figure: "), path

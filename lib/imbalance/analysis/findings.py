@@ -310,6 +310,7 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
               "nor shown equivalent; trained methods only: post-hoc re-scorings ('-thresh', '-la', '-tau-norm') "
               "train nothing and are shown above as what they add to their base network):", "", _winners(primary.records, primary.grid, winners),
               "", f"**Recommendation by region** (`{primary.study}`, ROC AUC): " + _recommendation(primary.records, winners),
+              "", *_ranks(primary),
               "", *_point_by_point(primary, "**Point by point, in plain words**"),
               "", *moved.length_markdown(primary, next(s for s in upcoming if s.spec == PAPER_LENGTH)),
               "", *_replication(studies),
@@ -317,6 +318,30 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
                                    "**Point by point on CIFAR-10, in plain words**", as_for=primary),
               "", *moved.unsettled_markdown(primary, upcoming, gpu_only=list(GPU_ONLY))]
     return "\n".join(lines) + "\n"
+
+
+def _ranks(study: Loaded) -> list[str]:
+    """The ranking across the grid (Friedman, Nemenyi's CD) in words, and the report's CD diagram, captioned."""
+    from imbalance.analysis import plots, ranking
+    plain = study.records[study.records["level"].isna()] if not study.records.empty else study.records
+    if plain.empty:
+        return []
+    r = ranking.rank_methods(plain, metric="roc_auc")
+    if len(r.average_ranks) < 2 or r.n_points < 2:
+        return [f"**Ranks across the grid** (`{study.study}`): not enough data (fewer than 2 points or methods)."]
+    best = r.average_ranks.iloc[0]
+    close = [m for m, q in r.average_ranks.items() if q - best < r.critical_difference]
+    dataset, imbalance = plain["dataset"].iloc[0], plain["imbalance"].iloc[0]
+    figure = f"outputs/{study.study}/figures/{plots.figure_name('cd', dataset, imbalance)}.png"
+    return [f"**Ranks across the grid** (`{study.study}`, ROC AUC, trained methods): {ranking.ranking_text(r)}. "
+            "Average ranks (1 = highest mean at a point): " + ", ".join(f"`{m}` {q:.2f}" for m, q in
+                                                                        r.average_ranks.items())
+            + f". Within the critical difference of the best (`{r.average_ranks.index[0]}`), so not shown different "
+              "from it over the grid: " + ", ".join(f"`{m}`" for m in close[1:]) + ". The test treats the points as "
+            "exchangeable blocks; the point-by-point verdicts are the finer answer.", "",
+            f"![Critical-difference diagram of {study.study}]({figure})", "",
+            f"*Figure: average rank of each trained method over the {r.n_points} points of `{study.study}` by ROC AUC; "
+            "a thick line joins methods whose average ranks differ by less than Nemenyi's critical difference.*"]
 
 
 def _rescored(study: Loaded) -> list[str]:
@@ -357,6 +382,7 @@ def _replication(studies: list[Loaded]) -> list[str]:
             *(f"| {c.id} {_cell(c.title)} | **{c.verdict}** | {_cell(c.reason)} |" for c in rows), "",
             f"**Recommendation by region on Fashion-MNIST** (`{study.study}`, ROC AUC; its report maps the "
             "winners): " + _recommendation(study.records, _point_winners(study.records)),
+            "", *_ranks(study),
             "", *_point_by_point(study, "**Point by point on Fashion-MNIST, in plain words**",
                                 as_for=next(s for s in studies if s.spec == PRIMARY))]
 
