@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance.analysis import answers, conclusions, moved, stats
+from imbalance.analysis import answers, conclusions, moved, published, stats
 from imbalance.analysis.frames import format_value, load_study, methods_present
 from imbalance.study import estimates
 from imbalance.study.params import expand_grid, load_params
@@ -70,7 +70,7 @@ NEXT_STUDIES = (
               "CIFAR-10 (JPEG copy), fast-cifar10-cpu, ρ 10, 100 × μ 0.2, 0.5, 0.9, every method",
               "today's methods on natural images; C2"),
 )
-PAPER_LENGTH = NEXT_STUDIES[1]
+PAPER_LENGTH, LONG_TAILED = NEXT_STUDIES[1], NEXT_STUDIES[2]
 # what only a GPU or ImageNet could answer (the "What this does not settle" block's last lines)
 GPU_ONLY = (
     "Only a GPU: the paper's own scale on MNIST (10,000 iterations over the whole grid and 50 repeats a point; "
@@ -316,6 +316,8 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
               "", *_replication(studies),
               "", *_point_by_point(next(s for s in studies if s.spec == NATURAL_IMAGES),
                                    "**Point by point on CIFAR-10, in plain words**", as_for=primary),
+              "", *published.published_markdown(next(s for s in upcoming if s.spec == LONG_TAILED),
+                                                recipe=load_params(ROOT / LONG_TAILED.params).recipe),
               "", *moved.unsettled_markdown(primary, upcoming, gpu_only=list(GPU_ONLY))]
     return "\n".join(lines) + "\n"
 
