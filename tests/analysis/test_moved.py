@@ -115,3 +115,23 @@ def test_the_paper_length_lines_are_the_databases_paired_gains():
         assert f"`{method}` {gain:+.4f}" in line
     block = _section().split("**Does the 2,000-iteration cut change the answer?**")[1].split("\n\n")[1]
     assert len(re.findall(r"^- ρ ", block, flags=re.M)) == both["point_id"].nunique()
+
+
+def test_the_recommendations_open_question_is_priced_over_the_points_where_ros_against_the_winner_is_undecided():
+    from imbalance.analysis import planning, stats
+    records = findings.load()[0].records
+    plain = records[records["level"].isna()]
+    won = stats.point_winners(plain, methods=[m for m in plain["method"].unique()
+                                              if not m.endswith(("-thresh", "-la", "-tau-norm"))])
+    open_points = []
+    for w in won.itertuples():
+        if w.winner == "ros":
+            continue
+        at = plain[(plain["point_id"] == w.point_id) & ~plain["method"].str.endswith(("-thresh", "-la"))]
+        paired = stats.paired_differences(at, reference=w.winner)       # Holm over every method against the winner
+        if paired.loc[paired["method"] == "ros", "verdict"].iloc[0] == "undecided":
+            open_points.append(w.point_id)
+    line = next(x for x in _section().splitlines() if x.startswith("- The recommendation's own open question"))
+    assert f"is undecided at {len(open_points)} points" in line
+    plan = planning.plan_repeats(records, point_seconds=_wall("mnist-step-v2"))
+    assert set(open_points) <= set(plan["point_id"])

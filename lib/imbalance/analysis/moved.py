@@ -204,7 +204,7 @@ def _rho_mu(table: pd.DataFrame, point: str) -> tuple:
     return row["rho"], row["mu"]
 
 
-def unsettled_markdown(primary, running, *, gpu_only: list[str]) -> list[str]:
+def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: str = "ros") -> list[str]:
     """What this does not settle: the undecided comparisons of `primary` (findings.Loaded) with what
     deciding them costs, the `running` studies' state, and `gpu_only` (lines)."""
     lines = ["**What this does not settle.**", ""]
@@ -225,6 +225,16 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str]) -> list[str]:
             + (f"; {len(plan) - len(finite)} can never be decided by more repeats alone" if len(plan) > len(finite)
                else "") + f"): {int(by_point['add'].sum())} more repeats over {len(by_point)} points, about "
             f"{_hours(by_point['seconds'].sum())} on the 2-core CPU at each point's measured wall time per repeat.")
+        best = dict(zip(*winners(primary.records)[["point_id", "winner"]].to_numpy().T)) if len(plan) else {}
+        pair = [frozenset((m, a)) == frozenset((recommended, best.get(p))) for p, m, a in
+                zip(finite["point_id"], finite["method"], finite["against"])]
+        open_ = finite[pair]
+        if len(open_):
+            worst = open_.groupby("point_id").agg(add=("add", "max"), seconds=("seconds", "max"))
+            lines.append(f"- The recommendation's own open question, `{recommended}` against the point's winner, is "
+                         f"undecided at {len(worst)} points; deciding it there needs {int(worst['add'].sum())} more "
+                         f"repeats, about {_hours(worst['seconds'].sum())} here (at most "
+                         f"{int(open_['needed'].max())} repeats at a point).")
         targets = planning.internal_pilot_targets(primary.records, max_repeats=PILOT_CAP)
         pilot = primary.records.groupby("point_id")["repeat"].nunique()
         per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None)
