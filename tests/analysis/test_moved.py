@@ -135,3 +135,27 @@ def test_the_recommendations_open_question_is_priced_over_the_points_where_ros_a
     assert f"is undecided at {len(open_points)} points" in line
     plan = planning.plan_repeats(records, point_seconds=_wall("mnist-step-v2"))
     assert set(open_points) <= set(plan["point_id"])
+
+
+def test_the_cut_bias_is_scipys_paired_test_of_the_lengthening_gains_baseline_minus_ros():
+    rng = np.random.default_rng(3)
+    short, long = [], []
+    for point in ("a", "b"):
+        for r in range(3):
+            for method, gain in (("baseline", 0.01), ("ros", 0.002), ("rus", 0.0)):
+                s = 0.95 + rng.normal(0, 0.01)
+                row = dict(point_id=point, level=None, method=method, repeat=r)
+                short.append({**row, "roc_auc": s})
+                long.append({**row, "roc_auc": s + gain + rng.normal(0, 0.003)})
+    short, long = pd.DataFrame(short), pd.DataFrame(long)
+    c = moved.cut_bias(short, long)
+    key = ["point_id", "repeat"]
+    gain = {m: (long[long["method"] == m].set_index(key)["roc_auc"] - short[short["method"] == m].set_index(key)["roc_auc"])
+            for m in ("baseline", "ros")}
+    assert c.n_pairs == 6
+    assert c.mean_difference == pytest.approx((gain["baseline"] - gain["ros"]).mean(), abs=1e-12)
+    assert c.p_value == pytest.approx(sps.wilcoxon(gain["baseline"] - gain["ros"]).pvalue, rel=1e-9)   # 6 pairs
+    few = moved.cut_bias(short[short["repeat"] < 2], long[long["repeat"] < 2])                           # 4 pairs
+    d = (gain["baseline"] - gain["ros"])[[(p, r) for p in ("a", "b") for r in (0, 1)]]
+    assert few.n_pairs == 4 and few.p_value == pytest.approx(sps.ttest_1samp(d, 0).pvalue, rel=1e-9)
+    assert moved.cut_bias(short[short["method"] != "ros"], long) is None

@@ -186,17 +186,43 @@ def length_markdown(short, long) -> list[str]:
                                                      if len(gained) else "no method beyond doubt")
                      + ("; lowers " + ", ".join(f"`{r.method}` {r.difference:+.4f}" for r in lost.itertuples())
                         if len(lost) else "")
-                     + f"; equivalent at both lengths: {int((at['verdict'] == stats.EQUIVALENT).sum())} of {len(at)} "
-                       "methods.")
+                     + f"; the change is shown within ±{margin_for(METRIC):g} for "
+                       f"{int((at['verdict'] == stats.EQUIVALENT).sum())} of {len(at)} methods.")
+    groups: dict = {}
+    for (p, m), a, b in flips:
+        groups.setdefault((p, a or "untested", b or "untested"), []).append(m)
     lines += ["", f"- Verdicts against `baseline` (as the point-by-point lines) that differ between the two lengths: "
               f"{len(flips)} of {len(v_long)}" + (": " + "; ".join(
-                  f"`{m}` at {_where(*_rho_mu(table, p))}: {a or 'untested'} → {b or 'untested'}" for (p, m), a, b in flips)
-                  if flips else "") + "."]
+                  f"at {_where(*_rho_mu(table, p))}, {a} at 2,000 → {b} at 10,000: " + ", ".join(f"`{m}`" for m in ms)
+                  for (p, a, b), ms in groups.items()) if flips else "") + "."]
     gain = table.groupby("method")["difference"].mean().sort_values(ascending=False)
     lines.append("- Mean gain from the longer training, over these points: " + ", ".join(
-        f"`{m}` {d:+.4f}" for m, d in gain.items()) + ". If the cut favoured the methods that see minority "
-        "examples more often per step, the methods without resampling would gain the most here.")
+        f"`{m}` {d:+.4f}" for m, d in gain.items()) + ".")
+    bias = cut_bias(short.records, long.records)
+    if bias is not None:
+        lines.append(f"- Does the cut favour oversampling, which shows each minority example more often per step? "
+                     f"`baseline`'s gain minus `ros`'s, paired by point and repeat: {bias.mean_difference:+.4f} "
+                     + (f"[{bias.ci_low:+.4f}, {bias.ci_high:+.4f}] (95% confidence interval, {bias.interval_method}; "
+                        f"{bias.test} p = {bias.p_value:.3g}, n = {bias.n_pairs})" if bias.n_pairs >= 3 else
+                        f"(n = {bias.n_pairs}: too few pairs for an interval)")
+                     + ": " + ("yes, the plain network gains more from the full length" if bias.n_pairs >= 3 and
+                               bias.ci_low > 0 and bias.p_value < stats.ALPHA else
+                               "no, ros gains more from the full length" if bias.n_pairs >= 3 and bias.ci_high < 0
+                               and bias.p_value < stats.ALPHA else "not shown either way") + ".")
     return lines
+
+
+def cut_bias(short: pd.DataFrame, long: pd.DataFrame, *, plain: str = "baseline", resampled: str = "ros"):
+    """`stats.compare_paired` of the lengthening gains, plain minus resampled, paired by (point, repeat)
+    (a difference in differences: each network against itself at the two lengths); None without both."""
+    keys = ["point_id", "method", "repeat"]
+    both = _plain(long)[keys + [METRIC]].merge(_plain(short)[keys + [METRIC]], on=keys, suffixes=("_long", "_short"))
+    both["gain"] = both[f"{METRIC}_long"] - both[f"{METRIC}_short"]
+    wide = both.pivot_table(index=["point_id", "repeat"], columns="method", values="gain")
+    if not {plain, resampled} <= set(wide.columns):
+        return None
+    wide = wide[[plain, resampled]].dropna()
+    return stats.compare_paired(wide[plain].to_numpy(), wide[resampled].to_numpy())
 
 
 def _rho_mu(table: pd.DataFrame, point: str) -> tuple:
