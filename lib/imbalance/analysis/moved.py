@@ -208,7 +208,10 @@ def length_markdown(short, long) -> list[str]:
                      + ": " + ("yes, the plain network gains more from the full length" if bias.n_pairs >= 3 and
                                bias.ci_low > 0 and bias.p_value < stats.ALPHA else
                                "no, ros gains more from the full length" if bias.n_pairs >= 3 and bias.ci_high < 0
-                               and bias.p_value < stats.ALPHA else "not shown either way") + ".")
+                               and bias.p_value < stats.ALPHA else "not shown either way")
+                     + (f", by less than the ±{margin_for(METRIC):g} margin (the whole interval is inside it)"
+                        if bias.n_pairs >= 3 and -margin_for(METRIC) < bias.ci_low and bias.ci_high < margin_for(METRIC)
+                        else "") + ".")
     return lines
 
 
