@@ -160,7 +160,7 @@ def length_markdown(short, long) -> list[str]:
     if long.records.empty:
         return [head + ":", "", "not run yet: its state and the time still needed are in `outputs/README.md`."]
     table = length_table(short.records, long.records)
-    points = list(dict.fromkeys(table["point_id"]))
+    points = list(dict.fromkeys(table.sort_values(["rho", "mu"], kind="stable")["point_id"]))   # grid order
     w_short = winners(short.records).set_index("point_id")
     w_long = winners(long.records).set_index("point_id")
     v_short, v_long = _verdicts_against_baseline(short.records, points), _verdicts_against_baseline(long.records, points)
