@@ -201,6 +201,12 @@ def test_an_unfinished_study_states_its_points_and_the_time_still_needed(tmp_pat
     estimates.record(tmp_path, "cifar10-lt", seconds=5400.0, text="about 1.5 h", points=1, workers=1)
     text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
     assert "estimated" not in next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
+    finished = findings.Loaded(findings.NEXT_STUDIES[1], "mnist-step-paper-length", [0, 1], {"a": 60.0, "b": 60.0},
+                               pd.DataFrame({"method": ["baseline"] * 2, "device": ["cpu"] * 2}), pd.DataFrame())
+    main_table, in_progress = findings.index_markdown(findings.load(), upcoming=[finished, fresh],
+                                                      outputs_dir=tmp_path).split("**In progress")
+    assert "| `mnist-step-paper-length` |" in main_table and "| 2 of 2 |" in main_table
+    assert "mnist-step-paper-length" not in in_progress and "| `cifar10-lt` |" in in_progress
 
 
 def test_every_figure_the_findings_show_is_committed_and_captioned():

