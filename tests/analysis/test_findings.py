@@ -12,18 +12,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def studies():
-    return findings.load()
+def loaded():
+    return findings.load_all()
 
 
 @pytest.fixture(scope="module")
-def earlier():
-    return findings.load(specs=findings.EARLIER)
+def studies(loaded):
+    return loaded[0]
 
 
 @pytest.fixture(scope="module")
-def upcoming():
-    return findings.load(specs=findings.NEXT_STUDIES)
+def earlier(loaded):
+    return loaded[1]
+
+
+@pytest.fixture(scope="module")
+def upcoming(loaded):
+    return loaded[2]
 
 
 def test_the_readme_findings_section_is_what_the_committed_databases_give(studies, earlier, upcoming):
@@ -66,10 +71,11 @@ def test_the_readme_verdicts_are_those_imbalance_conclusions_prints(studies, cap
     assert len(printed) == 7 and {k: v.lower() for k, v in printed.items()} == table
 
 
-def test_the_readme_fashion_mnist_verdicts_are_those_imbalance_conclusions_prints_for_fashion_step(capsys):
-    if not (ROOT / "outputs" / "fashion-step" / "results.sqlite").is_file():
-        pytest.skip("fashion-step has no committed results yet")
-    assert main(["conclusions", str(ROOT / findings.REPLICATION.params), "--outputs", str(ROOT / "outputs")]) == 0
+def test_the_readme_fashion_mnist_verdicts_are_those_imbalance_conclusions_prints_for_its_study(studies, capsys):
+    fashion = studies[findings.REPLICATION_SLOT]
+    if fashion.records.empty:
+        pytest.skip(f"{fashion.study} has no committed results yet")
+    assert main(["conclusions", str(ROOT / fashion.spec.params), "--outputs", str(ROOT / "outputs")]) == 0
     printed = _printed_verdicts(capsys)
     table = _table_verdicts(_findings_section().split(FASHION_BLOCK)[1].split("\n\n**")[0])
     assert table == {k: printed[k].lower() for k in findings.SINGLE_STUDY}
@@ -105,9 +111,9 @@ def test_the_recommendation_keeps_ros_where_it_is_equivalent_and_names_a_method_
 
 # --- one sentence per point (issue 26), recomputed here with scipy alone -----------------------------------
 
-PLAIN_BLOCKS = (("mnist-step-v2", "**Point by point, in plain words**"),
-                ("fashion-step", "**Point by point on Fashion-MNIST, in plain words**"),
-                ("cifar10-fast-cpu", "**Point by point on CIFAR-10, in plain words**"))
+PLAIN_BLOCKS = ((findings.PRIMARY_SLOT, "**Point by point, in plain words**"),
+                (findings.REPLICATION_SLOT, "**Point by point on Fashion-MNIST, in plain words**"),
+                (findings.NATURAL_SLOT, "**Point by point on CIFAR-10, in plain words**"))
 POSTHOC = ("-thresh", "-la", "-tau-norm")
 
 
@@ -159,11 +165,11 @@ def _said(line: str, methods) -> dict:
     return said
 
 
-@pytest.mark.parametrize("study, title", PLAIN_BLOCKS)
-def test_each_point_has_one_readme_line_whose_verdicts_scipy_gives_from_the_records(studies, study, title):
-    loaded = next(s for s in studies if s.study == study)
+@pytest.mark.parametrize("slot, title", PLAIN_BLOCKS)
+def test_each_point_has_one_readme_line_whose_verdicts_scipy_gives_from_the_records(studies, slot, title):
+    loaded = studies[slot]
     if loaded.records.empty:
-        pytest.skip(f"{study} has no committed results yet")
+        pytest.skip(f"{loaded.study} has no committed results yet")
     block = _findings_section().split(title, 1)[1].split("\n\n")[1]
     lines = block.splitlines()
     records = loaded.records[loaded.records["level"].isna()]
@@ -217,3 +223,18 @@ def test_every_figure_the_findings_show_is_committed_and_captioned():
         assert (ROOT / path).is_file(), path
         after = section.split(f"({path})", 1)[1].lstrip("\n")
         assert after.startswith("*Figure: "), path
+
+
+def test_a_complete_successor_takes_its_predecessors_place_and_the_predecessor_is_shown_beside_it():
+    import pandas as pd
+    studies, earlier, upcoming = findings.load_all()
+    old = studies[findings.REPLICATION_SLOT]
+    spec = next(u.spec for u in upcoming if u.spec.params == findings.SUCCESSORS[old.spec.params])
+    half = findings.Loaded(spec, "fashion-step-v2", [0, 1], {"a": 1.0}, pd.DataFrame(), pd.DataFrame())
+    full = findings.Loaded(spec, "fashion-step-v2", [0, 1], {"a": 1.0, "b": 1.0}, pd.DataFrame(), pd.DataFrame())
+    now, before = findings.current(studies, earlier, [half])
+    assert now[findings.REPLICATION_SLOT] is old and before == earlier          # not complete: the old one stays
+    now, before = findings.current(studies, earlier, [full])
+    assert now[findings.REPLICATION_SLOT] is full and findings.predecessor(full, before) is old
+    text = findings.index_markdown(now, upcoming=[full], earlier=before)
+    assert text.count("| `fashion-step-v2` |") == 1 and "| `fashion-step` |" in text

