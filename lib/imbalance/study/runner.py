@@ -125,7 +125,7 @@ def run_study(params: StudyParams, *, executor: str = "local", workers: int | No
         done = point_seconds(study_dir / "results.sqlite", params.study)
         todo = [p for p in points if p.point_id not in done]
         estimate = _estimate(params, done, todo, workers)
-        print(plan(params, points, study_dir=study_dir, workers=workers, estimate=estimate))
+        print(plan(params, points, study_dir=study_dir, workers=workers, estimate=estimate, done=done))
         if record_estimate:
             where = estimates.record(outputs_dir, params.study, seconds=estimate.seconds, text=estimate.text,
                                      points=len(todo), workers=workers)
@@ -667,9 +667,10 @@ def check_model_input(params: StudyParams) -> None:
 # --- dry run -----------------------------------------------------------------------------------
 
 def plan(params: StudyParams, points: list[GridPoint], *, study_dir: Path, workers: int,
-         estimate: Estimate | None = None) -> str:
-    """The dry-run report: grid, counts, and an honest time estimate (`_estimate`'s, unless given)."""
-    done = point_seconds(study_dir / "results.sqlite", params.study)
+         estimate: Estimate | None = None, done: dict | None = None) -> str:
+    """The dry-run report: grid, counts, and an honest time estimate (`_estimate`'s, unless given);
+    `done`: the store's finished points (`point_seconds`), read here unless given."""
+    done = point_seconds(study_dir / "results.sqlite", params.study) if done is None else done
     todo = [p for p in points if p.point_id not in done]
     n, m, t = len(points), len(params.methods), len(params.trained_methods)
     repeats = sum(p.repeats for p in points)
