@@ -210,32 +210,48 @@ def _plan_repeats(params, args) -> int:
 
 
 def _until_decided(params, args) -> None:
-    """The internal pilot: final n per point from the pilot's (blinded) variance, trained once, then stop."""
-    from imbalance.analysis.planning import DESIGN_FILE, internal_pilot_targets, write_design
+    """The internal pilot: final n per point from the pilot's (blinded) variance, recorded first, trained once,
+    then stop.  An interrupted run resumes toward the recorded final n (the design is never re-estimated)."""
+    from imbalance.analysis.planning import DESIGN_FILE, internal_pilot_targets, read_design, write_design
     from imbalance.study.runner import extend_repeats
-    done = Path(args.outputs) / params.study / DESIGN_FILE
-    if done.is_file():     # the design re-estimates once: a second look at the data would bend its error rates
-        print(f"until decided: the internal pilot already set each point's final n ({done}); nothing to add")
-        return
-    if args.dry_run and not (Path(args.outputs) / params.study / "results.sqlite").is_file():
-        print("until decided (dry run): the pilot (the study's own repeats) has not run yet, so no final n yet")
-        return
-    records, _ = _loaded(params, args)
-    pilot = {str(k): int(v) for k, v in records.groupby("point_id")["repeat"].nunique().items()}
-    margin = params.margins["roc_auc"]
-    targets = internal_pilot_targets(records, margin=margin, max_repeats=args.max_repeats)
-    if args.dry_run:       # what the design would set; nothing trained, nothing written
-        grow = {p: n for p, n in targets.items() if n > pilot.get(p, 0)}
-        print(f"until decided (dry run, internal pilot): {len(grow)} of {len(targets)} points would grow: "
-              + (", ".join(f"{p} {pilot.get(p, 0)} -> {n}" for p, n in sorted(grow.items())) or "none"))
+    study_dir = Path(args.outputs) / params.study
+    recorded = read_design(study_dir)
+    if recorded is not None:     # the design re-estimates once: a second look at the data would bend its error rates
+        if recorded["max_repeats"] != args.max_repeats:
+            raise ValueError(f"--max-repeats: {args.max_repeats} given, but {study_dir / DESIGN_FILE} records the "
+                             f"design made with {recorded['max_repeats']}; the design is set once, so give "
+                             f"--max-repeats {recorded['max_repeats']}")
+        targets = {p: v["final"] for p, v in recorded["points"].items()}
+        records, _ = _loaded(params, args)
+        have = records.groupby("point_id")["repeat"].nunique()
+        left = {p: n for p, n in targets.items() if n > int(have.get(p, 0))}
+        if not left:
+            print(f"until decided: the internal pilot already set each point's final n ({study_dir / DESIGN_FILE}) "
+                  "and every point has it; nothing to add")
+            return
+        print(f"until decided: resuming the recorded design ({study_dir / DESIGN_FILE}): {len(left)} points still "
+              "short of their final n")
+    else:
+        if args.dry_run and not (study_dir / "results.sqlite").is_file():
+            print("until decided (dry run): the pilot (the study's own repeats) has not run yet, so no final n yet")
+            return
+        records, _ = _loaded(params, args)
+        pilot = {str(k): int(v) for k, v in records.groupby("point_id")["repeat"].nunique().items()}
+        targets = internal_pilot_targets(records, margin=params.margins["roc_auc"], max_repeats=args.max_repeats)
+        if args.dry_run:       # what the design would set; nothing trained, nothing written
+            grow = {p: n for p, n in targets.items() if n > pilot.get(p, 0)}
+            print(f"until decided (dry run, internal pilot): {len(grow)} of {len(targets)} points would grow: "
+                  + (", ".join(f"{p} {pilot.get(p, 0)} -> {n}" for p, n in sorted(grow.items())) or "none"))
+            return
+        write_design(study_dir, targets=targets, pilot=pilot, max_repeats=args.max_repeats, metric="roc_auc",
+                     margin=params.margins["roc_auc"])      # first: an interrupted run resumes toward it
+    if args.dry_run:
         return
     added = extend_repeats(params, targets, executor=args.executor, workers=args.workers, quiet=args.quiet,
                            outputs_dir=args.outputs, notebooks_dir=args.notebooks, kernel_name=args.kernel)
-    path = write_design(Path(args.outputs) / params.study, targets=targets, pilot=pilot,
-                        max_repeats=args.max_repeats, metric="roc_auc", margin=margin)
     print(f"until decided (internal pilot, blinded variance re-estimation): {len(added)} of {len(targets)} points "
           f"grew, {sum(added.values())} networks added; each comparison is tested once, at its final n; "
-          f"design in {path}")
+          f"design in {study_dir / DESIGN_FILE}")
 
 
 def _named(exc: BaseException, args) -> str:

@@ -261,3 +261,25 @@ def test_a_report_with_companion_studies_checks_the_cross_study_conclusions_on_t
                                            if r.id not in gaps])
     assert report.table_html(table[["conclusion", "title", "verdict", "outcomes", "needs"]]) == together
     assert together != alone
+
+
+def test_a_long_tailed_study_is_answered_on_balanced_accuracy_beside_roc_auc(tmp_path):
+    """The long-tail literature reports balanced accuracy: an exponential study's recommendations give its
+    point-by-point answers on it too, each sentence the one answers.point_sentences writes; a step study's do not."""
+    from browser.study import all_records
+    from imbalance.analysis import answers
+    long_tailed = frames.records_frame([{**r, "study": "lt"} for r in all_records(kinds=("exponential",))])
+    step = frames.records_frame([{**r, "study": "st"} for r in all_records(kinds=("step",))])
+
+    def section(records):
+        doc = report.build_report("x", records)
+        return "".join(next(s for s in doc.sections if s.title.startswith("Recommendations")).blocks)
+
+    html_lt, html_step = section(long_tailed), section(step)
+    expected = answers.point_sentences(long_tailed, metric="balanced_accuracy", margin=0.01)["sentence"]
+    assert len(expected) == 2
+    for sentence in expected:
+        assert report.esc(sentence) in html_lt
+    assert "exponential imbalance: balanced accuracy</h3>" in html_lt
+    assert "the measure the long-tail literature reports" in html_lt
+    assert "the measure the long-tail literature reports" not in html_step

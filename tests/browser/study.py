@@ -57,6 +57,8 @@ def study_points(kind: str = "step") -> list[dict]:
         return [dict(imbalance="linear", rho=r, mu=None) for r in (10, 100)]
     if kind == "graded":
         return [dict(imbalance="step", rho=100, mu=0.5, level=lv, methods=("ros", "rus")) for lv in (1, 10, 100)]
+    if kind == "exponential":
+        return [dict(imbalance="exponential", rho=r, mu=None) for r in (10, 100)]
     if kind == "imagenet":
         return [dict(dataset="imagefolder", imbalance="step", rho=r, mu=m, repeats=1)
                 for r, m in ((10, 0.1), (100, 0.9))]

@@ -358,3 +358,28 @@ def test_until_decided_adds_repeats_to_a_one_point_study_and_stops(tmp_path, cap
     assert len(rows(db)) == 15 and "nothing to add" in capsys.readouterr().out
     from imbalance.analysis.report import study_report
     assert "internal pilot design" in study_report("fake", out, save_figures=False).html()
+
+
+def test_an_interrupted_until_decided_run_resumes_toward_its_recorded_final_n(tmp_path, capsys):
+    """The design is written before any repeat is trained: a run stopped part-way (here: design recorded, nothing
+    added) resumes toward the recorded final n (4), not a new estimate (the pilot alone would set 5), and a
+    different --max-repeats is refused before any training."""
+    from imbalance.analysis.planning import internal_pilot_targets, write_design
+    path = fake_params(tmp_path, rho=(10,), mu=(0.5,), repeats=3, noise=0.004)
+    raw = yaml.safe_load(path.read_text())
+    raw["methods"] = ["baseline", "ros", "rus"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out = tmp_path / "out"
+    common = ["run", str(path), "--outputs", str(out), "--notebooks", str(NOTEBOOKS), "--quiet", "--workers", "1"]
+    assert main(common) == 0
+    db, pid = out / "fake" / "results.sqlite", "step_rho=10_mu=0.5"
+    from imbalance.analysis.frames import load_study
+    assert internal_pilot_targets(load_study("fake", out)[0], max_repeats=5) == {pid: 5}
+    write_design(out / "fake", targets={pid: 4}, pilot={pid: 3}, max_repeats=5, metric="roc_auc", margin=0.005)
+    assert main([*common, "--until-decided", "--max-repeats", "6"]) != 0
+    assert "--max-repeats: 6 given" in capsys.readouterr().err and len(rows(db)) == 9
+    assert main([*common, "--until-decided", "--max-repeats", "5"]) == 0
+    assert "resuming the recorded design" in capsys.readouterr().out
+    assert Counter(repeat for _, _, repeat, *_ in rows(db)) == {0: 3, 1: 3, 2: 3, 3: 3}
+    assert main([*common, "--until-decided", "--max-repeats", "5"]) == 0
+    assert "nothing to add" in capsys.readouterr().out and len(rows(db)) == 12

@@ -24,6 +24,7 @@ import pandas as pd
 
 from imbalance.analysis import answers, conclusions, moved, published, stats
 from imbalance.analysis.frames import format_value, load_study, methods_present
+from imbalance.schema import METRIC_LABELS
 from imbalance.study import estimates
 from imbalance.study.params import expand_grid, load_params
 
@@ -307,10 +308,10 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
              f"({', '.join(f'{s.study} {len(s.done)}/{len(s.grid)}' for s in studies)}); "
              "every verdict below is recomputed from whatever is committed, and one that lacks its data says "
              "\"not enough data\". Weaker than the paper: LeNet-5 at 2,000 iterations (the paper: 10,000; "
-             f"{len(full.done)} of {len(full.grid)} MNIST points also at 10,000, in the cut check below), 3 "
-             "repeats per point (the paper's MNIST: 50), no ImageNet, CIFAR-10 only on a fast CPU recipe. "
+             f"{len(full.done)} of {len(full.grid)} MNIST points also at 10,000, in the cut check below), "
+             f"{_repeats(studies)} (the paper's MNIST: 50), no ImageNet, CIFAR-10 only on a fast CPU recipe. "
              "Intervals are 95% confidence intervals of a mean paired difference (Student-t below 10 pairs, "
-             "BCa bootstrap from 10; a point has 3 pairs, pooled checks more); tests are paired t-tests below 6 "
+             f"BCa bootstrap from 10; a point has as many pairs as repeats, pooled checks more); tests are paired t-tests below 6 "
              "pairs and Wilcoxon signed-rank tests from 6, as each evidence line names, Holm-corrected within a "
              "check. C2, C3 and C6 compare networks of different points, which do not pair: their intervals and "
              "tests are Welch t contrasts of independent samples. The intervals are not adjusted, so one without 0 "
@@ -356,10 +357,25 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
               "", *_replication(studies, earlier),
               "", *_point_by_point(studies[NATURAL_SLOT],
                                    "**Point by point on CIFAR-10, in plain words**", as_for=primary),
+              "", *_long_tailed(next(s for s in upcoming if s.spec == LONG_TAILED), as_for=primary),
               "", *published.published_markdown(next(s for s in upcoming if s.spec == LONG_TAILED),
                                                 recipe=load_params(ROOT / LONG_TAILED.params).recipe),
               "", *moved.unsettled_markdown(primary, upcoming, gpu_only=list(GPU_ONLY))]
     return "\n".join(lines) + "\n"
+
+
+def _repeats(studies: list[Loaded]) -> str:
+    """How many repeats the studies' points have: one number, or the range with where repeats were added."""
+    counts = pd.Series([n for s in studies if not s.records.empty
+                        for n in s.records.groupby("point_id")["repeat"].nunique()], dtype=int)
+    if counts.empty:
+        return "no point done yet"
+    if counts.min() == counts.max():
+        return f"{counts.min()} repeats per point"
+    grown = [f"{s.study} {int((g > counts.min()).sum())}" for s in studies if not s.records.empty
+             for g in [s.records.groupby("point_id")["repeat"].nunique()] if (g > counts.min()).any()]
+    return (f"{counts.min()} repeats per point, up to {counts.max()} at the points where `--until-decided` added "
+            f"them ({', '.join(grown)} points)")
 
 
 def _ranks(study: Loaded) -> list[str]:
@@ -434,26 +450,41 @@ def _replication(studies: list[Loaded], earlier: list[Loaded]) -> list[str]:
                                 as_for=studies[PRIMARY_SLOT])]
 
 
-def point_by_point(records: pd.DataFrame) -> pd.DataFrame:
+def point_by_point(records: pd.DataFrame, *, metric: str = "roc_auc") -> pd.DataFrame:
     """`answers.point_sentences` of the non-graded points (trained methods against PLAIN_REFERENCE on
-    ROC AUC), in grid order: ρ, then μ."""
+    `metric`), in grid order: ρ, then μ."""
     plain = records[records["level"].isna()] if not records.empty else records
     if plain.empty or PLAIN_REFERENCE not in set(plain["method"]):
         return pd.DataFrame(columns=["point_id", "rho", "mu", "sentence"])
-    sentences = answers.point_sentences(plain, reference=PLAIN_REFERENCE, metric="roc_auc")
+    sentences = answers.point_sentences(plain, reference=PLAIN_REFERENCE, metric=metric)
     return sentences.sort_values(["rho", "mu"], kind="stable").reset_index(drop=True)
 
 
-def _point_by_point(study: Loaded, title: str, *, as_for: Loaded | None = None) -> list[str]:
+def _long_tailed(study: Loaded, *, as_for: Loaded) -> list[str]:
+    """CIFAR-10-LT's answers point by point on ROC AUC and on balanced accuracy (the measure its literature
+    reports), and its recommendation; nothing before it has run (the published block then says so)."""
+    if study.records.empty:
+        return []
+    state = "" if complete(study) else f"{len(study.done)} of {len(study.grid)} points so far, "
+    return [*_point_by_point(study, "**Point by point on CIFAR-10-LT, in plain words**", as_for=as_for, state=state),
+            "", *_point_by_point(study, "**The same on balanced accuracy**", as_for=as_for, metric="balanced_accuracy",
+                                 state=state),
+            "", f"**Recommendation on CIFAR-10-LT** (`{study.study}`, ROC AUC): "
+            + _recommendation(study.records, _point_winners(study.records))]
+
+
+def _point_by_point(study: Loaded, title: str, *, as_for: Loaded | None = None,
+                    metric: str = "roc_auc", state: str = "") -> list[str]:
     """One line per grid point a reader can act on (issue 26): which trained methods are shown better
     than the baseline, practically equivalent to it, undecided, shown worse or untested there.  `as_for`:
-    the study whose block already explained the rules (said once)."""
-    head = f"{title} (`{study.study}`, " + (
+    the study whose block already explained the rules (said once); `state`: how far the study got, if not done."""
+    label = "" if metric == "roc_auc" else f"on {METRIC_LABELS[metric]}, margin ±{stats.margin_for(metric):g}, "
+    head = f"{title} (`{study.study}`, {state}{label}" + (
         f"as for `{as_for.study}`):" if as_for is not None else
         f"ROC AUC; each trained method against `{PLAIN_REFERENCE}`, paired per repeat, Holm-corrected per point "
         "over the trained methods compared there; a quoted difference is the mean paired difference with its 95% "
         "confidence interval, Student-t below 10 pairs; post-hoc re-scorings are never ranked here):")
-    sentences = point_by_point(study.records)
+    sentences = point_by_point(study.records, metric=metric)
     if sentences.empty:
         return [head, "", "not run yet." if study.records.empty else f"not enough data (no `{PLAIN_REFERENCE}`)."]
     return [head, "", *(f"- {t}" for t in sentences["sentence"])]

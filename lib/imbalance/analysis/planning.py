@@ -251,6 +251,25 @@ def write_design(study_dir: str | os.PathLike, *, targets: dict[str, int], pilot
     return path
 
 
+def read_design(study_dir: str | os.PathLike) -> dict | None:
+    """outputs/<study>/repeats.json as written by `write_design` (None if absent), checked: a file that is not
+    that design raises ValueError naming it."""
+    path = Path(study_dir) / DESIGN_FILE
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not the JSON `imbalance run --until-decided` writes ({exc})") from None
+    points = d.get("points") if isinstance(d, dict) else None
+    if (not isinstance(points, dict) or d.get("design") != DESIGN or not isinstance(d.get("max_repeats"), int)
+            or not all(isinstance(v, dict) and isinstance(v.get("final"), int) and isinstance(v.get("pilot"), int)
+                       for v in points.values())):
+        raise ValueError(f"{path}: expected the internal pilot design (design {DESIGN!r}, an integer max_repeats, "
+                         "and points with an integer pilot and final n each)")
+    return d
+
+
 def design_text(study_dir: str | os.PathLike) -> str | None:
     """The report's sentence naming the stopping design, from outputs/<study>/repeats.json (None if absent)."""
     path = Path(study_dir) / DESIGN_FILE
