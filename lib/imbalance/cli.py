@@ -204,8 +204,9 @@ def _plan_repeats(params, args) -> int:
     from imbalance.study.store import point_seconds
     records, _ = _loaded(params, args)
     wall = point_seconds(Path(args.outputs) / params.study / "results.sqlite", params.study)   # measured, batched
-    print(format_plan(plan_repeats(records, margin=params.margins["roc_auc"], point_seconds=wall or None),
-                      study=params.study))
+    attempt = {p.point_id: p.repeats for p in expand_grid(params)}       # what each wall time trained
+    print(format_plan(plan_repeats(records, margin=params.margins["roc_auc"], point_seconds=wall or None,
+                                   attempt_repeats=attempt), study=params.study))
     return 0
 
 

@@ -159,3 +159,24 @@ def test_the_cut_bias_is_scipys_paired_test_of_the_lengthening_gains_baseline_mi
     d = (gain["baseline"] - gain["ros"])[[(p, r) for p in ("a", "b") for r in (0, 1)]]
     assert few.n_pairs == 4 and few.p_value == pytest.approx(sps.ttest_1samp(d, 0).pvalue, rel=1e-9)
     assert moved.cut_bias(short[short["method"] != "ros"], long) is None
+
+
+def test_the_added_repeats_line_counts_what_the_recorded_design_added_and_prices_what_is_left():
+    """A design that grows two points of mnist-step-v2 from 3 repeats, to 5 and 10: the first has its 5 (repeats 0-1
+    copied as 3-4), the other 4 (repeat 0 as 3), so 3 are added and 6 are left, priced at that point's wall time
+    over the 3 repeats it trained (not over the 4 it has now)."""
+    import dataclasses
+    primary = findings.load()[0]
+    a, b = sorted(primary.records["point_id"].unique())[:2]
+    r = primary.records
+    grown = r[((r["point_id"] == a) & (r["repeat"] < 2)) | ((r["point_id"] == b) & (r["repeat"] == 0))]
+    loaded = dataclasses.replace(primary, records=pd.concat([r, grown.assign(repeat=grown["repeat"] + 3)],
+                                                            ignore_index=True))
+    design = {"design": "internal pilot", "max_repeats": 10,
+              "points": {p: {"pilot": 3, "final": {a: 5, b: 10}.get(p, 3)} for p in r["point_id"].unique()}}
+    line = moved.added_markdown(loaded, design, attempt={p.point_id: p.repeats for p in loaded.grid})
+    seconds = _wall("mnist-step-v2")[b] / 3
+    assert "2 of 12 points were set to grow, by 9 repeats" in line
+    assert re.search(r"Added so far: 3 repeats at 2 points \(ρ [\d,]+, μ [\d.]+ \(3 → 5 of 5\), "
+                     r"ρ [\d,]+, μ [\d.]+ \(3 → 4 of 10\)\)", line), line
+    assert f"Still to run: 6 repeats at 1 points, about {6 * seconds / 60:.0f} min here" in line

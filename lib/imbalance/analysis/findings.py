@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imbalance.analysis import answers, conclusions, moved, published, stats
+from imbalance.analysis import answers, conclusions, moved, planning, published, stats
 from imbalance.analysis.frames import format_value, load_study, methods_present
 from imbalance.schema import METRIC_LABELS
 from imbalance.study import estimates
@@ -360,7 +360,8 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
               "", *_long_tailed(next(s for s in upcoming if s.spec == LONG_TAILED), as_for=primary),
               "", *published.published_markdown(next(s for s in upcoming if s.spec == LONG_TAILED),
                                                 recipe=load_params(ROOT / LONG_TAILED.params).recipe),
-              "", *moved.unsettled_markdown(primary, upcoming, gpu_only=list(GPU_ONLY))]
+              "", *moved.unsettled_markdown(primary, upcoming, gpu_only=list(GPU_ONLY),
+                                            design=planning.read_design(ROOT / "outputs" / primary.study))]
     return "\n".join(lines) + "\n"
 
 

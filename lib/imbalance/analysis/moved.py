@@ -233,11 +233,14 @@ def _rho_mu(table: pd.DataFrame, point: str) -> tuple:
     return row["rho"], row["mu"]
 
 
-def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: str = "ros") -> list[str]:
+def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: str = "ros",
+                       design: dict | None = None) -> list[str]:
     """What this does not settle: the undecided comparisons of `primary` (findings.Loaded) with what
-    deciding them costs, the `running` studies' state, and `gpu_only` (lines)."""
+    deciding them costs, the repeats `--until-decided` added (`design`: its recorded design,
+    `planning.read_design`) or would add, the `running` studies' state, and `gpu_only` (lines)."""
     lines = ["**What this does not settle.**", ""]
-    plan = planning.plan_repeats(primary.records, point_seconds=primary.done or None)
+    attempt = {p.point_id: p.repeats for p in primary.grid}       # the repeats each point's wall time trained
+    plan = planning.plan_repeats(primary.records, point_seconds=primary.done or None, attempt_repeats=attempt)
     if plan.empty:
         lines.append(f"- `{primary.study}`: no undecided comparison among those the recommendation and the "
                      "conclusions use.")
@@ -264,15 +267,19 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
                          f"undecided at {len(worst)} points; deciding it there needs {int(worst['add'].sum())} more "
                          f"repeats, about {_hours(worst['seconds'].sum())} here (at most "
                          f"{int(open_['needed'].max())} repeats at a point).")
+    if design is None and not plan.empty:
         targets = planning.internal_pilot_targets(primary.records, max_repeats=PILOT_CAP)
         pilot = primary.records.groupby("point_id")["repeat"].nunique()
-        per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None)
+        per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None,
+                                             attempt_repeats=attempt)
         add = {p: n - int(pilot.get(p, 0)) for p, n in targets.items() if n > pilot.get(p, 0)}
         seconds = sum(k * float(per_repeat.get(p, math.nan)) for p, k in add.items())
         lines.append(f"- The stopping design (`imbalance run params/real/{primary.study}.yaml --until-decided "
                      f"--max-repeats {PILOT_CAP}`, an internal pilot) would add {sum(add.values())} repeats over "
                      f"{len(add)} points, about {_hours(seconds)} here; it fixes each point's final n from the "
                      "pilot's blinded spread, so it does not promise to decide every comparison.")
+    elif design is not None:
+        lines.append(added_markdown(primary, design, attempt=attempt))
     for s in running:
         left = len(s.grid) - len(s.done)
         if left:
@@ -280,6 +287,28 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
                          "answer stays open until it completes (`outputs/README.md` gives the time still needed).")
     lines += [f"- {line}" for line in gpu_only]
     return lines
+
+
+def added_markdown(primary, design: dict, *, attempt: dict) -> str:
+    """One line: the repeats `--until-decided` set per point (`design`), how many are added so far and
+    where, and what is still to run with its time at the points' measured wall time per repeat."""
+    have = primary.records.groupby("point_id")["repeat"].nunique()
+    table = primary.records.drop_duplicates("point_id")[["point_id", "rho", "mu"]]
+    grow = {p: v for p, v in design["points"].items() if v["final"] > v["pilot"]}
+    done = {p: int(have.get(p, 0)) - v["pilot"] for p, v in grow.items() if have.get(p, 0) > v["pilot"]}
+    left = {p: v["final"] - int(have.get(p, 0)) for p, v in grow.items() if v["final"] > have.get(p, 0)}
+    per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None, attempt_repeats=attempt)
+    seconds = sum(k * float(per_repeat.get(p, math.nan)) for p, k in left.items())
+    where = lambda points: ", ".join(f"{_where(*_rho_mu(table, p))} ({design['points'][p]['pilot']} → "  # noqa: E731
+                                     f"{int(have.get(p, 0))} of {design['points'][p]['final']})" for p in points)
+    return (f"- Repeats added (`imbalance run params/real/{primary.study}.yaml --until-decided --max-repeats "
+            f"{design['max_repeats']}`, an internal pilot: each point's final n fixed once from the pilot's blinded "
+            f"spread, so it does not promise to decide every comparison): {len(grow)} of {len(design['points'])} "
+            f"points were set to grow, by {sum(v['final'] - v['pilot'] for v in grow.values())} repeats. "
+            + (f"Added so far: {sum(done.values())} repeats at {len(done)} points ({where(done)}). " if done else
+               "None added yet. ")
+            + (f"Still to run: {sum(left.values())} repeats at {len(left)} points, about {_hours(seconds)} here; "
+               "the verdicts above read the repeats committed so far." if left else "Every point has its final n."))
 
 
 def _hours(seconds: float) -> str:

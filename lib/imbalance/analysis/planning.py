@@ -93,12 +93,14 @@ def repeats_needed(sd: float, *, margin: float, difference: float = 0.0, alpha: 
                   _solve(shown, z(1 - a / 2) + z(1 - b), abs(difference), sd))
 
 
-def repeat_seconds(records, *, point_seconds=None) -> pd.Series:
+def repeat_seconds(records, *, point_seconds=None, attempt_repeats=None) -> pd.Series:
     """Per point_id: the seconds one more repeat of the point costs.
 
     point_seconds (point id -> wall seconds of its finished attempt, as `store.point_seconds` reads them):
-    the measured wall time divided by the point's repeats, the better figure, since networks train
-    batched.  Without it, the records' train_seconds summed over the trained methods' networks of a
+    the measured wall time divided by the repeats that attempt trained, the better figure, since networks
+    train batched.  attempt_repeats (point id -> those repeats, the params file's): needed once
+    `--until-decided` has grown a point, since the wall time stays its first attempt's; without it, the
+    point's repeats now.  Without it, the records' train_seconds summed over the trained methods' networks of a
     repeat (a post-hoc method trains nothing, so its records, which carry its base's seconds, are left
     out); a second stage's record includes its phase 1, which the phase-1 method's own record counts
     too, so this is an upper bound."""
@@ -106,6 +108,8 @@ def repeat_seconds(records, *, point_seconds=None) -> pd.Series:
     repeats = frame.groupby("point_id")["repeat"].nunique()
     if point_seconds is not None:
         wall = pd.Series({p: s for p, s in point_seconds.items() if s is not None}, dtype=float)
+        if attempt_repeats is not None:
+            repeats = pd.Series(attempt_repeats, dtype=float).combine_first(repeats)
         return (wall / repeats.reindex(wall.index)).dropna()
     frame = frame[~frame["method"].map(is_posthoc)]
     seconds = pd.to_numeric(frame.get("train_seconds"), errors="coerce")
@@ -140,13 +144,15 @@ PLAN_COLUMNS = ("point_id", "method", "against", "verdict", "n", "mean_differenc
 
 
 def plan_repeats(records, *, metric: str = "roc_auc", reference: str = stats.REFERENCE, alpha: float = stats.ALPHA,
-                 power: float = POWER, margin: float | None = None, point_seconds=None) -> pd.DataFrame:
+                 power: float = POWER, margin: float | None = None, point_seconds=None,
+                 attempt_repeats=None) -> pd.DataFrame:
     """One row per undecided comparison the study cares about (CARED): n now, the mean paired
     difference and its sd, the repeats needed to show equivalence or the difference (`repeats_needed`,
     m = the comparisons Holm corrects over at the point), the repeats to add and their training
-    seconds (`repeat_seconds`, from the points' wall times when `point_seconds` is given)."""
+    seconds (`repeat_seconds`, from the points' wall times when `point_seconds` is given, over
+    `attempt_repeats`)."""
     margin = margin_for(metric) if margin is None else float(margin)
-    per_repeat = repeat_seconds(records, point_seconds=point_seconds)
+    per_repeat = repeat_seconds(records, point_seconds=point_seconds, attempt_repeats=attempt_repeats)
     rows, seen = [], set()
     for against, paired in _comparisons(records, metric=metric, reference=reference, alpha=alpha, margin=margin):
         for point_id, at in paired.groupby("point_id", sort=False):
