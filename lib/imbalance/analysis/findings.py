@@ -357,6 +357,8 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
               "", *_replication(studies, earlier),
               "", *_point_by_point(studies[NATURAL_SLOT],
                                    "**Point by point on CIFAR-10, in plain words**", as_for=primary),
+              "", f"**Recommendation by region on CIFAR-10** (`{studies[NATURAL_SLOT].study}`, ROC AUC): "
+              + _recommendation(studies[NATURAL_SLOT].records, _point_winners(studies[NATURAL_SLOT].records)),
               "", *_long_tailed(next(s for s in upcoming if s.spec == LONG_TAILED), as_for=primary),
               "", *published.published_markdown(next(s for s in upcoming if s.spec == LONG_TAILED),
                                                 recipe=load_params(ROOT / LONG_TAILED.params).recipe),
