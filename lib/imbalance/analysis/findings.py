@@ -163,10 +163,6 @@ def _cell(text) -> str:
     return " ".join(str(text).split()).replace("|", "\\|") if text is not None else "—"
 
 
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
-
-
 def report_command(study: Loaded, studies: list[Loaded]) -> str:
     """The command that builds a real study's report, read with the other real studies (the
     cross-study conclusions C2, C3 and C6 need them)."""
@@ -201,7 +197,7 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
             if not s.records.empty else s.records
         lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
                      f"{len(s.records):,} records, {len(trained):,} trained | "
-                     f"{_hours(seconds) if seconds else '—'} | {device} | {_report_link(s, outputs_dir)} | "
+                     f"{moved.hours_text(seconds) if seconds else '—'} | {device} | {_report_link(s, outputs_dir)} | "
                      f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
     if upcoming:
         lines += ["", "**In progress (issue 28).** Each is committed point by point as its points finish; the "
@@ -215,8 +211,8 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
             left = len(s.grid) - len(s.done)
             dry = estimated.get(s.study)
             needed = ("none" if not left else
-                      f"about {_hours(seconds[len(seconds) // 2] * left)} ({left} points)" if seconds else
-                      f"not started ({left} points); its dry run estimated about {_hours(dry['seconds'])} on a "
+                      f"about {moved.hours_text(seconds[len(seconds) // 2] * left)} ({left} points)" if seconds else
+                      f"not started ({left} points); its dry run estimated about {moved.hours_text(dry['seconds'])} on a "
                       f"{dry['cores']}-core CPU ({dry['measured_at']}, load average {dry['load']:.1f})"
                       if dry and dry["seconds"] is not None and dry["points"] == left else
                       f"not started ({left} points; `imbalance run --dry-run` estimates it)")

@@ -256,7 +256,7 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
             f"{int(finite['needed'].max())}"
             + (f"; {len(plan) - len(finite)} can never be decided by more repeats alone" if len(plan) > len(finite)
                else "") + f"): {int(by_point['add'].sum())} more repeats over {len(by_point)} points, about "
-            f"{_hours(by_point['seconds'].sum())} on the 2-core CPU at each point's measured wall time per repeat.")
+            f"{hours_text(by_point['seconds'].sum())} on the 2-core CPU at each point's measured wall time per repeat.")
         best = dict(zip(*winners(primary.records)[["point_id", "winner"]].to_numpy().T)) if len(plan) else {}
         pair = [frozenset((m, a)) == frozenset((recommended, best.get(p))) for p, m, a in
                 zip(finite["point_id"], finite["method"], finite["against"])]
@@ -265,7 +265,7 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
             worst = open_.groupby("point_id").agg(add=("add", "max"), seconds=("seconds", "max"))
             lines.append(f"- The recommendation's own open question, `{recommended}` against the point's winner, is "
                          f"undecided at {len(worst)} points; deciding it there needs {int(worst['add'].sum())} more "
-                         f"repeats, about {_hours(worst['seconds'].sum())} here (at most "
+                         f"repeats, about {hours_text(worst['seconds'].sum())} here (at most "
                          f"{int(open_['needed'].max())} repeats at a point).")
     if design is None and not plan.empty:
         targets = planning.internal_pilot_targets(primary.records, max_repeats=PILOT_CAP)
@@ -276,7 +276,7 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
         seconds = sum(k * float(per_repeat.get(p, math.nan)) for p, k in add.items())
         lines.append(f"- The stopping design (`imbalance run params/real/{primary.study}.yaml --until-decided "
                      f"--max-repeats {PILOT_CAP}`, an internal pilot) would add {sum(add.values())} repeats over "
-                     f"{len(add)} points, about {_hours(seconds)} here; it fixes each point's final n from the "
+                     f"{len(add)} points, about {hours_text(seconds)} here; it fixes each point's final n from the "
                      "pilot's blinded spread, so it does not promise to decide every comparison.")
     elif design is not None:
         lines.append(added_markdown(primary, design, attempt=attempt))
@@ -307,10 +307,11 @@ def added_markdown(primary, design: dict, *, attempt: dict) -> str:
             f"points were set to grow, by {sum(v['final'] - v['pilot'] for v in grow.values())} repeats. "
             + (f"Added so far: {sum(done.values())} repeats at {len(done)} points ({where(done)}). " if done else
                "None added yet. ")
-            + (f"Still to run: {sum(left.values())} repeats at {len(left)} points, about {_hours(seconds)} here; "
+            + (f"Still to run: {sum(left.values())} repeats at {len(left)} points, about {hours_text(seconds)} here; "
                "the verdicts above read the repeats committed so far." if left else "Every point has its final n."))
 
 
-def _hours(seconds: float) -> str:
+def hours_text(seconds: float) -> str:
+    """Seconds as readers read a run's length: hours to a tenth from an hour, else whole minutes."""
     return "unknown time" if not math.isfinite(seconds) else f"{seconds / 3600:.1f} h" if seconds >= 3600 else \
         f"{seconds / 60:.0f} min"
