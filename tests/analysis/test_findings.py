@@ -238,3 +238,24 @@ def test_a_complete_successor_takes_its_predecessors_place_and_the_predecessor_i
     assert now[findings.REPLICATION_SLOT] is full and findings.predecessor(full, before) is old
     text = findings.index_markdown(now, upcoming=[full], earlier=before)
     assert text.count("| `fashion-step-v2` |") == 1 and "| `fashion-step` |" in text
+
+
+def test_a_running_successor_with_points_is_shown_as_partial_beside_the_study_it_will_replace():
+    """cifar10-v2 with one point (here cifar10-fast-cpu's first point, relabelled) gives the CIFAR-10 block its
+    point-by-point lines, said as 1 of 6 points; with none, or once complete, the block is not there."""
+    import dataclasses
+    studies, _, upcoming = findings.load_all()
+    old = studies[findings.NATURAL_SLOT]
+    nxt = next(u for u in upcoming if u.spec.params == findings.SUCCESSORS[old.spec.params])
+    first = sorted(old.records["point_id"].unique())[0]
+    one = dataclasses.replace(nxt, records=old.records[old.records["point_id"] == first].assign(study=nxt.study),
+                              done={first: 1.0})
+    title = "**Today's methods on CIFAR-10, point by point**"
+    lines = findings._running_successor(old, [one], title, as_for=studies[0])
+    assert lines[1].startswith(f"{title} (`{nxt.study}`, 1 of {len(nxt.grid)} points so far")
+    expected = findings.point_by_point(one.records)["sentence"]
+    assert lines[3:] == [f"- {t}" for t in expected] and len(expected) == 1
+    assert findings._running_successor(old, [dataclasses.replace(one, records=one.records.iloc[:0], done={})],
+                                       title, as_for=studies[0]) == []
+    done = dataclasses.replace(one, done={p.point_id: 1.0 for p in one.grid})
+    assert findings._running_successor(old, [done], title, as_for=studies[0]) == []

@@ -355,6 +355,8 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
                                    "**Point by point on CIFAR-10, in plain words**", as_for=primary),
               "", f"**Recommendation by region on CIFAR-10** (`{studies[NATURAL_SLOT].study}`, ROC AUC): "
               + _recommendation(studies[NATURAL_SLOT].records, _point_winners(studies[NATURAL_SLOT].records)),
+              *_running_successor(studies[NATURAL_SLOT], upcoming, "**Today's methods on CIFAR-10, point by point**",
+                                  as_for=primary),
               "", *_long_tailed(next(s for s in upcoming if s.spec == LONG_TAILED), as_for=primary),
               "", *published.published_markdown(next(s for s in upcoming if s.spec == LONG_TAILED),
                                                 recipe=load_params(ROOT / LONG_TAILED.params).recipe),
@@ -457,6 +459,16 @@ def point_by_point(records: pd.DataFrame, *, metric: str = "roc_auc") -> pd.Data
         return pd.DataFrame(columns=["point_id", "rho", "mu", "sentence"])
     sentences = answers.point_sentences(plain, reference=PLAIN_REFERENCE, metric=metric)
     return sentences.sort_values(["rho", "mu"], kind="stable").reset_index(drop=True)
+
+
+def _running_successor(study: Loaded, upcoming: list[Loaded], title: str, *, as_for: Loaded) -> list[str]:
+    """The plain-words block of `study`'s successor (SUCCESSORS) while it is still running and has points:
+    what it answers so far, said as partial; nothing once it is complete (it then takes the slot) or before."""
+    nxt = next((u for u in upcoming if u.spec.params == SUCCESSORS.get(study.spec.params)), None)
+    if nxt is None or complete(nxt) or nxt.records.empty:
+        return []
+    return ["", *_point_by_point(nxt, title, as_for=as_for,
+                                 state=f"{len(nxt.done)} of {len(nxt.grid)} points so far, the rest still running; ")]
 
 
 def _long_tailed(study: Loaded, *, as_for: Loaded) -> list[str]:
