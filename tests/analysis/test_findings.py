@@ -259,3 +259,14 @@ def test_a_running_successor_with_points_is_shown_as_partial_beside_the_study_it
                                        title, as_for=studies[0]) == []
     done = dataclasses.replace(one, done={p.point_id: 1.0 for p in one.grid})
     assert findings._running_successor(old, [done], title, as_for=studies[0]) == []
+
+
+def test_a_long_tailed_recommendation_names_its_points_by_rho_alone():
+    """Exponential points have no μ: the recommendation names them "(ρ 100)", never with a placeholder μ."""
+    from browser.study import all_records
+    from imbalance.analysis import frames
+    records = frames.records_frame([{**r, "study": "lt", "roc_auc": r["roc_auc"] + 0.1 * (r["method"] == "rus")}
+                                    for r in all_records(kinds=("exponential",), methods=("baseline", "ros", "rus"))])
+    text = findings._recommendation(records, findings._point_winners(records))
+    assert "elsewhere the winner: `rus` at (ρ 10) (ros shown worse); `rus` at (ρ 100) (ros shown worse)" in text, text
+    assert "μ" not in text

@@ -270,7 +270,8 @@ def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
         return "not enough data (no point with ros yet)."
     repeats = sorted(set(plain.groupby(["point_id", "method"])["repeat"].nunique()))
     holds = winners[winners.apply(lambda w: w["winner"] == REFERENCE or REFERENCE in w["equivalent"], axis=1)]
-    where = lambda frame: ", ".join(f"(ρ {format_value(float(r.rho))}, μ {format_value(float(r.mu))})"  # noqa: E731
+    where = lambda frame: ", ".join(f"(ρ {format_value(float(r.rho))}"  # noqa: E731
+                                    + ("" if pd.isna(r.mu) else f", μ {format_value(float(r.mu))}") + ")"
                                     for r in frame.itertuples())
     other = winners[~winners.index.isin(holds.index)]
     def against(r):
