@@ -207,6 +207,11 @@ def test_an_unfinished_study_states_its_points_and_the_time_still_needed(tmp_pat
     estimates.record(tmp_path, "cifar10-lt", seconds=5400.0, text="about 1.5 h", points=1, workers=1)
     text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
     assert "estimated" not in next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
+    started = findings.Loaded(findings.NEXT_STUDIES[2], "cifar10-lt", [0, 1], {"a": 1800.0},
+                              pd.DataFrame({"method": ["baseline"], "device": ["cpu"]}), pd.DataFrame())
+    text = findings.index_markdown(findings.load(), upcoming=[started], outputs_dir=tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))   # measured beside estimated
+    assert "about 30 min (1 point); its dry run estimated 1.5 h a point" in row
     finished = findings.Loaded(findings.NEXT_STUDIES[1], "mnist-step-paper-length", [0, 1], {"a": 60.0, "b": 60.0},
                                pd.DataFrame({"method": ["baseline"] * 2, "device": ["cpu"] * 2}), pd.DataFrame())
     main_table, in_progress = findings.index_markdown(findings.load(), upcoming=[finished, fresh],

@@ -210,12 +210,15 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
             seconds = sorted(v for v in s.done.values() if v)
             left = len(s.grid) - len(s.done)
             dry = estimated.get(s.study)
+            points = f"{left} point{'s' if left != 1 else ''}"
+            calibrated = (f"; its dry run estimated {moved.hours_text(dry['seconds'] / dry['points'])} a point"
+                          if dry and dry["seconds"] is not None and dry["points"] else "")
             needed = ("none" if not left else
-                      f"about {moved.hours_text(seconds[len(seconds) // 2] * left)} ({left} points)" if seconds else
-                      f"not started ({left} points); its dry run estimated about {moved.hours_text(dry['seconds'])} on a "
+                      f"about {moved.hours_text(seconds[len(seconds) // 2] * left)} ({points}){calibrated}" if seconds else
+                      f"not started ({points}); its dry run estimated about {moved.hours_text(dry['seconds'])} on a "
                       f"{dry['cores']}-core CPU ({dry['measured_at']}, load average {dry['load']:.1f})"
                       if dry and dry["seconds"] is not None and dry["points"] == left else
-                      f"not started ({left} points; `imbalance run --dry-run` estimates it)")
+                      f"not started ({points}; `imbalance run --dry-run` estimates it)")
             lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
                          f"{len(s.records):,} records | {needed} | "
                          f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
