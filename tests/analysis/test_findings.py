@@ -232,7 +232,8 @@ def test_every_figure_the_findings_show_is_committed_and_captioned():
 
 def test_a_complete_successor_takes_its_predecessors_place_and_the_predecessor_is_shown_beside_it():
     import pandas as pd
-    studies, earlier, upcoming = findings.load_all()
+    studies, earlier = findings.load(), findings.load(specs=findings.EARLIER)    # as registered, before `current`
+    upcoming = findings.load(specs=findings.NEXT_STUDIES)
     old = studies[findings.REPLICATION_SLOT]
     spec = next(u.spec for u in upcoming if u.spec.params == findings.SUCCESSORS[old.spec.params])
     half = findings.Loaded(spec, "fashion-step-v2", [0, 1], {"a": 1.0}, pd.DataFrame(), pd.DataFrame())
