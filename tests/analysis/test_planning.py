@@ -103,3 +103,15 @@ def test_a_repeat_costs_the_points_wall_time_over_its_repeats_and_post_hoc_recor
     records = pd.DataFrame(rows)
     assert planning.repeat_seconds(records).to_dict() == {"p": 30.0}          # baseline and ros, once each
     assert planning.repeat_seconds(records, point_seconds={"p": 45.0, "q": None}).to_dict() == {"p": 15.0}
+
+
+def test_the_time_to_decide_is_the_points_rerun_at_its_final_n_as_the_runner_spends_it():
+    """extend_repeats re-trains repeats 0..n0-1 with the new ones: reaching n costs n repeats' time, not n - n0."""
+    from imbalance.analysis.frames import load_study
+    records, _ = load_study("quick", ROOT / "outputs")
+    repeats = records.groupby("point_id")["repeat"].nunique()
+    plan = planning.plan_repeats(records, point_seconds={p: 10.0 * n for p, n in repeats.items()})  # 10 s a repeat
+    grown = plan[(plan["add"] > 0) & np.isfinite(plan["needed"])]
+    assert len(grown) and (grown["seconds"] == grown["needed"] * 10.0).all()
+    assert (grown["seconds"] > grown["add"] * 10.0).all()
+    assert planning.rerun_seconds(0, 10.0) == 0.0 and planning.rerun_seconds(7, 10.0) == 70.0

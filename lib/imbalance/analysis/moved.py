@@ -256,7 +256,8 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
             f"{int(finite['needed'].max())}"
             + (f"; {len(plan) - len(finite)} can never be decided by more repeats alone" if len(plan) > len(finite)
                else "") + f"): {int(by_point['add'].sum())} more repeats over {len(by_point)} points, about "
-            f"{hours_text(by_point['seconds'].sum())} on the 2-core CPU at each point's measured wall time per repeat.")
+            f"{hours_text(by_point['seconds'].sum())} on the 2-core CPU, each point re-trained at its largest n at its "
+            "measured wall time per repeat.")
         best = dict(zip(*winners(primary.records)[["point_id", "winner"]].to_numpy().T)) if len(plan) else {}
         pair = [frozenset((m, a)) == frozenset((recommended, best.get(p))) for p, m, a in
                 zip(finite["point_id"], finite["method"], finite["against"])]
@@ -273,10 +274,11 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
         per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None,
                                              attempt_repeats=attempt)
         add = {p: n - int(pilot.get(p, 0)) for p, n in targets.items() if n > pilot.get(p, 0)}
-        seconds = sum(k * float(per_repeat.get(p, math.nan)) for p, k in add.items())
+        seconds = sum(planning.rerun_seconds(targets[p], float(per_repeat.get(p, math.nan))) for p in add)
         lines.append(f"- The stopping design (`imbalance run params/real/{primary.study}.yaml --until-decided "
                      f"--max-repeats {PILOT_CAP}`, an internal pilot) would add {sum(add.values())} repeats over "
-                     f"{len(add)} points, about {hours_text(seconds)} here; it fixes each point's final n from the "
+                     f"{len(add)} points, about {hours_text(seconds)} here (a point re-trains its stored repeats with the new "
+                     "ones, to check they are the same networks); it fixes each point's final n from the "
                      "pilot's blinded spread, so it does not promise to decide every comparison.")
     elif design is not None:
         lines.append(added_markdown(primary, design, attempt=attempt))
@@ -298,7 +300,8 @@ def added_markdown(primary, design: dict, *, attempt: dict) -> str:
     done = {p: int(have.get(p, 0)) - v["pilot"] for p, v in grow.items() if have.get(p, 0) > v["pilot"]}
     left = {p: v["final"] - int(have.get(p, 0)) for p, v in grow.items() if v["final"] > have.get(p, 0)}
     per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None, attempt_repeats=attempt)
-    seconds = sum(k * float(per_repeat.get(p, math.nan)) for p, k in left.items())
+    seconds = sum(planning.rerun_seconds(design["points"][p]["final"], float(per_repeat.get(p, math.nan)))
+                  for p in left)
     where = lambda points: ", ".join(f"{_where(*_rho_mu(table, p))} ({design['points'][p]['pilot']} → "  # noqa: E731
                                      f"{int(have.get(p, 0))} of {design['points'][p]['final']})" for p in points)
     return (f"- Repeats added (`imbalance run params/real/{primary.study}.yaml --until-decided --max-repeats "
@@ -307,8 +310,9 @@ def added_markdown(primary, design: dict, *, attempt: dict) -> str:
             f"points were set to grow, by {sum(v['final'] - v['pilot'] for v in grow.values())} repeats. "
             + (f"Added so far: {sum(done.values())} repeats at {len(done)} points ({where(done)}). " if done else
                "None added yet. ")
-            + (f"Still to run: {sum(left.values())} repeats at {len(left)} points, about {hours_text(seconds)} here; "
-               "the verdicts above read the repeats committed so far." if left else "Every point has its final n."))
+            + (f"Still to run: {sum(left.values())} repeats at {len(left)} points, about {hours_text(seconds)} here "
+               "(a point re-trains its stored repeats with the new ones, to check they are the same networks); the "
+               "verdicts above read the repeats committed so far." if left else "Every point has its final n."))
 
 
 def hours_text(seconds: float) -> str:

@@ -7,9 +7,10 @@ s of its paired differences (normal approximation with t quantiles, iterated on 
 - to show equivalence (TOST at level α/m, true difference 0):  n = ((t_{1-α/m} + t_{1-β/2}) s / δ)²;
 - to show the observed difference Δ (two-sided at α/m):       n = ((t_{1-α/(2m)} + t_{1-β}) s / |Δ|)²;
 m is the number of comparisons Holm corrects over at the point (a conservative, Bonferroni-sized
-first step), β = 1 - power.  `needed` is the smaller of the two; the compute is the added repeats
-times the measured training seconds of one repeat of the point (the records' train_seconds, the
-timing the dry run's estimate rests on).
+first step), β = 1 - power.  `needed` is the smaller of the two; the compute is what the runner
+spends to reach it: it re-trains the point at its final n (the stored repeats again, checked to be the
+same networks, then the new ones), so `needed` times the seconds of one repeat of the point (its
+measured wall time per repeat, else the records' train_seconds).
 
 The stopping design, `internal_pilot_targets` (`imbalance run --until-decided`): an *internal
 pilot* with sample-size re-estimation from the pilot's variance only (Wittes & Brittain 1990), in
@@ -117,6 +118,13 @@ def repeat_seconds(records, *, point_seconds=None, attempt_repeats=None) -> pd.S
     return per.groupby(level=0).mean()
 
 
+def rerun_seconds(final_n: float, per_repeat: float) -> float:
+    """What growing a point to `final_n` repeats costs: `runner.extend_repeats` re-runs its notebook with
+    all of them (repeats 0..n0-1 again, checked equal to the stored networks), so final_n repeats' time,
+    not only the added ones'; 0 for a point that does not grow."""
+    return 0.0 if not final_n else final_n * per_repeat
+
+
 def _comparisons(records, *, metric: str, reference: str, alpha: float, margin: float):
     """(against, paired rows) for each comparison family the study cares about (CARED)."""
     frame = records_frame(records)
@@ -170,7 +178,8 @@ def plan_repeats(records, *, metric: str = "roc_auc", reference: str = stats.REF
                              "verdict": r["verdict"], "n": int(r["n_pairs"]), "mean_difference": r["mean_difference"],
                              "sd": r["sd"], "margin": margin, "n_equivalence": need.equivalence,
                              "n_difference": need.difference, "needed": need.needed, "add": max(0.0, add),
-                             "seconds": max(0.0, add) * float(per_repeat.get(point_id, math.nan))})
+                             "seconds": rerun_seconds(need.needed if add > 0 else 0,
+                                                      float(per_repeat.get(point_id, math.nan)))})
     return pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
 
 
