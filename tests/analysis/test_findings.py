@@ -139,13 +139,23 @@ def _verdicts_by_hand(here, *, reference="baseline", margin=0.005, alpha=0.05):
         diffs[m] = d
     tested = {m: d for m, d in diffs.items() if d.size >= 3}
     se = {m: d.std(ddof=1) / np.sqrt(d.size) for m, d in tested.items()}
-    p = _holm_by_hand({m: 2 * sps.t.sf(abs(d.mean() / se[m]), d.size - 1) for m, d in tested.items()})
+    # the declared rules (stats.RULES): paired t-test below 6 pairs, Wilcoxon signed-rank from 6 (a point that
+    # --until-decided grew); Student-t interval below 10, BCa bootstrap (9,999 resamples, seed 0) from 10
+    p = _holm_by_hand({m: 2 * sps.t.sf(abs(d.mean() / se[m]), d.size - 1) if d.size < 6 else
+                       sps.wilcoxon(d).pvalue for m, d in tested.items()})
     q = _holm_by_hand({m: max(sps.t.sf((d.mean() + margin) / se[m], d.size - 1),
                               sps.t.cdf((d.mean() - margin) / se[m], d.size - 1)) for m, d in tested.items()})
     out = {m: ("untested", None, None, None) for m in diffs if m not in tested}
     for m, d in tested.items():
-        half = sps.t.ppf(0.975, d.size - 1) * se[m]
-        low, high = d.mean() - half, d.mean() + half
+        if d.size < 10:
+            half = sps.t.ppf(0.975, d.size - 1) * se[m]
+            low, high = d.mean() - half, d.mean() + half
+        else:
+            mine = here[here["method"] == m].set_index("repeat")["roc_auc"].reindex(ref.index).to_numpy(float)
+            ci = sps.bootstrap((mine, ref.to_numpy(float)), lambda x, y, axis=-1: np.mean(x - y, axis=axis),
+                               paired=True, vectorized=True, method="BCa", n_resamples=9999,
+                               rng=np.random.default_rng(0)).confidence_interval
+            low, high = ci.low, ci.high
         shown = (low > 0 or high < 0) and p[m] < alpha
         out[m] = ("better" if shown and d.mean() > 0 else "worse" if shown else
                   "equivalent" if q[m] < alpha else "undecided", d.mean(), low, high)

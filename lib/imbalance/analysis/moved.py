@@ -79,7 +79,7 @@ def moved_markdown(before, after, *, checks_before, checks_after, methods, refer
     lines = [f"**What moved since the first {what} study** (`{before.study}`, which ran revision 1 of cb-focal and "
              f"ldam-drw and of crt, beside `{after.study}`, which re-runs its grid with the faithful definitions "
              f"and adds crt-ib; the networks of {', '.join(f'`{m}`' for m in same) or 'no method'} score the same "
-             "in both, to the last digit, at every point and repeat, so what moved comes from the methods "
+             "in both, to the last digit, at every point and repeat the two share, so what moved comes from the methods "
              "redefined; a count of a method that did not change can still move, since Holm's correction runs "
              "over the methods compared at a point, and those that failed before were left out of it):", "",
              f"| | verdict with `{before.study}` | verdict with `{after.study}` | |", "|---|---|---|---|"]
