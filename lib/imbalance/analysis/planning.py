@@ -287,11 +287,10 @@ def read_design(study_dir: str | os.PathLike) -> dict | None:
 
 def design_text(study_dir: str | os.PathLike) -> str | None:
     """The report's sentence naming the stopping design, from outputs/<study>/repeats.json (None if absent)."""
-    path = Path(study_dir) / DESIGN_FILE
-    if not path.is_file():
+    d = read_design(study_dir)
+    if d is None:
         return None
-    d = json.loads(path.read_text(encoding="utf-8"))
-    points = d.get("points", {})
+    points = d["points"]
     grown = {p: v for p, v in points.items() if (v.get("final") or 0) > (v.get("pilot") or 0)}
     return (f"Repeats were added by `imbalance run --until-decided` with an internal pilot design (blinded "
             f"sample-size re-estimation from the pilot's variance only, Wittes & Brittain 1990, Kieser & Friede 2003): "
