@@ -200,13 +200,12 @@ def _loaded(params, args):
 
 def _plan_repeats(params, args) -> int:
     """Print the repeats that would decide each undecided comparison (imbalance.analysis.planning)."""
-    from imbalance.analysis.planning import format_plan, plan_repeats
+    from imbalance.analysis.planning import attempt_repeats, format_plan, plan_repeats
     from imbalance.study.store import point_seconds
     records, _ = _loaded(params, args)
     wall = point_seconds(Path(args.outputs) / params.study / "results.sqlite", params.study)   # measured, batched
-    attempt = {p.point_id: p.repeats for p in expand_grid(params)}       # what each wall time trained
     print(format_plan(plan_repeats(records, margin=params.margins["roc_auc"], point_seconds=wall or None,
-                                   attempt_repeats=attempt), study=params.study))
+                                   attempt_repeats=attempt_repeats(expand_grid(params))), study=params.study))
     return 0
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from imbalance.analysis import findings, moved
+from imbalance.analysis import findings, moved, planning
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "outputs"
@@ -176,7 +176,7 @@ def test_the_added_repeats_line_counts_what_the_recorded_design_added_and_prices
                                                             ignore_index=True))
     design = {"design": "internal pilot", "max_repeats": 10,
               "points": {p: {"pilot": 3, "final": {a: 5, b: 10}.get(p, 3)} for p in r["point_id"].unique()}}
-    line = moved.added_markdown(loaded, design, attempt={p.point_id: p.repeats for p in loaded.grid})
+    line = moved.added_markdown(loaded, design, attempt=planning.attempt_repeats(loaded.grid))
     seconds = _wall("mnist-step-v2")[b] / 3
     assert "2 of 12 points were set to grow, by 9 repeats" in line
     assert re.search(r"Added so far: 3 repeats at 2 points \(ρ [\d,]+, μ [\d.]+ \(3 → 5 of 5\), "

@@ -105,6 +105,23 @@ def test_a_repeat_costs_the_points_wall_time_over_its_repeats_and_post_hoc_recor
     assert planning.repeat_seconds(records, point_seconds={"p": 45.0, "q": None}).to_dict() == {"p": 15.0}
 
 
+def test_a_grown_points_wall_time_is_divided_by_the_repeats_its_params_file_trained_not_its_repeats_now():
+    """--until-decided grows a point to 10 repeats, but its recorded wall time stays its first attempt's
+    (3 repeats, as the params file gives them): 45 s over 3, not over 10."""
+    import pandas as pd
+    from imbalance.study.params import expand_grid, load_params
+    params = load_params(ROOT / "params" / "real" / "mnist-step-v2.yaml")
+    grid = expand_grid(params)
+    attempt = planning.attempt_repeats(grid)
+    assert len(attempt) == 12 and set(attempt.values()) == {3}
+    grown = grid[0].point_id
+    records = pd.DataFrame([dict(point_id=grown, level=None, method="baseline", repeat=r, train_seconds=1.0)
+                            for r in range(10)])
+    assert planning.repeat_seconds(records, point_seconds={grown: 45.0}).to_dict() == {grown: 4.5}
+    assert planning.repeat_seconds(records, point_seconds={grown: 45.0},
+                                   attempt_repeats=attempt).to_dict() == {grown: 15.0}
+
+
 def test_the_time_to_decide_is_the_points_rerun_at_its_final_n_as_the_runner_spends_it():
     """extend_repeats re-trains repeats 0..n0-1 with the new ones: reaching n costs n repeats' time, not n - n0."""
     from imbalance.analysis.frames import load_study

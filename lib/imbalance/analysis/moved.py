@@ -239,7 +239,7 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
     deciding them costs, the repeats `--until-decided` added (`design`: its recorded design,
     `planning.read_design`) or would add, the `running` studies' state, and `gpu_only` (lines)."""
     lines = ["**What this does not settle.**", ""]
-    attempt = {p.point_id: p.repeats for p in primary.grid}       # the repeats each point's wall time trained
+    attempt = planning.attempt_repeats(primary.grid)
     plan = planning.plan_repeats(primary.records, point_seconds=primary.done or None, attempt_repeats=attempt)
     if plan.empty:
         lines.append(f"- `{primary.study}`: no undecided comparison among those the recommendation and the "

@@ -118,6 +118,13 @@ def repeat_seconds(records, *, point_seconds=None, attempt_repeats=None) -> pd.S
     return per.groupby(level=0).mean()
 
 
+def attempt_repeats(grid) -> dict[str, int]:
+    """Point id -> the repeats its params file gives it (`study.params.expand_grid`): what the wall time
+    `store.point_seconds` reads trained, also after `--until-decided` has grown the point (the attempt_repeats
+    of `repeat_seconds` and `plan_repeats`)."""
+    return {p.point_id: p.repeats for p in grid}
+
+
 def rerun_seconds(final_n: float, per_repeat: float) -> float:
     """What growing a point to `final_n` repeats costs: `runner.extend_repeats` re-runs its notebook with
     all of them (repeats 0..n0-1 again, checked equal to the stored networks), so final_n repeats' time,
