@@ -371,14 +371,13 @@ def findings_markdown(studies: list[Loaded], *, earlier: list[Loaded], upcoming:
 
 def _repeats(studies: list[Loaded]) -> str:
     """How many repeats the studies' points have: one number, or the range with where repeats were added."""
-    counts = pd.Series([n for s in studies if not s.records.empty
-                        for n in s.records.groupby("point_id")["repeat"].nunique()], dtype=int)
+    per_study = {s.study: s.records.groupby("point_id")["repeat"].nunique() for s in studies if not s.records.empty}
+    counts = pd.concat(per_study.values()) if per_study else pd.Series(dtype=int)
     if counts.empty:
         return "no point done yet"
     if counts.min() == counts.max():
         return f"{counts.min()} repeats per point"
-    grown = [f"{s.study} {int((g > counts.min()).sum())}" for s in studies if not s.records.empty
-             for g in [s.records.groupby("point_id")["repeat"].nunique()] if (g > counts.min()).any()]
+    grown = [f"{name} {int((g > counts.min()).sum())}" for name, g in per_study.items() if (g > counts.min()).any()]
     return (f"{counts.min()} repeats per point, up to {counts.max()} at the points where `--until-decided` added "
             f"them ({', '.join(grown)} points)")
 
@@ -465,14 +464,18 @@ def point_by_point(records: pd.DataFrame, *, metric: str = "roc_auc") -> pd.Data
     return sentences.sort_values(["rho", "mu"], kind="stable").reset_index(drop=True)
 
 
+def _progress(study: Loaded) -> str:
+    """How far a study got, as its blocks' headings say it: nothing once complete."""
+    return "" if complete(study) else f"{len(study.done)} of {len(study.grid)} points so far, "
+
+
 def _running_successor(study: Loaded, upcoming: list[Loaded], title: str, *, as_for: Loaded) -> list[str]:
     """The plain-words block of `study`'s successor (SUCCESSORS) while it is still running and has points:
     what it answers so far, said as partial; nothing once it is complete (it then takes the slot) or before."""
     nxt = next((u for u in upcoming if u.spec.params == SUCCESSORS.get(study.spec.params)), None)
     if nxt is None or complete(nxt) or nxt.records.empty:
         return []
-    return ["", *_point_by_point(nxt, title, as_for=as_for,
-                                 state=f"{len(nxt.done)} of {len(nxt.grid)} points so far, the rest still running; ")]
+    return ["", *_point_by_point(nxt, title, as_for=as_for, state=_progress(nxt) + "the rest still running; ")]
 
 
 def _long_tailed(study: Loaded, *, as_for: Loaded) -> list[str]:
@@ -480,7 +483,7 @@ def _long_tailed(study: Loaded, *, as_for: Loaded) -> list[str]:
     reports), and its recommendation; nothing before it has run (the published block then says so)."""
     if study.records.empty:
         return []
-    state = "" if complete(study) else f"{len(study.done)} of {len(study.grid)} points so far, "
+    state = _progress(study)
     return [*_point_by_point(study, "**Point by point on CIFAR-10-LT, in plain words**", as_for=as_for, state=state),
             "", *_point_by_point(study, "**The same on balanced accuracy**", as_for=as_for, metric="balanced_accuracy",
                                  state=state),
