@@ -279,7 +279,7 @@ def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
     other = winners[~winners.index.isin(holds.index)]
     def against(r):
         return "shown worse" if REFERENCE in r.worse else "undecided" if REFERENCE in r.undecided else "untested"
-    text = (f"oversampling (`ros`) at {len(holds)} of {len(winners)} points, where it is the winner or equivalent "
+    text = (f"oversampling (`ros`) at {len(holds)} of {len(winners)} point{'s' if len(winners) != 1 else ''}, where it is the winner or equivalent "
             "to it"
             + (f"; elsewhere the winner: " + "; ".join(f"`{r.winner}` at {where(other.loc[[i]])} (ros {against(r)})"
                                                       for i, r in other.iterrows()) if len(other) else "")
