@@ -296,7 +296,7 @@ def added_markdown(primary, design: dict, *, attempt: dict) -> str:
     where, and what is still to run with its time at the points' measured wall time per repeat."""
     have = primary.records.groupby("point_id")["repeat"].nunique()
     table = primary.records.drop_duplicates("point_id")[["point_id", "rho", "mu"]]
-    grow = {p: v for p, v in design["points"].items() if v["final"] > v["pilot"]}
+    grow = planning.grown_points(design)
     done = {p: int(have.get(p, 0)) - v["pilot"] for p, v in grow.items() if have.get(p, 0) > v["pilot"]}
     left = {p: v["final"] - int(have.get(p, 0)) for p, v in grow.items() if v["final"] > have.get(p, 0)}
     per_repeat = planning.repeat_seconds(primary.records, point_seconds=primary.done or None, attempt_repeats=attempt)

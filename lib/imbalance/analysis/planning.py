@@ -292,13 +292,18 @@ def read_design(study_dir: str | os.PathLike) -> dict | None:
     return d
 
 
+def grown_points(design: dict) -> dict:
+    """Point id -> {pilot, final} for the points a design (`read_design`, validated) sets to grow."""
+    return {p: v for p, v in design["points"].items() if v["final"] > v["pilot"]}
+
+
 def design_text(study_dir: str | os.PathLike) -> str | None:
     """The report's sentence naming the stopping design, from outputs/<study>/repeats.json (None if absent)."""
     d = read_design(study_dir)
     if d is None:
         return None
     points = d["points"]
-    grown = {p: v for p, v in points.items() if (v.get("final") or 0) > (v.get("pilot") or 0)}
+    grown = grown_points(d)
     return (f"Repeats were added by `imbalance run --until-decided` with an internal pilot design (blinded "
             f"sample-size re-estimation from the pilot's variance only, Wittes & Brittain 1990, Kieser & Friede 2003): "
             f"each point's final n is the number that shows equivalence within ±{d['margin']:g} of {d['metric']} with "
