@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             with Store(db, mode="read") as store:   # quick_check and digests: a damaged database stops here
                 store.verify(params.study)
             others = [load_params(path).study for path in args.others]
-            html = write_report(params.study, args.outputs, kernel_name=args.kernel, with_studies=others)
+            html = write_report(params.study, args.outputs, kernel_name=args.kernel, with_studies=others,
+                                grid_points=len(expand_grid(params)))
             print(f"figures in {html.parent / 'figures'}; report: {html}")
             return 0
         if args.command == "conclusions":

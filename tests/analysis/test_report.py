@@ -283,3 +283,40 @@ def test_a_long_tailed_study_is_answered_on_balanced_accuracy_beside_roc_auc(tmp
     assert "exponential imbalance: balanced accuracy</h3>" in html_lt
     assert "the measure the long-tail literature reports" in html_lt
     assert "the measure the long-tail literature reports" not in html_step
+
+
+def test_run_table_counts_done_grid_points_against_the_grid(tmp_path):
+    """The database stores done points only: given the grid's size, the table says how many of it are done."""
+    from imbalance.study.store import Store
+    make_database(tmp_path, "part", kinds=("step",))
+    with Store(tmp_path / "part" / "results.sqlite") as store:
+        records = frames.records_frame(store.records_frame("part"))
+        seconds = report.point_seconds(store, "part")
+    done = records["point_id"].nunique()
+    assert done == len(seconds) > 1
+
+    def grid_row(**kw):
+        table = report.run_table(records, {}, seconds, **kw)
+        return table.loc[table[""] == "grid points", "this study"].item()
+    assert grid_row() == grid_row(grid_points=done) == f"{done}"
+    assert grid_row(grid_points=done + 2) == f"{done} done of {done + 2}"
+
+
+def test_progress_sentence_names_the_points_done_and_left_or_nothing_when_complete():
+    assert report.progress_text(4, 4) is None and report.progress_text(4, None) is None
+    assert report.progress_text(1, 2) == (
+        "This study is not complete: 1 of 2 grid points are done. Every table, verdict and figure below reads the "
+        "done points only; `imbalance run` resumes the point left, and `imbalance report` rebuilds this report then.")
+    assert "resumes the points left" in report.progress_text(3, 6)
+
+
+@pytest.mark.slow
+def test_report_of_a_study_not_complete_says_so_before_what_was_run_table(two):
+    outputs, _, html = two
+    assert "not complete" not in html          # built without the grid's size: nothing claimed
+    doc = parse(report.study_report("two", outputs, save_figures=False, grid_points=99).html())
+    text = " ".join(doc.text)
+    assert doc.sections[0] == "What was run"
+    done = frames.load_study("two", outputs)[0]["point_id"].nunique()
+    said = text.index(f"This study is not complete: {done} of 99 grid points are done.")
+    assert said < text.index(f"{done} done of 99")

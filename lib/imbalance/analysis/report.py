@@ -220,8 +220,21 @@ def selection_text(selection: str, base_lrs=None) -> str:
     return text + (f"; base learning rates kept: {', '.join(format_value(v) for v in kept)}" if kept else "")
 
 
-def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.DataFrame:
-    """What was run, as (item, value) rows, from the records and the study's stored settings."""
+def progress_text(done: int, grid_points: int | None) -> str | None:
+    """The sentence that says a study is not complete ('1 of 2 grid points are done; ...'), None when it
+    is (or when the grid's size is not known: the database stores the done points, not the grid)."""
+    if grid_points is None or done >= grid_points:
+        return None
+    return (f"This study is not complete: {done} of {grid_points} grid points are done. Every table, verdict and "
+            f"figure below reads the done points only; `imbalance run` resumes the "
+            f"{'point' if grid_points - done == 1 else 'points'} left, and `imbalance report` rebuilds this report then.")
+
+
+def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict, *,
+              grid_points: int | None = None) -> pd.DataFrame:
+    """What was run, as (item, value) rows, from the records and the study's stored settings.
+    `grid_points`: the size of the study's grid (its params), when known: a study that is not complete
+    then says how many of its points are done."""
     trained = records[~records["method"].map(_post_hoc)]             # a post-hoc row reuses its base network
     grid = tables.grid_table(records)
 
@@ -257,7 +270,8 @@ def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict) -> pd.
         ("test set", text_values("test_prior") if "test_prior" in records else "—"),
         ("grid: ρ", values("rho")), ("grid: μ", values("mu")),
         ("graded sampling levels", values("level")),
-        ("grid points", f"{len(grid)}"),
+        ("grid points", f"{len(grid)}" if grid_points is None or grid_points <= len(grid) else
+         f"{len(grid)} done of {grid_points}"),
         ("examples per majority class n_max", format_value(settings.get("n_max")) if settings.get("n_max") else "—"),
         ("minority classes chosen", settings.get("minority") or "—"),
         ("methods", ", ".join(frames.methods_present(records))),
@@ -320,12 +334,13 @@ def _margins(s: ReportSettings) -> dict:
 
 def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None = None,
                  settings: ReportSettings = SETTINGS, figures_dir: str | os.PathLike | None = None,
-                 others: dict | None = None, design: str | None = None) -> Report:
+                 others: dict | None = None, design: str | None = None, progress: str | None = None) -> Report:
     """The report of `records` (and `curves`) as a `Report`; figures are saved under `figures_dir`
     when given.  `run` is the 'what was run' table (`run_table`), if known.  `others`: {study:
     records} of companion studies, which the conclusions that compare datasets, imbalance types
     or graded levels read with this one (as `imbalance conclusions --with`).  `design`: the
-    sentence naming how repeats were added (`planning.design_text`), if they were."""
+    sentence naming how repeats were added (`planning.design_text`), if they were.  `progress`: the
+    sentence saying the study is not complete (`progress_text`), if it is not."""
     records = frames.records_frame(records)
     curves = frames.curves_frame(curves)
     b = _Builder(study, records, curves, settings=settings,
@@ -336,6 +351,8 @@ def build_report(study: str, records, curves=None, *, run: pd.DataFrame | None =
         report.missing.append(f"every section: the study has no records; run {plots.RUN['any']}")
         return report
     top = Section("What was run")
+    if progress:
+        top.add(paragraph(progress))
     if run is not None:
         top.add(table_html(run))
     rules = stats.RULES
@@ -777,10 +794,12 @@ def _confusion(b: _Builder, section: Section, of: pd.DataFrame, dataset: str) ->
 
 
 def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
-                 save_figures: bool = True, with_studies=()) -> Report:
+                 save_figures: bool = True, with_studies=(), grid_points: int | None = None) -> Report:
     """The `Report` of outputs/<study>/results.sqlite; its figures saved as PNG + SVG under
     outputs/<study>/figures/ if `save_figures`.  `with_studies`: companion studies under the same
-    outputs folder for the cross-study conclusions.  A missing database is a FileNotFoundError."""
+    outputs folder for the cross-study conclusions.  `grid_points`: the size of the study's grid
+    (its params), for a report that says how far a study that is not complete got.  A missing
+    database is a FileNotFoundError."""
     study_dir = Path(outputs_dir) / study
     db = study_dir / "results.sqlite"
     for name in [study, *with_studies]:
@@ -796,14 +815,15 @@ def study_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, sett
         records = frames.records_frame(store.records_frame(study))
         curves = frames.curves_frame(store.curves_frame(study))
         stored = study_settings(store, study)
-        run = run_table(records, stored, point_seconds(store, study)) if not records.empty else None
+        seconds = point_seconds(store, study)
+        run = run_table(records, stored, seconds, grid_points=grid_points) if not records.empty else None
     if settings.margins is None and stored.get("equivalence_margin"):
         from dataclasses import replace
         settings = replace(settings, margins=stored["equivalence_margin"])
     from imbalance.analysis.planning import design_text
     return build_report(study, records, curves, run=run, settings=settings,
                         figures_dir=study_dir / "figures" if save_figures else None, others=others,
-                        design=design_text(study_dir))
+                        design=design_text(study_dir), progress=progress_text(len(seconds), grid_points))
 
 
 def show_report(study: str, outputs_dir: str | os.PathLike = "outputs", *,
@@ -813,12 +833,13 @@ def show_report(study: str, outputs_dir: str | os.PathLike = "outputs", *,
 
 
 def write_report(study: str, outputs_dir: str | os.PathLike = "outputs", *, settings: ReportSettings = SETTINGS,
-                 kernel_name: str | None = None, with_studies=()) -> Path:
+                 kernel_name: str | None = None, with_studies=(), grid_points: int | None = None) -> Path:
     """Build outputs/<study>/report.html (figures embedded) and save its figures as PNG + SVG under
     outputs/<study>/figures/, from outputs/<study>/results.sqlite.  Returns the HTML's path.
 
-    kernel_name: unused (the report runs no notebook); accepted so `imbalance report --kernel` works."""
-    report = study_report(study, outputs_dir, settings=settings, with_studies=with_studies)
+    kernel_name: unused (the report runs no notebook); accepted so `imbalance report --kernel` works.
+    grid_points: the size of the study's grid, as `study_report`."""
+    report = study_report(study, outputs_dir, settings=settings, with_studies=with_studies, grid_points=grid_points)
     path = Path(outputs_dir) / study / "report.html"
     path.write_text(report.html(), encoding="utf-8")
     return path
