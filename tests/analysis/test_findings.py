@@ -207,6 +207,13 @@ def test_an_unfinished_study_states_its_points_and_the_time_still_needed(tmp_pat
     text = findings.index_markdown(findings.load(), upcoming=[running, fresh], outputs_dir=tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| `fashion-step-v2`"))
     assert "| 3 of 5 |" in row and "about 30 min (2 points)" in row and "4 records" in row
+    assert "| not built yet |" in row                  # no report of its done points yet: none linked
+    (tmp_path / "fashion-step-v2").mkdir()
+    (tmp_path / "fashion-step-v2" / "report.html").write_text("<!DOCTYPE html>")
+    row = next(line for line in findings.index_markdown(findings.load(), upcoming=[running, fresh],
+                                                        outputs_dir=tmp_path).splitlines()
+               if line.startswith("| `fashion-step-v2`"))
+    assert "| [report.html](fashion-step-v2/report.html) |" in row
     row = next(line for line in text.splitlines() if line.startswith("| `cifar10-lt`"))
     assert "| 0 of 2 |" in row and "not started" in row and "`imbalance run --dry-run` estimates it" in row
     from imbalance.study import estimates          # a recorded dry run gives the time still needed

@@ -306,7 +306,7 @@ def test_progress_sentence_names_the_points_done_and_left_or_nothing_when_comple
     assert report.progress_text(4, 4) is None and report.progress_text(4, None) is None
     assert report.progress_text(1, 2) == (
         "This study is not complete: 1 of 2 grid points are done. Every table, verdict and figure below reads the "
-        "done points only; `imbalance run` resumes the point left, and `imbalance report` rebuilds this report then.")
+        "done points only; the runner resumes the point left, and this report is rebuilt then.")
     assert "resumes the points left" in report.progress_text(3, 6)
 
 

@@ -172,7 +172,7 @@ def report_command(study: Loaded, studies: list[Loaded]) -> str:
 
 def _report_link(study: Loaded, outputs_dir) -> str:
     return f"[report.html]({study.study}/report.html)" if (Path(outputs_dir) / study.study / "report.html").is_file() \
-        else "when complete"
+        else "not built yet"
 
 
 def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming: list[Loaded] = (),
@@ -181,8 +181,8 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
     lines = ["# The committed studies", "",
              "Generated from the databases by `python -m imbalance.analysis.findings --write`; do not edit by hand.",
              "Each folder holds `results.sqlite`, `records/` (a copy of every finished point, from which "
-             "`imbalance rebuild` recreates the database), the executed point notebooks and, once the study "
-             "is complete, `report.html`.", "",
+             "`imbalance rebuild` recreates the database), the executed point notebooks and `report.html` (for "
+             "a study in progress, a report of its done points that says so).", "",
              "| study | what | tests | grid points done | networks | wall time of its points | device | report | "
              "reproduce |",
              "|---|---|---|---|---|---|---|---|---|",
@@ -203,8 +203,9 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
         lines += ["", "**In progress (issue 28).** Each is committed point by point as its points finish; the "
                   "time still needed is the median wall time of its finished points times the points left, on "
                   "the machine that ran them (a rough figure: points differ in size).", "",
-                  "| study | what | answers | grid points done | networks | time still needed | reproduce |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| study | what | answers | grid points done | networks | time still needed | report so far | "
+                  "reproduce |",
+                  "|---|---|---|---|---|---|---|---|"]
         estimated = estimates.read(outputs_dir)
         for s in upcoming:
             seconds = sorted(v for v in s.done.values() if v)
@@ -220,7 +221,7 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
                       if dry and dry["seconds"] is not None and dry["points"] == left else
                       f"not started ({points}; `imbalance run --dry-run` estimates it)")
             lines.append(f"| `{s.study}` | {s.spec.what} | {s.spec.tests} | {len(s.done)} of {len(s.grid)} | "
-                         f"{len(s.records):,} records | {needed} | "
+                         f"{len(s.records):,} records | {needed} | {_report_link(s, outputs_dir)} | "
                          f"`IMBALANCE_DATA=../shared/data imbalance run {s.spec.params}` |")
     lines += ["", "A real study's report reads the other real studies too, for the conclusions that compare "
               f"studies: `{report_command(studies[0], studies)}` (and likewise for each)."]

@@ -226,8 +226,8 @@ def progress_text(done: int, grid_points: int | None) -> str | None:
     if grid_points is None or done >= grid_points:
         return None
     return (f"This study is not complete: {done} of {grid_points} grid points are done. Every table, verdict and "
-            f"figure below reads the done points only; `imbalance run` resumes the "
-            f"{'point' if grid_points - done == 1 else 'points'} left, and `imbalance report` rebuilds this report then.")
+            f"figure below reads the done points only; the runner resumes the "
+            f"{'point' if grid_points - done == 1 else 'points'} left, and this report is rebuilt then.")
 
 
 def run_table(records: pd.DataFrame, settings: dict, point_seconds: dict, *,
