@@ -213,6 +213,7 @@ def _plan_repeats(params, args) -> int:
 def _until_decided(params, args) -> None:
     """The internal pilot: final n per point from the pilot's (blinded) variance, recorded first, trained once,
     then stop.  An interrupted run resumes toward the recorded final n (the design is never re-estimated)."""
+    from imbalance.analysis.frames import counted
     from imbalance.analysis.planning import DESIGN_FILE, internal_pilot_targets, read_design, write_design
     from imbalance.study.runner import extend_repeats
     study_dir = Path(args.outputs) / params.study
@@ -230,7 +231,7 @@ def _until_decided(params, args) -> None:
             print(f"until decided: the internal pilot already set each point's final n ({study_dir / DESIGN_FILE}) "
                   "and every point has it; nothing to add")
             return
-        print(f"until decided: resuming the recorded design ({study_dir / DESIGN_FILE}): {len(left)} points still "
+        print(f"until decided: resuming the recorded design ({study_dir / DESIGN_FILE}): {counted(len(left), 'point')} still "
               "short of their final n")
     else:
         if args.dry_run and not (study_dir / "results.sqlite").is_file():

@@ -181,4 +181,4 @@ def test_the_added_repeats_line_counts_what_the_recorded_design_added_and_prices
     assert "2 of 12 points were set to grow, by 9 repeats" in line
     assert re.search(r"Added so far: 3 repeats at 2 points \(ρ [\d,]+, μ [\d.]+ \(3 → 5 of 5\), "
                      r"ρ [\d,]+, μ [\d.]+ \(3 → 4 of 10\)\)", line), line
-    assert f"Still to run: 6 repeats at 1 points, about {10 * seconds / 60:.0f} min here" in line   # all 10 re-run
+    assert f"Still to run: 6 repeats at 1 point, about {10 * seconds / 60:.0f} min here" in line   # all 10 re-run

@@ -41,4 +41,4 @@ def test_points_missing_a_method_are_left_out_and_counted():
     records = records[~((records["method"] == "rus") & (records["point_id"] == "p2"))]
     r = ranking.rank_methods(records)
     assert (r.n_points, r.n_left_out) == (2, 1)
-    assert "1 points left out" in ranking.ranking_text(r)
+    assert "; 1 point left out (a method has no mean there)" in ranking.ranking_text(r)

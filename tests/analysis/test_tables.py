@@ -193,3 +193,9 @@ def test_paired_table_view_signs_differences_and_names_the_test():
     assert "95% Student t interval" in caption and "paired t-test's own interval" in caption
     html = tables.html_table(view, caption=caption)
     assert html.index("<caption") < html.index("<thead>") and not re.search(r"\b(nan|none)\b", html, re.I)
+
+
+def test_a_count_takes_the_number_of_its_noun():
+    assert [frames.counted(n, "point") for n in (0, 1, 2, 1200)] == ["0 points", "1 point", "2 points", "1,200 points"]
+    assert frames.counted(1, "more repeat", "more repeats") == "1 more repeat"
+    assert frames.counted(3, "analysis", "analyses") == "3 analyses"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from imbalance.analysis import answers, conclusions, moved, planning, published, stats
-from imbalance.analysis.frames import format_value, load_study, methods_present
+from imbalance.analysis.frames import counted, format_value, load_study, methods_present
 from imbalance.schema import METRIC_LABELS
 from imbalance.study import estimates
 from imbalance.study.params import expand_grid, load_params
@@ -211,7 +211,7 @@ def index_markdown(studies: list[Loaded], outputs_dir=ROOT / "outputs", upcoming
             seconds = sorted(v for v in s.done.values() if v)
             left = len(s.grid) - len(s.done)
             dry = estimated.get(s.study)
-            points = f"{left} point{'s' if left != 1 else ''}"
+            points = counted(left, "point")
             calibrated = (f"; its dry run estimated {moved.hours_text(dry['seconds'] / dry['points'])} a point"
                           if dry and dry["seconds"] is not None and dry["points"] else "")
             needed = ("none" if not left else
@@ -280,7 +280,7 @@ def _recommendation(records: pd.DataFrame, winners: pd.DataFrame) -> str:
     other = winners[~winners.index.isin(holds.index)]
     def against(r):
         return "shown worse" if REFERENCE in r.worse else "undecided" if REFERENCE in r.undecided else "untested"
-    text = (f"oversampling (`ros`) at {len(holds)} of {len(winners)} point{'s' if len(winners) != 1 else ''}, where it is the winner or equivalent "
+    text = (f"oversampling (`ros`) at {len(holds)} of {counted(len(winners), 'point')}, where it is the winner or equivalent "
             "to it"
             + (f"; elsewhere the winner: " + "; ".join(f"`{r.winner}` at {where(other.loc[[i]])} (ros {against(r)})"
                                                       for i, r in other.iterrows()) if len(other) else "")

@@ -104,6 +104,11 @@ def compared_methods(methods, metric: str) -> list[str]:
     return [m for m, same in zip(methods, repeats_its_base(methods, metric)) if not same]
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 point', '3 points', '1,200 repeats': a count with its noun in the number it takes."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def format_value(x) -> str:
     """10.0 -> '10', 0.5 -> '0.5' (for titles and labels)."""
     if x is None or (isinstance(x, float) and math.isnan(x)):

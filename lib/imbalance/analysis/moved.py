@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from imbalance.analysis import answers, planning, stats
-from imbalance.analysis.frames import format_value, methods_present
+from imbalance.analysis.frames import counted, format_value, methods_present
 from imbalance.study.params import margin_for
 
 METRIC = "roc_auc"
@@ -107,7 +107,7 @@ def moved_markdown(before, after, *, checks_before, checks_after, methods, refer
             changed.append(f"{_where(r.rho, r.mu)}: `{was}` → `{r.winner}`")
             already += bool(len(o)) and r.winner in o.iloc[0]["equivalent"]
     lines.append(f"- The winner (highest mean ROC AUC among the trained methods) changed at {len(changed)} of "
-                 f"{len(w_new)} points" + (": " + "; ".join(changed) + f". At {already} of these the new winner "
+                 f"{counted(len(w_new), 'point')}" + (": " + "; ".join(changed) + f". At {already} of these the new winner "
                                            "was already shown equivalent to the old one" if changed else "")
                  + ". A winner is a point estimate: the table below says which methods are shown equivalent to it.")
     return lines
@@ -255,7 +255,7 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
             f"a median of {int(finite['needed'].median())} repeats (from {int(finite['needed'].min())} to "
             f"{int(finite['needed'].max())}"
             + (f"; {len(plan) - len(finite)} can never be decided by more repeats alone" if len(plan) > len(finite)
-               else "") + f"): {int(by_point['add'].sum())} more repeats over {len(by_point)} points, about "
+               else "") + f"): {int(by_point['add'].sum())} more repeats over {counted(len(by_point), 'point')}, about "
             f"{hours_text(by_point['seconds'].sum())} on the 2-core CPU, each point re-trained at its largest n at its "
             "measured wall time per repeat.")
         best = dict(zip(*winners(primary.records)[["point_id", "winner"]].to_numpy().T)) if len(plan) else {}
@@ -265,8 +265,8 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
         if len(open_):
             worst = open_.groupby("point_id").agg(add=("add", "max"), seconds=("seconds", "max"))
             lines.append(f"- The recommendation's own open question, `{recommended}` against the point's winner, is "
-                         f"undecided at {len(worst)} points; deciding it there needs {int(worst['add'].sum())} more "
-                         f"repeats, about {hours_text(worst['seconds'].sum())} here (at most "
+                         f"undecided at {counted(len(worst), 'point')}; deciding it there needs "
+                         f"{counted(int(worst['add'].sum()), 'more repeat', 'more repeats')}, about {hours_text(worst['seconds'].sum())} here (at most "
                          f"{int(open_['needed'].max())} repeats at a point).")
     if design is None and not plan.empty:
         targets = planning.internal_pilot_targets(primary.records, max_repeats=PILOT_CAP)
@@ -277,7 +277,7 @@ def unsettled_markdown(primary, running, *, gpu_only: list[str], recommended: st
         seconds = sum(planning.rerun_seconds(targets[p], float(per_repeat.get(p, math.nan))) for p in add)
         lines.append(f"- The stopping design (`imbalance run params/real/{primary.study}.yaml --until-decided "
                      f"--max-repeats {PILOT_CAP}`, an internal pilot) would add {sum(add.values())} repeats over "
-                     f"{len(add)} points, about {hours_text(seconds)} here (a point re-trains its stored repeats with the new "
+                     f"{counted(len(add), 'point')}, about {hours_text(seconds)} here (a point re-trains its stored repeats with the new "
                      "ones, to check they are the same networks); it fixes each point's final n from the "
                      "pilot's blinded spread, so it does not promise to decide every comparison.")
     elif design is not None:
@@ -308,9 +308,9 @@ def added_markdown(primary, design: dict, *, attempt: dict) -> str:
             f"{design['max_repeats']}`, an internal pilot: each point's final n fixed once from the pilot's blinded "
             f"spread, so it does not promise to decide every comparison): {len(grow)} of {len(design['points'])} "
             f"points were set to grow, by {sum(v['final'] - v['pilot'] for v in grow.values())} repeats. "
-            + (f"Added so far: {sum(done.values())} repeats at {len(done)} points ({where(done)}). " if done else
+            + (f"Added so far: {counted(sum(done.values()), 'repeat')} at {counted(len(done), 'point')} ({where(done)}). " if done else
                "None added yet. ")
-            + (f"Still to run: {sum(left.values())} repeats at {len(left)} points, about {hours_text(seconds)} here "
+            + (f"Still to run: {counted(sum(left.values()), 'repeat')} at {counted(len(left), 'point')}, about {hours_text(seconds)} here "
                "(a point re-trains its stored repeats with the new ones, to check they are the same networks); the "
                "verdicts above read the repeats committed so far." if left else "Every point has its final n."))
 

@@ -41,7 +41,7 @@ from scipy import stats as st
 
 from imbalance.analysis import stats
 from imbalance.analysis.answers import is_posthoc
-from imbalance.analysis.frames import records_frame, repeats_its_base
+from imbalance.analysis.frames import counted, records_frame, repeats_its_base
 from imbalance.study.params import margin_for
 
 POWER = 0.8
@@ -206,7 +206,7 @@ def format_plan(plan: pd.DataFrame, *, study: str, max_rows: int = 60) -> str:
     if len(plan) > max_rows:
         lines.append(f"  ... and {len(plan) - max_rows} more")
     by_point = plan[np.isfinite(plan["add"])].groupby("point_id").agg(add=("add", "max"), seconds=("seconds", "max"))
-    lines.append(f"to decide them all: {int(by_point['add'].sum())} more repeats over {len(by_point)} points, "
+    lines.append(f"to decide them all: {int(by_point['add'].sum())} more repeats over {counted(len(by_point), 'point')}, "
                  f"~{_duration(float(by_point['seconds'].sum()))} of training (from the records' train_seconds)")
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats as st
 
 from imbalance.analysis.answers import is_posthoc
-from imbalance.analysis.frames import methods_present
+from imbalance.analysis.frames import counted, methods_present
 from imbalance.analysis.stats import ALPHA, _frame
 
 POST_HOC = "nemenyi"
@@ -128,6 +128,6 @@ def ranking_text(ranking: Ranking) -> str:
         return f"no ranking of {ranking.metric}: fewer than two methods with a mean at some point"
     test = (f"Friedman chi-square {ranking.statistic:.2f}, p = {ranking.p_value:.3g}"
             if not math.isnan(ranking.statistic) else "no Friedman test (needs 3 methods and 2 points)")
-    left = f"; {ranking.n_left_out} points left out (a method has no mean there)" if ranking.n_left_out else ""
+    left = f"; {counted(ranking.n_left_out, 'point')} left out (a method has no mean there)" if ranking.n_left_out else ""
     return (f"{len(ranking.average_ranks)} methods over {ranking.n_points} grid points; {test}; Nemenyi critical "
             f"difference {ranking.critical_difference:.2f} ranks at alpha = {ranking.alpha:g}{left}")
