@@ -74,10 +74,15 @@ def test_lengthening_pairs_each_network_with_itself_as_scipy_does():
         lo = np.array([x["roc_auc"] for x in rows_long if x["method"] == method])
         d = lo - s
         half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
-        assert table.loc[method, "difference"] == pytest.approx(d.mean(), abs=1e-12)
+        assert table.loc[method, "mean_difference"] == pytest.approx(d.mean(), abs=1e-12)
         assert table.loc[method, "ci_low"] == pytest.approx(d.mean() - half, abs=1e-12)
         p[method] = sps.ttest_rel(lo, s).pvalue
-        assert table.loc[method, "p"] == pytest.approx(p[method], rel=1e-9)
+        assert table.loc[method, "p_value"] == pytest.approx(p[method], rel=1e-9)
+    ordered = sorted(p, key=p.get)                               # Holm by hand: m = 3 tests at the point
+    running = 0.0
+    for rank, method in enumerate(ordered):
+        running = max(running, min(1.0, (3 - rank) * p[method]))
+        assert table.loc[method, "p_holm"] == pytest.approx(running, rel=1e-9)
     assert table.loc["baseline", "verdict"] == "better"          # Holm: 3 x its p is still tiny
 
 

@@ -116,30 +116,28 @@ def moved_markdown(before, after, *, checks_before, checks_after, methods, refer
 def length_table(short: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
     """Per (point, trained method) at the points both studies finished: mean ROC AUC at each length and the
     paired difference long - short over repeats (`stats.compare_paired`: the same subset, seed and initial
-    weights at both lengths), Holm-corrected per point over the methods, with its verdict (TOST at the margin)."""
+    weights at both lengths), Holm-corrected per point over the methods, with its verdict (TOST at the margin),
+    by the rule of every other comparison (`stats.decide_point`)."""
     keys = ["point_id", "rho", "mu", "method", "repeat"]
     a = _plain(short)[keys + [METRIC]]
     b = _plain(long)[keys + [METRIC]]
     both = a.merge(b, on=keys, suffixes=("_short", "_long"))
     both = both[~both["method"].map(answers.is_posthoc)]
     rows = []
-    for (point, rho, mu, method), g in both.groupby(["point_id", "rho", "mu", "method"], sort=False):
-        c = stats.compare_paired(g[f"{METRIC}_long"], g[f"{METRIC}_short"])
-        e = stats.tost(c.mean_difference, c.se, c.df, margin=margin_for(METRIC))
-        rows.append(dict(point_id=point, rho=rho, mu=mu, method=method, n=c.n_pairs,
-                         short=g[f"{METRIC}_short"].mean(), long=g[f"{METRIC}_long"].mean(),
-                         difference=c.mean_difference, ci_low=c.ci_low, ci_high=c.ci_high, p=c.p_value,
-                         p_equivalent=e.p_value))
-    frame = pd.DataFrame(rows, columns=["point_id", "rho", "mu", "method", "n", "short", "long", "difference",
-                                        "ci_low", "ci_high", "p", "p_equivalent"])
-    if frame.empty:
-        return frame.assign(verdict=[])
-    verdicts = []
-    for _, g in frame.groupby("point_id", sort=False):
-        p, q = stats.holm(g["p"].fillna(1.0)), stats.holm(g["p_equivalent"].fillna(1.0))
-        verdicts += [(i, stats.verdict(r.difference, r.ci_low, r.ci_high, pi, qi))
-                     for (i, r), pi, qi in zip(g.iterrows(), p, q)]
-    return frame.assign(verdict=pd.Series(dict(verdicts)))
+    for point, point_frame in both.groupby("point_id", sort=False):
+        point_rows = []
+        for (rho, mu, method), g in point_frame.groupby(["rho", "mu", "method"], sort=False):
+            c = stats.compare_paired(g[f"{METRIC}_long"], g[f"{METRIC}_short"])
+            e = stats.tost(c.mean_difference, c.se, c.df, margin=margin_for(METRIC))
+            point_rows.append(dict(point_id=point, rho=rho, mu=mu, method=method, n=c.n_pairs,
+                                   short=g[f"{METRIC}_short"].mean(), long=g[f"{METRIC}_long"].mean(),
+                                   mean_difference=c.mean_difference, ci_low=c.ci_low, ci_high=c.ci_high,
+                                   p_value=c.p_value, p_equivalent=e.p_value, note=None))
+        stats.decide_point(point_rows, METRIC)
+        rows += point_rows
+    return pd.DataFrame(rows, columns=["point_id", "rho", "mu", "method", "n", "short", "long", "mean_difference",
+                                       "ci_low", "ci_high", "p_value", "p_holm", "p_equivalent",
+                                       "p_equivalent_holm", "verdict"])
 
 
 def _verdicts_against_baseline(records: pd.DataFrame, points) -> dict:
@@ -181,10 +179,10 @@ def length_markdown(short, long) -> list[str]:
                                                                 wl["undecided"] else "shown worse than it"
                                                                 if ws["winner"] in wl["worse"] else "untested against it")
                         + ")")
-                     + "; longer training raises " + (", ".join(f"`{r.method}` {r.difference:+.4f} [{r.ci_low:+.4f}, "
+                     + "; longer training raises " + (", ".join(f"`{r.method}` {r.mean_difference:+.4f} [{r.ci_low:+.4f}, "
                                                                f"{r.ci_high:+.4f}]" for r in gained.itertuples())
                                                      if len(gained) else "no method beyond doubt")
-                     + ("; lowers " + ", ".join(f"`{r.method}` {r.difference:+.4f}" for r in lost.itertuples())
+                     + ("; lowers " + ", ".join(f"`{r.method}` {r.mean_difference:+.4f}" for r in lost.itertuples())
                         if len(lost) else "")
                      + f"; the change is shown within ±{margin_for(METRIC):g} for "
                        f"{int((at['verdict'] == stats.EQUIVALENT).sum())} of {len(at)} methods.")
@@ -195,7 +193,7 @@ def length_markdown(short, long) -> list[str]:
               f"{len(flips)} of {len(v_long)}" + (": " + "; ".join(
                   f"at {_where(*_rho_mu(table, p))}, {a} at 2,000 → {b} at 10,000: " + ", ".join(f"`{m}`" for m in ms)
                   for (p, a, b), ms in groups.items()) if flips else "") + "."]
-    gain = table.groupby("method")["difference"].mean().sort_values(ascending=False)
+    gain = table.groupby("method")["mean_difference"].mean().sort_values(ascending=False)
     lines.append("- Mean gain from the longer training, over these points: " + ", ".join(
         f"`{m}` {d:+.4f}" for m, d in gain.items()) + ".")
     bias = cut_bias(short.records, long.records)

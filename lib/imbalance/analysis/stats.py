@@ -392,6 +392,18 @@ def _dropped_note(n_dropped: int, n_diverged: int) -> str | None:
     return f"{n_dropped} pair{'s' * (n_dropped != 1)} dropped: {why}"
 
 
+def decide_point(rows: list[dict], metric: str, *, alpha: float = ALPHA) -> None:
+    """One grid point's comparisons (dicts with mean_difference, ci_low, ci_high, p_value, p_equivalent,
+    method, note), in place: Holm across them for the difference tests (-> p_holm) and for the TOSTs
+    (-> p_equivalent_holm), then each one's `verdict`.  A comparison without a test (NaN p) is not
+    counted among Holm's tests."""
+    _holm_per_point(rows, metric)
+    _holm_per_point(rows, metric, column="p_equivalent", out="p_equivalent_holm")
+    for row in rows:
+        row["verdict"] = verdict(row["mean_difference"], row["ci_low"], row["ci_high"], row["p_holm"],
+                                 row["p_equivalent_holm"], alpha=alpha)
+
+
 def _holm_per_point(rows: list[dict], metric: str, *, column: str = "p_value", out: str = "p_holm") -> None:
     """Holm across a point's comparisons (`column` -> `out`: the difference tests, or the TOSTs).  On a
     metric thresholding cannot change (ROC AUC) a '-thresh' method is its base method's networks
@@ -458,11 +470,7 @@ def paired_differences(records, *, metric: str = "roc_auc", reference: str = REF
                                "interval_method": c.interval_method, "p_value": c.p_value, "test": c.test,
                                "margin": margin, "eq_low": e.ci_low, "eq_high": e.ci_high,
                                "p_equivalent": e.p_value, "sd": c.se * math.sqrt(c.n_pairs), "note": note})
-        _holm_per_point(point_rows, metric)
-        _holm_per_point(point_rows, metric, column="p_equivalent", out="p_equivalent_holm")
-        for row in point_rows:
-            row["verdict"] = verdict(row["mean_difference"], row["ci_low"], row["ci_high"], row["p_holm"],
-                                     row["p_equivalent_holm"], alpha=alpha)
+        decide_point(point_rows, metric, alpha=alpha)
         rows += point_rows
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
