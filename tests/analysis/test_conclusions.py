@@ -104,6 +104,22 @@ def test_c2_harder_task_drops_more_supported_and_reversed_contradicted():
     assert alone.verdict == "not enough data" and C.FASHION in alone.needs
 
 
+def test_two_studies_of_one_grid_point_are_not_pooled_as_one():
+    """mnist-step-v2 read --with mnist-step-paper-length (or two CIFAR-10 step studies) would count each shared
+    point's networks twice: refused, naming both studies and the point, before any check runs."""
+    v2 = study(hurts(), rhos=(100,), mus=(0.5,), name="mnist-step-v2")
+    longer = study(hurts(), rhos=(100, 1000), mus=(0.5,), name="mnist-step-paper-length", seed=1)
+    message = ("--with: studies 'mnist-step-v2' and 'mnist-step-paper-length' both hold grid point step_rho=100_mu=0.5 "
+               "of mnist (step imbalance); pooled, its networks would count twice: read one of them with the other "
+               "studies, not both")
+    for call in (lambda: C.check_all(v2, others=[longer]), lambda: C.design_gaps(v2, others=[longer])):
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value) == message
+    fashion = study(hurts(), rhos=(100,), mus=(0.5,), dataset="fashion-mnist", name="fashion-step-v2")
+    assert C.check_c2(v2, others=[fashion]).verdict is not None       # another dataset at the same point pools
+
+
 def test_c3_step_drops_more_than_linear_at_equal_rho():
     step = study(hurts(0.03), mus=(0.5,))
     linear = study(hurts(0.005), imbalance="linear", name="linear", seed=1)

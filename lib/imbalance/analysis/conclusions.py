@@ -196,7 +196,22 @@ def _plain_records(records) -> pd.DataFrame:
 
 
 def _pool(records, others) -> pd.DataFrame:
-    return records_frame(pd.concat([records_frame(r) for r in (records, *others)], ignore_index=True))
+    """This study's records with those of the companion studies `others`.  Two studies that both hold a
+    grid point (the same dataset, imbalance and point) are a ValueError: pooled, that point's networks
+    would be counted twice, as if one study had run twice the repeats."""
+    frames = [records_frame(r) for r in (records, *others)]
+    seen: dict[tuple, str] = {}
+    for frame in frames:
+        if frame.empty:
+            continue
+        for key, studies in frame.groupby(["dataset", "imbalance", "point_id"], dropna=False)["study"]:
+            study = ", ".join(sorted(map(str, pd.unique(studies))))
+            if key in seen and seen[key] != study:
+                raise ValueError(f"--with: studies {seen[key]!r} and {study!r} both hold grid point {key[2]} of "
+                                 f"{key[0]} ({key[1]} imbalance); pooled, its networks would count twice: read "
+                                 "one of them with the other studies, not both")
+            seen[key] = study
+    return records_frame(pd.concat(frames, ignore_index=True))
 
 
 def _values(frame, metric="roc_auc") -> np.ndarray:
