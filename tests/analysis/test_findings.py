@@ -267,8 +267,8 @@ def test_a_running_successor_with_points_is_shown_as_partial_beside_the_study_it
     """cifar10-v2 with one point (here cifar10-fast-cpu's first point, relabelled) gives the CIFAR-10 block its
     point-by-point lines, said as 1 of 6 points; with none, or once complete, the block is not there."""
     import dataclasses
-    studies, _, upcoming = findings.load_all()
-    old = studies[findings.NATURAL_SLOT]
+    studies, upcoming = findings.load(), findings.load(specs=findings.NEXT_STUDIES)   # as registered: the
+    old = studies[findings.NATURAL_SLOT]                 # predecessor whatever has completed since
     nxt = next(u for u in upcoming if u.spec.params == findings.SUCCESSORS[old.spec.params])
     first = sorted(old.records["point_id"].unique())[0]
     one = dataclasses.replace(nxt, records=old.records[old.records["point_id"] == first].assign(study=nxt.study),
