@@ -293,3 +293,15 @@ def test_a_long_tailed_recommendation_names_its_points_by_rho_alone():
     text = findings._recommendation(records, findings._point_winners(records))
     assert "elsewhere the winner: `rus` at (ρ 10) (ros shown worse); `rus` at (ρ 100) (ros shown worse)" in text, text
     assert "μ" not in text
+
+
+def test_the_status_line_names_where_repeats_were_added_with_counts_in_their_number():
+    import pandas as pd
+
+    def loaded(name, repeats):      # {point: repeats}
+        rows = [{"point_id": p, "repeat": r} for p, n in repeats.items() for r in range(n)]
+        return findings.Loaded(findings.NEXT_STUDIES[0], name, list(repeats), {}, pd.DataFrame(rows), pd.DataFrame())
+    assert findings._repeats([loaded("a", {"p": 3, "q": 3})]) == "3 repeats per point"
+    text = findings._repeats([loaded("a", {"p": 10, "q": 3}), loaded("b", {"p": 5, "q": 6, "r": 3})])
+    assert text == ("3 repeats per point, up to 10 at the points where `--until-decided` added them "
+                    "(a: 1 point, b: 2 points)")

@@ -378,9 +378,10 @@ def _repeats(studies: list[Loaded]) -> str:
         return "no point done yet"
     if counts.min() == counts.max():
         return f"{counts.min()} repeats per point"
-    grown = [f"{name} {int((g > counts.min()).sum())}" for name, g in per_study.items() if (g > counts.min()).any()]
+    grown = [f"{name}: {counted(int((g > counts.min()).sum()), 'point')}" for name, g in per_study.items()
+             if (g > counts.min()).any()]
     return (f"{counts.min()} repeats per point, up to {counts.max()} at the points where `--until-decided` added "
-            f"them ({', '.join(grown)} points)")
+            f"them ({', '.join(grown)})")
 
 
 def _ranks(study: Loaded) -> list[str]:
